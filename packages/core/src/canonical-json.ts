@@ -1,0 +1,99 @@
+import { QuorateError } from './errors.js'
+
+/**
+ * RFC 8785 (JCS) canonical JSON. Keys sorted by UTF-16 code units, numbers in
+ * ECMAScript shortest form (JSON.stringify gives that for finite numbers), strings
+ * escaped as JSON.stringify does (which matches RFC 8785's rules).
+ */
+export function canonicalize (value: unknown): string {
+  const parts: string[] = []
+  write(value, parts, '$')
+  return parts.join('')
+}
+
+const encoder = new TextEncoder()
+
+export function canonicalBytes (value: unknown): Uint8Array {
+  return encoder.encode(canonicalize(value))
+}
+
+function write (value: unknown, out: string[], path: string): void {
+  if (value === null) { out.push('null'); return }
+  switch (typeof value) {
+    case 'boolean': out.push(value ? 'true' : 'false'); return
+    case 'string': out.push(JSON.stringify(value)); return
+    case 'number':
+      if (!Number.isFinite(value)) throw new QuorateError('CANONICAL_JSON', `${path}: ${value} cannot be written as JSON`)
+      out.push(JSON.stringify(value)); return
+    case 'object': break
+    default:
+      throw new QuorateError('CANONICAL_JSON', `${path}: a ${typeof value} cannot be written as JSON`)
+  }
+  if (Array.isArray(value)) {
+    out.push('[')
+    value.forEach((v, i) => {
+      if (i > 0) out.push(',')
+      write(v, out, `${path}[${i}]`)
+    })
+    out.push(']')
+    return
+  }
+  if (value instanceof Uint8Array) throw new QuorateError('CANONICAL_JSON', `${path}: bytes cannot be written as JSON; encode them first`)
+  const obj = value as Record<string, unknown>
+  // Absent optional fields are omitted, never written as null: drop undefined values.
+  const keys = Object.keys(obj).filter(k => obj[k] !== undefined).sort(compareUtf16)
+  out.push('{')
+  keys.forEach((k, i) => {
+    if (i > 0) out.push(',')
+    out.push(JSON.stringify(k), ':')
+    write(obj[k], out, `${path}.${k}`)
+  })
+  out.push('}')
+}
+
+function compareUtf16 (a: string, b: string): number {
+  // Default JS string comparison is by UTF-16 code units, which is what RFC 8785 asks for.
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/**
+ * Parses JSON text and refuses duplicate object keys (DESIGN.md: a payload with
+ * duplicate keys is malformed, since two parsers could pick different values).
+ */
+export function parseJsonStrict (text: string, what: string): unknown {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new QuorateError('ENVELOPE_MALFORMED', `${what}: not valid JSON (${(err as Error).message})`)
+  }
+  if (hasDuplicateKeys(text)) throw new QuorateError('ENVELOPE_MALFORMED', `${what}: an object has the same key twice`)
+  return value
+}
+
+/** A small scanner over valid JSON text that tracks keys per object level. */
+function hasDuplicateKeys (text: string): boolean {
+  const stack: Array<Set<string> | null> = []
+  let i = 0
+  let expectKey = false
+  while (i < text.length) {
+    const c = text[i]
+    if (c === '"') {
+      let j = i + 1
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1
+      const raw = text.slice(i, j + 1)
+      const top = stack[stack.length - 1]
+      if (top != null && expectKey) {
+        const key = JSON.parse(raw) as string
+        if (top.has(key)) return true
+        top.add(key)
+        expectKey = false
+      }
+      i = j + 1
+      continue
+    }
+    if (c === '{') { stack.push(new Set()); expectKey = true } else if (c === '[') { stack.push(null) } else if (c === '}' || c === ']') { stack.pop() } else if (c === ',') { expectKey = stack[stack.length - 1] != null }
+    i++
+  }
+  return false
+}

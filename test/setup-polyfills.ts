@@ -1,0 +1,1 @@
+import '../packages/network/src/polyfills.js'

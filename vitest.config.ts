@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    setupFiles: ['./test/setup-polyfills.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    pool: 'forks'
+  }
+})
