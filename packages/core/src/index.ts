@@ -1,12 +1,37 @@
 /**
- * @quorate/core: pure formats and rules (canonical JSON, keys, DSSE, statements, policy, quorum).
+ * @quorate/core: pure formats and rules (canonical JSON, keys, DSSE, statements, policy,
+ * quorum). No fs, no network, no clock: time and randomness come in as parameters.
  *
  * @example
- * import { canonicalize } from '@quorate/core'
- * canonicalize({ b: 1, a: [true, null] }) // '{"a":[true,null],"b":1}'
+ * import { parsePolicy, decideQuorum } from '@quorate/core'
+ * const policy = parsePolicy(JSON.parse(policyText), 'policy.json')
+ * const decision = decideQuorum({ policy, repoId: 'hello', commit, envelopes })
+ * decision.status // 'trusted' | 'disputed' | 'pending'
  */
 export { QuorateError, isQuorateError } from './errors.js'
 export type { QuorateErrorCode } from './errors.js'
 export { canonicalize, canonicalBytes, parseJsonStrict } from './canonical-json.js'
+export { sha256Hex, bytesToHex, hexToBytes, isSha256Hex, isCommitSha } from './hash.js'
 export { parseRecipeSpec, DEFAULT_RECIPE_LIMITS } from './recipe.js'
 export type { Recipe, RecipeLimits, RecipeSpec } from './recipe.js'
+export { keyPairFromSeed, keyidOf, signEd25519, verifyEd25519, parsePublicKey, encodeBuilderKeyFile, parseBuilderKeyFile } from './keys.js'
+export type { BuilderKeyPair, BuilderKeyFile } from './keys.js'
+export { preAuthEncoding, envelopeIdOf, signEnvelope, parseEnvelope, verifyEnvelopeSignature, decodeBase64Strict, IN_TOTO_PAYLOAD_TYPE } from './dsse.js'
+export type { Envelope, ParsedEnvelope } from './dsse.js'
+export {
+  STATEMENT_TYPE, PROVENANCE_PREDICATE, FAILURE_PREDICATE, REF_OBSERVATION_PREDICATE, BUILD_TYPE, REPO_ID,
+  isRepoId, recipeDigestOf, resultDigestOf, makeProvenanceStatement, makeFailureStatement, makeRefObservationStatement,
+  statementBytes, parseAttestation
+} from './statement.js'
+export type {
+  LogPosition, Subject, ProvenanceInput, FailureInput, RefObservationInput,
+  Attestation, BuildAttestation, FailureAttestation, RefAttestation
+} from './statement.js'
+export { parsePolicy, policyDigestOf } from './policy.js'
+export type { Policy, PolicyDocument, PolicyBuilder, PolicyKey, PolicyRepository, RepositoryPolicy, KeyInfo, QuorumMode } from './policy.js'
+export { checkEnvelope, MAX_ENVELOPE_BYTES } from './verify.js'
+export type { Verdict, VerifiedAttestation, EnvelopeCheck, CheckOptions } from './verify.js'
+export { decideQuorum, checkEquivocationProof } from './quorum.js'
+export type { Decision, DecisionStatus, DecideInput, ResultSummary, BuilderVote, Equivocation } from './quorum.js'
+export { signStatement } from './sign.js'
+export type { SignedAttestation } from './sign.js'

@@ -1,0 +1,69 @@
+import { parseJsonStrict } from './canonical-json.js'
+import { parseEnvelope, verifyEnvelopeSignature, type Envelope } from './dsse.js'
+import { isQuorateError } from './errors.js'
+import type { KeyInfo, Policy } from './policy.js'
+import { parseAttestation, type Attestation } from './statement.js'
+
+/** Gossip verdicts (DESIGN.md): reject punishes the sender, ignore does not. */
+export type Verdict = 'accept' | 'reject' | 'ignore'
+
+export interface VerifiedAttestation {
+  /** Envelope id: SHA-256 of the PAE bytes. */
+  id: string
+  keyid: string
+  builder: string
+  org: string
+  envelope: Envelope
+  attestation: Attestation
+}
+
+export type EnvelopeCheck =
+  | { verdict: 'accept', verified: VerifiedAttestation }
+  | { verdict: 'reject' | 'ignore', reason: string, id?: string, keyid?: string }
+
+export const MAX_ENVELOPE_BYTES = 64 * 1024
+
+export interface CheckOptions {
+  /** The repository whose topic the envelope arrived on; a mismatch is a reject. */
+  repoId?: string
+  maxBytes?: number
+  /** Envelope ids already verified against this policy: skips the signature check (a cache, never a source of trust). */
+  verifiedIds?: { has: (id: string) => boolean }
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * Checks one untrusted envelope against the policy in cost order: size, parse, topic,
+ * known key, then signature. Bytes, JSON text or an already-parsed object are accepted.
+ */
+export function checkEnvelope (input: Uint8Array | string | object, policy: Policy, opts: CheckOptions = {}): EnvelopeCheck {
+  const maxBytes = opts.maxBytes ?? MAX_ENVELOPE_BYTES
+  let raw: unknown = input
+  try {
+    if (input instanceof Uint8Array || typeof input === 'string') {
+      const size = typeof input === 'string' ? Buffer.byteLength(input) : input.byteLength
+      if (size > maxBytes) return { verdict: 'reject', reason: `oversized: ${size} bytes > ${maxBytes}` }
+      const text = typeof input === 'string' ? input : decoder.decode(input)
+      raw = parseJsonStrict(text, 'envelope')
+    }
+    const parsed = parseEnvelope(raw)
+    const attestation = parseAttestation(parsed.payloadBytes)
+    if (opts.repoId !== undefined && attestation.repoId !== opts.repoId) {
+      return { verdict: 'reject', reason: `topic mismatch: envelope is for repository "${attestation.repoId}"`, id: parsed.id, keyid: parsed.keyid }
+    }
+    if (!policy.repositories.has(attestation.repoId)) {
+      return { verdict: 'ignore', reason: 'repository not in this policy', id: parsed.id, keyid: parsed.keyid }
+    }
+    const key: KeyInfo | undefined = policy.keys.get(parsed.keyid)
+    if (key === undefined) return { verdict: 'ignore', reason: 'unknown key: not in the network policy', id: parsed.id, keyid: parsed.keyid }
+    if (key.revoked) return { verdict: 'ignore', reason: `revoked key of builder "${key.builder}"`, id: parsed.id, keyid: parsed.keyid }
+    if (opts.verifiedIds?.has(parsed.id) !== true && !verifyEnvelopeSignature(parsed, key.publicKey)) {
+      return { verdict: 'reject', reason: `bad signature: does not verify under the key of builder "${key.builder}"`, id: parsed.id, keyid: parsed.keyid }
+    }
+    return { verdict: 'accept', verified: { id: parsed.id, keyid: parsed.keyid, builder: key.builder, org: key.org, envelope: parsed.envelope, attestation } }
+  } catch (err) {
+    if (isQuorateError(err) || err instanceof TypeError) return { verdict: 'reject', reason: `malformed: ${(err as Error).message}` }
+    throw err
+  }
+}
