@@ -1,0 +1,11 @@
+/**
+ * @quorate/store: the node's LevelDB (envelopes, indexes, builder logs, equivocation
+ * proofs, build queue, blobs). One process opens a data directory at a time.
+ *
+ * @example
+ * const store = await Store.open('/var/lib/quorate/db')
+ * await store.putEnvelope(verified, bytes, { sync: true })
+ * const envs = await store.envelopesForCommit('hello', commit)
+ */
+export { Store, STORE_FORMAT } from './store.js'
+export type { StoredEnvelopeMeta, PutOutcome, LogHead, EquivocationProof, BuildJob, BuildJobState, CommitInfo } from './store.js'

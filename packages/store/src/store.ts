@@ -1,0 +1,305 @@
+import { Level } from 'level'
+import { QuorateError, type VerifiedAttestation } from '@quorate/core'
+
+/** What the store keeps per envelope, besides the raw bytes. */
+export interface StoredEnvelopeMeta {
+  id: string
+  keyid: string
+  builder: string
+  org: string
+  repoId: string
+  commit: string
+  kind: 'build' | 'failure' | 'ref'
+  seq: number
+  /** For ref observations: the ref; for builds: the ref that was built. */
+  ref: string
+  /** Build results only: the headline digest, for digest → commit lookups. */
+  narSha256?: string
+  receivedAt: number
+}
+
+export type PutOutcome =
+  | { status: 'stored' }
+  | { status: 'duplicate' }
+  /** Another envelope already holds this (key, repository, seq): the pair is stored as an equivocation proof. */
+  | { status: 'fork', existing: Uint8Array, proofStored: boolean }
+
+export interface LogHead { repoId: string, keyid: string, seq: number, envelopeId: string }
+
+export interface EquivocationProof { repoId: string, keyid: string, envelopes: [Uint8Array, Uint8Array], foundAt: number }
+
+export type BuildJobState = 'queued' | 'running' | 'succeeded' | 'failed'
+
+/** A build job, keyed by build key (repoId, commit, recipeDigest). */
+export interface BuildJob {
+  repoId: string
+  commit: string
+  ref: string
+  /** Pinned recipe digest, or "repo" when the recipe is read from the commit. */
+  recipeKey: string
+  state: BuildJobState
+  attempts: number
+  notBefore: number
+  queuedAt: number
+  envelopeId?: string
+  lastError?: string
+}
+
+export interface CommitInfo { repoId: string, commit: string, firstSeen: number }
+
+const SEP = '!'
+const pad = (n: number): string => n.toString().padStart(16, '0')
+
+type Bytes = Uint8Array
+
+/**
+ * The node's LevelDB: envelopes (idempotent by envelope id and signer), indexes by
+ * (repository, commit), by signer and by log position, equivocation proofs, the build
+ * queue, small node state and content-addressed blobs (file lists).
+ */
+export class Store {
+  private readonly db: Level<string, Bytes>
+  private readonly envs
+  private readonly metas
+  private readonly byCommit
+  private readonly logs
+  private readonly commits
+  private readonly proofs
+  private readonly jobs
+  private readonly state
+  private readonly blobs
+  private writeChain: Promise<unknown> = Promise.resolve()
+
+  private constructor (db: Level<string, Bytes>) {
+    this.db = db
+    this.envs = db.sublevel<string, Bytes>('env', { valueEncoding: 'view' })
+    this.metas = db.sublevel<string, StoredEnvelopeMeta>('meta', { valueEncoding: 'json' })
+    this.byCommit = db.sublevel<string, string>('bycommit', { valueEncoding: 'utf8' })
+    this.logs = db.sublevel<string, string>('log', { valueEncoding: 'utf8' })
+    this.commits = db.sublevel<string, CommitInfo>('commits', { valueEncoding: 'json' })
+    this.proofs = db.sublevel<string, { repoId: string, keyid: string, a: string, b: string, foundAt: number }>('proofs', { valueEncoding: 'json' })
+    this.jobs = db.sublevel<string, BuildJob>('jobs', { valueEncoding: 'json' })
+    this.state = db.sublevel<string, unknown>('state', { valueEncoding: 'json' })
+    this.blobs = db.sublevel<string, Bytes>('blob', { valueEncoding: 'view' })
+  }
+
+  static async open (dir: string): Promise<Store> {
+    const db = new Level<string, Bytes>(dir, { valueEncoding: 'view' })
+    try {
+      await db.open()
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause
+      if ((err as { code?: string }).code === 'LEVEL_LOCKED' || cause?.code === 'LEVEL_LOCKED' || /lock/i.test(String((err as Error).message) + String(cause))) {
+        throw new QuorateError('STORE_LOCKED', `another Quorate node is using the data directory ${dir}; stop it first, or give this node its own "dataDir"`, { dir }, { cause: err })
+      }
+      throw new QuorateError('STORE_FAILED', `cannot open the store in ${dir}: ${(err as Error).message}; check the directory's permissions and free space`, { dir }, { cause: err })
+    }
+    const store = new Store(db)
+    await store.checkFormat(dir)
+    return store
+  }
+
+  /** Store format versioning: a newer release opens an older store or says why not. */
+  private async checkFormat (dir: string): Promise<void> {
+    const version = await this.state.get('format')
+    if (version === undefined) {
+      await this.state.put('format', STORE_FORMAT)
+    } else if (version !== STORE_FORMAT) {
+      await this.db.close()
+      throw new QuorateError('STORE_FAILED', `the store in ${dir} has format ${String(version)}, this release reads format ${STORE_FORMAT}; use the matching Quorate release or restore a backup`, { dir })
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.writeChain.catch(() => {})
+    await this.db.close()
+  }
+
+  /** Serializes writes that read before they write (fork detection, job updates). */
+  private exclusive<T> (fn: () => Promise<T>): Promise<T> {
+    const next = this.writeChain.then(fn, fn)
+    this.writeChain = next.catch(() => {})
+    return next
+  }
+
+  /**
+   * Stores a verified envelope. Idempotent: the same (envelope id, signer) is a duplicate.
+   * A different envelope at an already used (repository, signer, seq) is a fork: the first
+   * such pair is kept as an equivocation proof. `sync` fsyncs before resolving (own envelopes).
+   */
+  putEnvelope (v: VerifiedAttestation, bytes: Bytes, opts: { sync?: boolean, now?: number } = {}): Promise<PutOutcome> {
+    return this.exclusive(async () => {
+      const a = v.attestation
+      const envKey = v.id + SEP + v.keyid
+      if (await this.envs.get(envKey) !== undefined) return { status: 'duplicate' }
+      const logKey = a.repoId + SEP + v.keyid + SEP + pad(a.log.seq)
+      const atSeq = await this.logs.get(logKey)
+      const now = opts.now ?? Date.now()
+      if (atSeq !== undefined) {
+        const existing = await this.envs.get(atSeq)
+        if (existing === undefined) throw new QuorateError('STORE_FAILED', `store index points at a missing envelope ${atSeq}; restore the data directory from a backup`)
+        const proofKey = a.repoId + SEP + v.keyid + SEP + pad(a.log.seq)
+        if (await this.proofs.get(proofKey) !== undefined) return { status: 'duplicate' }
+        await this.db.batch([
+          { type: 'put', sublevel: this.envs, key: envKey, value: bytes },
+          { type: 'put', sublevel: this.metas, key: envKey, value: metaOf(v, now) },
+          { type: 'put', sublevel: this.proofs, key: proofKey, value: { repoId: a.repoId, keyid: v.keyid, a: atSeq, b: envKey, foundAt: now } }
+        ] as never, { sync: opts.sync === true })
+        return { status: 'fork', existing, proofStored: true }
+      }
+      const ops: unknown[] = [
+        { type: 'put', sublevel: this.envs, key: envKey, value: bytes },
+        { type: 'put', sublevel: this.metas, key: envKey, value: metaOf(v, now) },
+        { type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + a.commit + SEP + envKey, value: '' },
+        { type: 'put', sublevel: this.logs, key: logKey, value: envKey }
+      ]
+      const commitKey = a.repoId + SEP + a.commit
+      if (await this.commits.get(commitKey) === undefined) {
+        ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: a.commit, firstSeen: now } })
+      }
+      await this.db.batch(ops as never, { sync: opts.sync === true })
+      return { status: 'stored' }
+    })
+  }
+
+  async hasEnvelope (id: string, keyid: string): Promise<boolean> {
+    return await this.envs.get(id + SEP + keyid) !== undefined
+  }
+
+  async getEnvelope (id: string, keyid: string): Promise<Bytes | undefined> {
+    return await this.envs.get(id + SEP + keyid)
+  }
+
+  /** Every envelope stored for one commit (builds, failures, ref observations). */
+  async envelopesForCommit (repoId: string, commit: string): Promise<Array<{ meta: StoredEnvelopeMeta, bytes: Bytes }>> {
+    const prefix = repoId + SEP + commit + SEP
+    const keys: string[] = []
+    for await (const k of this.byCommit.keys({ gte: prefix, lt: prefix + '\xff' })) keys.push(k.slice(prefix.length))
+    const [bytes, metas] = await Promise.all([this.envs.getMany(keys), this.metas.getMany(keys)])
+    return keys.map((_, i) => ({ meta: metas[i]!, bytes: bytes[i]! })).filter(x => x.bytes !== undefined && x.meta !== undefined)
+  }
+
+  /** Commits known for a repository, newest first by first-seen time. */
+  async commitsOf (repoId: string, limit = 200): Promise<CommitInfo[]> {
+    const out: CommitInfo[] = []
+    for await (const v of this.commits.values({ gte: repoId + SEP, lt: repoId + SEP + '\xff' })) out.push(v)
+    return out.sort((a, b) => b.firstSeen - a.firstSeen).slice(0, limit)
+  }
+
+  async repositories (): Promise<string[]> {
+    const out = new Set<string>()
+    for await (const k of this.commits.keys()) out.add(k.slice(0, k.indexOf(SEP)))
+    return [...out].sort()
+  }
+
+  /** Every envelope's metadata (for digest lookups and audits); bounded by `limit`. */
+  async *allMetas (): AsyncGenerator<StoredEnvelopeMeta> {
+    for await (const m of this.metas.values()) yield m
+  }
+
+  async logHead (repoId: string, keyid: string): Promise<LogHead | undefined> {
+    const prefix = repoId + SEP + keyid + SEP
+    for await (const [k, v] of this.logs.iterator({ gte: prefix, lt: prefix + '\xff', reverse: true, limit: 1 })) {
+      return { repoId, keyid, seq: Number(k.slice(prefix.length)), envelopeId: v.slice(0, v.indexOf(SEP)) }
+    }
+    return undefined
+  }
+
+  /** The highest stored sequence number of every (repository, signer) log. */
+  async logHeads (): Promise<LogHead[]> {
+    const heads = new Map<string, LogHead>()
+    for await (const [k, v] of this.logs.iterator()) {
+      const [repoId, keyid, seq] = k.split(SEP)
+      heads.set(repoId + SEP + keyid, { repoId, keyid, seq: Number(seq), envelopeId: v.slice(0, v.indexOf(SEP)) })
+    }
+    return [...heads.values()]
+  }
+
+  /** Envelopes of one log with seq > afterSeq, in order, streamed. */
+  async *envelopesAfter (repoId: string, keyid: string, afterSeq: number): AsyncGenerator<Bytes> {
+    const prefix = repoId + SEP + keyid + SEP
+    for await (const envKey of this.logs.values({ gt: prefix + pad(afterSeq), lt: prefix + '\xff' })) {
+      const bytes = await this.envs.get(envKey)
+      if (bytes !== undefined) yield bytes
+    }
+  }
+
+  async equivocationProofs (repoId?: string): Promise<EquivocationProof[]> {
+    const out: EquivocationProof[] = []
+    const range = repoId === undefined ? {} : { gte: repoId + SEP, lt: repoId + SEP + '\xff' }
+    for await (const p of this.proofs.values(range)) {
+      const [a, b] = await this.envs.getMany([p.a, p.b])
+      if (a !== undefined && b !== undefined) out.push({ repoId: p.repoId, keyid: p.keyid, envelopes: [a, b], foundAt: p.foundAt })
+    }
+    return out
+  }
+
+  // --- build queue -------------------------------------------------------------------
+
+  private jobKey (repoId: string, commit: string, recipeKey: string): string {
+    return repoId + SEP + commit + SEP + recipeKey
+  }
+
+  async getJob (repoId: string, commit: string, recipeKey: string): Promise<BuildJob | undefined> {
+    return await this.jobs.get(this.jobKey(repoId, commit, recipeKey))
+  }
+
+  /** Queues a build unless the build key is already known. Returns true when newly queued. */
+  enqueueJob (job: Omit<BuildJob, 'state' | 'attempts' | 'notBefore'>, now = Date.now()): Promise<boolean> {
+    return this.exclusive(async () => {
+      const key = this.jobKey(job.repoId, job.commit, job.recipeKey)
+      if (await this.jobs.get(key) !== undefined) return false
+      await this.jobs.put(key, { ...job, state: 'queued', attempts: 0, notBefore: now }, { sync: true } as never)
+      return true
+    })
+  }
+
+  updateJob (job: BuildJob): Promise<void> {
+    return this.exclusive(async () => {
+      await this.jobs.put(this.jobKey(job.repoId, job.commit, job.recipeKey), job, { sync: true } as never)
+    })
+  }
+
+  async jobsList (): Promise<BuildJob[]> {
+    const out: BuildJob[] = []
+    for await (const j of this.jobs.values()) out.push(j)
+    return out
+  }
+
+  // --- node state and blobs ----------------------------------------------------------
+
+  async getState<T> (key: string): Promise<T | undefined> {
+    return await this.state.get(key) as T | undefined
+  }
+
+  async putState (key: string, value: unknown): Promise<void> {
+    await this.state.put(key, value)
+  }
+
+  async putBlob (sha256: string, bytes: Bytes): Promise<void> {
+    await this.blobs.put(sha256, bytes)
+  }
+
+  async getBlob (sha256: string): Promise<Bytes | undefined> {
+    return await this.blobs.get(sha256)
+  }
+}
+
+export const STORE_FORMAT = 1
+
+function metaOf (v: VerifiedAttestation, now: number): StoredEnvelopeMeta {
+  const a = v.attestation
+  return {
+    id: v.id,
+    keyid: v.keyid,
+    builder: v.builder,
+    org: v.org,
+    repoId: a.repoId,
+    commit: a.commit,
+    kind: a.kind,
+    seq: a.log.seq,
+    ref: a.ref,
+    ...(a.kind === 'build' ? { narSha256: a.narSha256 } : {}),
+    receivedAt: now
+  }
+}

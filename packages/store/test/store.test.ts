@@ -1,0 +1,92 @@
+import { describe, it, expect, afterEach } from 'vitest'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { checkEnvelope, keyPairFromSeed, makeRefObservationStatement, parsePolicy, signStatement, type Policy, type VerifiedAttestation } from '@quorate/core'
+import { Store } from '../src/index.js'
+
+const key = keyPairFromSeed(new Uint8Array(32).fill(1))
+const other = keyPairFromSeed(new Uint8Array(32).fill(2))
+const policy: Policy = parsePolicy({
+  version: 1,
+  builders: [{ name: 'a', org: 'A', keys: [{ publicKey: key.publicKeyHex }] }, { name: 'b', org: 'B', keys: [{ publicKey: other.publicKeyHex }] }],
+  repositories: [{ id: 'hello', url: '/x', branches: ['main'], recipe: { build: ['true'], output: 'o', outputKind: 'dir' } }],
+  quorum: {}
+})
+
+function envelope (seq: number, commitChar = 'a', k = key, observedOn = ''): { v: VerifiedAttestation, bytes: Uint8Array } {
+  const s = signStatement(makeRefObservationStatement({ repoId: 'hello', ref: 'refs/heads/main', commit: commitChar.repeat(40), builderId: 'x', observedOn, log: { seq, prev: seq === 0 ? null : 'e'.repeat(64) } }), k)
+  const c = checkEnvelope(s.bytes, policy)
+  if (c.verdict !== 'accept') throw new Error(c.reason)
+  return { v: c.verified, bytes: s.bytes }
+}
+
+const dirs: string[] = []
+const tmp = (): string => { const d = mkdtempSync(join(tmpdir(), 'quorate-store-')); dirs.push(d); return d }
+afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }) })
+
+describe('Store', () => {
+  it('stores envelopes idempotently, indexes them by commit and log, and keeps them across restarts', async () => {
+    const dir = tmp()
+    let store = await Store.open(dir)
+    const e0 = envelope(0, 'a'); const e1 = envelope(1, 'b'); const e2 = envelope(2, 'a')
+    expect(await store.putEnvelope(e0.v, e0.bytes, { sync: true })).toEqual({ status: 'stored' })
+    expect(await store.putEnvelope(e0.v, e0.bytes)).toEqual({ status: 'duplicate' })
+    await store.putEnvelope(e1.v, e1.bytes)
+    await store.putEnvelope(e2.v, e2.bytes)
+    await store.close()
+    store = await Store.open(dir)
+    const forA = await store.envelopesForCommit('hello', 'a'.repeat(40))
+    expect(forA.map(x => x.meta.seq).sort()).toEqual([0, 2])
+    expect(Buffer.from(forA.find(x => x.meta.seq === 0)!.bytes).equals(Buffer.from(e0.bytes))).toBe(true)
+    expect(await store.logHead('hello', key.keyid)).toMatchObject({ seq: 2, envelopeId: e2.v.id })
+    const after: number[] = []
+    for await (const b of store.envelopesAfter('hello', key.keyid, 0)) after.push(JSON.parse(Buffer.from(JSON.parse(Buffer.from(b).toString()).payload, 'base64').toString()).predicate.quorate_log.seq)
+    expect(after).toEqual([1, 2])
+    expect((await store.commitsOf('hello')).map(c => c.commit).sort()).toEqual(['a'.repeat(40), 'b'.repeat(40)])
+    await store.close()
+  })
+
+  it('keeps the first fork at a sequence number as an equivocation proof, and later copies as duplicates', async () => {
+    const store = await Store.open(tmp())
+    const first = envelope(0, 'a', key, 't1')
+    const second = envelope(0, 'a', key, 't2')
+    const third = envelope(0, 'a', key, 't3')
+    await store.putEnvelope(first.v, first.bytes)
+    const out = await store.putEnvelope(second.v, second.bytes)
+    expect(out.status).toBe('fork')
+    expect((await store.putEnvelope(third.v, third.bytes)).status).toBe('duplicate')
+    const proofs = await store.equivocationProofs('hello')
+    expect(proofs).toHaveLength(1)
+    expect(proofs[0].keyid).toBe(key.keyid)
+    // The same statement signed by another key is another envelope, not a duplicate.
+    const byOther = envelope(0, 'a', other, 't1')
+    expect(byOther.v.id).toBe(first.v.id)
+    expect((await store.putEnvelope(byOther.v, byOther.bytes)).status).toBe('stored')
+    await store.close()
+  })
+
+  it('refuses a second process on the same data directory with a clear error', async () => {
+    const dir = tmp()
+    const store = await Store.open(dir)
+    const script = `import('${join(process.cwd(), 'packages/store/dist/index.js')}').then(m => m.Store.open(${JSON.stringify(dir)})).then(() => console.log('opened'), e => console.log(e.code + ': ' + e.message))`
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+    expect(r.stdout).toMatch(/^STORE_LOCKED: another Quorate node is using the data directory/)
+    await store.close()
+  })
+
+  it('queues a build key once and keeps job state across restarts', async () => {
+    const dir = tmp()
+    let store = await Store.open(dir)
+    const job = { repoId: 'hello', commit: 'a'.repeat(40), ref: 'refs/heads/main', recipeKey: 'r', queuedAt: 1 }
+    expect(await store.enqueueJob(job)).toBe(true)
+    expect(await store.enqueueJob(job)).toBe(false)
+    const j = (await store.getJob('hello', job.commit, 'r'))!
+    await store.updateJob({ ...j, state: 'succeeded', envelopeId: 'x' })
+    await store.close()
+    store = await Store.open(dir)
+    expect((await store.jobsList()).map(x => x.state)).toEqual(['succeeded'])
+    await store.close()
+  })
+})
