@@ -1,0 +1,331 @@
+import { access, mkdir, readdir } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { QuorateError } from '@quorate/core'
+import { runCollect, type CollectResult } from './child-process.js'
+import { checkGitUrl, redactText, redactUrl } from './git-url.js'
+
+export interface GitCredentials {
+  /**
+   * Sent as `Authorization: Bearer <token>` (or Basic `username:token` when `username` is set)
+   * to the repository's https origin only. Passed to git through its environment, never written
+   * to the mirror's config.
+   */
+  token?: string
+  /** With `token`, use HTTP Basic auth with this user name (e.g. "x-access-token" on GitHub). */
+  username?: string
+  /** Private key for ssh:// and scp-like URLs (`ssh -i KEY -o IdentitiesOnly=yes -o BatchMode=yes`). */
+  sshKeyFile?: string
+}
+
+export interface GitMirrorInit {
+  /** The repository's URL from the policy; see checkGitUrl for what is allowed. */
+  url: string
+  /** Path of this node's bare mirror of the repository. */
+  dir: string
+  credentials?: GitCredentials
+  /** Wall-clock limit for one network fetch (default 10 minutes). */
+  fetchTimeoutMs?: number
+}
+
+export interface RefPatterns {
+  /** Branch name globs: `*` within one path segment, `**` across segments, `?` one character. */
+  branches: string[]
+  tags?: string[]
+}
+
+const COMMIT_HEX = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
+const LOCAL_TIMEOUT_MS = 5 * 60 * 1000
+
+/**
+ * Options on every git invocation: objects are checked on transfer, only the allowed transports
+ * run, no hooks, no credential helpers, no fsmonitor, no submodules, and auto-gc stays in the
+ * foreground (a detached gc would outlive the call).
+ */
+const SAFE_CONFIG = [
+  '-c', 'transfer.fsckObjects=true',
+  '-c', 'protocol.allow=never',
+  '-c', 'protocol.file.allow=always',
+  '-c', 'protocol.https.allow=always',
+  '-c', 'protocol.ssh.allow=always',
+  '-c', 'protocol.git.allow=always',
+  '-c', 'core.hooksPath=/dev/null',
+  '-c', 'core.fsmonitor=false',
+  '-c', 'credential.helper=',
+  '-c', 'submodule.recurse=false',
+  '-c', 'gc.autoDetach=false',
+  '-c', 'advice.detachedHead=false'
+]
+
+/**
+ * A node's bare mirror of one repository: fetches branches and tags, resolves watched refs,
+ * lists new commits, and makes fresh working trees for builds.
+ *
+ * One instance per mirror directory; its fetches run one at a time.
+ */
+export class GitMirror {
+  readonly dir: string
+  /** The URL with credentials redacted: safe for logs and errors. */
+  readonly displayUrl: string
+  private readonly url: string
+  private readonly credentials: GitCredentials
+  private readonly fetchTimeoutMs: number
+  private fetching: Promise<void> = Promise.resolve()
+
+  constructor (init: GitMirrorInit) {
+    checkGitUrl(init.url)
+    this.url = init.url
+    this.displayUrl = redactUrl(init.url)
+    this.dir = init.dir
+    this.credentials = init.credentials ?? {}
+    this.fetchTimeoutMs = init.fetchTimeoutMs ?? 10 * 60 * 1000
+  }
+
+  /** Creates the bare mirror if needed, then fetches all branches and tags, pruning deleted ones. */
+  async fetch (): Promise<void> {
+    const run = this.fetching.then(async () => await this.fetchNow())
+    this.fetching = run.catch(() => {})
+    await run
+  }
+
+  private async fetchNow (): Promise<void> {
+    if (!await exists(join(this.dir, 'HEAD'))) {
+      await mkdir(dirname(this.dir), { recursive: true })
+      await this.git(['init', '--quiet', '--bare', '--template=', this.dir], { what: `create the mirror at ${this.dir}` })
+    }
+    const result = await this.rawGit([
+      '-C', this.dir, 'fetch', '--quiet', '--prune', '--no-tags', '--no-recurse-submodules', '--no-write-fetch-head',
+      '--', this.url, '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'
+    ], { timeoutMs: this.fetchTimeoutMs, network: true })
+    if (result.timedOut || result.code !== 0) {
+      const why = result.timedOut ? `no answer within ${Math.round(this.fetchTimeoutMs / 1000)} s` : this.firstErrorLine(result.stderr)
+      throw new QuorateError('GIT_FAILED',
+        `could not fetch ${this.displayUrl}: ${why}; check the repository URL in the policy and the node's credentials`,
+        { url: this.displayUrl, exitStatus: result.code, stderr: this.redact(result.stderr) })
+    }
+  }
+
+  /** Full ref name → commit for every branch and tag matching the patterns; annotated tags are peeled. */
+  async resolveRefs (patterns: RefPatterns): Promise<Map<string, string>> {
+    await this.requireMirror()
+    const branchRes = patterns.branches.map(p => globToRegExp(stripPrefix(p, 'refs/heads/')))
+    const tagRes = (patterns.tags ?? []).map(p => globToRegExp(stripPrefix(p, 'refs/tags/')))
+    const listed = await this.git(['-C', this.dir, 'for-each-ref', '--format=%(refname)', 'refs/heads', 'refs/tags'], { what: 'list refs' })
+    const wanted = listed.split('\n').filter(ref => {
+      if (ref.startsWith('refs/heads/')) return branchRes.some(re => re.test(ref.slice('refs/heads/'.length)))
+      if (ref.startsWith('refs/tags/')) return tagRes.some(re => re.test(ref.slice('refs/tags/'.length)))
+      return false
+    })
+    const result = new Map<string, string>()
+    if (wanted.length === 0) return result
+    // One process peels everything; a tag of a tree or blob prints "missing" and is skipped.
+    const peeled = await this.git(['-C', this.dir, 'cat-file', '--batch-check=%(objectname) %(objecttype)'],
+      { what: 'resolve refs', input: wanted.map(ref => `${ref}^{commit}\n`).join('') })
+    const lines = peeled.split('\n')
+    wanted.forEach((ref, i) => {
+      const [sha, type] = (lines[i] ?? '').split(' ')
+      if (type === 'commit' && COMMIT_HEX.test(sha)) result.set(ref, sha)
+    })
+    return result
+  }
+
+  /**
+   * Commits reachable from `newHead` and not from `oldHead`, oldest first, at most the newest
+   * `limit`. Without `oldHead` (or when the mirror no longer has it, after a force push and gc),
+   * the last `limit` commits of newHead's first-parent history.
+   */
+  async commitsSince (newHead: string, oldHead: string | null, limit: number): Promise<string[]> {
+    checkCommit(newHead)
+    if (oldHead !== null) checkCommit(oldHead)
+    if (!Number.isSafeInteger(limit) || limit <= 0) {
+      throw new QuorateError('USAGE', `commitsSince: limit must be a positive whole number, got ${limit}`, { limit })
+    }
+    await this.requireMirror()
+    const args = ['-C', this.dir, 'rev-list', '--reverse', '--topo-order', `--max-count=${limit}`]
+    if (oldHead !== null && await this.hasCommit(oldHead)) args.push(newHead, `^${oldHead}`)
+    else args.push('--first-parent', newHead)
+    const out = await this.git([...args, '--'], { what: `list commits up to ${newHead}` })
+    return out.split('\n').filter(line => line.length > 0)
+  }
+
+  /** Committer time of a commit in unix seconds (the build's SOURCE_DATE_EPOCH). */
+  async commitTime (commit: string): Promise<number> {
+    checkCommit(commit)
+    await this.requireMirror()
+    const out = await this.git(['-C', this.dir, 'log', '-1', '--no-walk', '--format=%ct', commit, '--'], { what: `read the time of commit ${commit}` })
+    const t = Number(out.trim())
+    if (!Number.isSafeInteger(t)) throw new QuorateError('GIT_FAILED', `commit ${commit} in ${this.dir} has no readable committer time`, { commit })
+    return t
+  }
+
+  /** Whether the mirror has this commit. */
+  async hasCommit (commit: string): Promise<boolean> {
+    checkCommit(commit)
+    const r = await this.rawGit(['-C', this.dir, 'cat-file', '-e', `${commit}^{commit}`], { timeoutMs: LOCAL_TIMEOUT_MS })
+    return r.code === 0
+  }
+
+  /**
+   * A fresh working tree of exactly `commit` at `dest`, with its own `.git` (builds read it).
+   * Objects are copied, not hard-linked, so nothing the build does reaches the mirror. The
+   * clone's remote and local branches are removed, so every node's checkout has the same refs
+   * apart from tags.
+   */
+  async checkout (commit: string, dest: string): Promise<void> {
+    checkCommit(commit)
+    await this.requireMirror()
+    if (await exists(dest) && (await readdir(dest)).length > 0) {
+      throw new QuorateError('GIT_FAILED', `cannot check out into ${dest}: it is not empty; give a new or empty directory`, { dest })
+    }
+    await this.git(['clone', '--quiet', '--no-checkout', '--no-hardlinks', '--template=', '--', this.dir, dest], { what: `clone the mirror into ${dest}` })
+    try {
+      await this.git(['-C', dest, 'checkout', '--quiet', '--detach', commit, '--'], { what: `check out ${commit}` })
+    } catch (err) {
+      if (await this.hasCommit(commit)) throw err
+      throw new QuorateError('GIT_FAILED',
+        `commit ${commit} is not in the mirror of ${this.displayUrl}; fetch first, or check that the commit belongs to this repository`,
+        { commit, url: this.displayUrl })
+    }
+    await this.git(['-C', dest, 'remote', 'remove', 'origin'], { what: 'drop the clone\'s remote' })
+    const branches = await this.git(['-C', dest, 'for-each-ref', '--format=%(refname)', 'refs/heads'], { what: 'list the clone\'s branches' })
+    for (const ref of branches.split('\n').filter(r => r.length > 0)) {
+      await this.git(['-C', dest, 'update-ref', '-d', ref], { what: `delete ${ref} in the checkout` })
+    }
+  }
+
+  private async requireMirror (): Promise<void> {
+    if (!await exists(join(this.dir, 'HEAD'))) {
+      throw new QuorateError('GIT_FAILED', `there is no mirror of ${this.displayUrl} at ${this.dir} yet; call fetch() first`, { dir: this.dir })
+    }
+  }
+
+  /** Runs a local git command; a non-zero exit throws GIT_FAILED naming what was being done. */
+  private async git (args: string[], options: { what: string, input?: string }): Promise<string> {
+    const r = await this.rawGit(args, { timeoutMs: LOCAL_TIMEOUT_MS, input: options.input })
+    if (r.code !== 0 || r.timedOut) {
+      throw new QuorateError('GIT_FAILED',
+        `git could not ${options.what}: ${r.timedOut ? 'it timed out' : this.firstErrorLine(r.stderr)}; check the mirror at ${this.dir} (deleting it makes the next fetch start over)`,
+        { dir: this.dir, exitStatus: r.code, stderr: this.redact(r.stderr) })
+    }
+    return r.stdout.replace(/\n$/, '')
+  }
+
+  private async rawGit (args: string[], options: { timeoutMs: number, input?: string, network?: boolean }): Promise<CollectResult> {
+    try {
+      return await runCollect(['git', ...SAFE_CONFIG, ...args], {
+        env: this.environment(options.network === true),
+        timeoutMs: options.timeoutMs,
+        input: options.input
+      })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new QuorateError('GIT_FAILED', 'git is not installed or not on PATH; install it (apt-get install git)', {}, { cause: err })
+      }
+      throw err
+    }
+  }
+
+  /** A scrubbed environment: nothing of the node's own environment reaches git but PATH and HOME. */
+  private environment (network: boolean): Record<string, string> {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      // ssh reads known_hosts under HOME; git's global config is /dev/null regardless.
+      HOME: process.env.HOME ?? '/nonexistent',
+      LC_ALL: 'C',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_TERMINAL_PROMPT: '0',
+      GIT_LFS_SKIP_SMUDGE: '1',
+      GIT_ALLOW_PROTOCOL: 'file:https:ssh:git',
+      GIT_SSH_COMMAND: 'ssh -o BatchMode=yes'
+    }
+    if (!network) return env
+    const { token, username, sshKeyFile } = this.credentials
+    if (sshKeyFile !== undefined) {
+      env.GIT_SSH_COMMAND = `ssh -i ${shellQuote(sshKeyFile)} -o IdentitiesOnly=yes -o BatchMode=yes`
+    }
+    const origin = httpsOrigin(this.url)
+    if (token !== undefined && origin !== null) {
+      // Through GIT_CONFIG_* rather than `-c`: the environment is not world-readable in /proc.
+      const value = username !== undefined
+        ? `Basic ${Buffer.from(`${username}:${token}`).toString('base64')}`
+        : `Bearer ${token}`
+      env.GIT_CONFIG_COUNT = '1'
+      env.GIT_CONFIG_KEY_0 = `http.${origin}.extraHeader`
+      env.GIT_CONFIG_VALUE_0 = `Authorization: ${value}`
+    }
+    return env
+  }
+
+  private redact (text: string): string {
+    const { token, username } = this.credentials
+    const secrets = token === undefined ? [] : [token, Buffer.from(`${username ?? ''}:${token}`).toString('base64')]
+    return redactText(text, this.url, secrets)
+  }
+
+  private firstErrorLine (stderr: string): string {
+    const lines = this.redact(stderr).split('\n').map(l => l.trim()).filter(l => l.length > 0)
+    const line = lines.find(l => /^(fatal|error):/.test(l)) ?? lines[0] ?? 'git gave no message'
+    return line.replace(/^(fatal|error):\s*/, '')
+  }
+}
+
+/**
+ * A ref-name glob as a RegExp: `*` matches within one path segment, `**` across segments
+ * (`**` followed by `/` also matches no segment at all), `?` one character other than `/`.
+ */
+export function globToRegExp (pattern: string): RegExp {
+  let re = ''
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]
+    if (c === '*' && pattern[i + 1] === '*') {
+      i++
+      if (pattern[i + 1] === '/') {
+        i++
+        re += '(?:.*/)?'
+      } else {
+        re += '.*'
+      }
+    } else if (c === '*') {
+      re += '[^/]*'
+    } else if (c === '?') {
+      re += '[^/]'
+    } else {
+      re += c.replace(/[\\^$.+()[\]{}|]/g, '\\$&')
+    }
+  }
+  return new RegExp(`^${re}$`, 's')
+}
+
+/** Throws unless `commit` is a full lowercase hex object name. */
+export function checkCommit (commit: string): void {
+  if (!COMMIT_HEX.test(commit)) {
+    throw new QuorateError('USAGE', `"${commit.slice(0, 80)}" is not a full commit id; give 40 (or 64) lowercase hex digits`, { commit: commit.slice(0, 80) })
+  }
+}
+
+function stripPrefix (s: string, prefix: string): string {
+  return s.startsWith(prefix) ? s.slice(prefix.length) : s
+}
+
+function httpsOrigin (url: string): string | null {
+  if (!url.startsWith('https://')) return null
+  try {
+    const u = new URL(url)
+    return `${u.protocol}//${u.host}/`
+  } catch {
+    return null
+  }
+}
+
+function shellQuote (s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`
+}
+
+async function exists (path: string): Promise<boolean> {
+  try {
+    await access(path)
+    return true
+  } catch {
+    return false
+  }
+}

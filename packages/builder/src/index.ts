@@ -1,0 +1,24 @@
+/**
+ * @quorate/builder: git mirrors, sandboxed builds, NAR hashing and file lists of build outputs.
+ *
+ * @example
+ * import { GitMirror, hashOutput } from '@quorate/builder'
+ * const mirror = new GitMirror({ url: 'https://example.org/app.git', dir: '/var/lib/quorate/mirrors/app' })
+ * await mirror.fetch()
+ * const heads = await mirror.resolveRefs({ branches: ['main', 'release/**'], tags: ['v*'] })
+ * const digest = await hashOutput('/tmp/out')
+ * digest.narSha256 // same as `nix-store --dump /tmp/out | sha256sum`
+ */
+export { hashOutput, hashNar, MAX_TOP_LEVEL_SUBJECTS } from './hash-output.js'
+export type { OutputDigest, FileList, FileListEntry, HashOutputOptions } from './hash-output.js'
+export { GitMirror, globToRegExp, checkCommit } from './git-mirror.js'
+export type { GitMirrorInit, GitCredentials, RefPatterns } from './git-mirror.js'
+export { checkGitUrl, redactUrl, ALLOWED_GIT_SCHEMES } from './git-url.js'
+export { runBuild } from './run-build.js'
+export type { BuildRequest, BuildOutcome, BuildSuccess, BuildFailure, BuildDurations, BuildPhase } from './run-build.js'
+export type { CapturedLog } from './captured-log.js'
+export { LogCapture } from './captured-log.js'
+export { environmentFingerprint } from './fingerprint.js'
+export type { EnvironmentFingerprint } from './fingerprint.js'
+export { detectSandbox, bwrapArgs, SANDBOX_SRC, SANDBOX_HOME, BUILD_PATH } from './sandbox.js'
+export type { SandboxLayout } from './sandbox.js'

@@ -1,0 +1,315 @@
+import { spawn } from 'node:child_process'
+import { chmod, lstat, mkdir, readdir, readlink, rm, writeFile } from 'node:fs/promises'
+import { constants as osConstants } from 'node:os'
+import { join } from 'node:path'
+import { QuorateError, isQuorateError, type Recipe, type RecipeLimits } from '@quorate/core'
+import { LogCapture, type CapturedLog } from './captured-log.js'
+import { killGroup } from './child-process.js'
+import { environmentFingerprint, type EnvironmentFingerprint } from './fingerprint.js'
+import { checkCommit, type GitMirror } from './git-mirror.js'
+import { hashOutput, type OutputDigest } from './hash-output.js'
+import { BUILD_PATH, SANDBOX_HOME, SANDBOX_SRC, bwrapArgs, findBwrap, findOnPath, sandboxEtcFiles } from './sandbox.js'
+
+export type BuildPhase = 'checkout' | 'fetch' | 'build' | 'hash'
+
+export interface BuildRequest {
+  repoId: string
+  commit: string
+  ref: string
+  mirror: GitMirror
+  /** A fresh scratch directory (missing or empty) that the runner owns; removed afterwards unless keepWorkDir. */
+  workDir: string
+  recipe: Recipe
+  limits: RecipeLimits
+  sandbox: 'bwrap' | 'none'
+  /** Copy the output here as it is hashed (see HashOutputOptions.copyTo); removed again if the build fails. */
+  outputCopyDir?: string
+  /** Aborting kills every process of the build; runBuild then rejects (nothing is an outcome). */
+  signal?: AbortSignal
+  onProgress?: (phase: BuildPhase, info?: Record<string, unknown>) => void
+  /** Keep workDir for inspection instead of removing it. */
+  keepWorkDir?: boolean
+}
+
+export interface BuildDurations { checkout: number, fetch: number, build: number, hash: number }
+
+export interface BuildSuccess {
+  ok: true
+  output: OutputDigest
+  log: CapturedLog
+  startedOn: string
+  finishedOn: string
+  durationsMs: BuildDurations
+  fingerprint: EnvironmentFingerprint
+}
+
+export interface BuildFailure {
+  ok: false
+  /** What went wrong, in words for the failure attestation and the operator. */
+  reason: string
+  /** The failing command's exit status (128+N when killed by signal N); null when it timed out or never ran. */
+  exitStatus: number | null
+  timedOut: boolean
+  log: CapturedLog
+  startedOn: string
+  finishedOn: string
+  fingerprint: EnvironmentFingerprint
+}
+
+export type BuildOutcome = BuildSuccess | BuildFailure
+
+/** How long a build's pipes may stay open after its processes were killed (only an escaped process holds them). */
+const PIPE_GRACE_MS = 1000
+
+/**
+ * Builds one commit: a fresh checkout, the recipe's optional fetch phase (network on) and its
+ * build phase (network off under bwrap) in a scrubbed environment, then the output's NAR hash
+ * and file list. A build that fails, times out or produces no valid output is an `ok: false`
+ * outcome; only problems of the node itself (no mirror, no git, no bubblewrap, a full disk)
+ * and cancellation through `signal` reject.
+ */
+export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
+  const startedOn = new Date().toISOString()
+  const { recipe, limits, sandbox } = request
+  checkCommit(request.commit)
+  let bwrap: string | null = null
+  if (sandbox === 'bwrap') {
+    bwrap = await findBwrap()
+    if (bwrap === null) {
+      throw new QuorateError('SANDBOX_UNAVAILABLE',
+        'bubblewrap (bwrap) is not installed or cannot create namespaces here; install it (apt-get install bubblewrap) or set "sandbox": "none" in the node config to build without isolation')
+    }
+  }
+  checkNotAborted(request)
+  await prepareWorkDir(request.workDir)
+  if (request.outputCopyDir !== undefined && (await readdir(request.outputCopyDir).catch(() => [])).length > 0) {
+    throw new QuorateError('USAGE', `the output copy directory ${request.outputCopyDir} is not empty; give a new or empty directory`, { outputCopyDir: request.outputCopyDir })
+  }
+  const fingerprint = environmentFingerprint(recipe, sandbox)
+  const log = new LogCapture(limits.maxLogBytes)
+  const durationsMs: BuildDurations = { checkout: 0, fetch: 0, build: 0, hash: 0 }
+  const src = join(request.workDir, 'src')
+  const home = join(request.workDir, 'home')
+  const etcDir = join(request.workDir, 'sandbox-etc')
+  const fail = async (reason: string, exitStatus: number | null, timedOut: boolean): Promise<BuildFailure> => {
+    if (request.outputCopyDir !== undefined) await removeTree(request.outputCopyDir)
+    return { ok: false, reason, exitStatus, timedOut, log: log.result(), startedOn, finishedOn: new Date().toISOString(), fingerprint: await fingerprint }
+  }
+
+  try {
+    request.onProgress?.('checkout', { commit: request.commit })
+    let t = performance.now()
+    await request.mirror.checkout(request.commit, src)
+    const sourceDateEpoch = await request.mirror.commitTime(request.commit)
+    await mkdir(home, { mode: 0o755 })
+    if (bwrap !== null) {
+      await mkdir(etcDir)
+      for (const [name, content] of Object.entries(sandboxEtcFiles())) await writeFile(join(etcDir, name), content, { mode: 0o644 })
+    }
+    durationsMs.checkout = performance.now() - t
+    checkNotAborted(request)
+
+    const env: Record<string, string> = {
+      PATH: BUILD_PATH,
+      HOME: bwrap !== null ? SANDBOX_HOME : home,
+      TZ: 'UTC',
+      LC_ALL: 'C.UTF-8',
+      LANG: 'C.UTF-8',
+      SOURCE_DATE_EPOCH: String(sourceDateEpoch)
+    }
+    const wrapper = await limitsWrapper(limits)
+    // One wall-clock budget for fetch and build together.
+    const deadline = Date.now() + limits.timeoutSeconds * 1000
+    const phases: Array<{ phase: 'fetch' | 'build', argv: string[], network: boolean }> = []
+    if (recipe.fetch !== undefined) phases.push({ phase: 'fetch', argv: recipe.fetch, network: true })
+    phases.push({ phase: 'build', argv: recipe.build, network: false })
+
+    for (const { phase, argv, network } of phases) {
+      request.onProgress?.(phase, { argv })
+      t = performance.now()
+      log.push(`quorate: ${phase} phase: ${JSON.stringify(argv)}\n`)
+      const command = ['/bin/sh', '-c', wrapper, 'sh', ...argv]
+      const full = bwrap !== null
+        ? [bwrap, ...bwrapArgs({ network, src, home, etcDir }), '--', ...command]
+        : command
+      const r = await runPhase(full, { cwd: src, env, deadline, log, signal: request.signal })
+      durationsMs[phase] = performance.now() - t
+      if (r.aborted) throw cancelled(request)
+      if (r.timedOut) {
+        log.push(`quorate: ${phase} phase timed out; every process of the build was killed\n`)
+        return await fail(`the build did not finish within ${limits.timeoutSeconds} s (the recipe's timeoutSeconds); every process of the build was killed`, null, true)
+      }
+      log.push(`quorate: ${phase} phase exited with status ${r.exitStatus}\n`)
+      if (r.exitStatus !== 0) {
+        const how = r.signal !== null ? `was killed by ${r.signal} (status ${r.exitStatus})` : `exited with status ${r.exitStatus}`
+        return await fail(`the ${phase} command ${JSON.stringify(argv)} ${how}; see the end of the build log`, r.exitStatus, false)
+      }
+    }
+
+    request.onProgress?.('hash', { output: recipe.output })
+    t = performance.now()
+    const resolved = await resolveOutput(src, recipe.output, bwrap !== null ? SANDBOX_SRC : src)
+    if ('reason' in resolved) return await fail(resolved.reason, 0, false)
+    let output: OutputDigest
+    try {
+      output = await hashOutput(resolved.path, { maxBytes: limits.maxOutputBytes, copyTo: request.outputCopyDir })
+    } catch (err) {
+      if (isQuorateError(err, 'OUTPUT_INVALID')) {
+        // Paths relative to the checkout read the same on every node.
+        return await fail(`the output is invalid: ${err.message.split(`${src}/`).join('')}`, 0, false)
+      }
+      if (request.outputCopyDir !== undefined) await removeTree(request.outputCopyDir)
+      throw err
+    }
+    durationsMs.hash = performance.now() - t
+    return { ok: true, output, log: log.result(), startedOn, finishedOn: new Date().toISOString(), durationsMs, fingerprint: await fingerprint }
+  } finally {
+    if (request.keepWorkDir !== true) await removeTree(request.workDir)
+  }
+}
+
+interface PhaseResult { exitStatus: number | null, signal: NodeJS.Signals | null, timedOut: boolean, aborted: boolean }
+
+/**
+ * Runs one phase in its own process group (under bwrap, bwrap leads it and the sandbox's pid
+ * namespace dies with it). On timeout or abort, and again when the command exits, the whole
+ * group is killed, so no background process outlives the phase.
+ */
+async function runPhase (argv: string[], o: { cwd: string, env: Record<string, string>, deadline: number, log: LogCapture, signal?: AbortSignal }): Promise<PhaseResult> {
+  const child = spawn(argv[0], argv.slice(1), { cwd: o.cwd, env: o.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  let timedOut = false
+  let aborted = false
+  const closed = Promise.all([streamEnd(child.stdout), streamEnd(child.stderr)])
+  child.stdout.on('data', (chunk: Buffer) => o.log.push(chunk))
+  child.stderr.on('data', (chunk: Buffer) => o.log.push(chunk))
+  const timer = setTimeout(() => { timedOut = true; killGroup(child) }, Math.max(0, o.deadline - Date.now()))
+  const onAbort = (): void => { aborted = true; killGroup(child) }
+  if (o.signal?.aborted === true) onAbort()
+  o.signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    const { code, signal } = await new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve, reject) => {
+      child.once('error', reject)
+      child.once('exit', (code, signal) => resolve({ code, signal }))
+    })
+    killGroup(child)
+    const grace = new Promise(resolve => setTimeout(resolve, PIPE_GRACE_MS).unref())
+    if (await Promise.race([closed.then(() => true), grace.then(() => false)]) === false) {
+      // Only a process that left the group (setsid, without the sandbox) still holds the pipes.
+      child.stdout.destroy()
+      child.stderr.destroy()
+    }
+    const exitStatus = timedOut || aborted
+      ? null
+      : code ?? (signal !== null ? 128 + (osConstants.signals[signal] ?? 0) : null)
+    return { exitStatus, signal, timedOut, aborted }
+  } finally {
+    clearTimeout(timer)
+    o.signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+async function streamEnd (stream: NodeJS.ReadableStream): Promise<void> {
+  await new Promise<void>(resolve => {
+    stream.once('close', () => resolve())
+    stream.once('error', () => resolve())
+  })
+}
+
+/**
+ * The shell wrapper every phase runs through: stderr merged into stdout (one ordered log),
+ * umask 022, and per-process limits on data memory (RLIMIT_DATA), processes (RLIMIT_NPROC)
+ * and core dumps.
+ */
+async function limitsWrapper (limits: RecipeLimits): Promise<string> {
+  const prefix = 'exec 2>&1; umask 022; '
+  if (await findOnPath('prlimit', BUILD_PATH) !== null) {
+    return `${prefix}exec prlimit --data=${limits.memoryBytes} --nproc=${limits.maxProcesses} --core=0 -- "$@"`
+  }
+  // Without util-linux's prlimit, the shell can still bound memory.
+  return `${prefix}ulimit -c 0; ulimit -d ${Math.max(1, Math.floor(limits.memoryBytes / 1024))}; exec "$@"`
+}
+
+/**
+ * The host path of the recipe's output, following symlinks as the build saw them (an absolute
+ * target under `checkoutRoot`, which is /build/src in the sandbox, stays in the checkout);
+ * anything that leaves the checkout is refused.
+ */
+async function resolveOutput (src: string, output: string, checkoutRoot: string): Promise<{ path: string } | { reason: string }> {
+  const notProduced = { reason: `the recipe's output path ${output} was not produced; check the recipe's "output" and that the build writes there` }
+  const outside = (where: string): { reason: string } => ({
+    reason: `the recipe's output path ${output} leads outside the checkout (through a symlink to ${where}); the output must be inside the checkout`
+  })
+  const split = (p: string): string[] => p.split('/').filter(c => c.length > 0 && c !== '.')
+  let rest = split(output)
+  const at: string[] = []
+  let hops = 0
+  while (rest.length > 0) {
+    const name = rest.shift() as string
+    if (name === '..') {
+      if (at.length === 0) return outside('..')
+      at.pop()
+      continue
+    }
+    const host = join(src, ...at, name)
+    let st
+    try {
+      st = await lstat(host)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' || code === 'ENOTDIR') return notProduced
+      throw err
+    }
+    if (!st.isSymbolicLink()) {
+      at.push(name)
+      continue
+    }
+    if (++hops > 40) return { reason: `the recipe's output path ${output} has a symlink loop` }
+    const target = await readlink(host)
+    if (target.startsWith('/')) {
+      const roots = [...new Set([checkoutRoot, src])]
+      const root = roots.find(r => target === r || target.startsWith(`${r}/`))
+      if (root === undefined) return outside(target)
+      at.length = 0
+      rest = [...split(target.slice(root.length)), ...rest]
+    } else {
+      rest = [...split(target), ...rest]
+    }
+  }
+  return { path: join(src, ...at) }
+}
+
+async function prepareWorkDir (dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o755 })
+  if ((await readdir(dir)).length > 0) {
+    throw new QuorateError('USAGE', `the build's work directory ${dir} is not empty; give each build a new or empty directory`, { workDir: dir })
+  }
+}
+
+/** rm -rf that also gets through directories a build made read-only. */
+async function removeTree (path: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'EACCES' && code !== 'EPERM') throw err
+    await makeWritable(path)
+    await rm(path, { recursive: true, force: true })
+  }
+}
+
+async function makeWritable (path: string): Promise<void> {
+  const st = await lstat(path).catch(() => null)
+  if (st === null || !st.isDirectory()) return
+  await chmod(path, 0o700)
+  for (const name of await readdir(path)) await makeWritable(join(path, name))
+}
+
+function checkNotAborted (request: BuildRequest): void {
+  if (request.signal?.aborted === true) throw cancelled(request)
+}
+
+function cancelled (request: BuildRequest): QuorateError {
+  return new QuorateError('BUILD_FAILED',
+    `the build of ${request.repoId}@${request.commit} was cancelled before it finished; nothing was attested, and it can be queued again`,
+    { aborted: true, repoId: request.repoId, commit: request.commit }, { cause: request.signal?.reason })
+}

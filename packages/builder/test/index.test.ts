@@ -1,0 +1,32 @@
+import { describe, it, expect } from 'vitest'
+import { createHash } from 'node:crypto'
+import * as builder from '../src/index.js'
+import { LogCapture } from '../src/index.js'
+
+describe('@quorate/builder', () => {
+  it('exports exactly its public API', () => {
+    expect(Object.keys(builder).sort()).toEqual([
+      'ALLOWED_GIT_SCHEMES', 'BUILD_PATH', 'GitMirror', 'LogCapture', 'MAX_TOP_LEVEL_SUBJECTS', 'SANDBOX_HOME', 'SANDBOX_SRC',
+      'bwrapArgs', 'checkCommit', 'checkGitUrl', 'detectSandbox', 'environmentFingerprint', 'globToRegExp', 'hashNar',
+      'hashOutput', 'redactUrl', 'runBuild'
+    ])
+  })
+
+  it('keeps a bounded head and tail of a log and hashes all of it', () => {
+    const log = new LogCapture(10)
+    const parts = ['abc', 'defghijkl', 'mnop', 'q']
+    for (const p of parts) log.push(Buffer.from(p))
+    expect(log.result()).toEqual({
+      head: 'abcde',
+      tail: 'mnopq',
+      totalBytes: 17,
+      sha256: createHash('sha256').update(parts.join('')).digest('hex')
+    })
+    const short = new LogCapture(100)
+    short.push('only this')
+    expect(short.result()).toMatchObject({ head: 'only this', tail: 'only this', totalBytes: 9 })
+    const big = new LogCapture(8)
+    big.push('0123456789ABCDEF')
+    expect(big.result()).toMatchObject({ head: '0123', tail: 'CDEF' })
+  })
+})

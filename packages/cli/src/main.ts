@@ -1,0 +1,244 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util'
+import { mkdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import {
+  QuorateError, isQuorateError, keyPairFromSeed, encodeBuilderKeyFile, parsePolicy, parseRecipeSpec
+} from '@quorate/core'
+import { escapeForTerminal } from '@quorate/node/logger'
+import { loadPolicyFile, readJsonFile } from '@quorate/node/config'
+
+// Heavy packages (libp2p, the builder) load only for the commands that use them, so that
+// `quorate verify` in a deploy pipeline starts fast.
+const nodePkg = async (): Promise<typeof import('@quorate/node')> => await import('@quorate/node')
+
+const USAGE = `quorate: a decentralized network of reproducible-build verifiers
+
+Usage:
+  quorate init --dir DIR --name BUILDER --org ORG [--listen MULTIADDR] [--http-port N] [--bootstrap MULTIADDR]... [--sandbox bwrap|none] [--endpoint URL]
+  quorate policy assemble --member FILE... --repo ID --url GIT_URL [--branch NAME]... [--tag GLOB]... --recipe FILE [--threshold N] [--mode majority|unanimous] [--out FILE]
+  quorate policy check FILE
+  quorate node --config FILE [--log-format text|json] [--debug]
+  quorate verify --node URL [--node URL]... --policy FILE --repo ID --commit SHA [--digest HEX] [--json]
+  quorate digest PATH [--json]
+  quorate status --node URL [--json]
+
+Exit codes of verify: 0 trusted, 1 disputed or not matching --digest, 3 pending, 2 usage/config error or no node answered.`
+
+function usage (msg: string): never {
+  throw new QuorateError('USAGE', `${msg}\n\n${USAGE}`)
+}
+
+function print (s: string): void { process.stdout.write(s + '\n') }
+function printErr (s: string): void { process.stderr.write(s + '\n') }
+
+async function cmdInit (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      dir: { type: 'string' }, name: { type: 'string' }, org: { type: 'string' }, listen: { type: 'string' },
+      'http-port': { type: 'string' }, 'http-host': { type: 'string' }, bootstrap: { type: 'string', multiple: true },
+      sandbox: { type: 'string' }, endpoint: { type: 'string' }, policy: { type: 'string' }, force: { type: 'boolean' },
+      'poll-seconds': { type: 'string' }, loopback: { type: 'boolean' }
+    }
+  })
+  if (values.dir === undefined || values.name === undefined || values.org === undefined) usage('init needs --dir, --name and --org')
+  const dir = resolve(values.dir)
+  const keyFile = join(dir, 'builder-key.json')
+  if (existsSync(keyFile) && values.force !== true) throw new QuorateError('USAGE', `${keyFile} already exists; a builder keeps its key (use --force only to replace it deliberately)`)
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const kp = keyPairFromSeed(new Uint8Array(randomBytes(32)))
+  writeFileSync(keyFile, JSON.stringify(encodeBuilderKeyFile(kp), null, 2) + '\n', { mode: 0o600 })
+  chmodSync(keyFile, 0o600)
+  const peerKeyFile = join(dir, 'peer-key.json')
+  const { writePeerKeyFile } = await nodePkg()
+  const { peerIdFromPeerKey } = await import('@quorate/network')
+  const peerKey = await writePeerKeyFile(peerKeyFile)
+  const peerId = peerIdFromPeerKey(peerKey)
+  const listen = values.listen ?? '/ip4/0.0.0.0/tcp/4001'
+  const httpPort = Number(values['http-port'] ?? 8080)
+  if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) usage('--http-port must be a port number')
+  if (values.sandbox !== undefined && values.sandbox !== 'bwrap' && values.sandbox !== 'none') usage('--sandbox must be bwrap or none')
+  const config = {
+    name: values.name,
+    dataDir: 'data',
+    builderKeyFile: 'builder-key.json',
+    peerKeyFile: 'peer-key.json',
+    policyFile: values.policy ?? 'policy.json',
+    listen: [listen],
+    bootstrap: values.bootstrap ?? [],
+    http: { host: values['http-host'] ?? '127.0.0.1', port: httpPort },
+    sandbox: values.sandbox ?? 'bwrap',
+    pollIntervalSeconds: Number(values['poll-seconds'] ?? 30),
+    ...(values.loopback === true ? { loopbackNetwork: true } : {})
+  }
+  writeFileSync(join(dir, 'node.json'), JSON.stringify(config, null, 2) + '\n')
+  const multiaddr = `${listen}/p2p/${peerId}`
+  const member = { name: values.name, org: values.org, publicKey: kp.publicKeyHex, keyid: kp.keyid, peerId, multiaddr, ...(values.endpoint !== undefined ? { endpoint: values.endpoint } : {}) }
+  writeFileSync(join(dir, 'member.json'), JSON.stringify(member, null, 2) + '\n')
+  print(`initialized builder "${values.name}" of organization "${values.org}" in ${dir}`)
+  print(`  public key: ${kp.publicKeyHex}`)
+  print(`  keyid:      ${kp.keyid}`)
+  print(`  peer id:    ${peerId}`)
+  print(`  multiaddr:  ${multiaddr}${listen.includes('/0.0.0.0/') ? '  (replace 0.0.0.0 with an address the other nodes can reach)' : ''}`)
+  print(`  files:      builder-key.json (0600, keep it secret), peer-key.json (0600), node.json, member.json (share this one)`)
+  print(`next: send member.json to whoever assembles the network policy ("quorate policy assemble"), put the policy at ${join(dir, config.policyFile)}, then run "quorate node --config ${join(dir, 'node.json')}"`)
+  return 0
+}
+
+async function cmdPolicy (args: string[]): Promise<number> {
+  const sub = args[0]
+  if (sub === 'check') {
+    if (args[1] === undefined) usage('policy check needs a FILE')
+    const p = loadPolicyFile(args[1])
+    print(`${args[1]}: valid policy, digest ${p.digest}`)
+    print(`  ${p.builders.size} builders in ${p.orgs.length} organizations (${p.orgs.join(', ')}); quorum: ${p.threshold} organizations, ${p.mode}`)
+    for (const r of p.repositories.values()) print(`  repository ${r.id}: branches ${r.branches.join(', ')}${r.tags.length > 0 ? `, tags ${r.tags.join(', ')}` : ''}; recipe ${r.recipeDigest ?? 'from .quorate/recipe.json'}`)
+    return 0
+  }
+  if (sub !== 'assemble') usage('policy takes "assemble" or "check"')
+  const { values } = parseArgs({
+    args: args.slice(1),
+    options: {
+      member: { type: 'string', multiple: true }, repo: { type: 'string' }, url: { type: 'string' }, branch: { type: 'string', multiple: true },
+      tag: { type: 'string', multiple: true }, recipe: { type: 'string' }, threshold: { type: 'string' }, mode: { type: 'string' }, out: { type: 'string' }
+    }
+  })
+  if (values.member === undefined || values.repo === undefined || values.url === undefined || values.recipe === undefined) usage('policy assemble needs --member (one per builder), --repo, --url and --recipe')
+  const builders = new Map<string, { name: string, org: string, endpoint?: string, keys: Array<{ publicKey: string }> }>()
+  for (const f of values.member) {
+    const m = readJsonFile(f, 'member file') as { name?: string, org?: string, publicKey?: string, endpoint?: string }
+    if (typeof m.name !== 'string' || typeof m.org !== 'string' || typeof m.publicKey !== 'string') throw new QuorateError('CONFIG_INVALID', `${f}: not a member file; "quorate init" writes member.json`)
+    const b = builders.get(m.name) ?? { name: m.name, org: m.org, ...(m.endpoint !== undefined ? { endpoint: m.endpoint } : {}), keys: [] }
+    b.keys.push({ publicKey: m.publicKey })
+    builders.set(m.name, b)
+  }
+  const recipeRaw = readJsonFile(values.recipe, 'recipe')
+  parseRecipeSpec(recipeRaw, values.recipe)
+  const doc = {
+    version: 1,
+    builders: [...builders.values()],
+    repositories: [{ id: values.repo, url: values.url, branches: values.branch ?? ['main'], ...(values.tag !== undefined ? { tags: values.tag } : {}), recipe: recipeRaw }],
+    quorum: { ...(values.threshold !== undefined ? { threshold: Number(values.threshold) } : {}), ...(values.mode !== undefined ? { mode: values.mode } : {}) }
+  }
+  const p = parsePolicy(doc, values.out ?? 'policy')
+  const text = JSON.stringify(doc, null, 2) + '\n'
+  if (values.out !== undefined) writeFileSync(values.out, text)
+  else process.stdout.write(text)
+  printErr(`policy digest ${p.digest}: ${p.builders.size} builders, ${p.orgs.length} organizations, threshold ${p.threshold}; every member must run with this exact file`)
+  return 0
+}
+
+async function cmdNode (args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, 'log-format': { type: 'string' }, debug: { type: 'boolean' } } })
+  if (values.config === undefined) usage('node needs --config FILE (written by "quorate init")')
+  const format = values['log-format'] ?? 'text'
+  if (format !== 'text' && format !== 'json') usage('--log-format must be text or json')
+  const { loadNodeConfig, createLogger, startNode } = await nodePkg()
+  const config = loadNodeConfig(values.config)
+  const logger = createLogger({ format, name: config.name, debug: values.debug === true })
+  const node = await startNode(config, logger)
+  // The line scripts wait for: where the API listens.
+  logger.info('ready', { http: node.httpUrl, peerId: node.network.peerId, multiaddrs: node.network.multiaddrs().join(' ') })
+  await new Promise<void>(resolve => {
+    const stop = (): void => { resolve() }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+  await node.stop()
+  return 0
+}
+
+async function cmdVerify (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' }, digest: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' } }
+  })
+  if (values.policy === undefined || values.repo === undefined || values.commit === undefined || values.node === undefined) usage('verify needs --node, --policy, --repo and --commit')
+  const policy = loadPolicyFile(values.policy)
+  const { verifyCommit } = await import('./verify.js')
+  const report = await verifyCommit({ nodes: values.node, policy, repoId: values.repo, commit: values.commit, expectDigest: values.digest })
+  printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
+  if (values.json === true) {
+    const d = report.decision
+    print(JSON.stringify({
+      status: report.status,
+      exitCode: report.exitCode,
+      repoId: report.repoId,
+      commit: report.commit,
+      narSha256: report.narSha256,
+      policyDigest: report.policyDigest,
+      threshold: d?.threshold ?? null,
+      supportingOrgs: d?.trusted?.supportingOrgs ?? [],
+      supporters: d?.supporters.map(s => ({ builder: s.builder, org: s.org, keyid: s.keyid })) ?? [],
+      dissenters: d?.dissenters.map(s => ({ builder: s.builder, org: s.org, narSha256: s.narSha256 })) ?? [],
+      conflictedOrgs: d?.conflictedOrgs.map(c => c.org) ?? [],
+      equivocators: d?.equivocators.map(e => e.builder) ?? [],
+      ignored: d?.ignored ?? [],
+      nodes: report.nodes,
+      message: report.message
+    }, null, 2))
+  }
+  return report.exitCode
+}
+
+async function cmdDigest (args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } })
+  if (positionals.length !== 1) usage('digest takes one PATH')
+  const { hashOutput } = await import('@quorate/builder')
+  const d = await hashOutput(positionals[0])
+  if (values.json === true) print(JSON.stringify({ path: positionals[0], narSha256: d.narSha256, fileListSha256: d.fileListSha256, files: d.fileCount, bytes: d.totalBytes }))
+  else print(`${d.narSha256}  ${positionals[0]}`)
+  return 0
+}
+
+async function cmdStatus (args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { node: { type: 'string' }, json: { type: 'boolean' } } })
+  if (values.node === undefined) usage('status needs --node URL')
+  const base = values.node.replace(/\/+$/, '')
+  let status: Record<string, unknown>
+  try {
+    const res = await fetch(`${base}/v1/status`, { signal: AbortSignal.timeout(10_000) })
+    status = await res.json() as Record<string, unknown>
+  } catch (err) {
+    throw new QuorateError('HTTP_FAILED', `${base}: no answer (${(err as Error).message}); is the node running, and is this its "http" address?`)
+  }
+  if (values.json === true) { print(JSON.stringify(status, null, 2)); return 0 }
+  const s = status as { name: string, builder: string | null, peerId: string, peers: string[], queue: Record<string, number>, repositories: string[], sandbox: string, policyDigest: string }
+  print(`${escapeForTerminal(s.name)}: builder ${escapeForTerminal(s.builder ?? '(not in policy)')}, sandbox ${s.sandbox}, policy ${s.policyDigest.slice(0, 16)}…`)
+  print(`  peer ${s.peerId}, ${s.peers.length} peers connected`)
+  print(`  builds: ${Object.entries(s.queue).map(([k, v]) => `${v} ${k}`).join(', ')}`)
+  for (const repo of s.repositories) {
+    const res = await fetch(`${base}/v1/repos/${repo}/commits`, { signal: AbortSignal.timeout(10_000) })
+    const body = await res.json() as { commits: Array<{ commit: string, status: string, narSha256: string | null }> }
+    print(`  ${repo}: ${body.commits.length} commits`)
+    for (const c of body.commits.slice(0, 10)) print(`    ${c.commit.slice(0, 12)} ${c.status.padEnd(8)} ${c.narSha256 ?? ''}`)
+  }
+  return 0
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv
+  switch (cmd) {
+    case 'init': return await cmdInit(rest)
+    case 'policy': return await cmdPolicy(rest)
+    case 'node': return await cmdNode(rest)
+    case 'verify': return await cmdVerify(rest)
+    case 'digest': return await cmdDigest(rest)
+    case 'status': return await cmdStatus(rest)
+    case undefined: case '-h': case '--help': case 'help': print(USAGE); return cmd === undefined ? 2 : 0
+    default: return usage(`unknown command "${cmd}"`)
+  }
+}
+
+main(process.argv.slice(2)).then(code => { process.exitCode = code }, err => {
+  if (isQuorateError(err)) {
+    printErr(`${err.code === 'USAGE' ? 'FAILED: usage' : 'FAILED'}: ${err.message}`)
+  } else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
+    printErr(`FAILED: usage: ${(err as Error).message}\n\n${USAGE}`)
+  } else {
+    printErr(`FAILED: unexpected error: ${(err as Error).stack ?? String(err)}`)
+  }
+  process.exitCode = 2
+})

@@ -1,0 +1,38 @@
+/**
+ * @quorate/network: the libp2p host. Gossips attestation envelopes (one gossipsub topic per
+ * repository), runs every received message through the validator the node injects, and runs the
+ * sync protocol so peers that were away fetch what they missed. Transport only: it never looks
+ * inside an envelope.
+ *
+ * @example
+ * import { createPeerKey, startNetwork } from '@quorate/network'
+ *
+ * const net = await startNetwork({
+ *   peerKey: await createPeerKey(),
+ *   listen: ['/ip4/0.0.0.0/tcp/4001'],
+ *   bootstrap: ['/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…'],
+ *   repoIds: ['hello'],
+ *   validate: async (msg) => await store.checkAndPut(msg.repoId, msg.data), // 'accept' | 'reject' | 'ignore'
+ *   sync: store.syncSource()
+ * })
+ * await net.publish('hello', envelopeBytes) // { recipients: n }; 0 is fine, sync delivers later
+ * await net.stop()
+ */
+import './polyfills.js'
+
+export { createPeerKey, peerIdFromPeerKey } from './peer-key.js'
+export { attestationTopic, repoIdFromTopic } from './topics.js'
+export { startNetwork } from './network.js'
+export { SYNC_PROTOCOL } from './sync-protocol.js'
+export { DEFAULT_MAX_MESSAGE_BYTES } from './config.js'
+export type {
+  IncomingMessage,
+  LogHead,
+  Network,
+  NetworkInit,
+  NetworkLogger,
+  NetworkStats,
+  SyncRoundResult,
+  SyncSource,
+  Verdict
+} from './types.js'

@@ -1,0 +1,127 @@
+/** What the node says about one received message; maps onto gossipsub's Accept / Reject / Ignore. */
+export type Verdict = 'accept' | 'reject' | 'ignore'
+
+/** A message received by gossip or by sync, handed to `NetworkInit.validate`. */
+export interface IncomingMessage {
+  repoId: string
+  data: Uint8Array
+  /** Peer id of the peer that propagated it to us (not necessarily its author). */
+  from: string
+  /** How it arrived. */
+  via: 'gossip' | 'sync'
+}
+
+/** Our newest entry of one (repository, key) log. */
+export interface LogHead {
+  repoId: string
+  keyid: string
+  seq: number
+  envelopeId: string
+}
+
+/**
+ * What the sync protocol serves from; the node implements it over its store.
+ * `envelopesAfter(repoId, keyid, -1)` yields the whole log.
+ */
+export interface SyncSource {
+  /** Our head of every (repo, key) log. */
+  heads: () => Promise<LogHead[]>
+  /** Raw envelope bytes of one log with seq > afterSeq, seq ascending. */
+  envelopesAfter: (repoId: string, keyid: string, afterSeq: number) => AsyncIterable<Uint8Array>
+}
+
+export type NetworkLogger = (event: string, fields: Record<string, unknown>) => void
+
+export interface NetworkInit {
+  /** Protobuf-encoded libp2p private key (see `createPeerKey`). */
+  peerKey: Uint8Array
+  /** Listen multiaddrs, e.g. `['/ip4/0.0.0.0/tcp/4001']`. */
+  listen: string[]
+  /** Addresses to announce instead of the listen addresses (public IP, DNS name). */
+  announce?: string[]
+  /** Bootstrap peers: multiaddrs ending in `/p2p/<peer id>`. */
+  bootstrap: string[]
+  /**
+   * Test and demo setting: accept any number of connections from 127.0.0.0/8 and switch off
+   * gossipsub's IP-colocation penalty. Never set it on a public network.
+   */
+  loopbackNetwork?: boolean
+  /** One gossip topic per repository. */
+  repoIds: string[]
+  /** Largest accepted message; larger ones are rejected before `validate` is called. Default 65536. */
+  maxMessageBytes?: number
+  /**
+   * Called for every gossip message and every envelope received by sync. The node checks the
+   * envelope and stores valid ones before returning 'accept'. A throw counts as 'ignore'.
+   */
+  validate: (msg: IncomingMessage) => Promise<Verdict>
+  /** When given, the node serves and runs the sync protocol. */
+  sync?: SyncSource
+  /** Structured log events (`event`, fields). */
+  log?: NetworkLogger
+  /** Periodic sync with every connected peer, in ms. Default 30000; 0 turns it off. */
+  syncIntervalMs?: number
+  /** Abort a sync round that takes longer than this, in ms. Default 60000. */
+  syncTimeoutMs?: number
+  /** Largest sync frame accepted, in bytes. Default max(128 KiB, what a maxMessageBytes envelope needs). */
+  maxSyncFrameBytes?: number
+  /** Gossip messages accepted per second from one propagating peer before we ignore them. Default 200. */
+  gossipRatePerPeer?: number
+  /** Validations in flight at once; gossip beyond this is ignored (sync will deliver it). Default 256. */
+  maxConcurrentValidations?: number
+  /** How long a peer whose gossip score fell below the graylist threshold is kept out, in ms. Default 600000. */
+  banMs?: number
+}
+
+export interface NetworkStats {
+  gossipReceived: number
+  gossipAccepted: number
+  gossipRejected: number
+  gossipIgnored: number
+  syncReceived: number
+  syncAccepted: number
+  syncRejected: number
+  syncIgnored: number
+  syncSent: number
+  syncRounds: number
+  syncFailures: number
+  peersBanned: number
+}
+
+export interface SyncRoundResult {
+  /** Envelopes received from the peer in this round. */
+  received: number
+  /** Of those, how many `validate` accepted. */
+  accepted: number
+  /** Envelopes we sent to the peer in this round. */
+  sent: number
+}
+
+export interface Network {
+  readonly peerId: string
+  /** Our addresses, each ending in `/p2p/<peer id>`. */
+  multiaddrs: () => string[]
+  /**
+   * Gossip `data` on the repository's topic. Returns 0 recipients (never throws) when no peer
+   * is subscribed yet: the sync protocol delivers it later. Throws NETWORK_FAILED for data
+   * larger than maxMessageBytes or a repository we are not subscribed to.
+   */
+  publish: (repoId: string, data: Uint8Array) => Promise<{ recipients: number }>
+  connectedPeers: () => string[]
+  /** Peers subscribed to the repository's topic that a publish reaches now. */
+  topicPeers: (repoId: string) => string[]
+  /**
+   * Our gossipsub mesh for the repository: the peers we relay its messages to at once. Others
+   * hear of them by gossip at a heartbeat, and a message relayed while the mesh was still
+   * forming can miss a peer that joins right after; sync delivers it then.
+   */
+  meshPeers: (repoId: string) => string[]
+  /** Resolves true once at least `min` peers are subscribed and reachable (see topicPeers), false after `timeoutMs`. */
+  waitForTopicPeers: (repoId: string, min: number, timeoutMs: number) => Promise<boolean>
+  /** Run one sync round with a peer now (both sides get what they lack). */
+  syncWith: (peerId: string) => Promise<SyncRoundResult>
+  dial: (multiaddr: string) => Promise<void>
+  hangUp: (peerId: string) => Promise<void>
+  stats: () => NetworkStats
+  stop: () => Promise<void>
+}

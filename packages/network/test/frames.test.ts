@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest'
+import { isQuorateError } from '@quorate/core'
+import { FrameDecoder, encodeFrame } from '../src/frames.js'
+import { encodeSyncFrame, parseSyncFrame, planTransfers } from '../src/sync-protocol.js'
+import type { LogHead } from '../src/index.js'
+
+const bytes = (n: number, fill = 7): Uint8Array => new Uint8Array(n).fill(fill)
+const json = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
+
+describe('frames', () => {
+  it('round-trips frames of every header length, split at any byte', () => {
+    const payloads = [0, 1, 127, 128, 300, 16383, 16384, 100_000].map((n, i) => bytes(n, i))
+    const wire = Buffer.concat(payloads.map(encodeFrame))
+    for (const chunkSize of [1, 3, 4096, wire.length]) {
+      const decoder = new FrameDecoder(128 * 1024)
+      const out: Uint8Array[] = []
+      for (let i = 0; i < wire.length; i += chunkSize) out.push(...decoder.push(wire.subarray(i, i + chunkSize)))
+      expect(out.map(f => f.byteLength)).toEqual(payloads.map(p => p.byteLength))
+      expect(out.every((f, i) => Buffer.from(f).equals(Buffer.from(payloads[i] as Uint8Array)))).toBe(true)
+      expect(decoder.hasPartial).toBe(false)
+    }
+  })
+
+  it('uses the it-length-prefixed wire format (unsigned varint length)', () => {
+    expect([...encodeFrame(bytes(300)).subarray(0, 2)]).toEqual([0xac, 0x02])
+  })
+
+  it('refuses an oversized frame as soon as its length arrives', () => {
+    const decoder = new FrameDecoder(1024)
+    const header = encodeFrame(bytes(1025)).subarray(0, 2)
+    let err: unknown
+    try {
+      decoder.push(header)
+    } catch (e) {
+      err = e
+    }
+    expect(isQuorateError(err, 'NETWORK_FAILED')).toBe(true)
+    expect((err as Error).message).toMatch(/larger than 1024 bytes/)
+  })
+
+  it('reports a partial frame (a truncated stream)', () => {
+    const decoder = new FrameDecoder()
+    expect(decoder.push(encodeFrame(bytes(10)).subarray(0, 5))).toEqual([])
+    expect(decoder.hasPartial).toBe(true)
+  })
+})
+
+describe('sync frames', () => {
+  const head: LogHead = { repoId: 'demo', keyid: 'a'.repeat(64), seq: 3, envelopeId: 'b'.repeat(64) }
+
+  it('round-trips heads, env and end frames', () => {
+    const data = bytes(1500, 9)
+    expect(parseSyncFrame(encodeSyncFrame({ type: 'heads', heads: [head], repoIds: ['demo'], more: true }))).toEqual({ type: 'heads', heads: [head], repoIds: ['demo'], more: true })
+    const env = parseSyncFrame(encodeSyncFrame({ type: 'env', repoId: 'demo', data }))
+    expect(env.type === 'env' && Buffer.from(env.data).equals(Buffer.from(data))).toBe(true)
+    expect(parseSyncFrame(encodeSyncFrame({ type: 'end' }))).toEqual({ type: 'end' })
+  })
+
+  it.each([
+    ['not JSON', new TextEncoder().encode('{')],
+    ['an unknown type', json({ type: 'gimme' })],
+    ['a bad repoId', json({ type: 'env', repoId: 'https://example.com/x.git', data: '' })],
+    ['loose base64', json({ type: 'env', repoId: 'demo', data: 'aGk' })],
+    ['a negative seq', json({ type: 'heads', repoIds: ['demo'], heads: [{ ...head, seq: -1 }] })],
+    ['a non-integer seq', json({ type: 'heads', repoIds: ['demo'], heads: [{ ...head, seq: 1.5 }] })],
+    ['heads that are not an array', json({ type: 'heads', heads: {} })]
+  ])('rejects %s', (_what, frame) => {
+    expect(() => parseSyncFrame(frame)).toThrow(/sync protocol/)
+  })
+
+  it('plans what the peer lacks, in the repositories it carries', () => {
+    const ours: LogHead[] = [
+      { repoId: 'demo', keyid: 'k1', seq: 9, envelopeId: 'e9' }, // peer at 4: send 5..9
+      { repoId: 'demo', keyid: 'k2', seq: 2, envelopeId: 'x2' }, // peer has none: send all
+      { repoId: 'demo', keyid: 'k3', seq: 5, envelopeId: 'e5' }, // peer ahead: nothing
+      { repoId: 'demo', keyid: 'k4', seq: 7, envelopeId: 'ours' }, // fork at 7: send ours
+      { repoId: 'demo', keyid: 'k5', seq: 1, envelopeId: 'same' }, // equal: nothing
+      { repoId: 'other', keyid: 'k1', seq: 3, envelopeId: 'o3' } // peer does not carry it
+    ]
+    const theirs = new Map<string, LogHead>([
+      ['demo\nk1', { repoId: 'demo', keyid: 'k1', seq: 4, envelopeId: 'e4' }],
+      ['demo\nk3', { repoId: 'demo', keyid: 'k3', seq: 8, envelopeId: 'e8' }],
+      ['demo\nk4', { repoId: 'demo', keyid: 'k4', seq: 7, envelopeId: 'theirs' }],
+      ['demo\nk5', { repoId: 'demo', keyid: 'k5', seq: 1, envelopeId: 'same' }]
+    ])
+    expect(planTransfers(ours, theirs, new Set(['demo']))).toEqual([
+      { repoId: 'demo', keyid: 'k1', afterSeq: 4 },
+      { repoId: 'demo', keyid: 'k2', afterSeq: -1 },
+      { repoId: 'demo', keyid: 'k4', afterSeq: 6 }
+    ])
+  })
+})

@@ -1,0 +1,157 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { noise } from '@chainsafe/libp2p-noise'
+import type { Libp2p, Stream, StreamCloseEvent } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { SYNC_PROTOCOL } from '../src/index.js'
+import { encodeFrame } from '../src/frames.js'
+import { MemorySyncSource, REPO, TestNodes, makeEnvelope, sleep, storingValidator, waitFor } from './helpers.js'
+
+const nodes = new TestNodes()
+const rawNodes: Libp2p[] = []
+afterEach(async () => {
+  await nodes.stopAll()
+  await Promise.allSettled(rawNodes.splice(0).map(async n => { await n.stop() }))
+})
+
+function sourceWith (keyid: string, count: number, from = 0): MemorySyncSource {
+  const source = new MemorySyncSource()
+  for (let seq = from; seq < from + count; seq++) source.add(REPO, keyid, seq, makeEnvelope(REPO, keyid, seq))
+  return source
+}
+
+/** A bare libp2p node (no Quorate code) to speak broken sync at a real node. */
+async function rawPeer (): Promise<Libp2p> {
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] }
+  })
+  rawNodes.push(node)
+  return node
+}
+
+async function closed (stream: Stream, timeoutMs: number): Promise<StreamCloseEvent> {
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`stream still open after ${timeoutMs} ms`)) }, timeoutMs)
+    stream.addEventListener('close', (evt) => { clearTimeout(timer); resolve(evt) }, { once: true })
+  })
+}
+
+describe('sync protocol', () => {
+  it('gives a node that starts later all 50 envelopes it missed, through validate, and both sides what they lack', async () => {
+    const a = await nodes.start({ source: sourceWith('key-a', 50) })
+    const b = await nodes.start({ source: sourceWith('key-b', 5), bootstrapTo: [a] })
+    await waitFor('both sides to hold all 55', () => b.source.count() === 55 && a.source.count() === 55)
+
+    const viaSync = b.seen.filter(m => m.via === 'sync')
+    expect(viaSync).toHaveLength(50)
+    expect(viaSync.every(m => m.from === a.net.peerId && m.repoId === REPO)).toBe(true)
+    // seq ascending, bytes identical to what a holds
+    const seqs = viaSync.map(m => (JSON.parse(new TextDecoder().decode(m.data)) as { seq: number }).seq)
+    expect(seqs).toEqual([...Array(50).keys()])
+    const aLog = a.source.logs.get(`${REPO}\nkey-a`)
+    expect(viaSync.every((m, i) => Buffer.from(m.data).equals(Buffer.from(aLog?.entries[i]?.data ?? [])))).toBe(true)
+    expect(a.seen.filter(m => m.via === 'sync')).toHaveLength(5)
+    expect(b.net.stats()).toMatchObject({ syncReceived: 50, syncAccepted: 50 })
+
+    // one more round: nothing left to move
+    expect(await b.net.syncWith(a.net.peerId)).toEqual({ received: 0, accepted: 0, sent: 0 })
+  })
+
+  it('sends only what the peer lacks, and a fork at the same seq as evidence', async () => {
+    const a = await nodes.start({ source: sourceWith('key-a', 50), syncIntervalMs: 0 })
+    const bSource = new MemorySyncSource()
+    const aLog = a.source.logs.get(`${REPO}\nkey-a`)
+    for (const e of aLog?.entries.slice(0, 20) ?? []) bSource.add(REPO, 'key-a', e.seq, e.data)
+    // key-f: both hold seq 0 and 1, with different envelopes at seq 1 (an equivocating signer)
+    const f0 = makeEnvelope(REPO, 'key-f', 0)
+    a.source.add(REPO, 'key-f', 0, f0)
+    bSource.add(REPO, 'key-f', 0, f0)
+    a.source.add(REPO, 'key-f', 1, makeEnvelope(REPO, 'key-f', 1))
+    bSource.add(REPO, 'key-f', 1, makeEnvelope(REPO, 'key-f', 1))
+    const b = await nodes.start({ source: bSource, bootstrapTo: [a], syncIntervalMs: 0 })
+    await waitFor('b to catch up', () => b.source.count(REPO, 'key-a') === 50)
+    await waitFor('the round to finish', () => b.net.stats().syncRounds >= 1)
+
+    const bGot = b.seen.filter(m => m.via === 'sync').map(m => JSON.parse(new TextDecoder().decode(m.data)) as { keyid: string, seq: number })
+    expect(bGot.filter(e => e.keyid === 'key-a').map(e => e.seq)).toEqual([...Array(30).keys()].map(i => i + 20))
+    expect(bGot.filter(e => e.keyid === 'key-f').map(e => e.seq)).toEqual([1]) // a's other seq-1 envelope
+    expect(a.seen.filter(m => m.via === 'sync').map(m => (JSON.parse(new TextDecoder().decode(m.data)) as { keyid: string }).keyid)).toEqual(['key-f'])
+  })
+
+  it('holds the sender back while the receiver is stalled (bounded memory)', async () => {
+    class CountingSource extends MemorySyncSource {
+      yielded = 0
+      override async * envelopesAfter (repoId: string, keyid: string, afterSeq: number): AsyncIterable<Uint8Array> {
+        for await (const data of super.envelopesAfter(repoId, keyid, afterSeq)) {
+          this.yielded++
+          yield data
+        }
+      }
+    }
+    const total = 5000 // about 10 MiB of frames
+    const aSource = new CountingSource()
+    for (let seq = 0; seq < total; seq++) aSource.add(REPO, 'key-a', seq, makeEnvelope(REPO, 'key-a', seq))
+    const a = await nodes.start({ source: aSource })
+    let release!: () => void
+    const released = new Promise<void>(resolve => { release = resolve })
+    const bSource = new MemorySyncSource()
+    const store = storingValidator(bSource, [])
+    const b = await nodes.start({ source: bSource, bootstrapTo: [a], validate: async (msg) => { await released; return await store(msg) } })
+    await waitFor('the round to start', () => aSource.yielded > 0)
+    await sleep(1000)
+    // a has read what fits in b's reader (1 MiB), the yamux window and one write batch, not all 10 MiB
+    expect(aSource.yielded).toBeLessThan(total / 2)
+    release()
+    await waitFor('b to receive everything', () => bSource.count() === total, 20_000)
+    expect(b.net.stats().syncAccepted).toBe(total)
+  })
+
+  it('only exchanges repositories both sides carry', async () => {
+    const aSource = sourceWith('key-a', 3)
+    aSource.add('other', 'key-a', 0, makeEnvelope('other', 'key-a', 0))
+    const a = await nodes.start({ source: aSource, repoIds: [REPO, 'other'] })
+    const b = await nodes.start({ bootstrapTo: [a] })
+    await waitFor('b to catch up', () => b.source.count() === 3)
+    await waitFor('the round to finish', () => b.net.stats().syncRounds >= 1)
+    expect(b.seen.some(m => m.repoId === 'other')).toBe(false)
+  })
+
+  it('resets the stream when a peer announces a frame over the cap', async () => {
+    const a = await nodes.start({ source: sourceWith('key-a', 3) })
+    const raw = await rawPeer()
+    const stream = await raw.dialProtocol(multiaddr(a.net.multiaddrs()[0]), SYNC_PROTOCOL)
+    stream.send(Uint8Array.of(0x80, 0x80, 0x40)) // varint 1 MiB, no payload needed
+    const evt = await closed(stream, 5000)
+    expect(evt.error).toBeDefined()
+    await waitFor('a to count the failure', () => a.net.stats().syncFailures === 1)
+    expect(a.net.stats().syncReceived).toBe(0)
+  })
+
+  it('fails a round whose peer closes without an end frame', async () => {
+    const a = await nodes.start({ source: sourceWith('key-a', 3) })
+    const raw = await rawPeer()
+    const stream = await raw.dialProtocol(multiaddr(a.net.multiaddrs()[0]), SYNC_PROTOCOL)
+    stream.send(encodeFrame(new TextEncoder().encode(JSON.stringify({ type: 'heads', repoIds: [REPO], heads: [] }))))
+    await stream.close()
+    await waitFor('a to count the failure', () => a.net.stats().syncFailures === 1)
+    expect(a.net.stats().syncRounds).toBe(0)
+  })
+
+  it('aborts a round that exceeds syncTimeoutMs', async () => {
+    const events: Array<{ event: string, fields: Record<string, unknown> }> = []
+    const a = await nodes.start({ source: sourceWith('key-a', 3), syncTimeoutMs: 300, log: (event, fields) => { events.push({ event, fields }) } })
+    const raw = await rawPeer()
+    const stream = await raw.dialProtocol(multiaddr(a.net.multiaddrs()[0]), SYNC_PROTOCOL)
+    // say nothing: a waits for our heads until its timeout
+    const evt = await closed(stream, 5000)
+    expect(evt.error).toBeDefined()
+    await waitFor('a to count the failure', () => a.net.stats().syncFailures === 1)
+    expect(events.find(e => e.event === 'sync-failed')?.fields.error).toMatch(/timed out after 300 ms/)
+  })
+})

@@ -1,0 +1,132 @@
+import { readFileSync, statSync } from 'node:fs'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { QuorateError, isRepoId, parseBuilderKeyFile, parseJsonStrict, parsePolicy, type BuilderKeyPair, type Policy } from '@quorate/core'
+
+/** A node's own config file (never gossiped). Paths are relative to the config file. */
+export interface NodeConfig {
+  /** Where this config was read from (for messages). */
+  file: string
+  name: string
+  dataDir: string
+  builderKeyFile: string
+  peerKeyFile: string
+  policyFile: string
+  listen: string[]
+  announce: string[]
+  bootstrap: string[]
+  http: { host: string, port: number }
+  adminToken?: string
+  sandbox: 'bwrap' | 'none'
+  pollIntervalSeconds: number
+  backfill: number
+  concurrency: number
+  loopbackNetwork: boolean
+  credentials: Record<string, { token?: string, sshKeyFile?: string }>
+  /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
+  faultInjection?: { tamperOutput?: boolean }
+}
+
+const ALLOWED = new Set(['name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'loopbackNetwork', 'credentials', 'faultInjection'])
+
+function bad (file: string, field: string, msg: string): never {
+  throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
+}
+
+export function readJsonFile (file: string, what: string): unknown {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    throw new QuorateError(code === 'ENOENT' ? 'NOT_FOUND' : 'CONFIG_INVALID', `${file}: cannot read the ${what} (${code ?? (err as Error).message}); check the path`, { file })
+  }
+  try {
+    return parseJsonStrict(text, file)
+  } catch (err) {
+    throw new QuorateError('CONFIG_INVALID', `${file}: the ${what} is not valid JSON: ${(err as Error).message.replace(`${file}: `, '')}`, { file })
+  }
+}
+
+/** Reads and validates a node config file; every error names the file and field. */
+export function loadNodeConfig (file: string): NodeConfig {
+  const raw = readJsonFile(file, 'node config')
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) bad(file, '(top level)', 'must be a JSON object; create one with "quorate init"')
+  const c = raw as Record<string, unknown>
+  for (const k of Object.keys(c)) if (!ALLOWED.has(k)) bad(file, k, `unknown field; allowed: ${[...ALLOWED].join(', ')}`)
+  const base = dirname(resolve(file))
+  const path = (k: string, def?: string): string => {
+    const v = c[k] ?? def
+    if (typeof v !== 'string' || v === '') bad(file, k, 'must be a file or directory path')
+    return isAbsolute(v) ? v : resolve(base, v)
+  }
+  const strings = (k: string, def: string[]): string[] => {
+    const v = c[k] ?? def
+    if (!Array.isArray(v) || !v.every(x => typeof x === 'string' && x.startsWith('/'))) bad(file, k, 'must be a list of multiaddrs such as "/ip4/127.0.0.1/tcp/4001"')
+    return v
+  }
+  const int = (k: string, def: number, min: number, max: number): number => {
+    const v = c[k] ?? def
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(file, k, `must be a whole number from ${min} to ${max}`)
+    return v
+  }
+  if (c.name !== undefined && (typeof c.name !== 'string' || c.name === '')) bad(file, 'name', 'must be a non-empty string')
+  const http = (c.http ?? {}) as Record<string, unknown>
+  if (typeof http !== 'object' || Array.isArray(http)) bad(file, 'http', 'must be an object {host, port}')
+  const host = http.host ?? '127.0.0.1'
+  const port = http.port ?? 8080
+  if (typeof host !== 'string') bad(file, 'http.host', 'must be an address such as "127.0.0.1"')
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) bad(file, 'http.port', 'must be a port number (0 picks a free one)')
+  if (c.adminToken !== undefined && (typeof c.adminToken !== 'string' || c.adminToken.length < 16)) bad(file, 'adminToken', 'must be a string of at least 16 characters (e.g. from "openssl rand -hex 24")')
+  if (c.sandbox !== undefined && c.sandbox !== 'bwrap' && c.sandbox !== 'none') bad(file, 'sandbox', 'must be "bwrap" (default) or "none" (no isolation: builds can read this node\'s files)')
+  if (c.loopbackNetwork !== undefined && typeof c.loopbackNetwork !== 'boolean') bad(file, 'loopbackNetwork', 'must be true or false')
+  const credentials = (c.credentials ?? {}) as Record<string, { token?: string, sshKeyFile?: string }>
+  if (typeof credentials !== 'object' || Array.isArray(credentials)) bad(file, 'credentials', 'must map repository ids to {token} or {sshKeyFile}')
+  for (const [id, cred] of Object.entries(credentials)) {
+    if (!isRepoId(id)) bad(file, `credentials.${id}`, 'keys must be repository ids from the policy')
+    if (cred === null || typeof cred !== 'object' || Object.keys(cred).some(k => k !== 'token' && k !== 'sshKeyFile')) bad(file, `credentials.${id}`, 'must be {"token": "..."} or {"sshKeyFile": "/path"}')
+  }
+  const fi = c.faultInjection as NodeConfig['faultInjection']
+  if (fi !== undefined && (typeof fi !== 'object' || fi === null || Object.keys(fi).some(k => k !== 'tamperOutput'))) bad(file, 'faultInjection', 'only {"tamperOutput": true} exists (a demo of a compromised builder)')
+  return {
+    file,
+    name: (c.name as string | undefined) ?? 'quorate-node',
+    dataDir: path('dataDir', 'data'),
+    builderKeyFile: path('builderKeyFile', 'builder-key.json'),
+    peerKeyFile: path('peerKeyFile', 'peer-key.json'),
+    policyFile: path('policyFile', 'policy.json'),
+    listen: strings('listen', ['/ip4/0.0.0.0/tcp/4001']),
+    announce: strings('announce', []),
+    bootstrap: strings('bootstrap', []),
+    http: { host, port },
+    ...(c.adminToken !== undefined ? { adminToken: c.adminToken as string } : {}),
+    sandbox: (c.sandbox as 'bwrap' | 'none' | undefined) ?? 'bwrap',
+    pollIntervalSeconds: int('pollIntervalSeconds', 30, 1, 86_400),
+    backfill: int('backfill', 10, 1, 10_000),
+    concurrency: int('concurrency', 1, 1, 64),
+    loopbackNetwork: c.loopbackNetwork === true,
+    credentials,
+    ...(fi !== undefined ? { faultInjection: fi } : {})
+  }
+}
+
+/** Refuses secret files that other users can read. */
+export function assertPrivateFile (file: string, what: string): void {
+  let mode: number
+  try {
+    mode = statSync(file).mode
+  } catch (err) {
+    throw new QuorateError('KEY_INVALID', `${file}: cannot read the ${what} (${(err as { code?: string }).code ?? 'error'}); create it with "quorate init"`, { file })
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new QuorateError('KEY_PERMISSIONS', `${file}: the ${what} is readable by other users (mode ${(mode & 0o777).toString(8)}); run "chmod 600 ${file}"`, { file })
+  }
+}
+
+export function loadBuilderKey (file: string): BuilderKeyPair {
+  assertPrivateFile(file, 'builder key')
+  return parseBuilderKeyFile(readJsonFile(file, 'builder key'), file)
+}
+
+export function loadPolicyFile (file: string): Policy {
+  return parsePolicy(readJsonFile(file, 'network policy'), file)
+}

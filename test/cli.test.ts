@@ -1,0 +1,145 @@
+// The quorate command and a single real node process facing bad input: every error names
+// the file or field and what to do, and a running node survives failing and hanging builds
+// and an unreachable repository.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, chmodSync, statSync, mkdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { hashOutput } from '@quorate/builder'
+// @ts-expect-error plain JS helper shared with the demo
+import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+
+let work: string
+beforeAll(() => { work = mkdtempSync(join(tmpdir(), 'quorate-cli-')) })
+afterAll(() => { rmSync(work, { recursive: true, force: true }) })
+
+async function oneNode (name: string, recipe: Record<string, unknown>, repoUrl?: string): Promise<any> {
+  const repo = join(work, `${name}-repo`)
+  const commit = createSampleRepo(repo)
+  const net = await initNetwork({ dir: join(work, name), repoUrl: repoUrl ?? repo, recipe, pollSeconds: 1, builders: [{ name: `${name}-b`, org: `${name}-org` }] })
+  return { ...net, node: net.nodes[0], commit }
+}
+
+describe('quorate init and policy', () => {
+  it('writes a private builder key, a peer key, a config and prints what the others need', async () => {
+    const dir = join(work, 'init')
+    const r = await runCli(['init', '--dir', dir, '--name', 'b1', '--org', 'o1', '--listen', '/ip4/127.0.0.1/tcp/4555'])
+    expect(r.code).toBe(0)
+    const member = JSON.parse(readFileSync(join(dir, 'member.json'), 'utf8'))
+    expect(r.stdout).toContain(`public key: ${member.publicKey}`)
+    expect(r.stdout).toContain(`keyid:      ${member.keyid}`)
+    expect(r.stdout).toContain(`/ip4/127.0.0.1/tcp/4555/p2p/${member.peerId}`)
+    expect(statSync(join(dir, 'builder-key.json')).mode & 0o777).toBe(0o600)
+    expect(statSync(join(dir, 'peer-key.json')).mode & 0o777).toBe(0o600)
+    const again = await runCli(['init', '--dir', dir, '--name', 'b1', '--org', 'o1'])
+    expect(again.code).toBe(2)
+    expect(again.stderr).toMatch(/already exists; a builder keeps its key/)
+  })
+
+  it('policy check names the bad field', async () => {
+    const f = join(work, 'p.json')
+    writeFileSync(f, JSON.stringify({ version: 1, builders: [], repositories: [], quorum: {} }))
+    const r = await runCli(['policy', 'check', f])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${f}: builders: must list at least one builder`)
+    writeFileSync(f, '{"version": 1,')
+    expect((await runCli(['policy', 'check', f])).stderr).toMatch(/p.json: the network policy is not valid JSON/)
+  })
+
+  it('quorate digest prints the narSha256 of a directory', async () => {
+    const d = join(work, 'digest-me')
+    mkdirSync(join(d, 'sub'), { recursive: true })
+    writeFileSync(join(d, 'sub', 'x'), 'x')
+    const r = await runCli(['digest', d])
+    expect(r.code).toBe(0)
+    expect(r.stdout.trim()).toBe(`${(await hashOutput(d)).narSha256}  ${d}`)
+    expect((await runCli(['digest', join(work, 'nope')])).code).toBe(2)
+  })
+})
+
+describe('a node facing bad input', () => {
+  it('refuses a builder key readable by others, a malformed config and a bad policy, naming the file', async () => {
+    const { node, policyFile } = await oneNode('refuse', { build: ['true'], output: '.', outputKind: 'dir' })
+    const keyFile = join(node.dir, 'builder-key.json')
+    chmodSync(keyFile, 0o644)
+    let r = await runCli(['node', '--config', node.config])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${keyFile}: the builder key is readable by other users (mode 644); run "chmod 600 ${keyFile}"`)
+    chmodSync(keyFile, 0o600)
+    const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
+    writeFileSync(node.config, JSON.stringify({ ...cfg, pollIntervalSeconds: 'often' }))
+    r = await runCli(['node', '--config', node.config])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${node.config}: pollIntervalSeconds: must be a whole number`)
+    writeFileSync(node.config, JSON.stringify(cfg))
+    const policy = JSON.parse(readFileSync(policyFile, 'utf8'))
+    policy.repositories[0].recipe.output = '../../etc'
+    writeFileSync(policyFile, JSON.stringify(policy))
+    r = await runCli(['node', '--config', node.config])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/policy.json: repositories\[0\]\.recipe\.output: "..\/..\/etc" leaves the checkout/)
+  })
+
+  it('keeps running when its repository URL does not exist, and says what to check', async () => {
+    const { node } = await oneNode('unreachable', { build: ['true'], output: '.', outputKind: 'dir' }, join(work, 'no-such-repo'))
+    let log = ''
+    await startNodeProcess(node, { onLine: (_n: unknown, l: string) => { log += l + '\n' } })
+    try {
+      await waitFor(() => /poll failed/.test(log), { timeoutMs: 20_000, what: 'the poll failure to be logged' })
+      expect(log).toMatch(/check the repository URL/)
+      expect((await getJson(`${node.url}/healthz`)).ok).toBe(true)
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
+
+  it('records a failing build as a signed failure that never counts, and a hanging one as a timeout, and stays up', async () => {
+    const failing = await oneNode('failing', { build: ['sh', '-c', 'echo broken >&2; exit 3'], output: 'dist', outputKind: 'dir' })
+    await startNodeProcess(failing.node, {})
+    try {
+      const d = await waitFor(async () => {
+        const r = await getJson(`${failing.node.url}/v1/repos/${failing.repoId}/commits/${failing.commit}`)
+        return r.decision.failures.length > 0 ? r : undefined
+      }, { timeoutMs: 30_000, what: 'a failure attestation' })
+      expect(d.decision.status).toBe('pending')
+      expect(d.decision.failures[0]).toMatchObject({ builder: 'failing-b', exitStatus: 3, timedOut: false })
+      expect((await getJson(`${failing.node.url}/healthz`)).ok).toBe(true)
+    } finally {
+      await stopNodeProcess(failing.node)
+    }
+    const hanging = await oneNode('hanging', { build: ['sh', '-c', 'sleep 300 & sleep 300'], output: 'dist', outputKind: 'dir', timeoutSeconds: 1 })
+    await startNodeProcess(hanging.node, {})
+    try {
+      const d = await waitFor(async () => {
+        const r = await getJson(`${hanging.node.url}/v1/repos/${hanging.repoId}/commits/${hanging.commit}`)
+        return r.decision.failures.length > 0 ? r : undefined
+      }, { timeoutMs: 30_000, what: 'a timeout failure attestation' })
+      expect(d.decision.failures[0].timedOut).toBe(true)
+      expect((await getJson(`${hanging.node.url}/healthz`)).ok).toBe(true)
+    } finally {
+      await stopNodeProcess(hanging.node)
+    }
+  })
+
+  it('a single-organization network trusts its own build, keeps it across a restart, and a second node on the same data directory is refused', async () => {
+    const { node, repoId, commit } = await oneNode('restart', { build: ['sh', 'build.sh'], output: 'dist', outputKind: 'dir' })
+    await startNodeProcess(node, {})
+    let digest: string
+    try {
+      digest = await waitFor(async () => (await getJson(`${node.url}/v1/repos/${repoId}/commits/${commit}`)).decision.trusted?.narSha256, { timeoutMs: 30_000, what: 'trusted' })
+      const second = await runCli(['node', '--config', node.config])
+      expect(second.code).toBe(2)
+      expect(second.stderr).toMatch(/another Quorate node is using the data directory/)
+    } finally {
+      await stopNodeProcess(node)
+    }
+    await startNodeProcess(node, {})
+    try {
+      const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${commit}`)
+      expect(r.decision.trusted.narSha256).toBe(digest)
+      expect(r.envelopes.filter((e: any) => JSON.parse(Buffer.from(e.payload, 'base64').toString()).predicateType === 'https://slsa.dev/provenance/v1')).toHaveLength(1)
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
+})
