@@ -11,67 +11,54 @@ export interface CapturedLog {
   sha256: string
 }
 
-/** Keeps a bounded head and tail of a byte stream and hashes all of it. */
+/**
+ * Keeps a bounded head and tail of a byte stream and hashes all of it. Memory grows with the
+ * log up to about maxLogBytes (plus one chunk), never more.
+ */
 export class LogCapture {
   private readonly half: number
-  private readonly headBuf: Buffer
+  private readonly headChunks: Buffer[] = []
   private headLen = 0
-  private readonly ring: Buffer
-  private ringStart = 0
-  private ringLen = 0
+  private readonly tailChunks: Buffer[] = []
+  private tailLen = 0
   private total = 0
   private readonly hash: Hash = createHash('sha256')
 
   constructor (maxLogBytes: number) {
     this.half = Math.max(1, Math.floor(maxLogBytes / 2))
-    this.headBuf = Buffer.alloc(this.half)
-    this.ring = Buffer.alloc(this.half)
   }
 
   push (chunk: Buffer | string): void {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
+    if (bytes.length === 0) return
     this.hash.update(bytes)
     this.total += bytes.length
     if (this.headLen < this.half) {
-      const n = Math.min(this.half - this.headLen, bytes.length)
-      bytes.copy(this.headBuf, this.headLen, 0, n)
-      this.headLen += n
+      const part = keep(bytes.subarray(0, this.half - this.headLen), bytes)
+      this.headChunks.push(part)
+      this.headLen += part.length
     }
-    const rest = bytes
-    if (rest.length === 0) return
-    if (rest.length >= this.half) {
-      rest.copy(this.ring, 0, rest.length - this.half)
-      this.ringStart = 0
-      this.ringLen = this.half
-      return
-    }
-    // Append to the ring, overwriting its oldest bytes.
-    let write = (this.ringStart + this.ringLen) % this.half
-    for (let off = 0; off < rest.length;) {
-      const n = Math.min(rest.length - off, this.half - write)
-      rest.copy(this.ring, write, off, off + n)
-      off += n
-      write = (write + n) % this.half
-    }
-    const len = this.ringLen + rest.length
-    if (len > this.half) {
-      this.ringStart = (this.ringStart + len - this.half) % this.half
-      this.ringLen = this.half
-    } else {
-      this.ringLen = len
+    const last = bytes.length > this.half ? keep(bytes.subarray(bytes.length - this.half), bytes) : bytes
+    this.tailChunks.push(last)
+    this.tailLen += last.length
+    // Drop whole chunks from the front while the rest still holds `half` bytes.
+    while (this.tailLen - this.tailChunks[0].length >= this.half) {
+      this.tailLen -= (this.tailChunks.shift() as Buffer).length
     }
   }
 
   result (): CapturedLog {
-    const end = this.ringStart + this.ringLen
-    const tail = end <= this.half
-      ? this.ring.subarray(this.ringStart, end)
-      : Buffer.concat([this.ring.subarray(this.ringStart), this.ring.subarray(0, end - this.half)])
+    const tail = Buffer.concat(this.tailChunks)
     return {
-      head: this.headBuf.subarray(0, this.headLen).toString('utf8'),
-      tail: tail.toString('utf8'),
+      head: Buffer.concat(this.headChunks).toString('utf8'),
+      tail: tail.subarray(Math.max(0, tail.length - this.half)).toString('utf8'),
       totalBytes: this.total,
       sha256: this.hash.copy().digest('hex')
     }
   }
+}
+
+/** A slice that does not pin a much larger chunk in memory. */
+function keep (slice: Buffer, whole: Buffer): Buffer {
+  return slice.length < whole.length ? Buffer.from(slice) : slice
 }

@@ -14,7 +14,7 @@ export interface FileListEntry {
   path: string
   type: 'file' | 'symlink' | 'dir'
   /** Owner-execute bit; only `true` is ever written. */
-  executable?: true
+  executable?: boolean
   size?: number
   sha256?: string
   target?: string
@@ -148,6 +148,7 @@ class OutputWalker {
       this.nar.update(NODE)
       await this.node(childAbs, childRel, lstatSync(childAbs), childCopy, rel === null)
       this.nar.update(CLOSE)
+      await this.maybeYield()
     }
     this.nar.update(CLOSE)
   }
@@ -239,7 +240,6 @@ class OutputWalker {
       if (out !== undefined) closeSync(out)
       closeSync(fd)
     }
-    await this.maybeYield()
   }
 
   /** The walk is mostly synchronous; give the event loop a turn every few milliseconds. */

@@ -26,6 +26,12 @@ const MAX_INBOUND_SYNC_ROUNDS = 8
 /** The side that accepted a connection waits this long before syncing, so the dialer's round usually comes first and one round serves both. */
 const INBOUND_SYNC_DELAY_MS = 1500
 const DIAL_TIMEOUT_MS = 10_000
+/**
+ * Yamux grows a stream's receive window up to 16 MiB on fast links, and a paused reader still
+ * has to take in whatever window it granted. 1 MiB keeps a stalled sync stream's memory small
+ * (and still moves 10 MiB/s at 100 ms RTT, far more than attestations need).
+ */
+const MAX_STREAM_WINDOW_BYTES = 1024 * 1024
 
 type Node = Libp2p<{ identify: Identify, pubsub: GossipSub }>
 
@@ -112,7 +118,7 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       addresses: { listen: config.listen, announce: config.announce },
       transports: [tcp()],
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
+      streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES } })],
       peerDiscovery: bootstrapPeers.length > 0
         ? [bootstrap({ list: bootstrapPeers.map(p => p.multiaddr), timeout: 0, tagTTL: Infinity })]
         : [],

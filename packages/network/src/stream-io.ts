@@ -4,16 +4,13 @@ import { FrameDecoder, encodeFrame } from './frames.js'
 
 /** Past this many decoded-but-unread bytes the reader pauses the stream (yamux then stops granting window). */
 const READ_HIGH_WATER_BYTES = 1024 * 1024
-/**
- * While paused, the remote may still send what its yamux window allows (up to 16 MiB), which
- * lands in the stream's own read buffer; the default 4 MiB cap would reset the stream.
- */
-const PAUSED_READ_BUFFER_BYTES = 17 * 1024 * 1024
 
 /**
  * Reads length-prefixed frames from a libp2p stream one at a time, with backpressure: it pauses
  * the stream when too much is queued and resumes once the consumer catches up. (`for await`
- * over a stream and `lpStream` both buffer without limit; PLATFORM.md "Streams".)
+ * over a stream and `lpStream` both buffer without limit; PLATFORM.md "Streams".) While paused,
+ * yamux stops granting window, so the remote can still send at most one window (1 MiB, see
+ * network.ts) into the stream's own read buffer (4 MiB cap).
  */
 export class FrameReader {
   private readonly stream: Stream
@@ -29,7 +26,6 @@ export class FrameReader {
   constructor (stream: Stream, maxFrameBytes: number) {
     this.stream = stream
     this.decoder = new FrameDecoder(maxFrameBytes)
-    if (stream.maxReadBufferLength < PAUSED_READ_BUFFER_BYTES) stream.maxReadBufferLength = PAUSED_READ_BUFFER_BYTES
     stream.addEventListener('message', this.onMessage)
     stream.addEventListener('end', this.onEnd)
     stream.addEventListener('close', this.onClose)
