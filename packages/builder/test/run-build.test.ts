@@ -98,14 +98,18 @@ describe('runBuild without a sandbox', () => {
   })
 
   it('reports a failing build with its exit status and the end of its log', async () => {
-    const outcome = await build({ build: ['sh', '-c', 'echo progress; echo "boom: something broke" >&2; exit 3'] })
+    // 20 000 numbered lines (108 894 bytes) overflow the 64 KiB log; stdout and stderr stay in order.
+    const outcome = await build({ build: ['sh', '-c', 'seq 1 20000; echo progress; echo "boom: something broke" >&2; exit 3'] })
     expect(outcome.ok).toBe(false)
     if (outcome.ok) return
     expect(outcome.exitStatus).toBe(3)
     expect(outcome.timedOut).toBe(false)
     expect(outcome.reason).toContain('exited with status 3')
-    expect(outcome.log.tail).toContain('boom: something broke')
-    expect(outcome.log.tail.indexOf('progress')).toBeLessThan(outcome.log.tail.indexOf('boom'))
+    expect(outcome.log.tail).toMatch(/\n20000\nprogress\nboom: something broke\nquorate: build phase exited with status 3\n$/)
+    expect(outcome.log.head).toMatch(/^quorate: build phase: \["sh","-c",.*\]\n1\n2\n3\n/)
+    expect(Buffer.byteLength(outcome.log.head)).toBe(32 * 1024)
+    expect(Buffer.byteLength(outcome.log.tail)).toBe(32 * 1024)
+    expect(outcome.log.totalBytes).toBeGreaterThan(108_894 + 40)
     expect(outcome.fingerprint.sandbox).toBe('none')
   })
 

@@ -107,7 +107,7 @@ describe('sync protocol', () => {
     await sleep(1000)
     // a has read what fits in b's reader (1 MiB), one yamux window (1 MiB) and one write batch:
     // about 1000 envelopes, not all 8 MiB
-    console.log('YIELDED', aSource.yielded); expect(aSource.yielded).toBeLessThan(total / 2)
+    expect(aSource.yielded).toBeLessThan(total / 2)
     release()
     await waitFor('b to receive everything', () => bSource.count() === total, 20_000)
     expect(b.net.stats().syncAccepted).toBe(total)

@@ -1,0 +1,58 @@
+import { describe, it, expect, afterEach } from 'vitest'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadNodeConfig } from '../src/config.js'
+import { createLogger, escapeForTerminal } from '../src/logger.js'
+
+const dirs: string[] = []
+afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }) })
+
+function configFile (content: unknown): string {
+  const d = mkdtempSync(join(tmpdir(), 'quorate-config-'))
+  dirs.push(d)
+  const f = join(d, 'node.json')
+  writeFileSync(f, typeof content === 'string' ? content : JSON.stringify(content))
+  return f
+}
+
+describe('loadNodeConfig', () => {
+  it('fills defaults and resolves paths relative to the config file', () => {
+    const f = configFile({ name: 'n1', dataDir: 'd', sandbox: 'none' })
+    const c = loadNodeConfig(f)
+    expect(c.dataDir).toBe(join(f, '..', 'd'))
+    expect(c.builderKeyFile).toBe(join(f, '..', 'builder-key.json'))
+    expect(c).toMatchObject({ sandbox: 'none', pollIntervalSeconds: 30, backfill: 10, concurrency: 1, loopbackNetwork: false, http: { host: '127.0.0.1', port: 8080 } })
+  })
+
+  it('defaults to the bubblewrap sandbox: building unisolated must be chosen explicitly', () => {
+    expect(loadNodeConfig(configFile({})).sandbox).toBe('bwrap')
+  })
+
+  it('names the file and the field for each mistake', () => {
+    const msg = (content: unknown): string => { try { loadNodeConfig(configFile(content)); return 'ok' } catch (e) { return (e as Error).message } }
+    expect(msg('{"name": "x",}')).toMatch(/node.json: the node config is not valid JSON/)
+    expect(msg({ sandbox: 'docker' })).toMatch(/node.json: sandbox: must be "bwrap" \(default\) or "none"/)
+    expect(msg({ listen: ['127.0.0.1:4001'] })).toMatch(/listen: must be a list of multiaddrs/)
+    expect(msg({ http: { port: 70000 } })).toMatch(/http.port: must be a port number/)
+    expect(msg({ adminToken: 'short' })).toMatch(/adminToken: must be a string of at least 16 characters/)
+    expect(msg({ credentials: { 'https://x': { token: 't' } } })).toMatch(/credentials.https:\/\/x: keys must be repository ids/)
+    expect(msg({ pollIntervalSecs: 3 })).toMatch(/pollIntervalSecs: unknown field/)
+    expect(msg([])).toMatch(/must be a JSON object/)
+    expect(() => loadNodeConfig('/nonexistent/node.json')).toThrow(/cannot read the node config \(ENOENT\)/)
+  })
+})
+
+describe('logger', () => {
+  it('escapes control characters from signer-chosen strings in text and keeps JSON lines parseable', () => {
+    const lines: string[] = []
+    const text = createLogger({ format: 'text', write: l => lines.push(l) })
+    text.info('decision', { builder: 'evil\n12:00:00 INFO forged line\u001b[2J' })
+    expect(lines[0]).not.toMatch(/\n|\u001b/)
+    expect(lines[0]).toContain('\\n12:00:00')
+    const json = createLogger({ format: 'json', name: 'n', write: l => lines.push(l) })
+    json.warn('x', { s: 'a\nb' })
+    expect(JSON.parse(lines[1])).toMatchObject({ level: 'warn', node: 'n', event: 'x', s: 'a\nb' })
+    expect(escapeForTerminal('ok\u2028')).toBe('ok\\u2028')
+  })
+})
