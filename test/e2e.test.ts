@@ -110,6 +110,48 @@ describe('a local Quorate network', () => {
     expect(bp.stderr).toMatch(/bad-policy.json: quorum.threshold: 1 is not more than half/)
   })
 
+  it('verify checks refs, artifacts, a pinned policy digest, waits, and works offline from a bundle', async () => {
+    const nodes = ['alpha-1', 'gamma-1'].flatMap(n => ['--node', byName(n).url])
+    const base = ['verify', ...nodes, '--policy', net.policyFile, '--repo', net.repoId, '--commit', first]
+    // Every builder signed that it saw refs/heads/main at this commit.
+    const ref = await runCli([...base, '--ref', 'refs/heads/main', '--json'])
+    expect(ref.code).toBe(0)
+    expect(JSON.parse(ref.stdout).refObservedBy).toEqual(['alpha', 'beta', 'delta', 'echo', 'gamma'])
+    const otherRef = await runCli([...base, '--ref', 'refs/heads/release'])
+    expect(otherRef.code).toBe(1)
+    expect(otherRef.stderr).toMatch(/only 0 of the 3 organizations needed signed that they saw refs\/heads\/release/)
+    // An artifact from an honest local build is in the trusted file list; a doctored one is not.
+    const artifact = join(work, `local-${first.slice(0, 8)}`, 'dist', 'app.js')
+    const art = await runCli([...base, '--artifact', artifact, '--json'])
+    expect(art.code).toBe(0)
+    expect(JSON.parse(art.stdout).artifact).toMatchObject({ found: true, entry: { path: 'app.js' } })
+    const doctored = join(work, 'app.js')
+    writeFileSync(doctored, readFileSync(artifact, 'utf8') + '\n/* injected */\n')
+    const bad = await runCli([...base, '--artifact', doctored])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/is not in the trusted build output/)
+    const pinned = await runCli([...base, '--policy-digest', 'a'.repeat(64)])
+    expect(pinned.code).toBe(2)
+    expect(pinned.stderr).toMatch(/not the pinned --policy-digest/)
+    const t0 = Date.now()
+    const waited = await runCli(['verify', ...nodes, '--policy', net.policyFile, '--repo', net.repoId, '--commit', '1'.repeat(40), '--wait', '--timeout', '2'])
+    expect(waited.code).toBe(3)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2000)
+    expect(waited.stderr).toMatch(/gave up waiting after 2 s/)
+    // A bundle exported from one node verifies offline; cut down below the threshold it proves nothing.
+    const bundleFile = join(work, 'bundle.json')
+    const exported = await runCli(['bundle', '--node', byName('beta-1').url, '--repo', net.repoId, '--commit', first, '--out', bundleFile])
+    expect(exported.code).toBe(0)
+    const offline = await runCli(['verify', '--bundle', bundleFile, '--policy', net.policyFile, '--json'])
+    expect(offline.code).toBe(0)
+    expect(JSON.parse(offline.stdout).narSha256).toBe(honestDigest)
+    expect(offline.stderr).toMatch(/no other result can be trusted under this policy/)
+    const bundle = JSON.parse(readFileSync(bundleFile, 'utf8'))
+    bundle.envelopes = bundle.envelopes.filter((e: Envelope) => e.signatures[0].keyid === byName('alpha-1').member.keyid)
+    writeFileSync(bundleFile, JSON.stringify(bundle))
+    expect((await runCli(['verify', '--bundle', bundleFile, '--policy', net.policyFile])).code).toBe(3)
+  })
+
   it('verify trusts signatures, not nodes: a lying node serving forged envelopes and a fake verdict changes nothing', async () => {
     const mallory = keyPairFromSeed(new Uint8Array(32).fill(66))
     const forged: Envelope[] = net.nodes.map(n => {

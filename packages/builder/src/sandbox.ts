@@ -106,23 +106,28 @@ let detected: Promise<string | null> | undefined
 
 /**
  * The path of a bubblewrap that can actually create the build sandbox here, or null. Checks
- * `bwrap --version` and runs `true` inside the same sandbox a build gets. Cached per process.
+ * `bwrap --version` and runs `true` inside the same sandbox a build gets. A success is cached
+ * per process; a failure is checked again next time (bubblewrap may have been installed since).
  */
 export async function findBwrap (): Promise<string | null> {
-  detected ??= (async () => {
-    const bwrap = await findOnPath('bwrap', process.env.PATH ?? BUILD_PATH)
-    if (bwrap === null) return null
-    const env = { PATH: BUILD_PATH }
-    try {
-      const version = await runCollect([bwrap, '--version'], { env, timeoutMs: 10_000 })
-      if (version.code !== 0) return null
-      const trial = await runCollect([bwrap, ...bwrapArgs({ network: false }), '--', 'true'], { env, timeoutMs: 10_000 })
-      return trial.code === 0 ? bwrap : null
-    } catch {
-      return null
-    }
-  })()
-  return await detected
+  detected ??= probeBwrap()
+  const found = await detected
+  if (found === null) detected = undefined
+  return found
+}
+
+async function probeBwrap (): Promise<string | null> {
+  const bwrap = await findOnPath('bwrap', process.env.PATH ?? BUILD_PATH)
+  if (bwrap === null) return null
+  const env = { PATH: BUILD_PATH }
+  try {
+    const version = await runCollect([bwrap, '--version'], { env, timeoutMs: 10_000 })
+    if (version.code !== 0) return null
+    const trial = await runCollect([bwrap, ...bwrapArgs({ network: false }), '--', 'true'], { env, timeoutMs: 10_000 })
+    return trial.code === 0 ? bwrap : null
+  } catch {
+    return null
+  }
 }
 
 /** 'bwrap' when bubblewrap is installed and can create namespaces here, else null. */

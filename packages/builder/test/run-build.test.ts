@@ -172,6 +172,13 @@ describe('runBuild without a sandbox', () => {
     expect(isQuorateError(err, 'GIT_FAILED')).toBe(true)
     expect(existsSync(workDir)).toBe(false)
 
+    // No bubblewrap on PATH: the node must not quietly build without the sandbox it asked for.
+    const path = process.env.PATH
+    process.env.PATH = '/nonexistent'
+    const noSandbox = await build({}, { sandbox: 'bwrap' }).catch((e: unknown) => e).finally(() => { process.env.PATH = path })
+    expect(isQuorateError(noSandbox, 'SANDBOX_UNAVAILABLE')).toBe(true)
+    expect((noSandbox as Error).message).toBe('bubblewrap (bwrap) is not installed or cannot create namespaces here; install it (apt-get install bubblewrap) or set "sandbox": "none" in the node config to build without isolation')
+
     const busy = await temp.make()
     await mkdir(join(busy, 'leftover'))
     await expect(build({}, { workDir: busy })).rejects.toThrow(/not empty/)

@@ -20,11 +20,15 @@ Usage:
   quorate policy assemble --member FILE... --repo ID --url GIT_URL [--branch NAME]... [--tag GLOB]... --recipe FILE [--threshold N] [--mode majority|unanimous] [--out FILE]
   quorate policy check FILE
   quorate node --config FILE [--log-format text|json] [--debug]
-  quorate verify --node URL [--node URL]... --policy FILE --repo ID --commit SHA [--digest HEX] [--json]
+  quorate verify --node URL [--node URL]... --policy FILE --repo ID --commit SHA [--digest HEX] [--ref REF] [--artifact FILE] [--image]
+                 [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json]
+  quorate verify --bundle FILE --policy FILE [--digest HEX] [--ref REF] [--json]
+  quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--out FILE]
   quorate digest PATH [--json]
   quorate status --node URL [--json]
 
-Exit codes of verify: 0 trusted, 1 disputed or not matching --digest, 3 pending, 2 usage/config error or no node answered.`
+Exit codes of verify: 0 trusted, 1 disputed or a failed check (--digest, --ref, --artifact), 3 pending (or --wait timed out),
+2 usage/config error (also a --policy-digest mismatch) or no node answered.`
 
 function usage (msg: string): never {
   throw new QuorateError('USAGE', `${msg}\n\n${USAGE}`)
@@ -153,16 +157,53 @@ async function cmdNode (args: string[]): Promise<number> {
 async function cmdVerify (args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' }, digest: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' } }
+    options: {
+      node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' },
+      digest: { type: 'string' }, json: { type: 'boolean' }, wait: { type: 'boolean' }, timeout: { type: 'string' }, ref: { type: 'string' },
+      'policy-digest': { type: 'string' }, artifact: { type: 'string' }, image: { type: 'boolean' }, bundle: { type: 'string' }
+    }
   })
-  if (values.policy === undefined || values.repo === undefined || values.commit === undefined || values.node === undefined) usage('verify needs --node, --policy, --repo and --commit')
+  if (values.policy === undefined) usage('verify needs --policy FILE (your own copy of the network policy)')
+  if (values.bundle === undefined && (values.repo === undefined || values.commit === undefined || values.node === undefined)) usage('verify needs --node, --repo and --commit (or --bundle FILE)')
+  if (values.bundle !== undefined && values.node !== undefined) usage('give either --bundle (offline) or --node, not both')
   const policy = loadPolicyFile(values.policy)
-  const { verifyCommit } = await import('./verify.js')
-  const report = await verifyCommit({ nodes: values.node, policy, repoId: values.repo, commit: values.commit, expectDigest: values.digest })
+  if (values['policy-digest'] !== undefined && values['policy-digest'] !== policy.digest) {
+    throw new QuorateError('CONFIG_INVALID', `${values.policy}: policy digest is ${policy.digest}, not the pinned --policy-digest ${values['policy-digest']}; get the agreed policy file`)
+  }
+  if (values.ref !== undefined && !values.ref.startsWith('refs/')) usage('--ref takes a full ref name such as refs/heads/main')
+  const timeoutSeconds = Number(values.timeout ?? 600)
+  if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) usage('--timeout takes a number of seconds')
+  const { verifyCommit, readBundle, evaluate, checkVerifyArgs, sha256File } = await import('./verify.js')
+  const artifact = values.artifact !== undefined ? { path: values.artifact, sha256: sha256File(values.artifact) } : undefined
+  const checks = { expectDigest: values.digest, ref: values.ref, artifact }
+  let report
+  if (values.bundle !== undefined) {
+    const evidence = readBundle(values.bundle, values.repo, values.commit)
+    checkVerifyArgs(evidence.repoId, evidence.commit, policy, values.digest)
+    if (artifact !== undefined) usage('--artifact needs --node (the file list is fetched from nodes)')
+    report = evaluate(policy, evidence.repoId, evidence.commit, evidence, checks)
+    if (report.exitCode === 0) {
+      report.message += `. Offline, from ${evidence.envelopes.length} envelopes in ${values.bundle}: with a threshold above half of the organizations, no other result can be trusted under this policy; envelopes missing from the bundle could only show a conflict (pending or disputed), never another trusted digest`
+    }
+  } else {
+    const deadline = Date.now() + timeoutSeconds * 1000
+    for (;;) {
+      report = await verifyCommit({ nodes: values.node!, policy, repoId: values.repo!, commit: values.commit!, ...checks })
+      if (values.wait !== true || report.exitCode !== 3 || Date.now() >= deadline) break
+      await new Promise(resolve => setTimeout(resolve, Math.min(2000, Math.max(0, deadline - Date.now()))))
+    }
+    if (values.wait === true && report.exitCode === 3) report.message += ` (gave up waiting after ${timeoutSeconds} s)`
+  }
   printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
+  if (values.image === true && report.exitCode === 0) {
+    if (report.images.length === 0) printErr('FAILED: the trusted result has no OCI image subject')
+    for (const img of report.images) print(`${escapeForTerminal(img.name)}@sha256:${img.sha256}`)
+    if (report.images.length === 0) return 1
+  }
   if (values.json === true) {
     const d = report.decision
     print(JSON.stringify({
+      schema: 'https://quorate.dev/verify-report/v1',
       status: report.status,
       exitCode: report.exitCode,
       repoId: report.repoId,
@@ -171,16 +212,38 @@ async function cmdVerify (args: string[]): Promise<number> {
       policyDigest: report.policyDigest,
       threshold: d?.threshold ?? null,
       supportingOrgs: d?.trusted?.supportingOrgs ?? [],
-      supporters: d?.supporters.map(s => ({ builder: s.builder, org: s.org, keyid: s.keyid })) ?? [],
+      supporters: d?.supporters.map(s => ({ builder: s.builder, org: s.org, keyid: s.keyid, envelopeId: s.envelopeId })) ?? [],
       dissenters: d?.dissenters.map(s => ({ builder: s.builder, org: s.org, narSha256: s.narSha256 })) ?? [],
       conflictedOrgs: d?.conflictedOrgs.map(c => c.org) ?? [],
-      equivocators: d?.equivocators.map(e => e.builder) ?? [],
+      equivocators: d?.equivocators.map(e => ({ builder: e.builder, kind: e.kind, envelopeIds: e.envelopeIds })) ?? [],
+      failures: d?.failures.map(f => ({ builder: f.builder, org: f.org, reason: f.reason })) ?? [],
+      refObservedBy: report.refObservedBy ?? null,
+      artifact: report.artifact ?? null,
+      images: report.images,
       ignored: d?.ignored ?? [],
+      envelopeIds: d?.envelopeIds ?? [],
       nodes: report.nodes,
       message: report.message
     }, null, 2))
   }
   return report.exitCode
+}
+
+async function cmdBundle (args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { node: { type: 'string', multiple: true }, repo: { type: 'string' }, commit: { type: 'string' }, out: { type: 'string' } } })
+  if (values.node === undefined || values.repo === undefined || values.commit === undefined) usage('bundle needs --node, --repo and --commit')
+  const { gatherFromNodes, BUNDLE_TYPE } = await import('./verify.js')
+  const evidence = await gatherFromNodes(values.node, values.repo, values.commit)
+  if (!evidence.nodes.some(n => n.ok)) throw new QuorateError('HTTP_FAILED', `no node answered (${evidence.nodes.map(n => `${n.url}: ${n.error ?? ''}`).join('; ')})`)
+  const policyDigest = ((await (await fetch(`${values.node[0].replace(/\/+$/, '')}/v1/policy`)).json()) as { digest: string }).digest
+  const seen = new Set<string>()
+  const envelopes = evidence.envelopes.filter(e => { const k = JSON.stringify(e); if (seen.has(k)) return false; seen.add(k); return true })
+  const bundle = { type: BUNDLE_TYPE, repoId: values.repo, commit: values.commit, policyDigest, createdAt: new Date().toISOString(), envelopes, equivocationProofs: evidence.proofs }
+  const text = JSON.stringify(bundle, null, 2) + '\n'
+  if (values.out !== undefined) writeFileSync(values.out, text)
+  else process.stdout.write(text)
+  printErr(`bundle of ${envelopes.length} envelopes and ${evidence.proofs.length} equivocation proofs for ${values.repo}@${values.commit.slice(0, 12)} (policy ${policyDigest.slice(0, 16)}…); check it offline with "quorate verify --bundle FILE --policy FILE"`)
+  return 0
 }
 
 async function cmdDigest (args: string[]): Promise<number> {
@@ -225,6 +288,7 @@ async function main (argv: string[]): Promise<number> {
     case 'policy': return await cmdPolicy(rest)
     case 'node': return await cmdNode(rest)
     case 'verify': return await cmdVerify(rest)
+    case 'bundle': return await cmdBundle(rest)
     case 'digest': return await cmdDigest(rest)
     case 'status': return await cmdStatus(rest)
     case undefined: case '-h': case '--help': case 'help': print(USAGE); return cmd === undefined ? 2 : 0

@@ -19,7 +19,7 @@ export type { BuilderKeyPair, BuilderKeyFile } from './keys.js'
 export { preAuthEncoding, envelopeIdOf, signEnvelope, parseEnvelope, verifyEnvelopeSignature, decodeBase64Strict, IN_TOTO_PAYLOAD_TYPE } from './dsse.js'
 export type { Envelope, ParsedEnvelope } from './dsse.js'
 export {
-  STATEMENT_TYPE, PROVENANCE_PREDICATE, FAILURE_PREDICATE, REF_OBSERVATION_PREDICATE, BUILD_TYPE, REPO_ID,
+  STATEMENT_TYPE, PROVENANCE_PREDICATE, OCI_MANIFEST_MEDIA_TYPE, FAILURE_PREDICATE, REF_OBSERVATION_PREDICATE, BUILD_TYPE, REPO_ID,
   isRepoId, recipeDigestOf, resultDigestOf, makeProvenanceStatement, makeFailureStatement, makeRefObservationStatement,
   statementBytes, parseAttestation
 } from './statement.js'
@@ -31,7 +31,7 @@ export { parsePolicy, policyDigestOf } from './policy.js'
 export type { Policy, PolicyDocument, PolicyBuilder, PolicyKey, PolicyRepository, RepositoryPolicy, KeyInfo, QuorumMode } from './policy.js'
 export { checkEnvelope, MAX_ENVELOPE_BYTES } from './verify.js'
 export type { Verdict, VerifiedAttestation, EnvelopeCheck, CheckOptions } from './verify.js'
-export { decideQuorum, checkEquivocationProof } from './quorum.js'
+export { decideQuorum, checkEquivocationProof, refObservers } from './quorum.js'
 export type { Decision, DecisionStatus, DecideInput, ResultSummary, BuilderVote, Equivocation } from './quorum.js'
 export { signStatement } from './sign.js'
 export type { SignedAttestation } from './sign.js'

@@ -227,3 +227,13 @@ export function decideQuorum (input: DecideInput): Decision {
     summary
   }
 }
+
+/**
+ * Ref check for deploy gates: the organizations whose counted builders signed an observation of
+ * `ref` at this decision's commit. An equivocator's observations do not count.
+ */
+export function refObservers (decision: Decision, ref: string): { orgs: string[], reached: boolean } {
+  const equivocators = new Set(decision.equivocators.map(e => e.builder))
+  const orgs = [...new Set(decision.refObservations.filter(o => o.ref === ref && !equivocators.has(o.builder)).map(o => o.org))].sort()
+  return { orgs, reached: orgs.length >= decision.threshold }
+}

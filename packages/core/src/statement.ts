@@ -18,7 +18,10 @@ export function isRepoId (s: unknown): s is string {
 /** Position in the signer's append-only log for one repository (DESIGN.md "Network"). */
 export interface LogPosition { seq: number, prev: string | null }
 
-export interface Subject { name: string, digest: Record<string, string> }
+export interface Subject { name: string, digest: Record<string, string>, mediaType?: string }
+
+/** The mediaType that marks an OCI image manifest subject (so `--image` can find it). */
+export const OCI_MANIFEST_MEDIA_TYPE = 'application/vnd.oci.image.manifest.v1+json'
 
 /** recipeDigest = SHA-256 of the canonical JSON of the digest-relevant recipe fields. */
 export function recipeDigestOf (recipe: Recipe): string {
@@ -56,7 +59,7 @@ export function makeProvenanceStatement (i: ProvenanceInput): Record<string, unk
   const subject: Subject[] = [
     commitSubject(i.repoId, i.commit, { narSha256: i.narSha256 }),
     ...(i.topLevelFiles.length <= 16 ? i.topLevelFiles : []).map(f => ({ name: f.name, digest: { sha256: f.sha256 } })),
-    ...(i.images ?? []).map(f => ({ name: f.name, digest: { sha256: f.sha256 } }))
+    ...(i.images ?? []).map(f => ({ name: f.name, digest: { sha256: f.sha256 }, mediaType: OCI_MANIFEST_MEDIA_TYPE }))
   ]
   return {
     _type: STATEMENT_TYPE,
@@ -232,7 +235,9 @@ export function parseAttestation (payload: Uint8Array): Attestation {
         const d = obj(o.digest, `subject[${i}].digest`)
         const digestOut: Record<string, string> = {}
         for (const [k, v] of Object.entries(d)) digestOut[k] = str(v, `subject[${i}].digest.${k}`, 200)
-        return { name: str(o.name, `subject[${i}].name`, 1024), digest: digestOut }
+        const subject: Subject = { name: str(o.name, `subject[${i}].name`, 1024), digest: digestOut }
+        if (o.mediaType !== undefined) subject.mediaType = str(o.mediaType, `subject[${i}].mediaType`, 200)
+        return subject
       })
       const bd = obj(p.buildDefinition, 'predicate.buildDefinition')
       if (bd.buildType !== BUILD_TYPE) fail('predicate.buildDefinition.buildType', `must be "${BUILD_TYPE}"`)

@@ -59,8 +59,9 @@ function toTopicResult (verdict: Verdict): TopicValidatorResult {
   return verdict === 'accept' ? TopicValidatorResult.Accept : verdict === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
 }
 
+/** An error's message on one line (libp2p nests causes over several lines). */
 function message (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
+  return (err instanceof Error ? err.message : String(err)).trim().replace(/\s*\n\s*/g, '; ')
 }
 
 function parsePeerId (peerId: string, what: string): PeerId {
@@ -113,14 +114,18 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
 
   let node: Node
   try {
+    // started below, once validators and handlers are in place
     node = await createLibp2p({
+      start: false,
       privateKey,
       addresses: { listen: config.listen, announce: config.announce },
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES } })],
       peerDiscovery: bootstrapPeers.length > 0
-        ? [bootstrap({ list: bootstrapPeers.map(p => p.multiaddr), timeout: 0, tagTTL: Infinity })]
+        // dials once after 1 s and tags the peers so the connection pruner keeps them; the
+        // BootstrapKeeper below dials at once and again whenever they go away
+        ? [bootstrap({ list: bootstrapPeers.map(p => p.multiaddr), tagTTL: Infinity })]
         : [],
       connectionManager: config.loopbackNetwork ? { allow: ['/ip4/127.0.0.0/ipcidr/8'] } : {},
       connectionGater: {
@@ -145,18 +150,10 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       }
     })
   } catch (err) {
-    throw new QuorateError('NETWORK_FAILED',
-      `could not start the libp2p node on ${config.listen.join(', ')}: ${message(err)}; check that the listen addresses are local and the ports free`,
-      { listen: config.listen }, { cause: err })
+    throw new QuorateError('NETWORK_FAILED', `could not create the libp2p node: ${message(err)}`, {}, { cause: err })
   }
   const pubsub = node.services.pubsub
-  let gs: GossipsubInternals
-  try {
-    gs = gossipsubInternals(pubsub)
-  } catch (err) {
-    await node.stop()
-    throw err
-  }
+  const gs = gossipsubInternals(pubsub)
 
   // ---- gossip -------------------------------------------------------------------------------
   const rateLimiter = new PeerRateLimiter(config.gossipRatePerPeer)
@@ -201,7 +198,6 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
 
   for (const [topic, repoId] of topicToRepo) {
     pubsub.topicValidators.set(topic, async (peer, msg) => toTopicResult(await onGossip(repoId, peer.toString(), msg.data)))
-    pubsub.subscribe(topic)
   }
 
   // Graylisted peers (score below the threshold: forged messages) are hung up on and kept out for banMs.
@@ -350,17 +346,6 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       connectTimers.add(timer)
     })
 
-    if (config.syncIntervalMs > 0) {
-      syncTimer = setInterval(() => {
-        const now = Date.now()
-        for (const peer of node.getPeers()) {
-          const id = peer.toString()
-          // the peer's own timer may just have synced with us; one round a period is enough
-          if (now - (lastSyncAt.get(id) ?? 0) >= config.syncIntervalMs / 2) backgroundSync(id, 'periodic')
-        }
-      }, config.syncIntervalMs)
-      syncTimer.unref()
-    }
   }
 
   // ---- connections --------------------------------------------------------------------------
@@ -369,12 +354,6 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     isBanned,
     dial: async (addr, signal) => await node.dial(addr, { signal }),
     log
-  })
-  node.addEventListener('connection:open', (evt) => {
-    log('connection-open', { peer: evt.detail.remotePeer.toString(), direction: evt.detail.direction, addr: evt.detail.remoteAddr.toString(), connections: node.getConnections(evt.detail.remotePeer).length })
-  })
-  node.addEventListener('connection:close', (evt) => {
-    log('connection-close', { peer: evt.detail.remotePeer.toString(), direction: evt.detail.direction, connections: node.getConnections(evt.detail.remotePeer).length })
   })
   node.addEventListener('peer:connect', (evt) => {
     const peer = evt.detail.toString()
@@ -387,7 +366,30 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     log('peer-disconnected', { peer })
     keeper.onDisconnect(peer)
   })
+
+  try {
+    await node.start()
+  } catch (err) {
+    try {
+      await node.stop()
+    } catch {}
+    throw new QuorateError('NETWORK_FAILED',
+      `could not start the libp2p node on ${config.listen.join(', ')}: ${message(err)}; check that the listen addresses are local and the ports free`,
+      { listen: config.listen }, { cause: err })
+  }
+  for (const topic of topicToRepo.keys()) pubsub.subscribe(topic) // gossipsub only subscribes once started
   keeper.start()
+  if (syncSource !== undefined && config.syncIntervalMs > 0) {
+    syncTimer = setInterval(() => {
+      const now = Date.now()
+      for (const peer of node.getPeers()) {
+        const id = peer.toString()
+        // the peer's own timer may just have synced with us; one round a period is enough
+        if (now - (lastSyncAt.get(id) ?? 0) >= config.syncIntervalMs / 2) backgroundSync(id, 'periodic')
+      }
+    }, config.syncIntervalMs)
+    syncTimer.unref()
+  }
 
   const fullMultiaddrs = (): string[] => node.getMultiaddrs().map(ma => {
     const text = ma.toString()
@@ -411,6 +413,7 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     multiaddrs: fullMultiaddrs,
 
     async publish (repoId, data) {
+      if (stopped) throw new QuorateError('NETWORK_FAILED', 'publish: the network is stopped', { repoId })
       const topic = topicOf(repoId, 'publish')
       if (data.byteLength > config.maxMessageBytes) {
         throw new QuorateError('NETWORK_FAILED',

@@ -28,6 +28,18 @@ describe('configuration', () => {
     expect((err as Error).message).toBe('network.bootstrap[0]: "/ip4/127.0.0.1/tcp/4001" has no /p2p/<peer id>; append the peer id that the other node\'s `quorate init` printed (…/p2p/12D3KooW…)')
   })
 
+  it('says which address failed when the port is taken', async () => {
+    const first = await startNetwork(await init())
+    try {
+      const port = (first.multiaddrs()[0] as string).split('/')[4] as string
+      const err = await errorOf(startNetwork(await init({ listen: [`/ip4/127.0.0.1/tcp/${port}`] })))
+      expect(isQuorateError(err, 'NETWORK_FAILED')).toBe(true)
+      expect((err as Error).message).toMatch(new RegExp(`could not start the libp2p node on /ip4/127.0.0.1/tcp/${port}: .*ports free`))
+    } finally {
+      await first.stop()
+    }
+  })
+
   it('accepts bootstrap entries with a peer id', async () => {
     const id = peerIdFromPeerKey(await createPeerKey())
     expect(parseBootstrap([`/ip4/192.0.2.1/tcp/4001/p2p/${id}`])).toEqual([{ peerId: id, multiaddr: `/ip4/192.0.2.1/tcp/4001/p2p/${id}` }])

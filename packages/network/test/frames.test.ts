@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { isQuorateError } from '@quorate/core'
+import * as lp from 'it-length-prefixed'
 import { FrameDecoder, encodeFrame } from '../src/frames.js'
 import { encodeSyncFrame, parseSyncFrame, planTransfers } from '../src/sync-protocol.js'
 import type { LogHead } from '../src/index.js'
@@ -21,8 +22,12 @@ describe('frames', () => {
     }
   })
 
-  it('uses the it-length-prefixed wire format (unsigned varint length)', () => {
+  it('uses the it-length-prefixed wire format (unsigned varint length), checked against it-length-prefixed', () => {
     expect([...encodeFrame(bytes(300)).subarray(0, 2)]).toEqual([0xac, 0x02])
+    const payloads = [0, 5, 127, 128, 70_000].map((n, i) => bytes(n, i))
+    for (const p of payloads) expect(Buffer.from(encodeFrame(p)).equals(Buffer.from(lp.encode.single(p).subarray()))).toBe(true)
+    const theirs = [...lp.decode([Buffer.concat(payloads.map(encodeFrame))])].map(list => list.subarray())
+    expect(theirs.map(f => f.byteLength)).toEqual(payloads.map(p => p.byteLength))
   })
 
   it('refuses an oversized frame as soon as its length arrives', () => {

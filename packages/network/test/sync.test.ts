@@ -113,6 +113,19 @@ describe('sync protocol', () => {
     expect(b.net.stats().syncAccepted).toBe(total)
   })
 
+  it('syncs periodically, and with peers reached by dial()', async () => {
+    const a = await nodes.start({ source: sourceWith('key-a', 2), syncIntervalMs: 400 })
+    const b = await nodes.start({ syncIntervalMs: 400 })
+    await b.net.dial(a.net.multiaddrs()[0] as string)
+    expect(b.net.connectedPeers()).toEqual([a.net.peerId])
+    await waitFor('the connect round', () => b.source.count() === 2)
+    // stored without gossip (e.g. received while b was busy): only a periodic round carries it
+    a.source.add(REPO, 'key-a', 2, makeEnvelope(REPO, 'key-a', 2))
+    await waitFor('a periodic round', () => b.source.count() === 3, 5000)
+    await b.net.hangUp(a.net.peerId)
+    await waitFor('the hang-up', () => b.net.connectedPeers().length === 0)
+  })
+
   it('only exchanges repositories both sides carry', async () => {
     const aSource = sourceWith('key-a', 3)
     aSource.add('other', 'key-a', 0, makeEnvelope('other', 'key-a', 0))
