@@ -1,10 +1,23 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual, createHash } from 'node:crypto'
-import { isCommitSha, isRepoId, isSha256Hex } from '@quorate/core'
+import { isCommitSha, isRepoId, isSha256Hex, type Decision } from '@quorate/core'
+import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
 import type { QuorateNode } from './node.js'
 import type { Logger } from './logger.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
+
+/** One cell of the builder × commit matrix: what each builder said about the commit. */
+export interface BuilderCell { builder: string, org: string, result: 'agrees' | 'dissents' | 'voted' | 'failed' | 'equivocated', narSha256?: string }
+
+function builderCells (d: Decision): BuilderCell[] {
+  const cells = new Map<string, BuilderCell>()
+  for (const f of d.failures) cells.set(f.builder, { builder: f.builder, org: f.org, result: 'failed' })
+  for (const v of d.dissenters) cells.set(v.builder, { builder: v.builder, org: v.org, result: d.status === 'trusted' ? 'dissents' : 'voted', narSha256: v.narSha256 })
+  for (const v of d.supporters) cells.set(v.builder, { builder: v.builder, org: v.org, result: 'agrees', narSha256: v.narSha256 })
+  for (const e of d.equivocators) cells.set(e.builder, { builder: e.builder, org: e.org, result: 'equivocated' })
+  return [...cells.values()].sort((a, b) => a.builder < b.builder ? -1 : 1)
+}
 
 class HttpError extends Error {
   constructor (readonly status: number, message: string) { super(message) }
@@ -64,7 +77,7 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
       const out = []
       for (const c of commits) {
         const { decision } = await node.decide(repoId, c.commit)
-        out.push({ commit: c.commit, firstSeen: new Date(c.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary })
+        out.push({ commit: c.commit, firstSeen: new Date(c.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
       }
       sendJson(res, 200, { repoId, commits: out })
     }],
@@ -113,6 +126,14 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
     const method = req.method ?? 'GET'
     void (async () => {
       try {
+        if (method === 'GET' || method === 'HEAD') {
+          const asset = webAsset(url.pathname)
+          if (asset !== undefined) {
+            res.writeHead(200, { 'content-type': asset.contentType, 'content-length': asset.body.byteLength, 'cache-control': 'no-cache', ...WEB_SECURITY_HEADERS })
+            res.end(method === 'HEAD' ? undefined : asset.body)
+            return
+          }
+        }
         const pathMatches = routes.filter(([, re]) => re.test(url.pathname))
         if (pathMatches.length === 0) throw new HttpError(404, `no route ${url.pathname}`)
         const route = pathMatches.find(([m]) => m === method || (m === 'GET' && method === 'HEAD'))
