@@ -15,6 +15,8 @@ export interface CollectResult {
   code: number | null
   signal: NodeJS.Signals | null
   stdout: string
+  /** The same bytes as `stdout`, undecoded (for binary content such as git blobs). */
+  stdoutBytes: Buffer
   stderr: string
   timedOut: boolean
 }
@@ -48,7 +50,8 @@ export async function runCollect (argv: readonly string[], options: CollectOptio
       child.once('error', reject)
       child.once('close', (code, signal) => resolve({ code, signal }))
     })
-    return { code, signal, stdout: out.text(), stderr: err.text(), timedOut }
+    const stdoutBytes = out.bytes()
+    return { code, signal, stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderr: err.text(), timedOut }
   } finally {
     if (timer !== undefined) clearTimeout(timer)
   }
@@ -64,7 +67,7 @@ export function killGroup (child: ChildProcess): void {
   }
 }
 
-function collector (max: number): { push: (chunk: Buffer) => void, text: () => string } {
+function collector (max: number): { push: (chunk: Buffer) => void, bytes: () => Buffer, text: () => string } {
   const chunks: Buffer[] = []
   let kept = 0
   return {
@@ -74,6 +77,7 @@ function collector (max: number): { push: (chunk: Buffer) => void, text: () => s
       chunks.push(part)
       kept += part.length
     },
+    bytes: () => Buffer.concat(chunks),
     text: () => Buffer.concat(chunks).toString('utf8')
   }
 }

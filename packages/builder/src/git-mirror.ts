@@ -165,6 +165,59 @@ export class GitMirror {
   }
 
   /**
+   * The bytes of the regular file `path` (relative to the repository root, `/`-separated) at
+   * `commit`, read from the mirror's object store without a checkout; undefined when the
+   * commit has no such path (also when a directory on the way is a symlink or a submodule).
+   * Nothing is followed: a symlink, a directory or a submodule at `path`, or a file larger than
+   * `maxBytes`, throws GIT_FAILED with `fields.problem` 'not-a-regular-file' or 'too-large'
+   * (problems of the repository's content: fetching again does not help).
+   */
+  async readFile (commit: string, path: string, maxBytes = 65536): Promise<Uint8Array | undefined> {
+    checkCommit(commit)
+    checkRepoPath(path)
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
+      throw new QuorateError('USAGE', `readFile: maxBytes must be a whole number ≥ 0, got ${maxBytes}`, { maxBytes })
+    }
+    await this.requireMirror()
+    // Literal pathspecs: `*` or `:(glob)` in a name mean themselves.
+    const listed = await this.rawGit(['--literal-pathspecs', '-C', this.dir, 'ls-tree', '-z', '-l', '--full-tree', `${commit}^{commit}`, '--', path], { timeoutMs: LOCAL_TIMEOUT_MS })
+    if (listed.code !== 0 || listed.timedOut) {
+      if (!listed.timedOut && !await this.hasCommit(commit)) {
+        throw new QuorateError('GIT_FAILED',
+          `commit ${commit} is not in the mirror of ${this.displayUrl}; fetch first, or check that the commit belongs to this repository`,
+          { commit, url: this.displayUrl })
+      }
+      throw new QuorateError('GIT_FAILED',
+        `git could not list ${path} at ${commit}: ${listed.timedOut ? 'it timed out' : this.firstErrorLine(listed.stderr)}; check the mirror at ${this.dir}`,
+        { dir: this.dir, commit, path, exitStatus: listed.code, stderr: this.redact(listed.stderr) })
+    }
+    // "<mode> SP <type> SP <object> SP+ <size> TAB <path>" NUL; only the exact path counts.
+    const entry = listed.stdout.split('\0').map(line => /^(\d+) (\w+) ([0-9a-f]+) +(\d+|-)\t([\s\S]*)$/.exec(line))
+      .find(m => m !== null && m[5] === path)
+    if (entry === undefined || entry === null) return undefined
+    const [, mode, type, object, sizeText] = entry
+    if (type !== 'blob' || (mode !== '100644' && mode !== '100755')) {
+      const what = mode === '120000' ? 'a symlink' : mode === '160000' ? 'a submodule' : type === 'tree' ? 'a directory' : `an entry of mode ${mode}`
+      throw new QuorateError('GIT_FAILED',
+        `${path} at commit ${commit} is ${what}, not a regular file; it is not followed. Commit the file itself at that path`,
+        { problem: 'not-a-regular-file', commit, path, mode })
+    }
+    const size = Number(sizeText)
+    if (size > maxBytes) {
+      throw new QuorateError('GIT_FAILED',
+        `${path} at commit ${commit} is ${size} bytes, more than the ${maxBytes} bytes allowed; make it smaller`,
+        { problem: 'too-large', commit, path, size, maxBytes })
+    }
+    const blob = await this.rawGit(['-C', this.dir, 'cat-file', 'blob', object], { timeoutMs: LOCAL_TIMEOUT_MS, maxOutputBytes: maxBytes + 1 })
+    if (blob.code !== 0 || blob.timedOut || blob.stdoutBytes.length !== size) {
+      throw new QuorateError('GIT_FAILED',
+        `git could not read ${path} at ${commit}: ${blob.timedOut ? 'it timed out' : this.firstErrorLine(blob.stderr)}; check the mirror at ${this.dir}`,
+        { dir: this.dir, commit, path, exitStatus: blob.code })
+    }
+    return new Uint8Array(blob.stdoutBytes.buffer, blob.stdoutBytes.byteOffset, blob.stdoutBytes.length)
+  }
+
+  /**
    * A fresh working tree of exactly `commit` at `dest`, with its own `.git` (builds read it).
    * Objects are copied, not hard-linked, so nothing the build does reaches the mirror. The
    * clone's remote and local branches are removed, so every node's checkout has the same refs
@@ -176,9 +229,11 @@ export class GitMirror {
     if (await exists(dest) && (await readdir(dest)).length > 0) {
       throw new QuorateError('GIT_FAILED', `cannot check out into ${dest}: it is not empty; give a new or empty directory`, { dest })
     }
-    await this.git(['clone', '--quiet', '--no-checkout', '--no-hardlinks', '--template=', '--', this.dir, dest], { what: `clone the mirror into ${dest}` })
+    // umask 022 whatever the node's own: file modes in the checkout (which a build may copy
+    // or tar) must not differ between nodes.
+    await this.git(['clone', '--quiet', '--no-checkout', '--no-hardlinks', '--template=', '--', this.dir, dest], { what: `clone the mirror into ${dest}`, umask022: true })
     try {
-      await this.git(['-C', dest, 'checkout', '--quiet', '--detach', commit, '--'], { what: `check out ${commit}` })
+      await this.git(['-C', dest, 'checkout', '--quiet', '--detach', commit, '--'], { what: `check out ${commit}`, umask022: true })
     } catch (err) {
       if (await this.hasCommit(commit)) throw err
       throw new QuorateError('GIT_FAILED',
@@ -199,8 +254,8 @@ export class GitMirror {
   }
 
   /** Runs a local git command; a non-zero exit throws GIT_FAILED naming what was being done. */
-  private async git (args: string[], options: { what: string, input?: string }): Promise<string> {
-    const r = await this.rawGit(args, { timeoutMs: LOCAL_TIMEOUT_MS, input: options.input })
+  private async git (args: string[], options: { what: string, input?: string, umask022?: boolean }): Promise<string> {
+    const r = await this.rawGit(args, { timeoutMs: LOCAL_TIMEOUT_MS, input: options.input, umask022: options.umask022 })
     if (r.code !== 0 || r.timedOut) {
       throw new QuorateError('GIT_FAILED',
         `git could not ${options.what}: ${r.timedOut ? 'it timed out' : this.firstErrorLine(r.stderr)}; check the mirror at ${this.dir} (deleting it makes the next fetch start over)`,
@@ -209,13 +264,18 @@ export class GitMirror {
     return r.stdout.replace(/\n$/, '')
   }
 
-  private async rawGit (args: string[], options: { timeoutMs: number, input?: string, network?: boolean }): Promise<CollectResult> {
+  private async rawGit (args: string[], options: { timeoutMs: number, input?: string, network?: boolean, maxOutputBytes?: number, umask022?: boolean }): Promise<CollectResult> {
+    // A umask is per process: set it in a shell that then becomes git (no shell parses args).
+    const prefix = options.umask022 === true ? ['/bin/sh', '-c', 'umask 022 && exec "$@"', 'sh'] : []
     try {
-      return await runCollect(['git', ...SAFE_CONFIG, ...args], {
+      const r = await runCollect([...prefix, 'git', ...SAFE_CONFIG, ...args], {
         env: this.environment(options.network === true),
         timeoutMs: options.timeoutMs,
-        input: options.input
+        input: options.input,
+        maxOutputBytes: options.maxOutputBytes
       })
+      if (prefix.length > 0 && r.code === 127) throw Object.assign(new Error(r.stderr), { code: 'ENOENT' })
+      return r
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new QuorateError('GIT_FAILED', 'git is not installed or not on PATH; install it (apt-get install git)', {}, { cause: err })
@@ -300,6 +360,16 @@ export function globToRegExp (pattern: string): RegExp {
 export function checkCommit (commit: string): void {
   if (!COMMIT_HEX.test(commit)) {
     throw new QuorateError('USAGE', `"${commit.slice(0, 80)}" is not a full commit id; give 40 (or 64) lowercase hex digits`, { commit: commit.slice(0, 80) })
+  }
+}
+
+/** A path inside a repository: relative, `/`-separated, no empty, `.` or `..` segments. */
+function checkRepoPath (path: string): void {
+  if (typeof path !== 'string' || path.length === 0 || path.length > 4096 || path.includes('\0') ||
+      path.split('/').some(s => s === '' || s === '.' || s === '..')) {
+    throw new QuorateError('USAGE',
+      `readFile: "${String(path).slice(0, 200)}" is not a path inside the repository; give a relative path like ".quorate/recipe.json" (no leading "/", no "." or ".." segments)`,
+      { path: String(path).slice(0, 200) })
   }
 }
 

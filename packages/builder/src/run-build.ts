@@ -101,10 +101,15 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
     let t = performance.now()
     await request.mirror.checkout(request.commit, src)
     const sourceDateEpoch = await request.mirror.commitTime(request.commit)
-    await mkdir(home, { mode: 0o755 })
+    // Explicit modes: the node's umask must not show inside the build.
+    await mkdir(home)
+    await chmod(home, 0o755)
     if (bwrap !== null) {
       await mkdir(etcDir)
-      for (const [name, content] of Object.entries(sandboxEtcFiles())) await writeFile(join(etcDir, name), content, { mode: 0o644 })
+      for (const [name, content] of Object.entries(sandboxEtcFiles())) {
+        await writeFile(join(etcDir, name), content)
+        await chmod(join(etcDir, name), 0o644)
+      }
     }
     durationsMs.checkout = performance.now() - t
     checkNotAborted(request)
@@ -280,6 +285,7 @@ async function resolveOutput (src: string, output: string, checkoutRoot: string)
 
 async function prepareWorkDir (dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o755 })
+  await chmod(dir, 0o755)
   if ((await readdir(dir)).length > 0) {
     throw new QuorateError('USAGE', `the build's work directory ${dir} is not empty; give each build a new or empty directory`, { workDir: dir })
   }

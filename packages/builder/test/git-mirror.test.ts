@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import { join } from 'node:path'
-import { readFile } from 'node:fs/promises'
+import { readFile, symlink, writeFile, chmod, mkdir } from 'node:fs/promises'
 import { isQuorateError } from '@quorate/core'
 import { GitMirror, checkGitUrl, globToRegExp } from '../src/index.js'
 import { tempDirs, makeRepo, commitFiles, git } from './helpers.js'
@@ -77,6 +77,62 @@ describe('GitMirror', () => {
     await mirror.fetch()
     const after = await mirror.resolveRefs({ branches: ['release/**'] })
     expect(Object.fromEntries(after)).toEqual({ 'refs/heads/release/1.0': c1 })
+  })
+
+  it('reads files at a commit without checking out, and follows nothing', async () => {
+    const root = await temp.make()
+    const repo = await makeRepo(join(root, 'repo'))
+    const old = await commitFiles(repo, { 'README.md': 'old\n' }, 'before the recipe', T0)
+    const recipe = '{"build":["make"],"output":"out","outputKind":"dir"}\n'
+    const binary = Buffer.from([0, 1, 2, 0xff, 0xfe, 10, 13, 0])
+    await mkdir(join(repo, 'bin'))
+    await writeFile(join(repo, 'bin', 'blob.bin'), binary)
+    await writeFile(join(repo, 'bin', 'run.sh'), '#!/bin/sh\n')
+    await chmod(join(repo, 'bin', 'run.sh'), 0o755)
+    await writeFile(join(repo, 'star*name'), 'literal')
+    await writeFile(join(repo, 'big.txt'), 'x'.repeat(70_000))
+    await mkdir(join(repo, 'target'))
+    await writeFile(join(repo, 'target', 'secret.json'), '{"s":1}')
+    await symlink('target/secret.json', join(repo, 'link.json'))
+    await symlink('target', join(repo, 'linkdir'))
+    await symlink('/etc/passwd', join(repo, 'abs.json'))
+    const now = await commitFiles(repo, { '.quorate/recipe.json': recipe }, 'recipe', T0 + 10)
+    // A submodule is a gitlink entry (mode 160000) naming a commit.
+    await git(repo, ['update-index', '--add', '--cacheinfo', `160000,${old},sub`])
+    const date = { GIT_AUTHOR_DATE: `@${T0 + 20} +0000`, GIT_COMMITTER_DATE: `@${T0 + 20} +0000` }
+    await git(repo, ['commit', '-q', '-m', 'submodule'], date) // not commitFiles: `add -A` would drop the gitlink
+    const withSub = await git(repo, ['rev-parse', 'HEAD'])
+
+    const mirror = new GitMirror({ url: repo, dir: join(root, 'mirror.git') })
+    await mirror.fetch()
+    expect(Buffer.from((await mirror.readFile(now, '.quorate/recipe.json'))!).toString()).toBe(recipe)
+    expect(await mirror.readFile(old, '.quorate/recipe.json')).toBeUndefined() // absent at that commit
+    expect(Buffer.from((await mirror.readFile(now, 'bin/blob.bin'))!)).toEqual(binary)
+    expect(Buffer.from((await mirror.readFile(now, 'bin/run.sh'))!).toString()).toBe('#!/bin/sh\n')
+    expect(Buffer.from((await mirror.readFile(now, 'star*name'))!).toString()).toBe('literal')
+    expect(await mirror.readFile(now, 'star')).toBeUndefined() // a pathspec is not a glob or prefix
+    expect(await mirror.readFile(now, '*')).toBeUndefined()
+    expect(await mirror.readFile(now, 'nothing/here.json')).toBeUndefined()
+    expect(await mirror.readFile(now, 'linkdir/secret.json')).toBeUndefined() // not through a symlinked directory
+    expect(await mirror.readFile(withSub, 'sub/README.md')).toBeUndefined() // nor into a submodule
+    expect((await mirror.readFile(now, 'big.txt', 100_000))?.length).toBe(70_000)
+    expect((await mirror.readFile(now, 'README.md', 4))?.length).toBe(4)
+
+    const problem = async (commit: string, path: string, max?: number): Promise<{ code?: string, problem?: unknown, message: string }> => {
+      const err = await mirror.readFile(commit, path, max).then(() => null, (e: unknown) => e)
+      if (!isQuorateError(err)) throw new Error(`expected a QuorateError for ${path}, got ${String(err)}`)
+      return { code: err.code, problem: err.fields.problem, message: err.message }
+    }
+    expect(await problem(now, 'big.txt')).toEqual({ code: 'GIT_FAILED', problem: 'too-large', message: `big.txt at commit ${now} is 70000 bytes, more than the 65536 bytes allowed; make it smaller` })
+    expect(await problem(now, 'link.json')).toMatchObject({ problem: 'not-a-regular-file', message: expect.stringContaining('is a symlink, not a regular file; it is not followed') })
+    expect(await problem(now, 'abs.json')).toMatchObject({ problem: 'not-a-regular-file' })
+    expect(await problem(withSub, 'sub')).toMatchObject({ problem: 'not-a-regular-file', message: expect.stringContaining('is a submodule') })
+    expect(await problem(now, 'target')).toMatchObject({ problem: 'not-a-regular-file', message: expect.stringContaining('is a directory') })
+    expect(await problem('e'.repeat(40), 'README.md')).toMatchObject({ code: 'GIT_FAILED', message: expect.stringMatching(/commit e{40} is not in the mirror of .*; fetch first/) })
+    for (const bad of ['', '/etc/passwd', '../x', 'a/../b', './a', 'a//b', 'a/', 'a\0b']) {
+      expect((await problem(now, bad)).code, bad).toBe('USAGE')
+    }
+    expect((await problem('HEAD', 'README.md')).code).toBe('USAGE')
   })
 
   it('accepts only allowed URL forms and never shows credentials', () => {

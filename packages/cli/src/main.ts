@@ -24,6 +24,10 @@ Usage:
                  [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json]
   quorate verify --bundle FILE --policy FILE [--digest HEX] [--ref REF] [--json]
   quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--out FILE]
+  quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--json | --markdown]
+  quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT
+  quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
+  quorate which NARSHA256 --node URL... [--json]
   quorate digest PATH [--json]
   quorate status --node URL [--json]
 
@@ -246,6 +250,97 @@ async function cmdBundle (args: string[]): Promise<number> {
   return 0
 }
 
+async function cmdAudit (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' },
+      json: { type: 'boolean' }, markdown: { type: 'boolean' }, diffoscope: { type: 'string' }, all: { type: 'boolean' }, limit: { type: 'string' }
+    }
+  })
+  if (values.node === undefined || values.policy === undefined) usage('audit needs --node URL (one or more) and --policy FILE')
+  const policy = loadPolicyFile(values.policy)
+  const audit = await import('./audit.js')
+  if (values.diffoscope !== undefined) {
+    const repoId = values.repo ?? [...policy.repositories.keys()][0]
+    const finding = await audit.auditCommit(policy, values.node, repoId, values.diffoscope)
+    const { mkdtempSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const work = mkdtempSync(join(tmpdir(), 'quorate-diffoscope-'))
+    const r = await audit.diffoscopeCommit(finding, policy, values.node, work)
+    process.stdout.write(r.output)
+    printErr(`outputs fetched to ${work} (content checked against the signed file lists)`)
+    return r.exitCode === 0 ? 0 : 1
+  }
+  const repos = values.repo !== undefined ? [values.repo] : [...policy.repositories.keys()]
+  const findings = []
+  const limit = Number(values.limit ?? 50)
+  for (const repoId of repos) {
+    let commits: string[]
+    if (values.commit !== undefined) commits = [values.commit]
+    else {
+      const seen = new Set<string>()
+      for (const url of values.node) {
+        try {
+          const res = await fetch(`${url.replace(/\/+$/, '')}/v1/repos/${encodeURIComponent(repoId)}/commits`, { signal: AbortSignal.timeout(20_000) })
+          if (!res.ok) continue
+          for (const c of ((await res.json()) as { commits: Array<{ commit: string }> }).commits) seen.add(c.commit)
+        } catch {}
+      }
+      commits = [...seen].slice(0, limit)
+    }
+    for (const commit of commits) {
+      const f = await audit.auditCommit(policy, values.node, repoId, commit)
+      if (values.all === true || values.commit !== undefined || audit.hasFindings(f)) findings.push(f)
+    }
+  }
+  if (values.json === true) print(JSON.stringify({ schema: 'https://quorate.dev/audit-report/v1', policyDigest: policy.digest, findings }, null, 2))
+  else if (values.markdown === true) process.stdout.write(audit.renderMarkdown(findings))
+  else process.stdout.write(audit.renderText(findings))
+  return findings.some(f => audit.hasFindings(f)) ? 1 : 0
+}
+
+async function cmdLatest (args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { node: { type: 'string', multiple: true }, repo: { type: 'string' }, ref: { type: 'string' }, policy: { type: 'string' }, json: { type: 'boolean' } } })
+  if (values.node === undefined || values.repo === undefined || values.ref === undefined) usage('latest needs --node, --repo and --ref (e.g. refs/heads/main)')
+  let answer: { commit: string, narSha256: string } | undefined
+  for (const url of values.node) {
+    try {
+      const res = await fetch(`${url.replace(/\/+$/, '')}/v1/repos/${encodeURIComponent(values.repo)}/latest?ref=${encodeURIComponent(values.ref)}`, { signal: AbortSignal.timeout(20_000) })
+      if (res.ok) { answer = await res.json() as { commit: string, narSha256: string }; break }
+    } catch {}
+  }
+  if (answer === undefined) { printErr(`FAILED: no node knows a trusted commit that a quorum saw on ${values.ref}`); return 3 }
+  if (values.policy !== undefined) {
+    // Never take the node's word for it: check the commit and the ref with the caller's policy.
+    const { verifyCommit } = await import('./verify.js')
+    const report = await verifyCommit({ nodes: values.node, policy: loadPolicyFile(values.policy), repoId: values.repo, commit: answer.commit, ref: values.ref })
+    printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
+    if (report.exitCode !== 0) return report.exitCode
+  }
+  if (values.json === true) print(JSON.stringify(answer, null, 2))
+  else print(`${answer.commit} ${answer.narSha256}`)
+  return 0
+}
+
+async function cmdWhich (args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { node: { type: 'string', multiple: true }, json: { type: 'boolean' } } })
+  if (positionals.length !== 1 || values.node === undefined) usage('which takes a narSha256 and --node URL')
+  const digest = positionals[0]
+  const found = new Map<string, { repoId: string, commit: string, status: string, trusted: boolean }>()
+  for (const url of values.node) {
+    try {
+      const res = await fetch(`${url.replace(/\/+$/, '')}/v1/digests/${encodeURIComponent(digest)}`, { signal: AbortSignal.timeout(20_000) })
+      if (!res.ok) continue
+      for (const c of ((await res.json()) as { commits: Array<{ repoId: string, commit: string, status: string, trusted: boolean }> }).commits) found.set(`${c.repoId}@${c.commit}`, c)
+    } catch {}
+  }
+  if (values.json === true) print(JSON.stringify({ narSha256: digest, commits: [...found.values()] }, null, 2))
+  else for (const c of found.values()) print(`${c.repoId}@${c.commit} ${c.trusted ? 'trusted' : `attested (${c.status})`}`)
+  if (found.size === 0) printErr(`no node knows a build with narSha256 ${digest}`)
+  return found.size === 0 ? 1 : 0
+}
+
 async function cmdDigest (args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } })
   if (positionals.length !== 1) usage('digest takes one PATH')
@@ -289,6 +384,9 @@ async function main (argv: string[]): Promise<number> {
     case 'node': return await cmdNode(rest)
     case 'verify': return await cmdVerify(rest)
     case 'bundle': return await cmdBundle(rest)
+    case 'audit': return await cmdAudit(rest)
+    case 'latest': return await cmdLatest(rest)
+    case 'which': return await cmdWhich(rest)
     case 'digest': return await cmdDigest(rest)
     case 'status': return await cmdStatus(rest)
     case undefined: case '-h': case '--help': case 'help': print(USAGE); return cmd === undefined ? 2 : 0

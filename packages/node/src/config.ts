@@ -22,11 +22,15 @@ export interface NodeConfig {
   concurrency: number
   loopbackNetwork: boolean
   credentials: Record<string, { token?: string, sshKeyFile?: string }>
+  /** Shared secret for POST /v1/webhook (forge push webhooks, X-Hub-Signature-256). */
+  webhookSecret?: string
+  /** Where to say when a decision becomes disputed or an equivocation is found. */
+  notify?: { webhookUrl?: string, command?: string[] }
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
   faultInjection?: { tamperOutput?: boolean }
 }
 
-const ALLOWED = new Set(['name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'loopbackNetwork', 'credentials', 'faultInjection'])
+const ALLOWED = new Set(['name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -85,6 +89,13 @@ export function loadNodeConfig (file: string): NodeConfig {
     if (!isRepoId(id)) bad(file, `credentials.${id}`, 'keys must be repository ids from the policy')
     if (cred === null || typeof cred !== 'object' || Object.keys(cred).some(k => k !== 'token' && k !== 'sshKeyFile')) bad(file, `credentials.${id}`, 'must be {"token": "..."} or {"sshKeyFile": "/path"}')
   }
+  if (c.webhookSecret !== undefined && (typeof c.webhookSecret !== 'string' || c.webhookSecret.length < 16)) bad(file, 'webhookSecret', 'must be a string of at least 16 characters, the same secret as in the forge\'s webhook settings')
+  const notify = c.notify as NodeConfig['notify']
+  if (notify !== undefined) {
+    if (typeof notify !== 'object' || notify === null || Object.keys(notify).some(k => k !== 'webhookUrl' && k !== 'command')) bad(file, 'notify', 'must be {"webhookUrl": "https://…"} and/or {"command": ["/path/to/script", "arg"]}')
+    if (notify.webhookUrl !== undefined && (typeof notify.webhookUrl !== 'string' || !/^https?:\/\//.test(notify.webhookUrl))) bad(file, 'notify.webhookUrl', 'must be an http(s) URL')
+    if (notify.command !== undefined && (!Array.isArray(notify.command) || notify.command.length === 0 || !notify.command.every(x => typeof x === 'string'))) bad(file, 'notify.command', 'must be an argv array such as ["/usr/local/bin/page-oncall"] (no shell)')
+  }
   const fi = c.faultInjection as NodeConfig['faultInjection']
   if (fi !== undefined && (typeof fi !== 'object' || fi === null || Object.keys(fi).some(k => k !== 'tamperOutput'))) bad(file, 'faultInjection', 'only {"tamperOutput": true} exists (a demo of a compromised builder)')
   return {
@@ -105,7 +116,9 @@ export function loadNodeConfig (file: string): NodeConfig {
     concurrency: int('concurrency', 1, 1, 64),
     loopbackNetwork: c.loopbackNetwork === true,
     credentials,
-    ...(fi !== undefined ? { faultInjection: fi } : {})
+    ...(fi !== undefined ? { faultInjection: fi } : {}),
+    ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),
+    ...(notify !== undefined ? { notify } : {})
   }
 }
 

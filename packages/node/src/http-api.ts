@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { timingSafeEqual, createHash } from 'node:crypto'
-import { isCommitSha, isRepoId, isSha256Hex, type Decision } from '@quorate/core'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { timingSafeEqual, createHash, createHmac } from 'node:crypto'
+import { isCommitSha, isRepoId, isSha256Hex, refObservers, type Decision } from '@quorate/core'
 import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
 import type { QuorateNode } from './node.js'
 import type { Logger } from './logger.js'
@@ -32,6 +34,24 @@ function sendJson (res: ServerResponse, status: number, body: unknown): void {
     'content-length': Buffer.byteLength(text)
   })
   res.end(text)
+}
+
+async function readBody (req: IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}
+
+/** Forge webhook signature (GitHub, Gitea, Forgejo): X-Hub-Signature-256: sha256=HMAC-SHA256(secret, body). */
+export function webhookSignatureMatches (body: Buffer, header: string | undefined, secret: string): boolean {
+  if (header === undefined || !/^sha256=[0-9a-f]{64}$/.test(header)) return false
+  const expected = createHmac('sha256', secret).update(body).digest()
+  return timingSafeEqual(expected, Buffer.from(header.slice(7), 'hex'))
 }
 
 function tokenMatches (header: string | undefined, token: string | undefined): boolean {
@@ -95,12 +115,56 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength, 'x-content-type-options': 'nosniff' })
       res.end(blob)
     }],
+    ['GET', /^\/v1\/files\/([^/]+)$/, async (m, _r, res) => {
+      if (!isSha256Hex(m[1])) throw new HttpError(400, 'file id must be a sha256 hex digest')
+      let body: Buffer
+      try { body = await readFile(join(config.dataDir, 'files', m[1])) } catch { throw new HttpError(404, 'no such output file on this node') }
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.byteLength, 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment' })
+      res.end(body)
+    }],
     ['GET', /^\/v1\/events$/, async (_m, req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
       res.write(': quorate events\n\n')
       const unsubscribe = node.events.subscribe(e => { res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`) })
       const ping = setInterval(() => res.write(': ping\n\n'), 15_000)
       req.on('close', () => { clearInterval(ping); unsubscribe() })
+    }],
+    ['GET', /^\/metrics$/, async (_m, _r, res) => {
+      const text = node.metrics.registry.render()
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) })
+      res.end(text)
+    }],
+    ['GET', /^\/v1\/repos\/([^/]+)\/latest$/, async (m, req, res) => {
+      const repoId = repoParam(m[1])
+      const ref = new URL(req.url ?? '/', 'http://x').searchParams.get('ref') ?? ''
+      if (!/^refs\/[^\s]{1,250}$/.test(ref)) throw new HttpError(400, 'give ?ref= with a full ref name such as refs/heads/main')
+      for (const c of await store.commitsOf(repoId, 1000)) {
+        const { decision } = await node.decide(repoId, c.commit)
+        if (decision.status !== 'trusted') continue
+        const seen = refObservers(decision, ref)
+        if (!seen.reached) continue
+        sendJson(res, 200, { repoId, ref, commit: c.commit, narSha256: decision.trusted!.narSha256, supportingOrgs: decision.trusted!.supportingOrgs, observedBy: seen.orgs, firstSeen: new Date(c.firstSeen).toISOString() })
+        return
+      }
+      throw new HttpError(404, `no trusted commit that a quorum of organizations saw on ${ref} yet`)
+    }],
+    ['GET', /^\/v1\/digests\/([^/]+)$/, async (m, _r, res) => {
+      if (!isSha256Hex(m[1])) throw new HttpError(400, 'give a 64-hex narSha256')
+      const out = []
+      for (const { repoId, commit } of await store.commitsWithDigest(m[1])) {
+        if (!policy.repositories.has(repoId)) continue
+        const { decision } = await node.decide(repoId, commit)
+        out.push({ repoId, commit, status: decision.status, trusted: decision.trusted?.narSha256 === m[1], attestedBy: decision.results.find(r => r.narSha256 === m[1])?.builders ?? [] })
+      }
+      sendJson(res, 200, { narSha256: m[1], commits: out })
+    }],
+    ['POST', /^\/v1\/webhook$/, async (_m, req, res) => {
+      if (config.webhookSecret === undefined) throw new HttpError(403, 'webhooks are disabled: set "webhookSecret" in the node config')
+      const body = await readBody(req, 1024 * 1024)
+      const header = req.headers['x-hub-signature-256']
+      if (!webhookSignatureMatches(body, Array.isArray(header) ? header[0] : header, config.webhookSecret)) throw new HttpError(401, 'bad or missing X-Hub-Signature-256 (HMAC-SHA256 of the body with the shared secret)')
+      void node.pollNow()
+      sendJson(res, 202, { ok: true, polling: true })
     }],
     ['POST', /^\/v1\/admin\/poll$/, async (_m, req, res) => {
       requireAdmin(req)

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, linkSync, copyFileSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
@@ -12,6 +12,8 @@ import { loadBuilderKey, loadPolicyFile, assertPrivateFile, type NodeConfig } fr
 import { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import { startHttpApi, type HttpApi } from './http-api.js'
+import { createNodeMetrics, type NodeMetrics } from './metrics.js'
+import { createNotifier } from './notifier.js'
 
 export interface NodeStats {
   buildsSucceeded: number
@@ -29,6 +31,9 @@ export interface QuorateNode {
   readonly network: Network
   readonly events: EventBus
   readonly stats: NodeStats
+  readonly metrics: NodeMetrics
+  /** Latest known decision status per "repo@commit" (for metrics and status). */
+  readonly decisionStatus: Map<string, string>
   readonly httpUrl: string
   /** Builder name in the policy, or undefined when this node's key is not a member. */
   readonly builderName: string | undefined
@@ -91,6 +96,9 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   const builderName = member?.builder
   const builderId = `${BUILD_ID_BASE}${encodeURIComponent(member?.org ?? 'unknown')}/${encodeURIComponent(builderName ?? key.keyid)}`
   const lastStatus = new Map<string, string>()
+  const decisionStatus = new Map<string, string>()
+  const metrics = createNodeMetrics()
+  const notify = createNotifier(config, logger)
   const verifiedIds = new Set<string>()
   let stopping = false
 
@@ -108,8 +116,12 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const k = `${repoId}@${commit}`
     const sig = `${decision.status}/${decision.trusted?.resultKey ?? ''}/${decision.results.map(r => r.supportingOrgs.length).join(',')}`
     if (lastStatus.get(k) === sig) return
+    const wasDisputed = decisionStatus.get(k) === 'disputed'
     lastStatus.set(k, sig)
+    decisionStatus.set(k, decision.status)
     if (lastStatus.size > 10_000) lastStatus.delete(lastStatus.keys().next().value as string)
+    if (decisionStatus.size > 10_000) decisionStatus.delete(decisionStatus.keys().next().value as string)
+    if (decision.status === 'disputed' && !wasDisputed) notify({ type: 'disputed', repoId, commit, summary: decision.summary })
     logger.info('decision', {
       repo: repoId,
       commit: commit.slice(0, 12),
@@ -128,17 +140,22 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       stats.received[check.verdict]++
       const reason = check.reason.split(':')[0]
       stats.rejectReasons[reason] = (stats.rejectReasons[reason] ?? 0) + 1
+      metrics.attestations.inc({ verdict: check.verdict === 'reject' ? 'rejected' : 'ignored', reason })
       logger.debug('envelope refused', { verdict: check.verdict, reason: check.reason, from: msg.from, via: msg.via })
       return check.verdict
     }
     const v = check.verified
     const out = await store.putEnvelope(v, msg.data)
-    if (out.status === 'duplicate') { stats.received.ignore++; return 'ignore' }
+    if (out.status === 'duplicate') { stats.received.ignore++; metrics.attestations.inc({ verdict: 'ignored', reason: 'duplicate' }); return 'ignore' }
     verifiedIds.add(v.id)
     stats.received.accept++
+    metrics.attestations.inc({ verdict: 'accepted', reason: msg.via })
+    const signedAt = Date.parse(v.attestation.kind === 'ref' ? v.attestation.observedOn : v.attestation.finishedOn)
+    if (Number.isFinite(signedAt)) metrics.gossipLatency.observe(Math.max(0, Date.now() - signedAt) / 1000, { via: msg.via })
     if (out.status === 'fork') {
       logger.warn('equivocation', { repo: v.attestation.repoId, builder: v.builder, seq: v.attestation.log.seq, hint: 'two different envelopes at one log position: proof stored' })
       events.emit({ type: 'equivocation', repoId: v.attestation.repoId, keyid: v.keyid, builder: v.builder })
+      notify({ type: 'equivocation', repoId: v.attestation.repoId, commit: v.attestation.commit, builder: v.builder, summary: `builder "${v.builder}" signed two different envelopes at position ${v.attestation.log.seq} of its log` })
     }
     events.emit({ type: 'attestation', repoId: v.attestation.repoId, commit: v.attestation.commit, envelopeId: v.id, builder: v.builder, kind: v.attestation.kind, via: msg.via })
     void announceDecision(v.attestation.repoId, v.attestation.commit).catch(err => logger.error('decision failed', { error: (err as Error).message }))
@@ -195,9 +212,11 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         try {
           const { recipients } = await network.publish(item.repoId, item.bytes)
           item.tries++
+          metrics.publishes.inc({ result: recipients > 0 ? 'delivered' : 'no-peers' })
           if (recipients > 0 || item.tries > 20) unpublished.delete(id)
         } catch (err) {
           item.tries++
+          metrics.publishes.inc({ result: 'error' })
           logger.debug('publish failed', { error: (err as Error).message })
         }
       }
@@ -260,10 +279,17 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     }
   }
 
+  // One poll at a time; a request that arrives during a poll (a webhook for a push that
+  // poll may have missed) runs one more poll right after it.
   let polling: Promise<void> | undefined
+  let again: Promise<void> | undefined
   function pollNow (only?: string): Promise<void> {
-    polling ??= pollAll(only).finally(() => { polling = undefined })
-    return polling
+    if (polling === undefined) {
+      polling = pollAll(only).finally(() => { polling = undefined })
+      return polling
+    }
+    again ??= polling.then(() => { again = undefined; return pollNow(only) })
+    return again
   }
   const pollTimer = setInterval(() => { if (!stopping) void pollNow() }, config.pollIntervalSeconds * 1000)
 
@@ -306,6 +332,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const spec: RecipeSpec = repo.recipe
     const executed = config.faultInjection?.tamperOutput === true ? tamperedRecipe(spec.recipe) : spec.recipe
     const workDir = join(config.dataDir, 'work', randomUUID())
+    const outputCopyDir = join(config.dataDir, 'work', `${randomUUID()}.out`)
     logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
     events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
     const t0 = Date.now()
@@ -320,6 +347,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         recipe: executed,
         limits: spec.limits,
         sandbox: config.sandbox,
+        outputCopyDir,
         signal: abort.signal,
         onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
       })
@@ -336,6 +364,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     if (outcome.ok) {
       const o = outcome.output
       await store.putBlob(o.fileListSha256, o.fileListBytes)
+      keepOutputFiles(outputCopyDir, o.fileList.files)
       const id = await signPersistPublish(job.repoId, log => makeProvenanceStatement({
         repoId: job.repoId,
         ref: job.ref,
@@ -353,6 +382,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         log
       }))
       stats.buildsSucceeded++
+      metrics.builds.inc({ outcome: 'success' })
+      metrics.buildSeconds.observe((Date.now() - t0) / 1000, { outcome: 'success' })
       await store.updateJob({ ...job, state: 'succeeded', envelopeId: id })
       logger.info('build succeeded', { repo: job.repoId, commit: job.commit.slice(0, 12), narSha256: o.narSha256, files: o.fileCount, ms: Date.now() - t0, ...Object.fromEntries(Object.entries(outcome.durationsMs).map(([k, v]) => [k, Math.round(v as number)])) })
       events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
@@ -372,12 +403,36 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         log
       }))
       stats.buildsFailed++
+      metrics.builds.inc({ outcome: 'failure' })
+      metrics.buildSeconds.observe((Date.now() - t0) / 1000, { outcome: 'failure' })
       const retry = job.attempts < MAX_ATTEMPTS
       await store.updateJob({ ...job, state: retry ? 'queued' : 'failed', notBefore: Date.now() + 30_000 * 2 ** (job.attempts - 1), envelopeId: id, lastError: outcome.reason })
       logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: outcome.reason, exitStatus: outcome.exitStatus, timedOut: outcome.timedOut, retry, logTail: outcome.log.tail.slice(-400) })
       events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: false, durationMs: Date.now() - t0 })
     }
     rmSync(workDir, { recursive: true, force: true })
+    rmSync(outputCopyDir, { recursive: true, force: true })
+  }
+
+  /**
+   * Keeps the output's files content-addressed (dataDir/files/<sha256>, read-only) so auditors
+   * can fetch any builder's output by the hashes in its signed file list.
+   */
+  function keepOutputFiles (copyDir: string, files: Array<{ path: string, type: string, sha256?: string }>): void {
+    const filesDir = join(config.dataDir, 'files')
+    mkdirSync(filesDir, { recursive: true })
+    for (const f of files) {
+      if (f.type !== 'file' || f.sha256 === undefined) continue
+      const dest = join(filesDir, f.sha256)
+      if (existsSync(dest)) continue
+      const src = join(copyDir, f.path)
+      try {
+        try { linkSync(src, dest) } catch { copyFileSync(src, dest) }
+        chmodSync(dest, 0o444)
+      } catch (err) {
+        logger.warn('output not kept', { path: f.path, error: (err as Error).message })
+      }
+    }
   }
 
   // Jobs left running by a killed process start again; the envelope check in runJob keeps a
@@ -398,6 +453,31 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     return out
   }
 
+  metrics.registry.collect('quorate_peers', 'Connected libp2p peers.', 'gauge', () => [[{}, network.connectedPeers().length]])
+  metrics.registry.collect('quorate_decisions', 'Commits by the latest decision status this node computed since it started.', 'gauge', () => {
+    const counts: Record<string, number> = { trusted: 0, disputed: 0, pending: 0 }
+    for (const st of decisionStatus.values()) counts[st] = (counts[st] ?? 0) + 1
+    return Object.entries(counts).map(([status, n]) => [{ status }, n])
+  })
+  metrics.registry.collect('quorate_network_messages_total', 'Gossip and sync messages by path and verdict, as the network layer counted them.', 'counter', () => {
+    const s = network.stats()
+    return [
+      [{ path: 'gossip', verdict: 'received' }, s.gossipReceived], [{ path: 'gossip', verdict: 'accepted' }, s.gossipAccepted],
+      [{ path: 'gossip', verdict: 'rejected' }, s.gossipRejected], [{ path: 'gossip', verdict: 'ignored' }, s.gossipIgnored],
+      [{ path: 'sync', verdict: 'received' }, s.syncReceived], [{ path: 'sync', verdict: 'accepted' }, s.syncAccepted],
+      [{ path: 'sync', verdict: 'rejected' }, s.syncRejected], [{ path: 'sync', verdict: 'ignored' }, s.syncIgnored]
+    ]
+  })
+  metrics.registry.collect('quorate_sync_rounds_total', 'Sync rounds by result.', 'counter', () => {
+    const s = network.stats()
+    return [[{ result: 'ok' }, s.syncRounds], [{ result: 'failed' }, s.syncFailures]]
+  })
+  metrics.registry.collect('quorate_peers_banned_total', 'Peers disconnected and kept out for bad behaviour.', 'counter', () => [[{}, network.stats().peersBanned]])
+  metrics.registry.collect('quorate_build_queue', 'Build jobs by state.', 'gauge', () => Object.entries(queueCache).map(([state, n]) => [{ state }, n]))
+  let queueCache: Record<string, number> = {}
+  const queueTimer = setInterval(() => { void queueSummary().then(q => { queueCache = q }).catch(() => {}) }, 5000)
+  queueCache = await queueSummary()
+
   let http: HttpApi | undefined
   const node: QuorateNode = {
     config,
@@ -407,6 +487,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     network,
     events,
     stats,
+    metrics,
+    decisionStatus,
     builderName,
     get httpUrl () { return http?.url ?? '' },
     decide,
@@ -415,7 +497,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     stop: async () => {
       if (stopping) return
       stopping = true
-      clearInterval(pollTimer); clearInterval(retryTimer); clearInterval(publishTimer)
+      clearInterval(pollTimer); clearInterval(retryTimer); clearInterval(publishTimer); clearInterval(queueTimer)
       abort.abort()
       await http?.close()
       await polling?.catch(() => {})

@@ -68,6 +68,7 @@ export class Store {
   private readonly jobs
   private readonly state
   private readonly blobs
+  private readonly byDigest
   private writeChain: Promise<unknown> = Promise.resolve()
 
   private constructor (db: Level<string, Bytes>) {
@@ -81,6 +82,7 @@ export class Store {
     this.jobs = db.sublevel<string, BuildJob>('jobs', { valueEncoding: 'json' })
     this.state = db.sublevel<string, unknown>('state', { valueEncoding: 'json' })
     this.blobs = db.sublevel<string, Bytes>('blob', { valueEncoding: 'view' })
+    this.byDigest = db.sublevel<string, string>('bydigest', { valueEncoding: 'utf8' })
   }
 
   static async open (dir: string): Promise<Store> {
@@ -153,6 +155,7 @@ export class Store {
         { type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + a.commit + SEP + envKey, value: '' },
         { type: 'put', sublevel: this.logs, key: logKey, value: envKey }
       ]
+      if (a.kind === 'build') ops.push({ type: 'put', sublevel: this.byDigest, key: a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: '' })
       const commitKey = a.repoId + SEP + a.commit
       if (await this.commits.get(commitKey) === undefined) {
         ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: a.commit, firstSeen: now } })
@@ -184,6 +187,17 @@ export class Store {
     const out: CommitInfo[] = []
     for await (const v of this.commits.values({ gte: repoId + SEP, lt: repoId + SEP + '\xff' })) out.push(v)
     return out.sort((a, b) => b.firstSeen - a.firstSeen).slice(0, limit)
+  }
+
+  /** (repository, commit) pairs that some builder attested to this narSha256. */
+  async commitsWithDigest (narSha256: string): Promise<Array<{ repoId: string, commit: string }>> {
+    const seen = new Map<string, { repoId: string, commit: string }>()
+    const prefix = narSha256 + SEP
+    for await (const k of this.byDigest.keys({ gte: prefix, lt: prefix + '\xff' })) {
+      const [, repoId, commit] = k.split(SEP)
+      seen.set(repoId + SEP + commit, { repoId, commit })
+    }
+    return [...seen.values()]
   }
 
   async repositories (): Promise<string[]> {

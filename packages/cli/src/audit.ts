@@ -1,0 +1,217 @@
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, writeFileSync, symlinkSync, chmodSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { dirname, join } from 'node:path'
+import { decideQuorum, diffFileLists, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntryLike, type Policy } from '@quorate/core'
+import { gatherFromNodes } from './verify.js'
+
+/** One builder's build for the audited commit, as read from its signed envelope. */
+export interface AuditBuild {
+  builder: string
+  org: string
+  narSha256: string
+  resultKey: string
+  fileListSha256: string
+  recipeDigest: string
+  fingerprint: Record<string, unknown>
+}
+
+export interface AuditFinding {
+  repoId: string
+  commit: string
+  status: Decision['status']
+  summary: string
+  trustedNarSha256: string | null
+  builds: AuditBuild[]
+  /** File-level differences of each other result against the reference (trusted, else most supported) result. */
+  differences: Array<{ narSha256: string, builders: string[], against: string, diff: FileListDiff | null, note?: string }>
+  fingerprintDifferences: Array<{ field: string, values: Record<string, string> }>
+  recipeMismatches: Decision['recipeMismatches']
+  failures: Decision['failures']
+  conflictedOrgs: string[]
+  equivocations: Array<{ builder: string, org: string, kind: string, envelopeIds: [string, string], envelopes: [unknown, unknown] }>
+}
+
+const base = (url: string): string => url.replace(/\/+$/, '')
+
+async function fetchVerified (urls: string[], path: string, sha256: string): Promise<Buffer | undefined> {
+  for (const url of urls) {
+    try {
+      const res = await fetch(`${base(url)}${path}`, { signal: AbortSignal.timeout(20_000) })
+      if (!res.ok) continue
+      const body = Buffer.from(await res.arrayBuffer())
+      if (createHash('sha256').update(body).digest('hex') === sha256) return body
+    } catch {}
+  }
+  return undefined
+}
+
+export async function fetchFileListFrom (urls: string[], sha256: string): Promise<{ files: FileListEntryLike[] } | undefined> {
+  const body = await fetchVerified(urls, `/v1/blobs/${sha256}`, sha256)
+  return body === undefined ? undefined : JSON.parse(body.toString('utf8')) as { files: FileListEntryLike[] }
+}
+
+function flatten (value: unknown, prefix: string, out: Record<string, string>): void {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) flatten(v, prefix === '' ? k : `${prefix}.${k}`, out)
+  } else {
+    out[prefix] = typeof value === 'string' ? value : JSON.stringify(value)
+  }
+}
+
+/** Audits one commit: decides locally from every node's envelopes, then explains each disagreement. */
+export async function auditCommit (policy: Policy, nodes: string[], repoId: string, commit: string): Promise<AuditFinding> {
+  const evidence = await gatherFromNodes(nodes, repoId, commit)
+  if (!evidence.nodes.some(n => n.ok)) throw new QuorateError('HTTP_FAILED', `no node answered for ${repoId}@${commit}: ${evidence.nodes.map(n => `${n.url}: ${n.error ?? ''}`).join('; ')}`)
+  const decision = decideQuorum({ policy, repoId, commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
+  const counted = new Set([...decision.supporters, ...decision.dissenters].map(v => v.envelopeId))
+  const builds: AuditBuild[] = []
+  for (const raw of evidence.envelopes) {
+    try {
+      const parsed = parseEnvelope(raw)
+      if (!counted.has(parsed.id)) continue
+      const a = parseAttestation(parsed.payloadBytes)
+      const key = policy.keys.get(parsed.keyid)
+      if (a.kind !== 'build' || key === undefined || builds.some(b => b.builder === key.builder && b.resultKey === a.resultDigest)) continue
+      const vote = [...decision.supporters, ...decision.dissenters].find(v => v.envelopeId === parsed.id)!
+      builds.push({ builder: key.builder, org: key.org, narSha256: a.narSha256, resultKey: vote.resultKey, fileListSha256: a.fileListSha256, recipeDigest: a.recipeDigest, fingerprint: a.fingerprint })
+    } catch {}
+  }
+  builds.sort((x, y) => x.builder < y.builder ? -1 : 1)
+  const reference = decision.trusted ?? decision.results[0]
+  const endpoints = [...nodes, ...[...policy.builders.values()].map(b => b.endpoint).filter((e): e is string => e !== undefined)]
+  const differences: AuditFinding['differences'] = []
+  if (reference !== undefined) {
+    const refList = await fetchFileListFrom(endpoints, reference.fileListSha256)
+    for (const r of decision.results) {
+      if (r.resultKey === reference.resultKey) continue
+      const other = await fetchFileListFrom(endpoints, r.fileListSha256)
+      const note = refList === undefined || other === undefined ? 'a file list could not be fetched from any node or builder endpoint' : undefined
+      differences.push({ narSha256: r.narSha256, builders: r.builders, against: reference.narSha256, diff: note === undefined ? diffFileLists(refList!, other!) : null, ...(note !== undefined ? { note } : {}) })
+    }
+  }
+  const flat = builds.map(b => { const o: Record<string, string> = {}; flatten(b.fingerprint, '', o); return [b.builder, o] as const })
+  const fields = new Set(flat.flatMap(([, o]) => Object.keys(o)))
+  const fingerprintDifferences: AuditFinding['fingerprintDifferences'] = []
+  for (const field of [...fields].sort()) {
+    const values: Record<string, string> = {}
+    for (const [builder, o] of flat) values[builder] = o[field] ?? '(absent)'
+    if (new Set(Object.values(values)).size > 1) fingerprintDifferences.push({ field, values })
+  }
+  return {
+    repoId,
+    commit,
+    status: decision.status,
+    summary: decision.summary,
+    trustedNarSha256: decision.trusted?.narSha256 ?? null,
+    builds,
+    differences,
+    fingerprintDifferences,
+    recipeMismatches: decision.recipeMismatches,
+    failures: decision.failures,
+    conflictedOrgs: decision.conflictedOrgs.map(c => c.org),
+    equivocations: decision.equivocators.map(e => ({ builder: e.builder, org: e.org, kind: e.kind, envelopeIds: e.envelopeIds, envelopes: e.envelopes }))
+  }
+}
+
+export function hasFindings (f: AuditFinding): boolean {
+  return f.status !== 'trusted' || f.differences.length > 0 || f.recipeMismatches.length > 0 || f.failures.length > 0 || f.conflictedOrgs.length > 0 || f.equivocations.length > 0
+}
+
+/** Escapes anything a signer wrote for a terminal: control characters become visible escapes. */
+export function term (s: unknown): string {
+  // eslint-disable-next-line no-control-regex
+  return String(s).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+/** Escapes for Markdown table cells and text: no HTML, no links, no table breaks. */
+export function md (s: unknown): string {
+  return term(s).replace(/[\\`*_{}[\]()#+!|<>&~-]/g, c => `\\${c}`)
+}
+
+const short = (h: string | null | undefined): string => h == null ? '-' : h.slice(0, 16)
+
+export function renderText (findings: AuditFinding[]): string {
+  const out: string[] = []
+  if (findings.length === 0) return 'no disagreements, failures, recipe mismatches or equivocations found\n'
+  for (const f of findings) {
+    out.push(`${f.repoId}@${f.commit}  ${f.status.toUpperCase()}  ${term(f.summary)}`)
+    out.push('  builder               org                   narSha256          agrees')
+    for (const b of f.builds) out.push(`  ${term(b.builder).padEnd(21)} ${term(b.org).padEnd(21)} ${short(b.narSha256).padEnd(18)} ${f.trustedNarSha256 === null ? '?' : b.narSha256 === f.trustedNarSha256 ? 'yes' : 'NO'}`)
+    for (const d of f.differences) {
+      out.push(`  result ${short(d.narSha256)} (${d.builders.map(term).join(', ')}) differs from ${short(d.against)}:`)
+      if (d.diff === null) { out.push(`    ${d.note ?? ''}`); continue }
+      for (const a of d.diff.added) out.push(`    added    ${term(a.path)}  ${a.size ?? ''} ${short(a.sha256)}`)
+      for (const r of d.diff.removed) out.push(`    removed  ${term(r.path)}  ${r.size ?? ''} ${short(r.sha256)}`)
+      for (const c of d.diff.changed) out.push(`    changed  ${term(c.path)}  ${c.differs.join('+')}: ${c.before.size ?? ''} ${short(c.before.sha256)} -> ${c.after.size ?? ''} ${short(c.after.sha256)}`)
+    }
+    for (const x of f.fingerprintDifferences) out.push(`  environment differs: ${term(x.field)}: ${Object.entries(x.values).map(([b, v]) => `${term(b)}=${term(v)}`).join('; ')}`)
+    for (const m of f.recipeMismatches) out.push(`  recipe mismatch: ${term(m.builder)} built recipe ${short(m.recipeDigest)}`)
+    for (const x of f.failures) out.push(`  failure: ${term(x.builder)}: ${term(x.reason)}`)
+    for (const o of f.conflictedOrgs) out.push(`  conflicted organization: ${term(o)} (its builders disagree)`)
+    for (const e of f.equivocations) out.push(`  EQUIVOCATION: ${term(e.builder)} (${term(e.org)}) ${e.kind}: envelopes ${e.envelopeIds.join(' and ')}`)
+    out.push('')
+  }
+  return out.join('\n')
+}
+
+export function renderMarkdown (findings: AuditFinding[]): string {
+  const out: string[] = ['# Quorate audit', '']
+  if (findings.length === 0) return out.concat('No disagreements, failures, recipe mismatches or equivocations found.', '').join('\n')
+  for (const f of findings) {
+    out.push(`## ${md(f.repoId)}@\`${f.commit}\`: ${f.status}`, '', md(f.summary), '', '| builder | organization | narSha256 | agrees with the quorum |', '|---|---|---|---|')
+    for (const b of f.builds) out.push(`| ${md(b.builder)} | ${md(b.org)} | \`${b.narSha256}\` | ${f.trustedNarSha256 === null ? 'n/a' : b.narSha256 === f.trustedNarSha256 ? 'yes' : '**no**'} |`)
+    for (const d of f.differences) {
+      out.push('', `### Result \`${short(d.narSha256)}\` (${d.builders.map(md).join(', ')}) against \`${short(d.against)}\``, '')
+      if (d.diff === null) { out.push(md(d.note ?? '')); continue }
+      out.push('| change | path | before | after |', '|---|---|---|---|')
+      for (const a of d.diff.added) out.push(`| added | ${md(a.path)} | | ${a.size ?? ''} \`${short(a.sha256)}\` |`)
+      for (const r of d.diff.removed) out.push(`| removed | ${md(r.path)} | ${r.size ?? ''} \`${short(r.sha256)}\` | |`)
+      for (const c of d.diff.changed) out.push(`| changed (${c.differs.join(', ')}) | ${md(c.path)} | ${c.before.size ?? ''} \`${short(c.before.sha256)}\` | ${c.after.size ?? ''} \`${short(c.after.sha256)}\` |`)
+    }
+    if (f.fingerprintDifferences.length > 0) {
+      out.push('', '### Environment differences', '')
+      for (const x of f.fingerprintDifferences) out.push(`- ${md(x.field)}: ${Object.entries(x.values).map(([b, v]) => `${md(b)} = ${md(v)}`).join('; ')}`)
+    }
+    for (const x of f.failures) out.push('', `- failure: ${md(x.builder)}: ${md(x.reason)}`)
+    for (const m of f.recipeMismatches) out.push('', `- recipe mismatch: ${md(m.builder)} built recipe \`${m.recipeDigest}\``)
+    for (const o of f.conflictedOrgs) out.push('', `- conflicted organization: ${md(o)}`)
+    for (const e of f.equivocations) out.push('', `- **equivocation** by ${md(e.builder)} (${md(e.org)}), ${e.kind}: \`${e.envelopeIds[0]}\` and \`${e.envelopeIds[1]}\``)
+    out.push('')
+  }
+  return out.join('\n')
+}
+
+/** Rebuilds a builder's output tree locally from its signed file list and content-addressed files. */
+export async function materializeOutput (urls: string[], fileListSha256: string, dest: string): Promise<void> {
+  const list = await fetchFileListFrom(urls, fileListSha256)
+  if (list === undefined) throw new QuorateError('HTTP_FAILED', `file list ${fileListSha256} is not served by ${urls.join(', ')}`)
+  mkdirSync(dest, { recursive: true })
+  for (const f of list.files) {
+    if (f.path.split('/').includes('..') || f.path.startsWith('/')) throw new QuorateError('OUTPUT_INVALID', `file list ${fileListSha256} names a path outside its output: ${term(f.path)}`)
+    const p = join(dest, f.path)
+    if (f.type === 'dir') { mkdirSync(p, { recursive: true }); continue }
+    mkdirSync(dirname(p), { recursive: true })
+    if (f.type === 'symlink') { symlinkSync(f.target ?? '', p); continue }
+    const body = await fetchVerified(urls, `/v1/files/${f.sha256 ?? ''}`, f.sha256 ?? '')
+    if (body === undefined) throw new QuorateError('HTTP_FAILED', `file ${term(f.path)} (${f.sha256 ?? ''}) is not served by ${urls.join(', ')}`)
+    writeFileSync(p, body)
+    chmodSync(p, f.executable === true ? 0o755 : 0o644)
+  }
+}
+
+/** Runs diffoscope on two builders' outputs for the commit; says how to install it when missing. */
+export async function diffoscopeCommit (finding: AuditFinding, policy: Policy, nodes: string[], workDir: string): Promise<{ exitCode: number, output: string }> {
+  const which = spawnSync('diffoscope', ['--version'], { encoding: 'utf8' })
+  if (which.error !== undefined) throw new QuorateError('USAGE', 'diffoscope is not installed; install it with "apt-get install diffoscope" (Debian/Ubuntu) or "pip install diffoscope", then run again')
+  const results = [...new Map(finding.builds.map(b => [b.resultKey, b])).values()]
+  if (results.length < 2) throw new QuorateError('USAGE', `${finding.repoId}@${finding.commit}: the builders do not disagree; nothing to compare`)
+  const [a, b] = results.sort((x, y) => (x.narSha256 === finding.trustedNarSha256 ? -1 : 0) - (y.narSha256 === finding.trustedNarSha256 ? -1 : 0))
+  const urlsFor = (builder: string): string[] => [policy.builders.get(builder)?.endpoint, ...nodes].filter((u): u is string => u !== undefined)
+  const dirA = join(workDir, `${a.builder}-${a.narSha256.slice(0, 12)}`)
+  const dirB = join(workDir, `${b.builder}-${b.narSha256.slice(0, 12)}`)
+  await materializeOutput(urlsFor(a.builder), a.fileListSha256, dirA)
+  await materializeOutput(urlsFor(b.builder), b.fileListSha256, dirB)
+  const r = spawnSync('diffoscope', ['--no-progress', '--text', '-', dirA, dirB], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 600_000 })
+  return { exitCode: r.status ?? 2, output: r.stdout + r.stderr }
+}

@@ -1,0 +1,94 @@
+/** A small Prometheus registry: counters, gauges and histograms with labels, text exposition format 0.0.4. */
+type Labels = Record<string, string>
+
+function labelKey (labels: Labels): string {
+  const keys = Object.keys(labels).sort()
+  if (keys.length === 0) return ''
+  return '{' + keys.map(k => `${k}="${labels[k].replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')}"`).join(',') + '}'
+}
+
+interface Metric { name: string, help: string, type: 'counter' | 'gauge' | 'histogram', render: () => string[] }
+
+export class Counter {
+  private readonly values = new Map<string, number>()
+  inc (labels: Labels = {}, by = 1): void {
+    const k = labelKey(labels)
+    this.values.set(k, (this.values.get(k) ?? 0) + by)
+  }
+
+  lines (name: string): string[] { return [...this.values].map(([k, v]) => `${name}${k} ${v}`) }
+}
+
+export class Histogram {
+  private readonly series = new Map<string, { counts: number[], sum: number, count: number }>()
+  constructor (private readonly buckets: number[]) {}
+  observe (value: number, labels: Labels = {}): void {
+    const k = labelKey(labels)
+    let s = this.series.get(k)
+    if (s === undefined) this.series.set(k, s = { counts: this.buckets.map(() => 0), sum: 0, count: 0 })
+    this.buckets.forEach((b, i) => { if (value <= b) s!.counts[i]++ })
+    s.sum += value
+    s.count++
+  }
+
+  lines (name: string): string[] {
+    const out: string[] = []
+    for (const [k, s] of this.series) {
+      const inner = k === '' ? '' : k.slice(1, -1) + ','
+      this.buckets.forEach((b, i) => out.push(`${name}_bucket{${inner}le="${b}"} ${s.counts[i]}`))
+      out.push(`${name}_bucket{${inner}le="+Inf"} ${s.count}`, `${name}_sum${k} ${s.sum}`, `${name}_count${k} ${s.count}`)
+    }
+    return out
+  }
+}
+
+export class MetricsRegistry {
+  private readonly metrics: Metric[] = []
+
+  counter (name: string, help: string): Counter {
+    const c = new Counter()
+    this.metrics.push({ name, help, type: 'counter', render: () => c.lines(name) })
+    return c
+  }
+
+  histogram (name: string, help: string, buckets: number[]): Histogram {
+    const h = new Histogram(buckets)
+    this.metrics.push({ name, help, type: 'histogram', render: () => h.lines(name) })
+    return h
+  }
+
+  /** A gauge (or counter) read when scraped. */
+  collect (name: string, help: string, type: 'gauge' | 'counter', read: () => Array<[Labels, number]>): void {
+    this.metrics.push({ name, help, type, render: () => read().map(([l, v]) => `${name}${labelKey(l)} ${v}`) })
+  }
+
+  render (): string {
+    const out: string[] = []
+    for (const m of this.metrics) {
+      out.push(`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`, ...m.render())
+    }
+    return out.join('\n') + '\n'
+  }
+}
+
+/** The node's metrics, updated by the node and read by GET /metrics. */
+export interface NodeMetrics {
+  registry: MetricsRegistry
+  builds: Counter
+  buildSeconds: Histogram
+  attestations: Counter
+  gossipLatency: Histogram
+  publishes: Counter
+}
+
+export function createNodeMetrics (): NodeMetrics {
+  const registry = new MetricsRegistry()
+  return {
+    registry,
+    builds: registry.counter('quorate_builds_total', 'Builds finished, by outcome (success, failure).'),
+    buildSeconds: registry.histogram('quorate_build_duration_seconds', 'Wall time of a build, checkout to hash.', [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800]),
+    attestations: registry.counter('quorate_attestations_total', 'Envelopes received by gossip or sync, by verdict (accepted, rejected, ignored) and reason.'),
+    gossipLatency: registry.histogram('quorate_attestation_latency_seconds', 'From the signer\'s finish time to our acceptance (signer clocks: informative).', [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]),
+    publishes: registry.counter('quorate_publishes_total', 'Own envelopes published, by result (delivered, no-peers, error).')
+  }
+}

@@ -1,0 +1,130 @@
+// Operator and auditor features against real node processes: Prometheus metrics, forge
+// webhooks, notifications, lookups (latest trusted commit of a ref, digest -> commits),
+// `quorate audit` with file-level differences, and diffoscope on two builders' outputs.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { createHmac } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { hashOutput } from '@quorate/builder'
+import { materializeOutput } from '@quorate/cli'
+// @ts-expect-error plain JS helper shared with the demo
+import { createSampleRepo, addCommit, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+
+let work: string
+let repo: string
+let first: string
+let trustedNet: any
+let disputedNet: any
+const SECRET = 'webhook-secret-0123456789'
+const noticeFile = (): string => join(work, 'notices.jsonl')
+
+function editConfig (node: any, edit: (c: any) => void): void {
+  const c = JSON.parse(readFileSync(node.config, 'utf8'))
+  edit(c)
+  writeFileSync(node.config, JSON.stringify(c, null, 2))
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'quorate-ops-'))
+  repo = join(work, 'repo')
+  first = createSampleRepo(repo)
+  // Three organizations, threshold 2: two honest builders and a compromised one. Polling is
+  // slow (an hour) so that only the webhook can make the nodes notice a new commit quickly.
+  trustedNet = await initNetwork({ dir: join(work, 'trusted'), repoUrl: repo, pollSeconds: 3600, builders: [{ name: 'a1', org: 'a' }, { name: 'b1', org: 'b' }, { name: 'c1', org: 'c', tamper: true }] })
+  for (const n of trustedNet.nodes) editConfig(n, c => { c.webhookSecret = SECRET })
+  // Two organizations, threshold 2, one compromised: a deterministic dispute.
+  const notifier = join(work, 'notify.sh')
+  writeFileSync(notifier, `#!/bin/sh\ncat >> ${noticeFile()}\n`, { mode: 0o755 })
+  disputedNet = await initNetwork({ dir: join(work, 'disputed'), repoUrl: repo, pollSeconds: 1, builders: [{ name: 'x1', org: 'x' }, { name: 'y1', org: 'y', tamper: true }] })
+  editConfig(disputedNet.nodes[0], c => { c.notify = { command: [notifier] } })
+  await Promise.all([...trustedNet.nodes, ...disputedNet.nodes].map(async (n: any) => await startNodeProcess(n, {})))
+}, 120_000)
+
+afterAll(async () => {
+  await Promise.all([...(trustedNet?.nodes ?? []), ...(disputedNet?.nodes ?? [])].map(async (n: any) => await stopNodeProcess(n)))
+  rmSync(work, { recursive: true, force: true })
+})
+
+const commitUrl = (net: any, i: number, c: string): string => `${net.nodes[i].url}/v1/repos/${net.repoId}/commits/${c}`
+
+describe('operations', () => {
+  it('serves Prometheus metrics for builds, attestations, peers and decisions', async () => {
+    await waitFor(async () => (await getJson(commitUrl(trustedNet, 0, first))).decision.results.length === 2, { timeoutMs: 60_000, what: 'all three builds' })
+    const res = await fetch(`${trustedNet.nodes[0].url}/metrics`)
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0.0.4/)
+    const text = await res.text()
+    expect(text).toMatch(/^quorate_builds_total\{outcome="success"\} 1$/m)
+    expect(text).toMatch(/^quorate_attestations_total\{reason="(gossip|sync)",verdict="accepted"\} [1-9]/m)
+    expect(text).toMatch(/^quorate_peers 2$/m)
+    expect(text).toMatch(/^quorate_decisions\{status="trusted"\} 1$/m)
+    expect(text).toMatch(/^quorate_build_duration_seconds_count\{outcome="success"\} 1$/m)
+    expect(text).toMatch(/^# TYPE quorate_attestation_latency_seconds histogram$/m)
+  })
+
+  it('builds a pushed commit as soon as a correctly signed webhook arrives, and refuses a forged one', async () => {
+    const next = addCommit(repo, 'src/webhook.js', 'export const hook = 1\n', 'webhook commit')
+    const body = JSON.stringify({ ref: 'refs/heads/main', after: next })
+    const bad = await fetch(`${trustedNet.nodes[0].url}/v1/webhook`, { method: 'POST', body, headers: { 'x-hub-signature-256': 'sha256=' + '0'.repeat(64) } })
+    expect(bad.status).toBe(401)
+    const unsigned = await fetch(`${trustedNet.nodes[0].url}/v1/webhook`, { method: 'POST', body })
+    expect(unsigned.status).toBe(401)
+    for (const n of trustedNet.nodes) {
+      const sig = 'sha256=' + createHmac('sha256', SECRET).update(body).digest('hex')
+      const ok = await fetch(`${n.url}/v1/webhook`, { method: 'POST', body, headers: { 'x-hub-signature-256': sig } })
+      expect(ok.status).toBe(202)
+    }
+    const d = await waitFor(async () => { const r = await getJson(commitUrl(trustedNet, 1, next)); return r.decision.status === 'trusted' ? r : undefined }, { timeoutMs: 30_000, what: 'the webhook-triggered commit to be trusted' })
+    expect(d.decision.trusted.supportingOrgs).toEqual(['a', 'b'])
+    // Read-only without a token: admin routes refuse.
+    expect((await fetch(`${trustedNet.nodes[0].url}/v1/admin/poll`, { method: 'POST' })).status).toBe(403)
+  })
+
+  it('answers which commit a ref last had trusted, and which commits produced a digest', async () => {
+    const latest = await getJson(`${trustedNet.nodes[0].url}/v1/repos/${trustedNet.repoId}/latest?ref=refs/heads/main`)
+    const head = (await getJson(`${trustedNet.nodes[0].url}/v1/repos/${trustedNet.repoId}/commits`)).commits.find((c: any) => c.commit === latest.commit)
+    expect(head.status).toBe('trusted')
+    expect(latest.observedBy).toEqual(['a', 'b', 'c'])
+    const cli = await runCli(['latest', '--node', trustedNet.nodes[1].url, '--repo', trustedNet.repoId, '--ref', 'refs/heads/main', '--policy', trustedNet.policyFile])
+    expect(cli.code).toBe(0)
+    expect(cli.stdout.trim()).toBe(`${latest.commit} ${latest.narSha256}`)
+    const which = await runCli(['which', latest.narSha256, '--node', trustedNet.nodes[2].url])
+    expect(which.code).toBe(0)
+    expect(which.stdout.trim()).toBe(`${trustedNet.repoId}@${latest.commit} trusted`)
+    expect((await runCli(['which', 'f'.repeat(64), '--node', trustedNet.nodes[2].url])).code).toBe(1)
+  })
+
+  it('notifies when a decision becomes disputed', async () => {
+    const d = await waitFor(async () => { const r = await getJson(commitUrl(disputedNet, 0, first)); return r.decision.status === 'disputed' ? r : undefined }, { timeoutMs: 60_000, what: 'a dispute' })
+    expect(d.decision.results).toHaveLength(2)
+    await waitFor(() => existsSync(noticeFile()) && readFileSync(noticeFile(), 'utf8').includes('"disputed"'), { timeoutMs: 10_000, what: 'the notice' })
+    const notice = JSON.parse(readFileSync(noticeFile(), 'utf8').trim().split('\n')[0])
+    expect(notice).toMatchObject({ type: 'disputed', repoId: disputedNet.repoId, commit: first, node: 'x1' })
+  })
+
+  it('audits the dispute down to the file the compromised builder changed, as text, Markdown and JSON', async () => {
+    const args = ['audit', ...disputedNet.nodes.flatMap((n: any) => ['--node', n.url]), '--policy', disputedNet.policyFile]
+    const text = await runCli(args)
+    expect(text.code).toBe(1)
+    expect(text.stdout).toContain(`${disputedNet.repoId}@${first}  DISPUTED`)
+    expect(text.stdout).toMatch(/changed {2}BUILDINFO {2}content: \d+ [0-9a-f]{16} -> \d+ [0-9a-f]{16}/)
+    const json = JSON.parse((await runCli([...args, '--json'])).stdout)
+    const finding = json.findings.find((f: any) => f.commit === first)
+    expect(finding.differences[0].diff.changed.map((c: any) => c.path)).toEqual(['BUILDINFO'])
+    expect(finding.builds.map((b: any) => b.builder)).toEqual(['x1', 'y1'])
+    const markdown = (await runCli([...args, '--markdown'])).stdout
+    expect(markdown).toContain('| changed (content) | BUILDINFO |')
+  })
+
+  it('rebuilds each builder\'s output from its signed file list, and runs diffoscope on the two', async () => {
+    const d = (await getJson(commitUrl(disputedNet, 0, first))).decision
+    for (const r of d.results) {
+      const dest = join(work, `out-${r.narSha256.slice(0, 8)}`)
+      await materializeOutput(disputedNet.nodes.map((n: any) => n.url), r.fileListSha256, dest)
+      expect((await hashOutput(dest)).narSha256).toBe(r.narSha256)
+    }
+    const diff = await runCli(['audit', ...disputedNet.nodes.flatMap((n: any) => ['--node', n.url]), '--policy', disputedNet.policyFile, '--diffoscope', first])
+    expect(diff.code).toBe(1)
+    expect(diff.stdout).toContain('injected by a compromised builder')
+  })
+})
