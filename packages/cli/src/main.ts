@@ -28,6 +28,7 @@ Usage:
   quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
   quorate which NARSHA256 --node URL... [--json]
+  quorate key rotate --config FILE
   quorate digest PATH [--json]
   quorate status --node URL [--json]
 
@@ -341,6 +342,22 @@ async function cmdWhich (args: string[]): Promise<number> {
   return found.size === 0 ? 1 : 0
 }
 
+async function cmdKey (args: string[]): Promise<number> {
+  if (args[0] !== 'rotate') usage('key takes "rotate"')
+  const { values } = parseArgs({ args: args.slice(1), options: { config: { type: 'string' } } })
+  if (values.config === undefined) usage('key rotate needs --config FILE of the (stopped) node')
+  const { loadNodeConfig, loadBuilderKey } = await import('@quorate/node/config')
+  const config = loadNodeConfig(values.config)
+  const { rotateBuilderKey } = await import('./key-rotate.js')
+  const r = await rotateBuilderKey({ dataDir: config.dataDir, keyFile: config.builderKeyFile, oldKey: loadBuilderKey(config.builderKeyFile), policy: loadPolicyFile(config.policyFile) })
+  print(`rotated the builder key of "${r.policyEntry.name}": new keyid ${r.newKey.keyid}, public key ${r.newKey.publicKeyHex}`)
+  print(`re-signed ${r.resigned} stored envelopes under the new key (a new log); the old key is kept in ${r.retiredKeyFile}`)
+  print('every member must now use this entry for the builder in the network policy (the old key marked revoked: nothing it signed counts any more):')
+  print(JSON.stringify(r.policyEntry, null, 2))
+  print('the node publishes the re-signed envelopes when it starts with the updated policy')
+  return 0
+}
+
 async function cmdDigest (args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } })
   if (positionals.length !== 1) usage('digest takes one PATH')
@@ -385,6 +402,7 @@ async function main (argv: string[]): Promise<number> {
     case 'verify': return await cmdVerify(rest)
     case 'bundle': return await cmdBundle(rest)
     case 'audit': return await cmdAudit(rest)
+    case 'key': return await cmdKey(rest)
     case 'latest': return await cmdLatest(rest)
     case 'which': return await cmdWhich(rest)
     case 'digest': return await cmdDigest(rest)

@@ -27,7 +27,7 @@ export interface NodeConfig {
   /** Where to say when a decision becomes disputed or an equivocation is found. */
   notify?: { webhookUrl?: string, command?: string[] }
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
-  faultInjection?: { tamperOutput?: boolean }
+  faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
 
 const ALLOWED = new Set(['name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify'])
@@ -97,7 +97,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     if (notify.command !== undefined && (!Array.isArray(notify.command) || notify.command.length === 0 || !notify.command.every(x => typeof x === 'string'))) bad(file, 'notify.command', 'must be an argv array such as ["/usr/local/bin/page-oncall"] (no shell)')
   }
   const fi = c.faultInjection as NodeConfig['faultInjection']
-  if (fi !== undefined && (typeof fi !== 'object' || fi === null || Object.keys(fi).some(k => k !== 'tamperOutput'))) bad(file, 'faultInjection', 'only {"tamperOutput": true} exists (a demo of a compromised builder)')
+  if (fi !== undefined && (typeof fi !== 'object' || fi === null || Object.keys(fi).some(k => k !== 'tamperOutput' && k !== 'crashAfterPersist'))) bad(file, 'faultInjection', 'only {"tamperOutput": true} (a compromised builder) and {"crashAfterPersist": true} (a crash test) exist, for demos and tests')
   return {
     file,
     name: (c.name as string | undefined) ?? 'quorate-node',

@@ -106,7 +106,7 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
       const commit = m[2]
       if (!isCommitSha(commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
       const { decision, envelopes, proofs } = await node.decide(repoId, commit)
-      sendJson(res, 200, { repoId, commit, policyDigest: policy.digest, decision, envelopes, equivocationProofs: proofs })
+      sendJson(res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await node.logCompleteness(decision), envelopes, equivocationProofs: proofs })
     }],
     ['GET', /^\/v1\/blobs\/([^/]+)$/, async (m, _r, res) => {
       if (!isSha256Hex(m[1])) throw new HttpError(400, 'blob id must be a sha256 hex digest')

@@ -38,12 +38,32 @@ export interface QuorateNode {
   /** Builder name in the policy, or undefined when this node's key is not a member. */
   readonly builderName: string | undefined
   decide: (repoId: string, commit: string) => Promise<{ decision: Decision, envelopes: unknown[], proofs: Array<[unknown, unknown]> }>
+  /** Per counted builder: whether this node holds its log complete and linked up to the attestation that counted. */
+  logCompleteness: (decision: Decision) => Promise<Array<{ builder: string, keyid: string, seq: number, complete: boolean }>>
   pollNow: (repoId?: string) => Promise<void>
   queueSummary: () => Promise<Record<string, number>>
   stop: () => Promise<void>
 }
 
 const MAX_ATTEMPTS = 3
+
+/** Token buckets keyed by a string: `ratePerSecond` refill, `burst` capacity. */
+class TokenBuckets {
+  private readonly buckets = new Map<string, { tokens: number, at: number }>()
+  constructor (private readonly ratePerSecond: number, private readonly burst: number) {}
+  take (key: string, now = Date.now()): boolean {
+    let b = this.buckets.get(key)
+    if (b === undefined) {
+      if (this.buckets.size > 100_000) this.buckets.clear()
+      this.buckets.set(key, b = { tokens: this.burst, at: now })
+    }
+    b.tokens = Math.min(this.burst, b.tokens + (now - b.at) / 1000 * this.ratePerSecond)
+    b.at = now
+    if (b.tokens < 1) return false
+    b.tokens--
+    return true
+  }
+}
 const BUILD_ID_BASE = 'https://quorate.dev/builders/'
 
 function parseEnvelopeJson (bytes: Uint8Array): unknown {
@@ -111,6 +131,17 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     return { decision, envelopes, proofs }
   }
 
+  async function logCompleteness (decision: Decision): Promise<Array<{ builder: string, keyid: string, seq: number, complete: boolean }>> {
+    const stored = await store.envelopesForCommit(decision.repoId, decision.commit)
+    const out = []
+    for (const v of [...decision.supporters, ...decision.dissenters]) {
+      const meta = stored.find(x => x.meta.id === v.envelopeId && x.meta.keyid === v.keyid)?.meta
+      if (meta === undefined) continue
+      out.push({ builder: v.builder, keyid: v.keyid, seq: meta.seq, complete: await store.logComplete(decision.repoId, v.keyid, meta.seq) })
+    }
+    return out
+  }
+
   async function announceDecision (repoId: string, commit: string): Promise<void> {
     const { decision } = await decide(repoId, commit)
     const k = `${repoId}@${commit}`
@@ -133,6 +164,10 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     events.emit({ type: 'decision', repoId, commit, status: decision.status, narSha256: decision.trusted?.narSha256, supportingOrgs: decision.trusted?.supportingOrgs, summary: decision.summary })
   }
 
+  // Per-signer budget on gossip: an honest builder signs a few envelopes per commit; a member key
+  // flooding the network is throttled here (sync still delivers what gossip dropped, at its own pace).
+  const signerBudget = new TokenBuckets(50, 500)
+
   /** Gossip and sync validation: check, store (before accepting, so relays only carry what we kept), then decide. */
   async function validate (msg: IncomingMessage): Promise<Verdict> {
     const check = checkEnvelope(msg.data, policy, { repoId: msg.repoId })
@@ -145,6 +180,11 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       return check.verdict
     }
     const v = check.verified
+    if (msg.via === 'gossip' && !signerBudget.take(v.keyid)) {
+      stats.received.ignore++
+      metrics.attestations.inc({ verdict: 'ignored', reason: 'signer rate limit' })
+      return 'ignore'
+    }
     const out = await store.putEnvelope(v, msg.data)
     if (out.status === 'duplicate') { stats.received.ignore++; metrics.attestations.inc({ verdict: 'ignored', reason: 'duplicate' }); return 'ignore' }
     verifiedIds.add(v.id)
@@ -187,6 +227,10 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       const check = checkEnvelope(signed.bytes, policy, { repoId })
       if (check.verdict === 'accept') {
         await store.putEnvelope(check.verified, signed.bytes, { sync: true })
+        if (config.faultInjection?.crashAfterPersist === true && check.verified.attestation.kind === 'build') {
+          logger.warn('fault injection: crashing between persist and publish', { envelopeId: signed.id })
+          process.kill(process.pid, 'SIGKILL')
+        }
         verifiedIds.add(signed.id)
         events.emit({ type: 'attestation', repoId, commit: check.verified.attestation.commit, envelopeId: signed.id, builder: check.verified.builder, kind: check.verified.attestation.kind, via: 'self' })
         void announceDecision(repoId, check.verified.attestation.commit).catch(() => {})
@@ -492,6 +536,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     builderName,
     get httpUrl () { return http?.url ?? '' },
     decide,
+    logCompleteness,
     pollNow,
     queueSummary,
     stop: async () => {

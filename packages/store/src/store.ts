@@ -11,6 +11,8 @@ export interface StoredEnvelopeMeta {
   commit: string
   kind: 'build' | 'failure' | 'ref'
   seq: number
+  /** Previous envelope id in the signer's log (null at seq 0). */
+  prev?: string | null
   /** For ref observations: the ref; for builds: the ref that was built. */
   ref: string
   /** Build results only: the headline digest, for digest → commit lookups. */
@@ -219,22 +221,58 @@ export class Store {
     return undefined
   }
 
-  /** The highest stored sequence number of every (repository, signer) log. */
+  /**
+   * Per (repository, signer) log: the end of its contiguous prefix (seq 0..n all present), which
+   * is what sync asks peers to continue from, so a gap left by lost gossip is filled.
+   */
   async logHeads (): Promise<LogHead[]> {
     const heads = new Map<string, LogHead>()
+    const broken = new Set<string>()
     for await (const [k, v] of this.logs.iterator()) {
-      const [repoId, keyid, seq] = k.split(SEP)
-      heads.set(repoId + SEP + keyid, { repoId, keyid, seq: Number(seq), envelopeId: v.slice(0, v.indexOf(SEP)) })
+      const [repoId, keyid, seqText] = k.split(SEP)
+      const log = repoId + SEP + keyid
+      if (broken.has(log)) continue
+      const seq = Number(seqText)
+      const head = heads.get(log)
+      if ((head === undefined && seq !== 0) || (head !== undefined && seq !== head.seq + 1)) {
+        broken.add(log)
+        if (head === undefined) heads.set(log, { repoId, keyid, seq: -1, envelopeId: '' })
+        continue
+      }
+      heads.set(log, { repoId, keyid, seq, envelopeId: v.slice(0, v.indexOf(SEP)) })
     }
     return [...heads.values()]
   }
 
-  /** Envelopes of one log with seq > afterSeq, in order, streamed. */
+  /**
+   * Whether the signer's log is complete and linked from seq 0 up to `uptoSeq`: every position
+   * present and each envelope's prev naming the one before it.
+   */
+  async logComplete (repoId: string, keyid: string, uptoSeq: number): Promise<boolean> {
+    const prefix = repoId + SEP + keyid + SEP
+    let expected = 0
+    let prevId: string | null = null
+    for await (const envKey of this.logs.values({ gte: prefix + pad(0), lte: prefix + pad(uptoSeq) })) {
+      const meta = await this.metas.get(envKey)
+      if (meta === undefined || meta.seq !== expected || (meta.prev !== undefined && meta.prev !== prevId)) return false
+      prevId = meta.id
+      expected++
+    }
+    return expected === uptoSeq + 1
+  }
+
+  /** Envelopes of one log with seq > afterSeq, in order, streamed; a fork's second envelope follows the first. */
   async *envelopesAfter (repoId: string, keyid: string, afterSeq: number): AsyncGenerator<Bytes> {
     const prefix = repoId + SEP + keyid + SEP
-    for await (const envKey of this.logs.values({ gt: prefix + pad(afterSeq), lt: prefix + '\xff' })) {
+    const range = afterSeq < 0 ? { gte: prefix, lt: prefix + '\xff' } : { gt: prefix + pad(afterSeq), lt: prefix + '\xff' }
+    for await (const [logKey, envKey] of this.logs.iterator(range)) {
       const bytes = await this.envs.get(envKey)
       if (bytes !== undefined) yield bytes
+      const proof = await this.proofs.get(logKey)
+      if (proof !== undefined) {
+        const other = await this.envs.get(proof.b)
+        if (other !== undefined) yield other
+      }
     }
   }
 
@@ -312,6 +350,7 @@ function metaOf (v: VerifiedAttestation, now: number): StoredEnvelopeMeta {
     commit: a.commit,
     kind: a.kind,
     seq: a.log.seq,
+    prev: a.log.prev,
     ref: a.ref,
     ...(a.kind === 'build' ? { narSha256: a.narSha256 } : {}),
     receivedAt: now

@@ -232,12 +232,13 @@ export function parseFileList (bytes) {
 
 /**
  * The top-level files named in a result's signed subjects (subject[0] is the commit itself;
- * OCI image subjects name an image, not a file, and are skipped): the fallback when this node
- * does not hold the result's file list. Sizes are not signed there.
+ * OCI image manifest subjects carry a mediaType and name an image, not a file, so they are
+ * skipped): the fallback when this node does not hold the result's file list. Sizes are not
+ * signed there.
  */
 export function filesFromSubjects (subjects) {
   if (!Array.isArray(subjects)) return []
-  return subjects.slice(1).filter(s => isObj(s) && typeof s.name === 'string' && isObj(s.digest) && typeof s.digest.sha256 === 'string' && !s.name.includes(':'))
+  return subjects.slice(1).filter(s => isObj(s) && typeof s.name === 'string' && isObj(s.digest) && typeof s.digest.sha256 === 'string' && s.mediaType === undefined)
     .map(s => ({ path: s.name, type: 'file', sha256: s.digest.sha256 }))
 }
 

@@ -1,0 +1,83 @@
+import { existsSync, renameSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { dirname, join } from 'node:path'
+import {
+  QuorateError, encodeBuilderKeyFile, keyPairFromSeed, parseAttestation, parseEnvelope, parseJsonStrict, signStatement,
+  type BuilderKeyPair, type Policy
+} from '@quorate/core'
+import { Store } from '@quorate/store'
+
+export interface RotationResult {
+  oldKeyid: string
+  newKey: BuilderKeyPair
+  retiredKeyFile: string
+  resigned: number
+  /** The builder's policy entry as the other members must adopt it (old key kept, then revoked). */
+  policyEntry: { name: string, org: string, endpoint?: string, keys: Array<{ publicKey: string, revoked?: boolean }> }
+}
+
+function setLog (statement: Record<string, unknown>, log: { seq: number, prev: string | null }): void {
+  const predicate = statement.predicate as Record<string, any>
+  if (predicate.runDetails?.metadata !== undefined) predicate.runDetails.metadata.quorate_log = log
+  else predicate.quorate_log = log
+}
+
+/**
+ * Rotates a stopped node's builder key: writes a new key, keeps the old one as a retired file,
+ * and re-signs every stored result of the old key under the new one as a new log (same
+ * statements, new log positions), so the builder keeps its history under its new key.
+ */
+export async function rotateBuilderKey (opts: { dataDir: string, keyFile: string, oldKey: BuilderKeyPair, policy: Policy }): Promise<RotationResult> {
+  const { oldKey, policy } = opts
+  const member = policy.keys.get(oldKey.keyid)
+  if (member === undefined) throw new QuorateError('KEY_INVALID', `${opts.keyFile}: this key is not in the policy, so there is no builder identity to rotate`)
+  let store: Store
+  try {
+    store = await Store.open(join(opts.dataDir, 'db'))
+  } catch (err) {
+    if ((err as QuorateError).code === 'STORE_LOCKED') throw new QuorateError('STORE_LOCKED', `the node is running on ${opts.dataDir}; stop it first, then rotate its key`)
+    throw err
+  }
+  const newKey = keyPairFromSeed(new Uint8Array(randomBytes(32)))
+  const retiredKeyFile = join(dirname(opts.keyFile), `builder-key.${oldKey.keyid.slice(0, 16)}.retired.json`)
+  let resigned = 0
+  try {
+    const idMap = new Map<string, string>()
+    for (const repoId of policy.repositories.keys()) {
+      let prev: string | null = null
+      let seq = 0
+      const old: Uint8Array[] = []
+      for await (const bytes of store.envelopesAfter(repoId, oldKey.keyid, -1)) old.push(bytes)
+      for (const bytes of old) {
+        const parsed = parseEnvelope(parseJsonStrict(Buffer.from(bytes).toString('utf8'), 'stored envelope'))
+        if (parsed.keyid !== oldKey.keyid) continue
+        const statement = JSON.parse(Buffer.from(parsed.payloadBytes).toString('utf8')) as Record<string, unknown>
+        setLog(statement, { seq, prev })
+        const signed = signStatement(statement, newKey)
+        const attestation = parseAttestation(new Uint8Array(Buffer.from(signed.envelope.payload, 'base64')))
+        await store.putEnvelope({ id: signed.id, keyid: newKey.keyid, builder: member.builder, org: member.org, envelope: signed.envelope, attestation }, signed.bytes, { sync: true })
+        idMap.set(parsed.id, signed.id)
+        prev = signed.id
+        seq++
+        resigned++
+      }
+    }
+    for (const job of await store.jobsList()) {
+      const replaced = job.envelopeId !== undefined ? idMap.get(job.envelopeId) : undefined
+      if (replaced !== undefined) await store.updateJob({ ...job, envelopeId: replaced })
+    }
+  } finally {
+    await store.close()
+  }
+  if (existsSync(retiredKeyFile)) throw new QuorateError('KEY_INVALID', `${retiredKeyFile} already exists; move it away first`)
+  renameSync(opts.keyFile, retiredKeyFile)
+  writeFileSync(opts.keyFile, JSON.stringify(encodeBuilderKeyFile(newKey), null, 2) + '\n', { mode: 0o600 })
+  const b = policy.builders.get(member.builder)!
+  return {
+    oldKeyid: oldKey.keyid,
+    newKey,
+    retiredKeyFile,
+    resigned,
+    policyEntry: { name: b.name, org: b.org, ...(b.endpoint !== undefined ? { endpoint: b.endpoint } : {}), keys: [...b.keys.map(k => k.publicKey === oldKey.publicKeyHex ? { publicKey: k.publicKey, revoked: true } : k), { publicKey: newKey.publicKeyHex }] }
+  }
+}
