@@ -6,20 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quorate() { node packages/cli/dist/main.js "$@"; }
-out=compose
+out=${1:-compose}
 if [ -e "$out" ]; then echo "$out/ exists; remove it to start over" >&2; exit 2; fi
 mkdir -p "$out/git"
 node -e "import('./scripts/devnet.js').then(m => m.createSampleRepo('$out/sample-src'))"
 git clone -q --bare "$out/sample-src" "$out/git/sample.git"
 cp scripts/sample-recipe.json "$out/recipe.json"
 for b in alpha beta gamma; do
+  mkdir -p "$out/builder-$b"
   quorate init --dir "$out/builder-$b" --name "builder-$b" --org "org-$b" \
     --listen /ip4/0.0.0.0/tcp/4001 --http-host 0.0.0.0 --http-port 8080 --sandbox bwrap --poll-seconds 15 \
     --endpoint "http://builder-$b:8080" > "$out/builder-$b/init.txt"
 done
-quorate policy assemble --member "$out"/builder-{alpha,beta,gamma}/member.json \
+members=()
+for b in alpha beta gamma; do members+=(--member "$out/builder-$b/member.json"); done
+quorate policy assemble "${members[@]}" \
   --repo sample --url git://git:9418/sample.git --branch main --recipe "$out/recipe.json" --out "$out/policy.json"
-alpha_id=$(node -p "require('./$out/builder-alpha/member.json').peerId")
+alpha_id=$(node -p "JSON.parse(require('fs').readFileSync('$out/builder-alpha/member.json', 'utf8')).peerId")
 for b in alpha beta gamma; do
   cp "$out/policy.json" "$out/builder-$b/policy.json"
   node -e "

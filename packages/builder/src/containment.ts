@@ -255,7 +255,7 @@ export async function diskUsage (dir: string, stopAbove = Number.POSITIVE_INFINI
       if (seen.has(key)) return
       seen.add(key)
     }
-    total += Math.max(st.blocks * 512, st.isFile() ? 0 : 0)
+    total += st.blocks * 512
     if (!st.isDirectory()) return
     let names: string[]
     try {

@@ -19,6 +19,11 @@ export interface EnvironmentFingerprint {
   sandbox: 'bwrap' | 'none'
   /** First line of `--version` of git, of bwrap when sandboxed, and of argv[0] of fetch and build when found on the build PATH. */
   tools: Record<string, string>
+  /**
+   * How the build's limits were enforced (set by runBuild): 'cgroup' = totals for the whole
+   * build (processes, memory) in its own control group; 'rlimit' = per-process limits only.
+   */
+  limits?: 'cgroup' | 'rlimit'
 }
 
 type HostFacts = Pick<EnvironmentFingerprint, 'os' | 'kernel' | 'arch' | 'cpuModel'>

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { QuorateError, isQuorateError, type Recipe, type RecipeLimits } from '@quorate/core'
 import { LogCapture, type CapturedLog } from './captured-log.js'
 import { killGroup } from './child-process.js'
+import { createBuildCgroup, diskUsage, type BuildCgroup, type LimitsMechanism } from './containment.js'
 import { environmentFingerprint, type EnvironmentFingerprint } from './fingerprint.js'
 import { checkCommit, type GitMirror } from './git-mirror.js'
 import { hashOutput, type OutputDigest } from './hash-output.js'
@@ -85,7 +86,9 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
   if (request.outputCopyDir !== undefined && (await readdir(request.outputCopyDir).catch(() => [])).length > 0) {
     throw new QuorateError('USAGE', `the output copy directory ${request.outputCopyDir} is not empty; give a new or empty directory`, { outputCopyDir: request.outputCopyDir })
   }
-  const fingerprint = environmentFingerprint(recipe, sandbox)
+  const baseFingerprint = environmentFingerprint(recipe, sandbox)
+  let mechanism: LimitsMechanism = 'rlimit'
+  const fingerprint = async (): Promise<EnvironmentFingerprint> => ({ ...await baseFingerprint, limits: mechanism })
   const log = new LogCapture(limits.maxLogBytes)
   const durationsMs: BuildDurations = { checkout: 0, fetch: 0, build: 0, hash: 0 }
   const src = join(request.workDir, 'src')
@@ -93,9 +96,10 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
   const etcDir = join(request.workDir, 'sandbox-etc')
   const fail = async (reason: string, exitStatus: number | null, timedOut: boolean): Promise<BuildFailure> => {
     if (request.outputCopyDir !== undefined) await removeTree(request.outputCopyDir)
-    return { ok: false, reason, exitStatus, timedOut, log: log.result(), startedOn, finishedOn: new Date().toISOString(), fingerprint: await fingerprint }
+    return { ok: false, reason, exitStatus, timedOut, log: log.result(), startedOn, finishedOn: new Date().toISOString(), fingerprint: await fingerprint() }
   }
 
+  let cgroup: BuildCgroup | null = null
   try {
     request.onProgress?.('checkout', { commit: request.commit })
     let t = performance.now()
@@ -123,6 +127,31 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       SOURCE_DATE_EPOCH: String(sourceDateEpoch)
     }
     const wrapper = await limitsWrapper(limits)
+    cgroup = await createBuildCgroup(limits)
+    if (cgroup !== null) mechanism = 'cgroup'
+    // What the build writes is bounded while it runs: the work dir is on the node's disk.
+    const diskBaseline = await diskUsage(request.workDir)
+    const group = cgroup
+    // A build that hit a limit is stopped even if it would carry on (its forks or allocations
+    // failed, so its result would depend on timing), and reported as such even if it exited.
+    const limitHit = async (): Promise<string | null> => {
+      if (group !== null && await group.pidsLimitHit()) {
+        return `the build tried to run more than ${limits.maxProcesses} processes at once (the recipe's maxProcesses); every process of the build was killed`
+      }
+      if (group !== null && await group.oomKills() > 0) {
+        return `the build used more than ${limits.memoryBytes} bytes of memory (the recipe's memoryBytes) and the kernel killed a process; every process of the build was killed`
+      }
+      return null
+    }
+    const watch = async (): Promise<string | null> => {
+      const hit = await limitHit()
+      if (hit !== null) return hit
+      const written = await diskUsage(request.workDir, diskBaseline + limits.maxOutputBytes) - diskBaseline
+      if (written > limits.maxOutputBytes) {
+        return `the build wrote more than ${limits.maxOutputBytes} bytes (the recipe's maxOutputBytes) to its work directory; every process of the build was killed`
+      }
+      return null
+    }
     // One wall-clock budget for fetch and build together.
     const deadline = Date.now() + limits.timeoutSeconds * 1000
     const phases: Array<{ phase: 'fetch' | 'build', argv: string[], network: boolean }> = []
@@ -134,12 +163,18 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       t = performance.now()
       log.push(`quorate: ${phase} phase: ${JSON.stringify(argv)}\n`)
       const command = ['/bin/sh', '-c', wrapper, 'sh', ...argv]
-      const full = bwrap !== null
+      let full = bwrap !== null
         ? [bwrap, ...bwrapArgs({ network, src, home, etcDir }), '--', ...command]
         : command
-      const r = await runPhase(full, { cwd: src, env, deadline, log, signal: request.signal })
+      // The first process joins the build's cgroup before it starts anything else.
+      if (cgroup !== null) full = ['/bin/sh', '-c', ENROL, 'sh', ...cgroup.procsFiles, '--', ...full]
+      const r = await runPhase(full, { cwd: src, env, deadline, log, signal: request.signal, cgroup, watch, limitHit })
       durationsMs[phase] = performance.now() - t
       if (r.aborted) throw cancelled(request)
+      if (r.stopped !== null) {
+        log.push(`quorate: ${phase} phase stopped: ${r.stopped}\n`)
+        return await fail(r.stopped, null, false)
+      }
       if (r.timedOut) {
         log.push(`quorate: ${phase} phase timed out; every process of the build was killed\n`)
         return await fail(`the build did not finish within ${limits.timeoutSeconds} s (the recipe's timeoutSeconds); every process of the build was killed`, null, true)
@@ -147,7 +182,11 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       log.push(`quorate: ${phase} phase exited with status ${r.exitStatus}\n`)
       if (r.exitStatus !== 0) {
         const how = r.signal !== null ? `was killed by ${r.signal} (status ${r.exitStatus})` : `exited with status ${r.exitStatus}`
-        return await fail(`the ${phase} command ${JSON.stringify(argv)} ${how}; see the end of the build log`, r.exitStatus, false)
+        // 153 = 128 + SIGXFSZ: a file reached RLIMIT_FSIZE (= maxOutputBytes).
+        const why = r.exitStatus === 128 + osConstants.signals.SIGXFSZ
+          ? `; status ${r.exitStatus} means a file reached the limit of ${limits.maxOutputBytes} bytes (the recipe's maxOutputBytes)`
+          : ''
+        return await fail(`the ${phase} command ${JSON.stringify(argv)} ${how}${why}; see the end of the build log`, r.exitStatus, false)
       }
     }
 
@@ -167,28 +206,74 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       throw err
     }
     durationsMs.hash = performance.now() - t
-    return { ok: true, output, log: log.result(), startedOn, finishedOn: new Date().toISOString(), durationsMs, fingerprint: await fingerprint }
+    return { ok: true, output, log: log.result(), startedOn, finishedOn: new Date().toISOString(), durationsMs, fingerprint: await fingerprint() }
   } finally {
+    await cgroup?.remove()
     if (request.keepWorkDir !== true) await removeTree(request.workDir)
   }
 }
 
-interface PhaseResult { exitStatus: number | null, signal: NodeJS.Signals | null, timedOut: boolean, aborted: boolean }
+/** Writes its own pid into each cgroup.procs file given before `--`, then becomes the rest. */
+const ENROL = 'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"'
+
+/** How often the watchdog looks at the build's processes, memory and disk use (at least). */
+const WATCH_INTERVAL_MS = 250
+
+interface PhaseResult {
+  exitStatus: number | null
+  signal: NodeJS.Signals | null
+  timedOut: boolean
+  aborted: boolean
+  /** Why the watchdog stopped the phase (a limit was reached), else null. */
+  stopped: string | null
+}
 
 /**
  * Runs one phase in its own process group (under bwrap, bwrap leads it and the sandbox's pid
  * namespace dies with it). On timeout or abort, and again when the command exits, the whole
  * group is killed, so no background process outlives the phase.
  */
-async function runPhase (argv: string[], o: { cwd: string, env: Record<string, string>, deadline: number, log: LogCapture, signal?: AbortSignal }): Promise<PhaseResult> {
+async function runPhase (argv: string[], o: {
+  cwd: string
+  env: Record<string, string>
+  deadline: number
+  log: LogCapture
+  signal?: AbortSignal
+  cgroup: BuildCgroup | null
+  /** Polled while the phase runs; a reason stops the build. */
+  watch: () => Promise<string | null>
+  /** Checked once more after the phase exited (a limit reached just before it ended). */
+  limitHit: () => Promise<string | null>
+}): Promise<PhaseResult> {
   const child = spawn(argv[0], argv.slice(1), { cwd: o.cwd, env: o.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
   let timedOut = false
   let aborted = false
+  let stopped: string | null = null
+  let exited = false
+  const killAll = (): void => {
+    killGroup(child)
+    void o.cgroup?.kill()
+  }
   const closed = Promise.all([streamEnd(child.stdout), streamEnd(child.stderr)])
   child.stdout.on('data', (chunk: Buffer) => o.log.push(chunk))
   child.stderr.on('data', (chunk: Buffer) => o.log.push(chunk))
-  const timer = setTimeout(() => { timedOut = true; killGroup(child) }, Math.max(0, o.deadline - Date.now()))
-  const onAbort = (): void => { aborted = true; killGroup(child) }
+  const timer = setTimeout(() => { timedOut = true; killAll() }, Math.max(0, o.deadline - Date.now()))
+  const onAbort = (): void => { aborted = true; killAll() }
+  // The watchdog: at least every WATCH_INTERVAL_MS, and never more than a fifth of the time
+  // (walking a large work dir takes a while).
+  let watchTimer: NodeJS.Timeout | undefined
+  const poll = async (): Promise<void> => {
+    const t = performance.now()
+    const reason = await o.watch().catch(() => null)
+    if (exited || timedOut || aborted) return
+    if (reason !== null) {
+      stopped = reason
+      killAll()
+      return
+    }
+    watchTimer = setTimeout(() => { void poll() }, Math.max(WATCH_INTERVAL_MS, 4 * (performance.now() - t)))
+  }
+  watchTimer = setTimeout(() => { void poll() }, WATCH_INTERVAL_MS)
   if (o.signal?.aborted === true) onAbort()
   o.signal?.addEventListener('abort', onAbort, { once: true })
   try {
@@ -196,19 +281,25 @@ async function runPhase (argv: string[], o: { cwd: string, env: Record<string, s
       child.once('error', reject)
       child.once('exit', (code, signal) => resolve({ code, signal }))
     })
+    exited = true
     killGroup(child)
+    // Processes that left the process group (setsid without the sandbox) are still in the cgroup.
+    await o.cgroup?.kill()
+    if (stopped === null && !timedOut && !aborted) stopped = await o.limitHit().catch(() => null)
     const grace = new Promise(resolve => setTimeout(resolve, PIPE_GRACE_MS).unref())
     if (await Promise.race([closed.then(() => true), grace.then(() => false)]) === false) {
       // Only a process that left the group (setsid, without the sandbox) still holds the pipes.
       child.stdout.destroy()
       child.stderr.destroy()
     }
-    const exitStatus = timedOut || aborted
+    const exitStatus = timedOut || aborted || stopped !== null
       ? null
       : code ?? (signal !== null ? 128 + (osConstants.signals[signal] ?? 0) : null)
-    return { exitStatus, signal, timedOut, aborted }
+    return { exitStatus, signal, timedOut, aborted, stopped }
   } finally {
+    exited = true
     clearTimeout(timer)
+    clearTimeout(watchTimer)
     o.signal?.removeEventListener('abort', onAbort)
   }
 }
@@ -228,10 +319,10 @@ async function streamEnd (stream: NodeJS.ReadableStream): Promise<void> {
 async function limitsWrapper (limits: RecipeLimits): Promise<string> {
   const prefix = 'exec 2>&1; umask 022; '
   if (await findOnPath('prlimit', BUILD_PATH) !== null) {
-    return `${prefix}exec prlimit --data=${limits.memoryBytes} --nproc=${limits.maxProcesses} --core=0 -- "$@"`
+    return `${prefix}exec prlimit --data=${limits.memoryBytes} --nproc=${limits.maxProcesses} --fsize=${limits.maxOutputBytes} --core=0 -- "$@"`
   }
-  // Without util-linux's prlimit, the shell can still bound memory.
-  return `${prefix}ulimit -c 0; ulimit -d ${Math.max(1, Math.floor(limits.memoryBytes / 1024))}; exec "$@"`
+  // Without util-linux's prlimit, the shell can still bound memory (KiB) and file size (512-byte blocks in dash).
+  return `${prefix}ulimit -c 0; ulimit -d ${Math.max(1, Math.floor(limits.memoryBytes / 1024))}; ulimit -f ${Math.max(1, Math.floor(limits.maxOutputBytes / 512))}; exec "$@"`
 }
 
 /**

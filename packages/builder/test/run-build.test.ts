@@ -158,8 +158,11 @@ describe('runBuild without a sandbox', () => {
     const fifo = await build({ build: ['sh', '-c', 'mkdir -p out && mkfifo out/pipe'] })
     expect(fifo.ok === false && fifo.reason).toBe('the output is invalid: out/pipe is a fifo; a build output may hold only regular files, directories and symlinks. Change the build so it leaves no fifo in the output directory')
 
-    const big = await build({ build: ['sh', '-c', 'mkdir -p out && head -c 5000 /dev/zero > out/big'] }, { limits: { ...LIMITS, maxOutputBytes: 4096 } })
+    const big = await build({ build: ['sh', '-c', 'mkdir -p out && for i in 1 2 3; do head -c 2000 /dev/zero > out/part$i; done'] }, { limits: { ...LIMITS, maxOutputBytes: 4096 } })
     expect(big.ok === false && big.reason).toContain('larger than the limit of 4096 bytes')
+    // One file beyond the limit is stopped as it is written (RLIMIT_FSIZE).
+    const bigFile = await build({ build: ['sh', '-c', 'mkdir -p out && head -c 5000 /dev/zero > out/big'] }, { limits: { ...LIMITS, maxOutputBytes: 4096 } })
+    expect(bigFile.ok === false && bigFile.reason).toContain('exited with status 153; status 153 means a file reached the limit of 4096 bytes (the recipe\'s maxOutputBytes)')
   })
 
   it('throws for problems of the node, not of the build', async () => {

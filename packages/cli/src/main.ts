@@ -29,6 +29,8 @@ Usage:
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
   quorate which NARSHA256 --node URL... [--json]
   quorate key rotate --config FILE
+  quorate backup --config FILE --out BACKUP.tar.gz
+  quorate restore --config FILE --from BACKUP.tar.gz [--force]
   quorate digest PATH [--json]
   quorate status --node URL [--json]
 
@@ -358,6 +360,24 @@ async function cmdKey (args: string[]): Promise<number> {
   return 0
 }
 
+async function cmdBackup (args: string[], restore: boolean): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, out: { type: 'string' }, from: { type: 'string' }, force: { type: 'boolean' } } })
+  if (values.config === undefined) usage(`${restore ? 'restore' : 'backup'} needs --config FILE of the (stopped) node`)
+  const { loadNodeConfig } = await import('@quorate/node/config')
+  const config = loadNodeConfig(values.config)
+  const { backupDataDir, restoreDataDir } = await import('./backup.js')
+  if (restore) {
+    if (values.from === undefined) usage('restore needs --from BACKUP_FILE')
+    const r = await restoreDataDir(config.dataDir, values.from, values.force === true)
+    print(`restored ${r.parts.join(', ')} into ${config.dataDir}; start the node again`)
+  } else {
+    if (values.out === undefined) usage('backup needs --out FILE')
+    const r = await backupDataDir(config.dataDir, resolve(values.out))
+    print(`backed up ${r.parts.join(', ')} of ${config.dataDir} to ${values.out} (${r.bytes} bytes); keys are not in it: keep builder-key.json and peer-key.json safe separately`)
+  }
+  return 0
+}
+
 async function cmdDigest (args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } })
   if (positionals.length !== 1) usage('digest takes one PATH')
@@ -403,6 +423,8 @@ async function main (argv: string[]): Promise<number> {
     case 'bundle': return await cmdBundle(rest)
     case 'audit': return await cmdAudit(rest)
     case 'key': return await cmdKey(rest)
+    case 'backup': return await cmdBackup(rest, false)
+    case 'restore': return await cmdBackup(rest, true)
     case 'latest': return await cmdLatest(rest)
     case 'which': return await cmdWhich(rest)
     case 'digest': return await cmdDigest(rest)

@@ -1,6 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { QuorateError } from '@quorate/core'
+import { DEFAULT_MAX_BLOB_BYTES } from './blob-protocol.js'
 import { DEFAULT_MAX_FRAME_BYTES } from './frames.js'
 import { REPO_ID_PATTERN } from './topics.js'
 import type { NetworkInit } from './types.js'
@@ -31,6 +32,8 @@ export interface NetworkConfig {
   gossipRatePerPeer: number
   maxConcurrentValidations: number
   banMs: number
+  maxBlobBytes: number
+  mdns: boolean
 }
 
 /** The smallest sync frame that carries a maxMessageBytes envelope as base64 inside JSON. */
@@ -95,6 +98,8 @@ export function resolveNetworkConfig (init: NetworkInit): NetworkConfig {
       throw invalid(`repoIds[${i}]`, `"${String(id)}" is not a repository id (${REPO_ID_PATTERN.source}); use the policy's repository id, never a URL`, { value: id })
     }
   })
+  if (init.blobs !== undefined && typeof init.blobs?.get !== 'function') throw invalid('blobs', 'must implement get(sha256) => Promise<Uint8Array | undefined>')
+  if (init.mdns !== undefined && typeof init.mdns !== 'boolean') throw invalid('mdns', 'must be true or false')
   if (init.sync !== undefined && (typeof init.sync.heads !== 'function' || typeof init.sync.envelopesAfter !== 'function')) {
     throw invalid('sync', 'must implement heads() and envelopesAfter(repoId, keyid, afterSeq)')
   }
@@ -113,6 +118,8 @@ export function resolveNetworkConfig (init: NetworkInit): NetworkConfig {
     syncTimeoutMs: positiveInt('syncTimeoutMs', init.syncTimeoutMs, 60_000, { min: 100 }),
     gossipRatePerPeer: positiveInt('gossipRatePerPeer', init.gossipRatePerPeer, 200),
     maxConcurrentValidations: positiveInt('maxConcurrentValidations', init.maxConcurrentValidations, 256),
-    banMs: positiveInt('banMs', init.banMs, 600_000, { min: 0 })
+    banMs: positiveInt('banMs', init.banMs, 600_000, { min: 0 }),
+    maxBlobBytes: positiveInt('maxBlobBytes', init.maxBlobBytes, DEFAULT_MAX_BLOB_BYTES, { max: 256 * 1024 * 1024 }),
+    mdns: init.mdns === true
   }
 }

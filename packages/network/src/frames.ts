@@ -75,8 +75,8 @@ export class FrameDecoder {
         index++
         if (value > this.maxFrameBytes) {
           throw new QuorateError('NETWORK_FAILED',
-            `sync frame larger than ${this.maxFrameBytes} bytes announced; the peer is misbehaving or runs an incompatible version`,
-            { maxFrameBytes: this.maxFrameBytes, announced: value })
+            `frame larger than ${this.maxFrameBytes} bytes announced; the peer is misbehaving or runs an incompatible version`,
+            { maxFrameBytes: this.maxFrameBytes, announced: value, violation: 'oversized' })
         }
         if ((byte & 0x80) === 0) {
           this.take(index)
@@ -84,7 +84,7 @@ export class FrameDecoder {
         }
         scale *= 128
         if (index >= 8) {
-          throw new QuorateError('NETWORK_FAILED', 'sync frame length prefix is not a valid varint', { bytes: index })
+          throw new QuorateError('NETWORK_FAILED', 'frame length prefix is not a valid varint', { bytes: index, violation: 'oversized' })
         }
       }
     }

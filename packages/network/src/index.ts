@@ -24,8 +24,11 @@ export { createPeerKey, peerIdFromPeerKey } from './peer-key.js'
 export { attestationTopic, repoIdFromTopic } from './topics.js'
 export { startNetwork } from './network.js'
 export { SYNC_PROTOCOL } from './sync-protocol.js'
+export { BLOB_PROTOCOL, DEFAULT_MAX_BLOB_BYTES } from './blob-protocol.js'
 export { DEFAULT_MAX_MESSAGE_BYTES } from './config.js'
 export type {
+  BlobSource,
+  FetchBlobOptions,
   IncomingMessage,
   LogHead,
   Network,

@@ -4,28 +4,39 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
+import { mdns } from '@libp2p/mdns'
 import type { Identify } from '@libp2p/identify'
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
-import { QuorateError } from '@quorate/core'
+import { QuorateError, isQuorateError } from '@quorate/core'
 import { createLibp2p } from 'libp2p'
+import { BLOB_PROTOCOL, isSha256, requestBlob, serveBlobRequest } from './blob-protocol.js'
 import { BootstrapKeeper } from './bootstrap-keeper.js'
 import { resolveNetworkConfig } from './config.js'
 import { createScoreParams, createScoreThresholds, SCORE_THRESHOLDS } from './gossip-params.js'
 import { decodePeerKey } from './peer-key.js'
+import { PeerPenalties } from './peer-penalties.js'
+import type { Misbehaviour } from './peer-penalties.js'
 import { PeerRateLimiter } from './rate-limit.js'
 import { runSyncSession, SYNC_PROTOCOL } from './sync-protocol.js'
 import { attestationTopic } from './topics.js'
-import type { Network, NetworkInit, NetworkStats, SyncRoundResult, Verdict } from './types.js'
+import type { FetchBlobOptions, Network, NetworkInit, NetworkStats, SyncRoundResult, Verdict } from './types.js'
 
 /** Sync rounds we answer at once, over all peers; more are refused (the peer retries later). */
 const MAX_INBOUND_SYNC_ROUNDS = 8
 /** The side that accepted a connection waits this long before syncing, so the dialer's round usually comes first and one round serves both. */
 const INBOUND_SYNC_DELAY_MS = 1500
 const DIAL_TIMEOUT_MS = 10_000
+/** Misbehaviour points (see peer-penalties.ts) at which a peer is banned. */
+const BAN_POINTS = 10
+/** After a sync round brought us new envelopes, other peers are synced with after this delay (bursts coalesce). */
+const PROPAGATE_DELAY_MS = 500
+const MAX_INBOUND_BLOB_REQUESTS = 16
+const BLOB_SERVE_TIMEOUT_MS = 30_000
+const DEFAULT_FETCH_BLOB_TIMEOUT_MS = 30_000
 /**
  * Yamux grows a stream's receive window up to 16 MiB on fast links, and a paused reader still
  * has to take in whatever window it granted. 1 MiB keeps a stalled sync stream's memory small
@@ -57,6 +68,14 @@ const VERDICTS = new Set<Verdict>(['accept', 'reject', 'ignore'])
 
 function toTopicResult (verdict: Verdict): TopicValidatorResult {
   return verdict === 'accept' ? TopicValidatorResult.Accept : verdict === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
+}
+
+/** The kind of protocol violation an error records (`fields.violation`), looking through causes. */
+function violationOf (err: unknown): Misbehaviour | undefined {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isQuorateError(e) && typeof e.fields.violation === 'string') return e.fields.violation as Misbehaviour
+  }
+  return undefined
 }
 
 /** An error's message on one line (libp2p nests causes over several lines). */
@@ -100,7 +119,10 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     syncSent: 0,
     syncRounds: 0,
     syncFailures: 0,
-    peersBanned: 0
+    peersBanned: 0,
+    blobsServed: 0,
+    blobsFetched: 0,
+    streamViolations: 0
   }
 
   const banned = new Map<string, number>()
@@ -122,11 +144,13 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES } })],
-      peerDiscovery: bootstrapPeers.length > 0
+      peerDiscovery: [
         // dials once after 1 s and tags the peers so the connection pruner keeps them; the
         // BootstrapKeeper below dials at once and again whenever they go away
-        ? [bootstrap({ list: bootstrapPeers.map(p => p.multiaddr), tagTTL: Infinity })]
-        : [],
+        ...(bootstrapPeers.length > 0 ? [bootstrap({ list: bootstrapPeers.map(p => p.multiaddr), tagTTL: Infinity })] : []),
+        // mDNS only discovers: the peer:discovery handler below dials
+        ...(config.mdns ? [mdns({ interval: 2000 })] : [])
+      ],
       connectionManager: config.loopbackNetwork ? { allow: ['/ip4/127.0.0.0/ipcidr/8'] } : {},
       connectionGater: {
         denyDialPeer: (peer: PeerId) => isBanned(peer.toString()),
@@ -200,16 +224,31 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     pubsub.topicValidators.set(topic, async (peer, msg) => toTopicResult(await onGossip(repoId, peer.toString(), msg.data)))
   }
 
+  /** Hang up on a peer and keep it out (connection gater, bootstrap keeper) for banMs. */
+  const ban = (id: string, fields: Record<string, unknown>): void => {
+    if (isBanned(id) || config.banMs === 0 || id === selfId) return
+    banned.set(id, Date.now() + config.banMs)
+    stats.peersBanned++
+    log('peer-banned', { peer: id, banMs: config.banMs, ...fields })
+    node.hangUp(peerIdFromString(id)).catch(err => { log('hang-up-failed', { peer: id, error: message(err) }) })
+  }
+
+  // Sync and blob streams are not gossip: gossipsub never sees a peer that misbehaves there.
+  const penalties = new PeerPenalties()
+  const penalize = (peer: string, kind: Misbehaviour, detail: string): void => {
+    if (stopped) return
+    stats.streamViolations++
+    const points = penalties.add(peer, kind, Date.now())
+    log('peer-misbehaved', { peer, kind, points: Math.round(points * 10) / 10, detail })
+    if (points >= BAN_POINTS) ban(peer, { reason: `misbehaviour on sync/blob streams (${kind})`, points })
+  }
+
   // Graylisted peers (score below the threshold: forged messages) are hung up on and kept out for banMs.
   const onHeartbeat = (): void => {
     for (const peer of node.getPeers()) {
       const id = peer.toString()
       const score = gs.getScore(id)
-      if (score >= SCORE_THRESHOLDS.graylistThreshold || isBanned(id) || config.banMs === 0) continue
-      banned.set(id, Date.now() + config.banMs)
-      stats.peersBanned++
-      log('peer-banned', { peer: id, score, banMs: config.banMs })
-      node.hangUp(peer).catch(err => { log('hang-up-failed', { peer: id, error: message(err) }) })
+      if (score < SCORE_THRESHOLDS.graylistThreshold) ban(id, { reason: 'gossip score below the graylist threshold', score })
     }
   }
   pubsub.addEventListener('gossipsub:heartbeat', onHeartbeat)
@@ -219,6 +258,7 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
   const rounds = new Map<string, Promise<SyncRoundResult>>()
   const lastSyncAt = new Map<string, number>()
   let inboundRounds = 0
+  let inboundBlobRequests = 0
   let stopped = false
 
   const deliverSynced = async (repoId: string, data: Uint8Array, from: string): Promise<Verdict> => {
@@ -230,8 +270,10 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       verdict = 'reject'
     } else verdict = await runValidate(repoId, data, from, 'sync')
     if (verdict === 'accept') stats.syncAccepted++
-    else if (verdict === 'reject') stats.syncRejected++
-    else stats.syncIgnored++
+    else if (verdict === 'reject') {
+      stats.syncRejected++
+      penalize(from, 'rejected-envelope', `repository ${repoId}`)
+    } else stats.syncIgnored++
     return verdict
   }
 
@@ -239,7 +281,9 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
   const session = async (stream: Stream, peer: string): Promise<SyncRoundResult> => {
     if (syncSource === undefined) throw new Error('unreachable: sync session without a source')
     activeStreams.add(stream)
+    let timedOut = false
     const timer = setTimeout(() => {
+      timedOut = true
       stream.abort(new QuorateError('NETWORK_FAILED', `sync round with ${peer} timed out after ${config.syncTimeoutMs} ms`, { peer }))
     }, config.syncTimeoutMs)
     const started = Date.now()
@@ -257,9 +301,12 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       stats.syncSent += result.sent
       lastSyncAt.set(peer, Date.now())
       log('sync-round', { peer, direction: stream.direction, ...result, ms: Date.now() - started })
+      if (result.accepted > 0) propagate(peer)
       return result
     } catch (err) {
       stats.syncFailures++
+      const kind = timedOut ? 'timeout' : violationOf(err)
+      if (kind !== undefined) penalize(peer, kind, message(err))
       throw err
     } finally {
       clearTimeout(timer)
@@ -294,6 +341,30 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       return await round
     } finally {
       rounds.delete(peerId)
+      // new envelopes arrived from someone else while this round ran: one more round
+      if (resyncAfterRound.delete(peerId)) scheduleResync(peerId)
+    }
+  }
+
+  // A round that brought us new envelopes: the other peers may lack them too. Gossip does not
+  // carry them (only what is published while we are connected), so sync with the others soon
+  // rather than at the next period. Coalesced per peer; a peer mid-round gets one more round.
+  const resyncAfterRound = new Set<string>()
+  const resyncTimers = new Map<string, NodeJS.Timeout>()
+  const scheduleResync = (peerId: string): void => {
+    if (stopped || resyncTimers.has(peerId)) return
+    const timer = setTimeout(() => {
+      resyncTimers.delete(peerId)
+      if (rounds.has(peerId)) resyncAfterRound.add(peerId)
+      else backgroundSync(peerId, 'propagate')
+    }, PROPAGATE_DELAY_MS)
+    timer.unref()
+    resyncTimers.set(peerId, timer)
+  }
+  const propagate = (from: string): void => {
+    for (const peer of node.getPeers()) {
+      const id = peer.toString()
+      if (id !== from) scheduleResync(id)
     }
   }
 
@@ -348,6 +419,92 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
 
   }
 
+  // ---- blobs ----------------------------------------------------------------------------------
+  const blobSource = init.blobs
+  if (blobSource !== undefined) {
+    await node.handle(BLOB_PROTOCOL, (stream, connection) => {
+      const peer = connection.remotePeer.toString()
+      if (stopped || inboundBlobRequests >= MAX_INBOUND_BLOB_REQUESTS) {
+        log('blob-refused', { peer, inFlight: inboundBlobRequests })
+        stream.abort(new Error('too many blob requests in progress'))
+        return
+      }
+      inboundBlobRequests++
+      activeStreams.add(stream)
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        stream.abort(new QuorateError('NETWORK_FAILED', `blob request from ${peer} timed out after ${BLOB_SERVE_TIMEOUT_MS} ms`, { peer }))
+      }, BLOB_SERVE_TIMEOUT_MS)
+      serveBlobRequest(stream, blobSource, config.maxBlobBytes)
+        .then(served => {
+          if (served.found) stats.blobsServed++
+          log('blob-served', { peer, ...served })
+        })
+        .catch(err => {
+          const kind = timedOut ? 'timeout' : violationOf(err)
+          if (kind !== undefined) penalize(peer, kind, message(err))
+          log('blob-serve-failed', { peer, error: message(err) })
+        })
+        .finally(() => {
+          clearTimeout(timer)
+          activeStreams.delete(stream)
+          inboundBlobRequests--
+        })
+    }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+  }
+
+  /** Whether identify says the peer serves blobs; unknown (not identified yet) counts as yes. */
+  const mayServeBlobs = async (peerId: string): Promise<boolean> => {
+    try {
+      const protocols = (await node.peerStore.get(peerIdFromString(peerId))).protocols
+      return protocols.length === 0 || protocols.includes(BLOB_PROTOCOL)
+    } catch {
+      return true
+    }
+  }
+
+  const fetchBlob = async (sha256: string, opts: FetchBlobOptions = {}): Promise<Uint8Array | undefined> => {
+    if (!isSha256(sha256)) throw new QuorateError('USAGE', `fetchBlob: "${sha256}" is not a SHA-256 digest (64 lowercase hex characters)`, { sha256 })
+    if (stopped) throw new QuorateError('NETWORK_FAILED', 'fetchBlob: the network is stopped', { sha256 })
+    const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_FETCH_BLOB_TIMEOUT_MS)
+    const candidates = opts.peers ?? node.getPeers().map(p => p.toString())
+    for (const peerId of candidates) {
+      const remaining = deadline - Date.now()
+      if (remaining <= 0 || stopped) break
+      if (peerId === selfId || isBanned(peerId)) continue
+      if (opts.peers === undefined && !(await mayServeBlobs(peerId))) continue
+      const signal = AbortSignal.timeout(remaining)
+      let stream: Stream
+      try {
+        stream = await node.dialProtocol(parsePeerId(peerId, 'fetchBlob'), BLOB_PROTOCOL, { signal })
+      } catch (err) {
+        log('blob-fetch-failed', { peer: peerId, sha256, error: message(err) })
+        continue
+      }
+      activeStreams.add(stream)
+      const onAbort = (): void => { stream.abort(new QuorateError('NETWORK_FAILED', `blob fetch from ${peerId} timed out`, { peer: peerId })) }
+      signal.addEventListener('abort', onAbort)
+      try {
+        const answer = await requestBlob(stream, sha256, config.maxBlobBytes)
+        if (answer.status === 'found') {
+          stats.blobsFetched++
+          log('blob-fetched', { peer: peerId, sha256, bytes: answer.bytes.byteLength })
+          return answer.bytes
+        }
+        log('blob-not-found', { peer: peerId, sha256, answer: answer.status })
+      } catch (err) {
+        const kind = violationOf(err)
+        if (kind !== undefined && !signal.aborted) penalize(peerId, kind, message(err))
+        log('blob-fetch-failed', { peer: peerId, sha256, error: message(err) })
+      } finally {
+        signal.removeEventListener('abort', onAbort)
+        activeStreams.delete(stream)
+      }
+    }
+    return undefined
+  }
+
   // ---- connections --------------------------------------------------------------------------
   const keeper = new BootstrapKeeper(bootstrapPeers, {
     isConnected: (peerId) => node.getConnections(peerIdFromString(peerId)).length > 0,
@@ -360,9 +517,20 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     keeper.onConnect(peer)
     log('peer-connected', { peer })
   })
+  if (config.mdns) {
+    node.addEventListener('peer:discovery', (evt) => {
+      const id = evt.detail.id
+      const peer = id.toString()
+      if (stopped || peer === selfId || isBanned(peer) || node.getConnections(id).length > 0) return
+      log('peer-discovered', { peer, addrs: evt.detail.multiaddrs.map(a => a.toString()) })
+      node.dial(id, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+        .catch(err => { log('discovered-dial-failed', { peer, error: message(err) }) })
+    })
+  }
   node.addEventListener('peer:disconnect', (evt) => {
     const peer = evt.detail.toString()
     rateLimiter.forget(peer)
+    resyncAfterRound.delete(peer)
     log('peer-disconnected', { peer })
     keeper.onDisconnect(peer)
   })
@@ -395,7 +563,7 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     const text = ma.toString()
     return text.includes('/p2p/') ? text : `${text}/p2p/${selfId}`
   })
-  log('network-started', { peerId: selfId, multiaddrs: fullMultiaddrs(), repoIds: config.repoIds, sync: syncSource !== undefined })
+  log('network-started', { peerId: selfId, multiaddrs: fullMultiaddrs(), repoIds: config.repoIds, sync: syncSource !== undefined, blobs: blobSource !== undefined, mdns: config.mdns })
 
   /** Subscribers we hold an outbound gossipsub stream to: the peers a publish reaches now. */
   const reachableSubscribers = (topic: string): string[] =>
@@ -462,6 +630,8 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
 
     syncWith,
 
+    fetchBlob,
+
     async dial (addr) {
       let ma
       try {
@@ -489,6 +659,8 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       if (syncTimer !== undefined) clearInterval(syncTimer)
       for (const timer of connectTimers) clearTimeout(timer)
       connectTimers.clear()
+      for (const timer of resyncTimers.values()) clearTimeout(timer)
+      resyncTimers.clear()
       pubsub.removeEventListener('gossipsub:heartbeat', onHeartbeat)
       for (const stream of activeStreams) stream.abort(new QuorateError('NETWORK_FAILED', 'the network is stopping', {}))
       await node.stop()

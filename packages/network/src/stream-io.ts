@@ -45,7 +45,7 @@ export class FrameReader {
       if (this.frames.length > 0) continue
       if (this.ended || (this.closed && this.stream.readBufferLength === 0)) {
         if (this.decoder.hasPartial) {
-          throw new QuorateError('NETWORK_FAILED', 'sync stream ended in the middle of a frame (truncated)', {})
+          throw new QuorateError('NETWORK_FAILED', 'stream ended in the middle of a frame (truncated)', { violation: 'truncated' })
         }
         return undefined
       }
@@ -87,7 +87,7 @@ export class FrameReader {
 
   private readonly onClose = (evt: StreamCloseEvent): void => {
     if (evt.error !== undefined && this.error === undefined) {
-      this.error = new QuorateError('NETWORK_FAILED', `sync stream closed with an error: ${evt.error.message}`, { local: evt.local }, { cause: evt.error })
+      this.error = new QuorateError('NETWORK_FAILED', `stream closed with an error: ${evt.error.message}`, { local: evt.local }, { cause: evt.error })
     }
     this.closed = true
     this.notify()
@@ -154,7 +154,7 @@ async function sendWithBackpressure (stream: Stream, bytes: Uint8Array): Promise
     const onDrain = (): void => { cleanup(); resolve() }
     const onClose = (evt: StreamCloseEvent): void => {
       cleanup()
-      reject(new QuorateError('NETWORK_FAILED', `sync stream closed while sending${evt.error !== undefined ? `: ${evt.error.message}` : ''}`, {}, { cause: evt.error }))
+      reject(new QuorateError('NETWORK_FAILED', `stream closed while sending${evt.error !== undefined ? `: ${evt.error.message}` : ''}`, {}, { cause: evt.error }))
     }
     stream.addEventListener('drain', onDrain)
     stream.addEventListener('close', onClose)

@@ -1,6 +1,7 @@
 import type { Stream } from '@libp2p/interface'
 import { QuorateError } from '@quorate/core'
 import { FrameReader, FrameWriter } from './stream-io.js'
+import type { Misbehaviour } from './peer-penalties.js'
 import { isRepoId } from './topics.js'
 import type { LogHead, NetworkLogger, SyncRoundResult, SyncSource, Verdict } from './types.js'
 
@@ -35,8 +36,9 @@ export type SyncFrame =
   | { type: 'env', repoId: string, data: Uint8Array }
   | { type: 'end' }
 
-function protocolError (message: string, fields: Record<string, unknown> = {}): QuorateError {
-  return new QuorateError('NETWORK_FAILED', `sync protocol: ${message}; the peer is misbehaving or runs an incompatible version`, fields)
+/** A protocol violation by the peer; `fields.violation` says which kind (see Misbehaviour), for its standing. */
+function protocolError (message: string, fields: Record<string, unknown> = {}, violation: Misbehaviour = 'malformed'): QuorateError {
+  return new QuorateError('NETWORK_FAILED', `sync protocol: ${message}; the peer is misbehaving or runs an incompatible version`, { violation, ...fields })
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
@@ -203,7 +205,7 @@ export async function runSyncSession (stream: Stream, ctx: SyncSessionContext): 
     try {
       for (;;) {
         const frame = await nextFrame()
-        if (frame === undefined) throw protocolError('stream ended before the heads')
+        if (frame === undefined) throw protocolError('stream ended before the heads', {}, 'truncated')
         if (frame.type !== 'heads') throw protocolError(`expected a heads frame, got "${frame.type}"`)
         if (repoIds === undefined) {
           if (frame.repoIds === undefined) throw protocolError('the first heads frame has no "repoIds"')
@@ -225,14 +227,14 @@ export async function runSyncSession (stream: Stream, ctx: SyncSessionContext): 
     let rejected = 0
     for (;;) {
       const frame = await nextFrame()
-      if (frame === undefined) throw protocolError('stream ended without an end frame (truncated)')
+      if (frame === undefined) throw protocolError('stream ended without an end frame (truncated)', {}, 'truncated')
       if (frame.type === 'end') break
       if (frame.type !== 'env') throw protocolError(`expected an env or end frame, got "${frame.type}"`)
       received++
       const verdict = await ctx.deliver(frame.repoId, frame.data)
       if (verdict === 'accept') accepted++
       else if (verdict === 'reject' && ++rejected >= MAX_REJECTS_PER_ROUND) {
-        throw protocolError(`${rejected} envelopes failed validation in one round`, { rejected })
+        throw new QuorateError('NETWORK_FAILED', `sync protocol: ${rejected} envelopes failed validation in one round; the peer is misbehaving`, { rejected })
       }
     }
     return { received, accepted }

@@ -30,6 +30,19 @@ export interface SyncSource {
   envelopesAfter: (repoId: string, keyid: string, afterSeq: number) => AsyncIterable<Uint8Array>
 }
 
+/** Content-addressed blobs the node serves over `/quorate/blob/1.0.0` (the node passes its store's blobs). */
+export interface BlobSource {
+  /** The bytes whose SHA-256 is `sha256` (64 lowercase hex), or undefined. */
+  get: (sha256: string) => Promise<Uint8Array | undefined>
+}
+
+export interface FetchBlobOptions {
+  /** Peers to ask, in this order. Default: every connected peer that may serve blobs. */
+  peers?: string[]
+  /** Give up after this long over all peers, in ms. Default 30000. */
+  timeoutMs?: number
+}
+
 export type NetworkLogger = (event: string, fields: Record<string, unknown>) => void
 
 export interface NetworkInit {
@@ -69,8 +82,21 @@ export interface NetworkInit {
   gossipRatePerPeer?: number
   /** Validations in flight at once; gossip beyond this is ignored (sync will deliver it). Default 256. */
   maxConcurrentValidations?: number
-  /** How long a peer whose gossip score fell below the graylist threshold is kept out, in ms. Default 600000. */
+  /**
+   * How long a misbehaving peer is kept out, in ms: gossip score below the graylist threshold
+   * (forged messages), or repeated protocol violations and forged envelopes on sync and blob
+   * streams. Default 600000; 0 never bans.
+   */
   banMs?: number
+  /** When given, the node serves blobs by SHA-256 on `/quorate/blob/1.0.0`. */
+  blobs?: BlobSource
+  /** Largest blob served or fetched, in bytes. Default 8 MiB. */
+  maxBlobBytes?: number
+  /**
+   * Find peers on the local network by mDNS (multicast DNS) and dial them. For LANs only: it
+   * announces this node's addresses to every host on the link. Default false.
+   */
+  mdns?: boolean
 }
 
 export interface NetworkStats {
@@ -86,6 +112,10 @@ export interface NetworkStats {
   syncRounds: number
   syncFailures: number
   peersBanned: number
+  blobsServed: number
+  blobsFetched: number
+  /** Misbehaviour on sync and blob streams (malformed, oversized, truncated frames, timeouts, forged envelopes, bad blobs). */
+  streamViolations: number
 }
 
 export interface SyncRoundResult {
@@ -120,6 +150,12 @@ export interface Network {
   waitForTopicPeers: (repoId: string, min: number, timeoutMs: number) => Promise<boolean>
   /** Run one sync round with a peer now (both sides get what they lack). */
   syncWith: (peerId: string) => Promise<SyncRoundResult>
+  /**
+   * Fetch a blob by SHA-256 (64 lowercase hex) from peers, asking one at a time. The bytes are
+   * verified against the hash before they are returned; a peer that sends other bytes is
+   * penalized and the next one asked. Undefined when no peer has it (or all timed out).
+   */
+  fetchBlob: (sha256: string, opts?: FetchBlobOptions) => Promise<Uint8Array | undefined>
   dial: (multiaddr: string) => Promise<void>
   hangUp: (peerId: string) => Promise<void>
   stats: () => NetworkStats

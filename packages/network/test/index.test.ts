@@ -4,6 +4,8 @@ import * as network from '../src/index.js'
 describe('@quorate/network exports', () => {
   it('pins the public surface', () => {
     expect(Object.keys(network).sort()).toEqual([
+      'BLOB_PROTOCOL',
+      'DEFAULT_MAX_BLOB_BYTES',
       'DEFAULT_MAX_MESSAGE_BYTES',
       'SYNC_PROTOCOL',
       'attestationTopic',
@@ -20,6 +22,8 @@ describe('@quorate/network exports', () => {
     expect(network.repoIdFromTopic('/other/hello')).toBeUndefined()
     expect(network.SYNC_PROTOCOL).toBe('/quorate/sync/1.0.0')
     expect(network.DEFAULT_MAX_MESSAGE_BYTES).toBe(65536)
+    expect(network.BLOB_PROTOCOL).toBe('/quorate/blob/1.0.0')
+    expect(network.DEFAULT_MAX_BLOB_BYTES).toBe(8 * 1024 * 1024)
   })
 
   it('installs Promise.withResolvers (libp2p 3 needs it on Node 20)', () => {

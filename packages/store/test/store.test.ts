@@ -122,3 +122,13 @@ describe('Store logs', () => {
     await store.close()
   })
 })
+
+describe('Store format', () => {
+  it('records its format, and says exactly why it will not open a store of another format', async () => {
+    const dir = tmp()
+    const store = await Store.open(dir)
+    await store.putState('format', 99) // as a future release would write it
+    await store.close()
+    await expect(Store.open(dir)).rejects.toThrow(/has format 99, this release reads format 1; use the matching Quorate release or restore a backup/)
+  })
+})

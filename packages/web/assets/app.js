@@ -169,10 +169,12 @@ function swapContent (nodes) {
   $app.replaceChildren(frag)
 }
 
+// Throttled, not debounced: a burst of events (a busy network) gives one refresh per delay
+// instead of postponing it for as long as the burst lasts.
 let refreshTimer
 function scheduleRefresh (delayMs = 400) {
-  clearTimeout(refreshTimer)
-  refreshTimer = setTimeout(() => { void render() }, delayMs)
+  if (refreshTimer !== undefined) return
+  refreshTimer = setTimeout(() => { refreshTimer = undefined; void render() }, delayMs)
 }
 
 window.addEventListener('hashchange', () => { window.scrollTo(0, 0); void render() })
@@ -467,11 +469,12 @@ function equivocationSection (equivocators, proofs, builderOfKey) {
   const pairView = (pair) => h('div', { class: 'proof-pair' }, pair.map((raw, i) => {
     const e = M.decodeEnvelope(raw)
     if (e.id !== undefined) shownIds.add(e.id)
-    return h('div', { class: 'proof-side' },
+    return h('div', { class: 'proof-side', 'data-testid': 'proof-side' },
       h('h4', null, `Envelope ${i + 1}`),
       h('dl', { class: 'facts' },
         h('dt', null, 'Envelope id'), h('dd', null, digest(e.id, 24)),
         h('dt', null, 'Kind'), h('dd', null, e.ok ? e.info.kind : `undecodable: ${e.error}`),
+        h('dt', null, 'Builder id in the attestation'), h('dd', { 'data-testid': 'proof-builder-id' }, e.info?.builderId ? code(e.info.builderId) : '—'),
         h('dt', null, 'Log seq'), h('dd', null, e.info?.seq ?? '—'),
         h('dt', null, 'narSha256'), h('dd', null, digest(e.info?.narSha256, 24))),
       h('details', { 'data-key': `proof-${e.id}` }, h('summary', null, 'Signed statement'), h('pre', { class: 'json' }, e.ok ? JSON.stringify(e.statement, null, 2) : JSON.stringify(raw, null, 2))))
@@ -539,12 +542,15 @@ let fallbackPoll
 function connectEvents () {
   if (typeof EventSource !== 'function') { setLive('off', 'no live updates'); fallbackPoll = setInterval(() => scheduleRefresh(0), 15_000); return }
   const es = new EventSource('/v1/events')
+  let interrupted = false
   es.addEventListener('open', () => {
     setLive('on', 'live')
     clearInterval(fallbackPoll); fallbackPoll = undefined
-    scheduleRefresh(0) // catch up on what happened while disconnected
+    if (interrupted) scheduleRefresh(0) // catch up on what happened while disconnected
+    interrupted = false
   })
   es.addEventListener('error', () => {
+    interrupted = true
     setLive(es.readyState === EventSource.CLOSED ? 'off' : 'connecting', es.readyState === EventSource.CLOSED ? 'offline' : 'reconnecting…')
     if (fallbackPoll === undefined) fallbackPoll = setInterval(() => scheduleRefresh(0), 15_000)
   })
@@ -557,7 +563,7 @@ function connectEvents () {
       const text = describeEvent(ev)
       $activity.textContent = text
       $activity.title = `last event ${new Date().toISOString().slice(11, 19)} UTC`
-      if (relevant(ev)) scheduleRefresh(type === 'build' ? 800 : 400)
+      if (relevant(ev)) scheduleRefresh(state.route.view === 'home' ? 1500 : 400)
     })
   }
 }

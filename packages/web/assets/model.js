@@ -242,9 +242,12 @@ export function filesFromSubjects (subjects) {
     .map(s => ({ path: s.name, type: 'file', sha256: s.digest.sha256 }))
 }
 
-/** Only the top-level regular files of a full list: comparable with a subjects-only list. */
+/**
+ * Only the top-level regular files of a full list: comparable with a subjects-only list (sizes
+ * are kept for display; diffFiles compares sizes only when both sides have them).
+ */
 export function topLevelFiles (files) {
-  return files.filter(f => f.type === 'file' && !f.path.includes('/')).map(f => ({ path: f.path, type: 'file', sha256: f.sha256 }))
+  return files.filter(f => f.type === 'file' && !f.path.includes('/')).map(f => ({ path: f.path, type: 'file', sha256: f.sha256, ...(f.size !== undefined ? { size: f.size } : {}) }))
 }
 
 /**

@@ -1,0 +1,60 @@
+/**
+ * Misbehaviour points per peer outside gossipsub's score: sync and blob streams are not
+ * gossip, so gossipsub never hears of a peer that sends malformed frames or forged envelopes
+ * over them. Points decay exponentially (half-life `halfLifeMs`); a peer whose points reach
+ * `banAt` is banned like a graylisted gossip peer. Time comes in as a parameter.
+ */
+export type Misbehaviour =
+  /** A frame that is not valid JSON / not a known frame / violates the protocol's order. */
+  | 'malformed'
+  /** A frame length over the cap, or a malformed length prefix. */
+  | 'oversized'
+  /** The stream ended cleanly but without the end frame. */
+  | 'truncated'
+  /** The round ran past its timeout (a stalling or trickling peer). */
+  | 'timeout'
+  /** An envelope received by sync that `validate` rejected (forged, malformed). */
+  | 'rejected-envelope'
+  /** A blob whose bytes do not hash to the requested sha256. */
+  | 'bad-blob'
+
+/** Points per kind. With `banAt` 10: two malformed or oversized frames, ten forged envelopes, five timeouts. */
+export const MISBEHAVIOUR_POINTS: Record<Misbehaviour, number> = {
+  malformed: 5,
+  oversized: 5,
+  truncated: 2,
+  timeout: 2,
+  'rejected-envelope': 1,
+  'bad-blob': 5
+}
+
+export class PeerPenalties {
+  private readonly halfLifeMs: number
+  private readonly points = new Map<string, { value: number, at: number }>()
+
+  constructor (halfLifeMs = 5 * 60_000) {
+    this.halfLifeMs = halfLifeMs
+  }
+
+  /** Add the points for one misbehaviour; returns the peer's total now. */
+  add (peer: string, kind: Misbehaviour, nowMs: number): number {
+    const value = this.get(peer, nowMs) + MISBEHAVIOUR_POINTS[kind]
+    this.points.set(peer, { value, at: nowMs })
+    return value
+  }
+
+  get (peer: string, nowMs: number): number {
+    const entry = this.points.get(peer)
+    if (entry === undefined) return 0
+    const value = entry.value * Math.pow(0.5, Math.max(0, nowMs - entry.at) / this.halfLifeMs)
+    if (value < 0.01) {
+      this.points.delete(peer)
+      return 0
+    }
+    return value
+  }
+
+  forget (peer: string): void {
+    this.points.delete(peer)
+  }
+}

@@ -1,0 +1,82 @@
+// Running a node for years: backup and restore of a stopped node's data directory, and the
+// docker-compose deployment kept consistent with the CLI.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtempSync, rmSync, readFileSync, existsSync, readdirSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parsePolicy } from '@quorate/core'
+import { loadNodeConfig } from '@quorate/node/config'
+// @ts-expect-error plain JS helper shared with the demo
+import { ROOT, createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+
+let work: string
+beforeAll(() => { work = mkdtempSync(join(tmpdir(), 'quorate-maint-')) })
+afterAll(() => { rmSync(work, { recursive: true, force: true }) })
+
+describe('backup and restore', () => {
+  it('refuses while the node runs, then round-trips a stopped node\'s data without rebuilding', async () => {
+    const repo = join(work, 'repo')
+    const commit = createSampleRepo(repo)
+    const net = await initNetwork({ dir: join(work, 'net'), repoUrl: repo, pollSeconds: 1, builders: [{ name: 'keeper', org: 'k' }] })
+    const node = net.nodes[0]
+    const backup = join(work, 'node.tar.gz')
+    try {
+      await startNodeProcess(node, {})
+      const before = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${net.repoId}/commits/${commit}`); return r.decision.status === 'trusted' ? r : undefined }, { timeoutMs: 30_000, what: 'trusted' })
+      const live = await runCli(['backup', '--config', node.config, '--out', backup])
+      expect(live.code).toBe(2)
+      expect(live.stderr).toMatch(/a node is running on .*; stop it before you back it up/)
+      await stopNodeProcess(node)
+      const made = await runCli(['backup', '--config', node.config, '--out', backup])
+      expect(made.code).toBe(0)
+      expect(made.stdout).toMatch(/backed up db, files of /)
+      const dataDir = loadNodeConfig(node.config).dataDir
+      const refused = await runCli(['restore', '--config', node.config, '--from', backup])
+      expect(refused.code).toBe(2)
+      expect(refused.stderr).toMatch(/already holds a store; pass --force/)
+      rmSync(join(dataDir, 'db'), { recursive: true, force: true })
+      rmSync(join(dataDir, 'files'), { recursive: true, force: true })
+      const restored = await runCli(['restore', '--config', node.config, '--from', backup])
+      expect(restored.code).toBe(0)
+      node.log = ''
+      await startNodeProcess(node, {})
+      const after = await getJson(`${node.url}/v1/repos/${net.repoId}/commits/${commit}`)
+      expect(after.decision.trusted.narSha256).toBe(before.decision.trusted.narSha256)
+      expect(after.envelopes).toHaveLength(before.envelopes.length)
+      await new Promise(resolve => setTimeout(resolve, 2500))
+      expect(node.log).not.toMatch(/build started/)
+      const garbage = join(work, 'garbage.tar.gz')
+      writeFileSync(garbage, 'not a tarball')
+      await stopNodeProcess(node)
+      const bad = await runCli(['restore', '--config', node.config, '--from', garbage, '--force'])
+      expect(bad.code).toBe(2)
+      expect(bad.stderr).toMatch(/not a readable backup/)
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
+})
+
+describe('docker-compose', () => {
+  it('compose-init prepares valid node configs and a policy, and docker-compose accepts the file', () => {
+    const out = join(work, 'compose')
+    execFileSync('bash', [join(ROOT, 'scripts', 'compose-init.sh'), out], { cwd: ROOT, stdio: 'pipe' })
+    const policy = parsePolicy(JSON.parse(readFileSync(join(out, 'policy.json'), 'utf8')), 'compose/policy.json')
+    expect(policy.orgs).toEqual(['org-alpha', 'org-beta', 'org-gamma'])
+    expect(policy.repositories.get('sample')?.url).toBe('git://git:9418/sample.git')
+    const alpha = JSON.parse(readFileSync(join(out, 'builder-alpha', 'member.json'), 'utf8'))
+    for (const b of ['alpha', 'beta', 'gamma']) {
+      const config = loadNodeConfig(join(out, `builder-${b}`, 'node.json'))
+      expect(config.sandbox).toBe('bwrap')
+      expect(config.http).toEqual({ host: '0.0.0.0', port: 8080 })
+      expect(config.bootstrap).toEqual(b === 'alpha' ? [] : [`/dns4/builder-alpha/tcp/4001/p2p/${alpha.peerId}`])
+      expect(readdirSync(join(out, `builder-${b}`))).toEqual(expect.arrayContaining(['builder-key.json', 'peer-key.json', 'node.json', 'policy.json']))
+    }
+    expect(existsSync(join(out, 'git', 'sample.git', 'HEAD'))).toBe(true)
+    const check = spawnSync('docker-compose', ['-f', join(ROOT, 'docker-compose.yml'), 'config', '-q'], { encoding: 'utf8' })
+    expect(check.error).toBeUndefined()
+    expect(check.stderr).toBe('')
+    expect(check.status).toBe(0)
+  })
+})
