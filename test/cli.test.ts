@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hashOutput } from '@quorate/builder'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+import { createSampleRepo, addCommit, commitAll, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
 
 let work: string
 beforeAll(() => { work = mkdtempSync(join(tmpdir(), 'quorate-cli-')) })
@@ -138,6 +138,28 @@ describe('a node facing bad input', () => {
       const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${commit}`)
       expect(r.decision.trusted.narSha256).toBe(digest)
       expect(r.envelopes.filter((e: any) => JSON.parse(Buffer.from(e.payload, 'base64').toString()).predicateType === 'https://slsa.dev/provenance/v1')).toHaveLength(1)
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
+
+  it('builds with the recipe a commit carries in .quorate/recipe.json, and signs a failure for a commit without one', async () => {
+    const { node, repoId, commit, policyFile } = await oneNode('fromrepo', { build: ['true'], output: '.', outputKind: 'dir' })
+    const repo = join(work, 'fromrepo-repo')
+    const policy = JSON.parse(readFileSync(policyFile, 'utf8'))
+    delete policy.repositories[0].recipe
+    policy.repositories[0].recipeFromRepo = true
+    writeFileSync(policyFile, JSON.stringify(policy))
+    const withRecipe = addCommit(repo, '.quorate/recipe.json', JSON.stringify({ build: ['sh', 'build.sh'], output: 'dist', outputKind: 'dir' }), 'carry a recipe')
+    rmSync(join(repo, '.quorate'), { recursive: true })
+    const without = commitAll(repo, 'drop the recipe')
+    await startNodeProcess(node, {})
+    try {
+      const ok = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${withRecipe}`); return r.decision.status === 'trusted' ? r : undefined }, { timeoutMs: 30_000, what: 'the commit with a recipe to be trusted' })
+      expect(ok.decision.trusted.recipeDigest).toMatch(/^[0-9a-f]{64}$/)
+      const bad = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${without}`); return r.decision.failures.length > 0 ? r : undefined }, { timeoutMs: 30_000, what: 'a failure for the commit without a recipe' })
+      expect(bad.decision.failures[0].reason).toMatch(/has no .quorate\/recipe.json/)
+      expect(commit).not.toBe(without)
     } finally {
       await stopNodeProcess(node)
     }

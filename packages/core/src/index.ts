@@ -19,7 +19,7 @@ export type { BuilderKeyPair, BuilderKeyFile } from './keys.js'
 export { preAuthEncoding, envelopeIdOf, signEnvelope, parseEnvelope, verifyEnvelopeSignature, decodeBase64Strict, IN_TOTO_PAYLOAD_TYPE } from './dsse.js'
 export type { Envelope, ParsedEnvelope } from './dsse.js'
 export {
-  STATEMENT_TYPE, PROVENANCE_PREDICATE, OCI_MANIFEST_MEDIA_TYPE, FAILURE_PREDICATE, REF_OBSERVATION_PREDICATE, BUILD_TYPE, REPO_ID,
+  STATEMENT_TYPE, PROVENANCE_PREDICATE, OCI_MANIFEST_MEDIA_TYPE, NO_RECIPE_DIGEST, FAILURE_PREDICATE, REF_OBSERVATION_PREDICATE, BUILD_TYPE, REPO_ID,
   isRepoId, recipeDigestOf, resultDigestOf, makeProvenanceStatement, makeFailureStatement, makeRefObservationStatement,
   statementBytes, parseAttestation
 } from './statement.js'

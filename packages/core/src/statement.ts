@@ -9,6 +9,9 @@ export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/
 export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v1'
 export const BUILD_TYPE = 'https://quorate.dev/buildtypes/reproducible-build/v1'
 
+/** recipeDigest of a failure where the commit had no usable .quorate/recipe.json. */
+export const NO_RECIPE_DIGEST = '0'.repeat(64)
+
 export const REPO_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
 export function isRepoId (s: unknown): s is string {
@@ -88,7 +91,8 @@ export interface FailureInput {
   repoId: string
   ref: string
   commit: string
-  recipe: Recipe
+  /** The recipe that failed; absent when the commit has no usable recipe (recipeFromRepo). */
+  recipe?: Recipe
   exitStatus: number | null
   timedOut: boolean
   reason: string
@@ -108,7 +112,7 @@ export function makeFailureStatement (i: FailureInput): Record<string, unknown> 
       repository: i.repoId,
       ref: i.ref,
       commit: i.commit,
-      recipeDigest: recipeDigestOf(i.recipe),
+      recipeDigest: i.recipe !== undefined ? recipeDigestOf(i.recipe) : NO_RECIPE_DIGEST,
       exitStatus: i.exitStatus,
       timedOut: i.timedOut,
       reason: i.reason.slice(0, 2000),

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
   QuorateError, checkEnvelope, decideQuorum, makeFailureStatement, makeProvenanceStatement, makeRefObservationStatement,
-  signStatement, type BuilderKeyPair, type Decision, type LogPosition, type Policy, type RepositoryPolicy, type Recipe, type RecipeSpec
+  signStatement, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS, type BuilderKeyPair, type Decision, type LogPosition, type Policy, type RepositoryPolicy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import { Store, type BuildJob } from '@quorate/store'
 import { GitMirror, runBuild, detectSandbox } from '@quorate/builder'
@@ -368,12 +368,40 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       void flushPublishes()
       return
     }
-    if (repo.recipe === undefined) {
-      await store.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, lastError: 'recipeFromRepo is not supported by this node yet' })
-      logger.error('build skipped', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: 'recipeFromRepo (.quorate/recipe.json) is not supported by this release; pin the recipe in the policy' })
-      return
+    let spec: RecipeSpec
+    if (repo.recipe !== undefined) {
+      spec = repo.recipe
+    } else {
+      // recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are
+      // capped by the node's defaults (a repository cannot grant itself more).
+      const problem = await (async (): Promise<string | RecipeSpec> => {
+        let bytes: Uint8Array | undefined
+        try {
+          bytes = await mirrors.get(job.repoId)!.readFile(job.commit, '.quorate/recipe.json')
+        } catch (err) {
+          return `cannot read .quorate/recipe.json: ${(err as Error).message}`
+        }
+        if (bytes === undefined) return 'the commit has no .quorate/recipe.json, and the policy says the recipe comes from the repository'
+        try {
+          const parsed = parseRecipeSpec(parseJsonStrict(Buffer.from(bytes).toString('utf8'), '.quorate/recipe.json'), '.quorate/recipe.json')
+          const limits = { ...parsed.limits }
+          for (const k of Object.keys(limits) as Array<keyof typeof limits>) limits[k] = Math.min(limits[k], DEFAULT_RECIPE_LIMITS[k])
+          return { recipe: parsed.recipe, limits }
+        } catch (err) {
+          return (err as Error).message
+        }
+      })()
+      if (typeof problem === 'string') {
+        const id = await signPersistPublish(job.repoId, log => makeFailureStatement({
+          repoId: job.repoId, ref: job.ref, commit: job.commit, exitStatus: null, timedOut: false, reason: problem,
+          logSha256: sha256Hex(''), fingerprint: { sandbox: config.sandbox }, builderId, finishedOn: new Date().toISOString(), log
+        }))
+        await store.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: id, lastError: problem })
+        logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: problem, retry: false })
+        return
+      }
+      spec = problem
     }
-    const spec: RecipeSpec = repo.recipe
     const executed = config.faultInjection?.tamperOutput === true ? tamperedRecipe(spec.recipe) : spec.recipe
     const workDir = join(config.dataDir, 'work', randomUUID())
     const outputCopyDir = join(config.dataDir, 'work', `${randomUUID()}.out`)

@@ -327,7 +327,7 @@ async function viewCommit (repoId, commit) {
       h('th', { scope: 'row' }, name),
       h('td', null, org),
       h('td', null, resultBadge(res)),
-      h('td', null, v?.vote !== undefined ? digest(v.vote.narSha256) : v?.failure !== undefined ? h('span', { class: 'reason', 'data-testid': 'failure-reason' }, v.failure.reason ?? '') : v?.equivocation !== undefined ? v.equivocation.kind ?? '' : '—'),
+      h('td', null, v?.vote !== undefined ? digest(v.vote.narSha256) : v?.failure !== undefined ? h('span', { class: 'reason', 'data-testid': 'failure-reason' }, v.failure.reason ?? '') : v?.equivocation !== undefined ? (v.equivocation.kind === 'log-fork' ? 'equivocated: forked its log' : 'equivocated: two results for one build') : '—'),
       h('td', null, env?.info?.builderId ? code(env.info.builderId) : '—'),
       h('td', null, env?.info?.seq ?? '—'),
       h('td', null, when(env?.info?.finishedOn))))
