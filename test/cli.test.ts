@@ -2,7 +2,7 @@
 // the file or field and what to do, and a running node survives failing and hanging builds
 // and an unreachable repository.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, chmodSync, statSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, chmodSync, statSync, mkdirSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hashOutput } from '@quorate/builder'
@@ -160,6 +160,49 @@ describe('a node facing bad input', () => {
       const bad = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${without}`); return r.decision.failures.length > 0 ? r : undefined }, { timeoutMs: 30_000, what: 'a failure for the commit without a recipe' })
       expect(bad.decision.failures[0].reason).toMatch(/has no .quorate\/recipe.json/)
       expect(commit).not.toBe(without)
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
+
+  it('refuses to build without bubblewrap unless the config says "sandbox": "none", and then marks its attestations', async () => {
+    const { node, repoId, commit } = await oneNode('nobwrap', { build: ['sh', 'build.sh'], output: 'dist', outputKind: 'dir' })
+    // A PATH with git but without bwrap.
+    const bin = join(work, 'bin-without-bwrap')
+    mkdirSync(bin)
+    symlinkSync('/usr/bin/git', join(bin, 'git'))
+    const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
+    writeFileSync(node.config, JSON.stringify({ ...cfg, sandbox: 'bwrap' }))
+    const refused = await runCli(['node', '--config', node.config], { env: { ...process.env, PATH: bin } })
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toMatch(/sandbox is "bwrap" but bubblewrap is not installed.*apt-get install bubblewrap.*"sandbox": "none"/)
+    writeFileSync(node.config, JSON.stringify({ ...cfg, sandbox: 'none' }))
+    let log = ''
+    await startNodeProcess(node, { onLine: (_n: unknown, l: string) => { log += l + '\n' } })
+    try {
+      expect(log).toMatch(/sandbox disabled/)
+      const d = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${commit}`); return r.decision.status === 'trusted' ? r : undefined }, { timeoutMs: 30_000, what: 'trusted' })
+      const statement = JSON.parse(Buffer.from(d.envelopes.find((e: any) => JSON.parse(Buffer.from(e.payload, 'base64').toString()).predicateType === 'https://slsa.dev/provenance/v1').payload, 'base64').toString())
+      expect(statement.predicate.buildDefinition.internalParameters.sandbox).toBe('none')
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
+
+  it('never shows repository credentials in logs or API output', async () => {
+    const secret = 'hunter2-very-secret-token'
+    const { node, policyFile } = await oneNode('secret', { build: ['true'], output: '.', outputKind: 'dir' }, `https://builder:${secret}@127.0.0.1:9/private.git`)
+    const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
+    writeFileSync(node.config, JSON.stringify({ ...cfg, credentials: { sample: { token: `${secret}-2` } } }))
+    let log = ''
+    await startNodeProcess(node, { onLine: (_n: unknown, l: string) => { log += l + '\n' } })
+    try {
+      await waitFor(() => /poll failed/.test(log), { timeoutMs: 20_000, what: 'the poll failure' })
+      const status = await (await fetch(`${node.url}/v1/status`)).text()
+      const repos = await (await fetch(`${node.url}/v1/repos`)).text()
+      const policy = await (await fetch(`${node.url}/v1/policy`)).text()
+      for (const text of [log, status, repos, policy]) expect(text).not.toContain(secret)
+      expect(readFileSync(policyFile, 'utf8')).toContain(secret) // it was really there to leak
     } finally {
       await stopNodeProcess(node)
     }

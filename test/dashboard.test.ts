@@ -136,6 +136,7 @@ describe('the auditor dashboard in headless Chromium against a real network', ()
     await repoRow.waitFor()
     expect(await repoRow.locator('a').first().textContent()).toBe('sample')
     await textOf(page.getByTestId('live'), /^live$/)
+    expect(await page.getByTestId('policy-quorum').textContent()).toMatch(/^2 of 3 organizations \(majority/)
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-home.png'), fullPage: true })
     // Route parameters are validated before anything is fetched or shown.
     await page.evaluate(() => { location.hash = '#/repo/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E' })

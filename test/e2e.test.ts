@@ -13,7 +13,7 @@ import { startNetwork, createPeerKey, type Network } from '@quorate/network'
 // @ts-expect-error plain JS helper shared with the demo
 import { createSampleRepo, addCommit, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli, SAMPLE_RECIPE } from '../scripts/devnet.js'
 
-interface DevNode { name: string, org: string, url: string, dir: string, member: { multiaddr: string, keyid: string }, child?: { exitCode: number | null } }
+interface DevNode { name: string, org: string, url: string, dir: string, member: { multiaddr: string, keyid: string, peerId: string }, child?: { exitCode: number | null } }
 
 let work: string
 let repoDir: string
@@ -214,8 +214,11 @@ describe('a local Quorate network', () => {
       }
       await waitFor(async () => {
         const s = await getJson(`${byName('beta-1').url}/v1/status`)
-        return s.stats.received.reject + s.stats.received.ignore >= before.stats.received.reject + before.stats.received.ignore + 10
+        return s.stats.received.reject + s.stats.received.ignore >= before.stats.received.reject + before.stats.received.ignore + 3
       }, { timeoutMs: 20_000, what: 'the forged envelopes to be refused' })
+      // The forging peer loses its standing and is disconnected.
+      const betaPeer = byName('beta-1').member.peerId
+      await waitFor(() => !attacker.connectedPeers().includes(betaPeer), { timeoutMs: 30_000, what: 'beta to disconnect the forging peer' })
       for (const n of net.nodes) {
         const d = await decision(n, first)
         expect(d.decision.trusted.narSha256).toBe(honestDigest)
@@ -241,5 +244,5 @@ describe('a local Quorate network', () => {
     // Parsing the policy the nodes use gives the same digest they report.
     const status = await getJson(`${byName('alpha-1').url}/v1/status`)
     expect(status.policyDigest).toBe(parsePolicy(JSON.parse(readFileSync(net.policyFile, 'utf8'))).digest)
-  })
+  }, 180_000)
 })

@@ -1,5 +1,6 @@
 /**
- * @quorate/builder: git mirrors, sandboxed builds, NAR hashing and file lists of build outputs.
+ * @quorate/builder: git mirrors, sandboxed builds, NAR hashing and file lists of build outputs,
+ * deterministic OCI image packing.
  *
  * @example
  * import { GitMirror, hashOutput } from '@quorate/builder'
@@ -21,4 +22,7 @@ export { LogCapture } from './captured-log.js'
 export { environmentFingerprint } from './fingerprint.js'
 export type { EnvironmentFingerprint } from './fingerprint.js'
 export { detectSandbox, bwrapArgs, SANDBOX_SRC, SANDBOX_HOME, BUILD_PATH } from './sandbox.js'
+export { packOciImage, parseImageSpec } from './oci-image.js'
+export type { OciImageSpec, OciImageConfig, PackOciImageOptions, PackedOciImage } from './oci-image.js'
+export type { LimitsMechanism } from './containment.js'
 export type { SandboxLayout } from './sandbox.js'

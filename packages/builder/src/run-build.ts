@@ -9,9 +9,10 @@ import { createBuildCgroup, diskUsage, type BuildCgroup, type LimitsMechanism } 
 import { environmentFingerprint, type EnvironmentFingerprint } from './fingerprint.js'
 import { checkCommit, type GitMirror } from './git-mirror.js'
 import { hashOutput, type OutputDigest } from './hash-output.js'
+import { packOciImage, parseImageSpec, type OciImageSpec } from './oci-image.js'
 import { BUILD_PATH, SANDBOX_HOME, SANDBOX_SRC, bwrapArgs, findBwrap, findOnPath, sandboxEtcFiles } from './sandbox.js'
 
-export type BuildPhase = 'checkout' | 'fetch' | 'build' | 'hash'
+export type BuildPhase = 'checkout' | 'fetch' | 'build' | 'pack' | 'hash'
 
 export interface BuildRequest {
   repoId: string
@@ -32,11 +33,24 @@ export interface BuildRequest {
   keepWorkDir?: boolean
 }
 
-export interface BuildDurations { checkout: number, fetch: number, build: number, hash: number }
+export interface BuildDurations {
+  checkout: number
+  fetch: number
+  build: number
+  /** Packing the OCI image (outputKind "oci" only). */
+  pack?: number
+  hash: number
+}
 
 export interface BuildSuccess {
   ok: true
+  /** The output's digests; for outputKind "oci", of the OCI image layout the builder packed. */
   output: OutputDigest
+  /**
+   * outputKind "oci" only: the image, named by its ref name (recipe.image.refName, else
+   * `<repoId>:<commit>`), with the hex SHA-256 of its manifest (the attestation's extra subject).
+   */
+  images?: Array<{ name: string, sha256: string }>
   log: CapturedLog
   startedOn: string
   finishedOn: string
@@ -100,6 +114,15 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
   }
 
   let cgroup: BuildCgroup | null = null
+  let imageSpec: OciImageSpec | undefined
+  try {
+    if (recipe.outputKind === 'oci') imageSpec = parseImageSpec(recipe.image, 'recipe.image')
+    else if (recipe.image !== undefined) throw new QuorateError('RECIPE_INVALID', 'recipe.image: is used only with "outputKind": "oci"; remove it or set outputKind to "oci"')
+  } catch (err) {
+    if (!isQuorateError(err, 'RECIPE_INVALID')) throw err
+    if (request.keepWorkDir !== true) await removeTree(request.workDir)
+    return await fail(`the recipe is invalid: ${err.message}`, null, false)
+  }
   try {
     request.onProgress?.('checkout', { commit: request.commit })
     let t = performance.now()
@@ -126,9 +149,9 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       LANG: 'C.UTF-8',
       SOURCE_DATE_EPOCH: String(sourceDateEpoch)
     }
-    const wrapper = await limitsWrapper(limits)
     cgroup = await createBuildCgroup(limits)
     if (cgroup !== null) mechanism = 'cgroup'
+    const wrapper = await limitsWrapper(limits, cgroup === null)
     // What the build writes is bounded while it runs: the work dir is on the node's disk.
     const diskBaseline = await diskUsage(request.workDir)
     const group = cgroup
@@ -190,13 +213,25 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       }
     }
 
-    request.onProgress?.('hash', { output: recipe.output })
+    request.onProgress?.(imageSpec !== undefined ? 'pack' : 'hash', { output: recipe.output })
     t = performance.now()
-    const resolved = await resolveOutput(src, recipe.output, bwrap !== null ? SANDBOX_SRC : src)
+    const checkoutRoot = bwrap !== null ? SANDBOX_SRC : src
+    const resolved = await resolveOutput(src, recipe.output, checkoutRoot)
     if ('reason' in resolved) return await fail(resolved.reason, 0, false)
+    let hashed = resolved.path
+    let images: BuildSuccess['images']
+    if (imageSpec !== undefined) {
+      const packed = await packImage(imageSpec, { request, src, checkoutRoot, sourceDir: resolved.path, sourceDateEpoch })
+      if ('reason' in packed) return await fail(packed.reason, 0, false)
+      durationsMs.pack = performance.now() - t
+      request.onProgress?.('hash', { output: recipe.output })
+      t = performance.now()
+      hashed = packed.layoutDir
+      images = [{ name: packed.refName, sha256: packed.manifestDigest.slice('sha256:'.length) }]
+    }
     let output: OutputDigest
     try {
-      output = await hashOutput(resolved.path, { maxBytes: limits.maxOutputBytes, copyTo: request.outputCopyDir })
+      output = await hashOutput(hashed, { maxBytes: limits.maxOutputBytes, copyTo: request.outputCopyDir })
     } catch (err) {
       if (isQuorateError(err, 'OUTPUT_INVALID')) {
         // Paths relative to the checkout read the same on every node.
@@ -206,10 +241,54 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       throw err
     }
     durationsMs.hash = performance.now() - t
-    return { ok: true, output, log: log.result(), startedOn, finishedOn: new Date().toISOString(), durationsMs, fingerprint: await fingerprint() }
+    return {
+      ok: true,
+      output,
+      ...(images !== undefined ? { images } : {}),
+      log: log.result(),
+      startedOn,
+      finishedOn: new Date().toISOString(),
+      durationsMs,
+      fingerprint: await fingerprint()
+    }
   } finally {
     await cgroup?.remove()
     if (request.keepWorkDir !== true) await removeTree(request.workDir)
+  }
+}
+
+/**
+ * Packs the build's output directory into an OCI image layout in the work dir, in the
+ * builder's own code after the sandbox is gone; a problem of the output or of the recipe's
+ * base image is a build failure (the same on every node).
+ */
+async function packImage (spec: OciImageSpec, o: { request: BuildRequest, src: string, checkoutRoot: string, sourceDir: string, sourceDateEpoch: number }):
+Promise<{ layoutDir: string, refName: string, manifestDigest: string } | { reason: string }> {
+  const st = await lstat(o.sourceDir)
+  if (!st.isDirectory()) return { reason: `the recipe's output path ${o.request.recipe.output} is not a directory; an OCI image ("outputKind": "oci") is packed from a directory` }
+  let base: { layoutDir: string, digest: string } | undefined
+  if (spec.base !== undefined) {
+    const where = await resolveOutput(o.src, spec.base.layout, o.checkoutRoot)
+    if ('reason' in where) {
+      return { reason: `the base image layout ${spec.base.layout} (recipe.image.base.layout) was not found in the checkout: fetch it in the fetch phase, e.g. skopeo copy docker://IMAGE@${spec.base.digest} oci:${spec.base.layout}` }
+    }
+    base = { layoutDir: where.path, digest: spec.base.digest }
+  }
+  const layoutDir = join(o.request.workDir, 'oci-image')
+  const refName = spec.refName ?? `${o.request.repoId}:${o.request.commit}`
+  try {
+    const packed = await packOciImage({
+      sourceDir: o.sourceDir,
+      layoutDir,
+      image: { config: spec.config, refName, base, architecture: spec.architecture },
+      sourceDateEpoch: o.sourceDateEpoch
+    })
+    return { layoutDir, refName, manifestDigest: packed.manifestDigest }
+  } catch (err) {
+    if (isQuorateError(err, 'OUTPUT_INVALID') || isQuorateError(err, 'RECIPE_INVALID')) {
+      return { reason: `the OCI image could not be packed: ${err.message.split(`${o.src}/`).join('')}` }
+    }
+    throw err
   }
 }
 
@@ -313,13 +392,14 @@ async function streamEnd (stream: NodeJS.ReadableStream): Promise<void> {
 
 /**
  * The shell wrapper every phase runs through: stderr merged into stdout (one ordered log),
- * umask 022, and per-process limits on data memory (RLIMIT_DATA), processes (RLIMIT_NPROC)
- * and core dumps.
+ * umask 022, and per-process limits on data memory (RLIMIT_DATA), file size (RLIMIT_FSIZE),
+ * core dumps and, without a cgroup, processes (RLIMIT_NPROC; with a cgroup, its pids.max is
+ * the limit, and one that is reached can be seen and reported).
  */
-async function limitsWrapper (limits: RecipeLimits): Promise<string> {
+async function limitsWrapper (limits: RecipeLimits, nproc: boolean): Promise<string> {
   const prefix = 'exec 2>&1; umask 022; '
   if (await findOnPath('prlimit', BUILD_PATH) !== null) {
-    return `${prefix}exec prlimit --data=${limits.memoryBytes} --nproc=${limits.maxProcesses} --fsize=${limits.maxOutputBytes} --core=0 -- "$@"`
+    return `${prefix}exec prlimit --data=${limits.memoryBytes}${nproc ? ` --nproc=${limits.maxProcesses}` : ''} --fsize=${limits.maxOutputBytes} --core=0 -- "$@"`
   }
   // Without util-linux's prlimit, the shell can still bound memory (KiB) and file size (512-byte blocks in dash).
   return `${prefix}ulimit -c 0; ulimit -d ${Math.max(1, Math.floor(limits.memoryBytes / 1024))}; ulimit -f ${Math.max(1, Math.floor(limits.maxOutputBytes / 512))}; exec "$@"`

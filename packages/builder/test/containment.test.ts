@@ -57,7 +57,7 @@ describe('resource containment', () => {
   it('stops a fork bomb at the process limit with a clear reason, leaving nothing running', async () => {
     const marker = `quorate-forkbomb-${process.pid}-${Date.now()}`
     const started = Date.now()
-    const outcome = await build({ build: ['bash', '-c', 'bomb() { bomb | bomb & }; bomb; wait', marker] }, { limits: { ...LIMITS, maxProcesses: 64 } })
+    const outcome = await build({ build: ['bash', '-c', 'bomb() { bomb | bomb & }; bomb; sleep 60', marker] }, { limits: { ...LIMITS, maxProcesses: 64 } })
     const elapsed = Date.now() - started
     expect(outcome.ok).toBe(false)
     if (outcome.ok) return

@@ -18,7 +18,7 @@ import { BootstrapKeeper } from './bootstrap-keeper.js'
 import { resolveNetworkConfig } from './config.js'
 import { createScoreParams, createScoreThresholds, SCORE_THRESHOLDS } from './gossip-params.js'
 import { decodePeerKey } from './peer-key.js'
-import { PeerPenalties } from './peer-penalties.js'
+import { FLOOD_MESSAGES, PeerPenalties } from './peer-penalties.js'
 import type { Misbehaviour } from './peer-penalties.js'
 import { PeerRateLimiter } from './rate-limit.js'
 import { runSyncSession, SYNC_PROTOCOL } from './sync-protocol.js'
@@ -30,8 +30,8 @@ const MAX_INBOUND_SYNC_ROUNDS = 8
 /** The side that accepted a connection waits this long before syncing, so the dialer's round usually comes first and one round serves both. */
 const INBOUND_SYNC_DELAY_MS = 1500
 const DIAL_TIMEOUT_MS = 10_000
-/** Misbehaviour points (see peer-penalties.ts) at which a peer is banned. */
-const BAN_POINTS = 10
+/** Misbehaviour points (see peer-penalties.ts) at which a peer is banned: 10, less a little for the decay between two offences. */
+const BAN_POINTS = 9.5
 /** After a sync round brought us new envelopes, other peers are synced with after this delay (bursts coalesce). */
 const PROPAGATE_DELAY_MS = 500
 const MAX_INBOUND_BLOB_REQUESTS = 16
@@ -181,6 +181,7 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
 
   // ---- gossip -------------------------------------------------------------------------------
   const rateLimiter = new PeerRateLimiter(config.gossipRatePerPeer)
+  const rateLimited = new Map<string, number>()
   let validationsInFlight = 0
 
   const runValidate = async (repoId: string, data: Uint8Array, from: string, via: 'gossip' | 'sync'): Promise<Verdict> => {
@@ -206,7 +207,12 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
       log('gossip-oversized', { repoId, from, bytes: data.byteLength, maxMessageBytes: config.maxMessageBytes })
       verdict = 'reject'
     } else if (!rateLimiter.take(from, Date.now())) {
-      log('gossip-rate-limited', { repoId, from })
+      // Ignored messages are not punished by gossipsub (unknown keys may come from an honest
+      // relay with a newer policy), so a flood of them would never end: excess costs points.
+      const excess = (rateLimited.get(from) ?? 0) + 1
+      rateLimited.set(from, excess)
+      if (excess % FLOOD_MESSAGES === 1) log('gossip-rate-limited', { repoId, from, excess })
+      if (excess % FLOOD_MESSAGES === 0) penalize(from, 'flood', `${excess} gossip messages over the rate limit of ${config.gossipRatePerPeer}/s`)
       verdict = 'ignore'
     } else if (validationsInFlight >= config.maxConcurrentValidations) {
       log('gossip-overloaded', { repoId, from, inFlight: validationsInFlight })
@@ -530,6 +536,7 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
   node.addEventListener('peer:disconnect', (evt) => {
     const peer = evt.detail.toString()
     rateLimiter.forget(peer)
+    rateLimited.delete(peer)
     resyncAfterRound.delete(peer)
     log('peer-disconnected', { peer })
     keeper.onDisconnect(peer)

@@ -17,16 +17,22 @@ export type Misbehaviour =
   | 'rejected-envelope'
   /** A blob whose bytes do not hash to the requested sha256. */
   | 'bad-blob'
+  /** Every FLOOD_MESSAGES gossip messages over the per-peer rate limit (flooding, even with messages that are only ignored). */
+  | 'flood'
 
-/** Points per kind. With `banAt` 10: two malformed or oversized frames, ten forged envelopes, five timeouts. */
+/** Points per kind. With a ban at 10: two malformed or oversized frames, ten forged envelopes, five timeouts, 500 messages over the gossip rate limit. */
 export const MISBEHAVIOUR_POINTS: Record<Misbehaviour, number> = {
   malformed: 5,
   oversized: 5,
   truncated: 2,
   timeout: 2,
   'rejected-envelope': 1,
-  'bad-blob': 5
+  'bad-blob': 5,
+  flood: 2
 }
+
+/** Gossip messages over the rate limit that cost one 'flood' penalty: 500 excess messages ban a peer. */
+export const FLOOD_MESSAGES = 100
 
 export class PeerPenalties {
   private readonly halfLifeMs: number

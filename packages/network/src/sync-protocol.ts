@@ -56,7 +56,14 @@ function parseHead (value: unknown, index: number): LogHead {
   if (typeof h.keyid !== 'string' || !TOKEN_PATTERN.test(h.keyid)) throw protocolError(`heads[${index}].keyid is malformed`)
   if (typeof h.seq !== 'number' || !Number.isSafeInteger(h.seq) || h.seq < 0) throw protocolError(`heads[${index}].seq is not a non-negative integer`)
   if (typeof h.envelopeId !== 'string' || !TOKEN_PATTERN.test(h.envelopeId)) throw protocolError(`heads[${index}].envelopeId is malformed`)
-  return { repoId: h.repoId, keyid: h.keyid, seq: h.seq, envelopeId: h.envelopeId }
+  const head: LogHead = { repoId: h.repoId, keyid: h.keyid, seq: h.seq, envelopeId: h.envelopeId }
+  if (h.firstMissing !== undefined) {
+    if (typeof h.firstMissing !== 'number' || !Number.isSafeInteger(h.firstMissing) || h.firstMissing < 0 || h.firstMissing >= h.seq) {
+      throw protocolError(`heads[${index}].firstMissing must be an integer from 0 to seq - 1`)
+    }
+    head.firstMissing = h.firstMissing
+  }
+  return head
 }
 
 /** Parse one sync frame; throws QuorateError('NETWORK_FAILED') naming what was wrong. */
@@ -127,9 +134,17 @@ export function planTransfers (ours: LogHead[], theirs: Map<string, LogHead>, th
   for (const head of ours) {
     if (!theirRepoIds.has(head.repoId)) continue
     const peerHead = theirs.get(logKey(head.repoId, head.keyid))
-    if (peerHead === undefined) out.push({ repoId: head.repoId, keyid: head.keyid, afterSeq: -1 })
-    else if (peerHead.seq < head.seq) out.push({ repoId: head.repoId, keyid: head.keyid, afterSeq: peerHead.seq })
-    else if (peerHead.seq === head.seq && peerHead.envelopeId !== head.envelopeId) out.push({ repoId: head.repoId, keyid: head.keyid, afterSeq: head.seq - 1 })
+    let afterSeq: number | undefined
+    if (peerHead === undefined) afterSeq = -1
+    else if (peerHead.seq < head.seq) afterSeq = peerHead.seq
+    else if (peerHead.seq === head.seq && peerHead.envelopeId !== head.envelopeId) afterSeq = head.seq - 1
+    // The peer has a gap that we can fill (we hold that seq: our own first gap, if any, is
+    // later): send from the gap. What it already holds after the gap comes back as duplicates.
+    const gap = peerHead?.firstMissing
+    if (gap !== undefined && gap <= head.seq && (head.firstMissing === undefined || head.firstMissing > gap)) {
+      afterSeq = Math.min(afterSeq ?? Infinity, gap - 1)
+    }
+    if (afterSeq !== undefined) out.push({ repoId: head.repoId, keyid: head.keyid, afterSeq })
   }
   return out
 }

@@ -17,6 +17,12 @@ export interface LogHead {
   keyid: string
   seq: number
   envelopeId: string
+  /**
+   * The lowest sequence number below `seq` that this log lacks, when it has a gap (gossip can
+   * deliver seq 5 before seq 4). Peers that hold it send the log from there. Omit when the log
+   * is complete from 0 to `seq` (or the source cannot tell: then gaps are never filled by sync).
+   */
+  firstMissing?: number
 }
 
 /**

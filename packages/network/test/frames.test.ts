@@ -94,4 +94,29 @@ describe('sync frames', () => {
       { repoId: 'demo', keyid: 'k4', afterSeq: 6 }
     ])
   })
+
+  it('fills a gap the peer reports (firstMissing) when we hold that seq', () => {
+    const ours: LogHead[] = [
+      { repoId: 'demo', keyid: 'g1', seq: 9, envelopeId: 'e9' }, // complete: fill the peer's gap at 3
+      { repoId: 'demo', keyid: 'g2', seq: 9, envelopeId: 'e9', firstMissing: 2 }, // we lack 2 as well: nothing
+      { repoId: 'demo', keyid: 'g3', seq: 9, envelopeId: 'e9', firstMissing: 6 }, // we hold 3 (our gap is later)
+      { repoId: 'demo', keyid: 'g4', seq: 2, envelopeId: 'e2' } // behind the peer, but holds its missing 1
+    ]
+    const theirs = new Map<string, LogHead>([
+      ['demo\ng1', { repoId: 'demo', keyid: 'g1', seq: 9, envelopeId: 'e9', firstMissing: 3 }],
+      ['demo\ng2', { repoId: 'demo', keyid: 'g2', seq: 9, envelopeId: 'e9', firstMissing: 2 }],
+      ['demo\ng3', { repoId: 'demo', keyid: 'g3', seq: 9, envelopeId: 'e9', firstMissing: 3 }],
+      ['demo\ng4', { repoId: 'demo', keyid: 'g4', seq: 8, envelopeId: 'e8', firstMissing: 1 }]
+    ])
+    expect(planTransfers(ours, theirs, new Set(['demo']))).toEqual([
+      { repoId: 'demo', keyid: 'g1', afterSeq: 2 },
+      { repoId: 'demo', keyid: 'g3', afterSeq: 2 },
+      { repoId: 'demo', keyid: 'g4', afterSeq: 0 }
+    ])
+  })
+
+  it('refuses a firstMissing that is not below seq', () => {
+    const frame = new TextEncoder().encode(JSON.stringify({ type: 'heads', repoIds: ['demo'], heads: [{ repoId: 'demo', keyid: 'k', seq: 3, envelopeId: 'e', firstMissing: 3 }] }))
+    expect(() => parseSyncFrame(frame)).toThrow(/firstMissing/)
+  })
 })

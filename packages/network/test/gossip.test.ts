@@ -113,4 +113,13 @@ describe('gossip', () => {
     expect(again.net.peerId).toBe(hub.net.peerId)
     await waitFor('the spoke to redial', () => spoke.net.connectedPeers().includes(hub.net.peerId), 15_000)
   })
+
+  it('bans a peer that floods past the rate limit, even with messages that are only ignored', async () => {
+    const hub = await nodes.start({ gossipRatePerPeer: 10, validate: async () => 'ignore' })
+    const flooder = await nodes.start({ bootstrapTo: [hub], gossipRatePerPeer: 100_000 })
+    expect(await flooder.net.waitForTopicPeers(REPO, 1, 10_000)).toBe(true)
+    for (let i = 0; i < 700 && flooder.net.topicPeers(REPO).length > 0; i++) await flooder.net.publish(REPO, makeEnvelope(REPO, 'k', i, 50))
+    await waitFor('the hub to ban the flooder', () => hub.net.stats().peersBanned === 1 && !hub.net.connectedPeers().includes(flooder.net.peerId))
+    expect(hub.net.stats().gossipAccepted + hub.net.stats().gossipRejected).toBe(0)
+  })
 })

@@ -44,7 +44,11 @@ export class MemorySyncSource implements SyncSource {
     const out: LogHead[] = []
     for (const log of this.logs.values()) {
       const last = log.entries[log.entries.length - 1]
-      if (last !== undefined) out.push({ repoId: log.repoId, keyid: log.keyid, seq: last.seq, envelopeId: last.id })
+      if (last === undefined) continue
+      const head: LogHead = { repoId: log.repoId, keyid: log.keyid, seq: last.seq, envelopeId: last.id }
+      const gap = log.entries.findIndex((e, i) => e.seq !== i) // entries are sorted by seq
+      if (gap >= 0) head.firstMissing = gap
+      out.push(head)
     }
     return out
   }

@@ -157,6 +157,47 @@ describe('sync protocol', () => {
     expect(a.net.stats().syncRounds).toBe(0)
   })
 
+  it('fills a gap in a log (seq 3 missing below the head) from a peer that holds it', async () => {
+    const a = await nodes.start({ source: sourceWith('key-a', 10), syncIntervalMs: 0 })
+    const bSource = new MemorySyncSource()
+    for (const e of a.source.logs.get(`${REPO}\nkey-a`)?.entries ?? []) if (e.seq !== 3) bSource.add(REPO, 'key-a', e.seq, e.data)
+    expect((await bSource.heads())[0]).toMatchObject({ seq: 9, firstMissing: 3 })
+    const b = await nodes.start({ source: bSource, bootstrapTo: [a], syncIntervalMs: 0 })
+    await waitFor('b to fill the gap', () => b.source.count() === 10)
+    expect((await b.source.heads())[0]?.firstMissing).toBeUndefined()
+  })
+
+  it('passes what one round brought on to the other peers at once (no wait for the periodic round)', async () => {
+    // a -- b -- c in a line; a holds 30 envelopes that b and c lack; no periodic sync
+    const a = await nodes.start({ source: sourceWith('key-a', 30), syncIntervalMs: 0 })
+    const c = await nodes.start({ syncIntervalMs: 0 })
+    const b = await nodes.start({ syncIntervalMs: 0, bootstrapTo: [c] })
+    await waitFor('b and c to connect', () => b.net.connectedPeers().includes(c.net.peerId))
+    await waitFor('the b-c connect round', () => b.net.stats().syncRounds >= 1)
+    await b.net.dial(a.net.multiaddrs()[0] as string)
+    await waitFor('c to get a\'s envelopes through b', () => c.source.count() === 30, 10_000)
+    expect(c.net.connectedPeers()).not.toContain(a.net.peerId)
+  })
+
+  it('bans a peer that keeps sending malformed sync frames', async () => {
+    const events: Array<{ event: string, fields: Record<string, unknown> }> = []
+    const a = await nodes.start({ source: sourceWith('key-a', 3), log: (event, fields) => { events.push({ event, fields }) } })
+    const raw = await rawPeer()
+    const ma = multiaddr(a.net.multiaddrs()[0])
+    for (let i = 0; i < 2; i++) {
+      const stream = await raw.dialProtocol(ma, SYNC_PROTOCOL)
+      stream.send(encodeFrame(new TextEncoder().encode('{"type":"heads", not json')))
+      await closed(stream, 5000)
+    }
+    await waitFor('the ban', () => a.net.stats().peersBanned === 1)
+    expect(a.net.stats().streamViolations).toBe(2)
+    expect(events.find(e => e.event === 'peer-banned')?.fields).toMatchObject({ peer: raw.peerId.toString() })
+    await waitFor('the hang-up', () => !a.net.connectedPeers().includes(raw.peerId.toString()))
+    // kept out: a new connection is refused
+    await expect(raw.dialProtocol(ma, SYNC_PROTOCOL, { signal: AbortSignal.timeout(5000) })).rejects.toThrow()
+    expect(a.net.connectedPeers()).not.toContain(raw.peerId.toString())
+  })
+
   it('aborts a round that exceeds syncTimeoutMs', async () => {
     const events: Array<{ event: string, fields: Record<string, unknown> }> = []
     const a = await nodes.start({ source: sourceWith('key-a', 3), syncTimeoutMs: 300, log: (event, fields) => { events.push({ event, fields }) } })

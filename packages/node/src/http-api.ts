@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { timingSafeEqual, createHash, createHmac } from 'node:crypto'
 import { isCommitSha, isRepoId, isSha256Hex, refObservers, type Decision } from '@quorate/core'
 import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
+import { redactUrl } from '@quorate/builder'
 import type { QuorateNode } from './node.js'
 import type { Logger } from './logger.js'
 
@@ -87,7 +88,11 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
         repositories: [...policy.repositories.keys()]
       })
     }],
-    ['GET', /^\/v1\/policy$/, async (_m, _r, res) => { sendJson(res, 200, { digest: policy.digest, policy: policy.document }) }],
+    ['GET', /^\/v1\/policy$/, async (_m, _r, res) => {
+      // Repository URLs may carry credentials: never serve them (the digest is of the real file).
+      const redacted = { ...policy.document, repositories: policy.document.repositories.map(r => ({ ...r, url: redactUrl(r.url) })) }
+      sendJson(res, 200, { digest: policy.digest, policy: redacted, urlsRedacted: true })
+    }],
     ['GET', /^\/v1\/repos$/, async (_m, _r, res) => {
       sendJson(res, 200, { repositories: [...policy.repositories.values()].map(r => ({ id: r.id, branches: r.branches, tags: r.tags, recipeDigest: r.recipeDigest ?? null, recipeFromRepo: r.recipeFromRepo })) })
     }],

@@ -211,7 +211,9 @@ async function viewHome () {
       rows.length === 0 ? note('This node\'s policy lists no repositories.') : table(null, ['Repository', 'Branches', 'Commits', 'Decisions', 'Latest commit'], rows, { 'data-testid': 'repo-table' })),
     section('policy', 'Network policy',
       h('dl', { class: 'facts' },
-        h('dt', null, 'Quorum'), h('dd', null, `${quorum.threshold ?? '?'} of ${orgs.length} organizations (${quorum.mode ?? 'majority'})`),
+        h('dt', null, 'Quorum'), h('dd', { 'data-testid': 'policy-quorum' }, typeof quorum.threshold === 'number'
+          ? `${quorum.threshold} of ${orgs.length} organizations (${quorum.mode ?? 'majority'})`
+          : `${Math.floor(orgs.length / 2) + 1} of ${orgs.length} organizations (${quorum.mode ?? 'majority'}; the default threshold, more than half)`),
         h('dt', null, 'Policy digest'), h('dd', null, code(p.digest))),
       table('Builders in the policy', ['Builder', 'Organization', 'Endpoint'], p.builders.map(b =>
         h('tr', { 'data-testid': 'policy-builder', 'data-builder': b.name }, h('th', { scope: 'row' }, b.name), h('td', null, b.org), h('td', null, b.endpoint === '' ? '—' : code(b.endpoint))))))
@@ -287,7 +289,7 @@ function legend () {
     ['voted', 'built a result; no result is trusted yet'],
     ['failed', 'signed a build failure (never a vote)'],
     ['equivocated', 'signed two different results or forked its log: not counted'],
-    ['none', 'no attestation from this builder yet']
+    ['none', 'no build result from this builder yet']
   ]
   return h('ul', { class: 'legend', 'aria-label': 'Legend' }, items.map(([r, text]) => h('li', null, resultBadge(r), ' ', text)))
 }
@@ -316,7 +318,8 @@ async function viewCommit (repoId, commit) {
   for (const v of dissenters) verdictFor.set(v.builder, { result: status === 'trusted' ? 'dissents' : 'voted', vote: v })
   for (const f of failures) if (!verdictFor.has(f.builder)) verdictFor.set(f.builder, { result: 'failed', failure: f })
   for (const e of equivocators) verdictFor.set(e.builder, { result: 'equivocated', equivocation: e })
-  const names = [...new Set([...verdictFor.keys(), ...notHeard])].filter(n => typeof n === 'string').sort()
+  // Every builder of the policy appears, including those heard from only through a ref observation.
+  const names = [...new Set([...state.policy.builders.map(b => b.name), ...verdictFor.keys(), ...notHeard])].filter(n => typeof n === 'string').sort()
   for (const name of names) {
     const v = verdictFor.get(name)
     const res = v?.result ?? 'none'
