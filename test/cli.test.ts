@@ -207,4 +207,22 @@ describe('a node facing bad input', () => {
       await stopNodeProcess(node)
     }
   })
+
+  it('attests an OCI image built deterministically from the output, so a pipeline can pin image@sha256 from the quorum', async () => {
+    const { node, repoId, commit, policyFile } = await oneNode('oci', { build: ['sh', 'build.sh'], output: 'dist', outputKind: 'oci', image: { refName: 'sample:1.0', config: { Cmd: ['/app.js'] } } })
+    await startNodeProcess(node, {})
+    try {
+      const d = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${commit}`); return r.decision.status === 'trusted' ? r : undefined }, { timeoutMs: 30_000, what: 'trusted' })
+      const image = d.decision.trusted.subjects.find((s: any) => s.mediaType === 'application/vnd.oci.image.manifest.v1+json')
+      expect(image.name).toBe('sample:1.0')
+      const r = await runCli(['verify', '--node', node.url, '--policy', policyFile, '--repo', repoId, '--commit', commit, '--image'])
+      expect(r.code).toBe(0)
+      expect(r.stdout.trim()).toBe(`sample:1.0@sha256:${image.digest.sha256}`)
+      // The manifest is in the signed output: its blob is listed under its own digest.
+      const files = JSON.parse(Buffer.from(await (await fetch(`${node.url}/v1/blobs/${d.decision.trusted.fileListSha256}`)).arrayBuffer()).toString())
+      expect(files.files.find((f: any) => f.path === `blobs/sha256/${image.digest.sha256}`)?.sha256).toBe(image.digest.sha256)
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
 })

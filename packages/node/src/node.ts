@@ -6,7 +6,7 @@ import {
   signStatement, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS, type BuilderKeyPair, type Decision, type LogPosition, type Policy, type RepositoryPolicy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import { Store, type BuildJob } from '@quorate/store'
-import { GitMirror, runBuild, detectSandbox } from '@quorate/builder'
+import { GitMirror, runBuild, detectSandbox, parseImageSpec } from '@quorate/builder'
 import { startNetwork, createPeerKey, type Network, type Verdict, type IncomingMessage } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, assertPrivateFile, type NodeConfig } from './config.js'
 import { EventBus } from './events.js'
@@ -93,6 +93,9 @@ function tamperedRecipe (recipe: Recipe): Recipe {
 export async function startNode (config: NodeConfig, logger: Logger): Promise<QuorateNode> {
   const policy = loadPolicyFile(config.policyFile)
   const key = loadBuilderKey(config.builderKeyFile)
+  for (const repo of policy.repositories.values()) {
+    if (repo.recipe?.recipe.image !== undefined) parseImageSpec(repo.recipe.recipe.image, `${config.policyFile}: repositories[${repo.id}].recipe.image`)
+  }
   const member = policy.keys.get(key.keyid)
   if (member === undefined) {
     logger.warn('key not in policy', { keyid: key.keyid, hint: 'this node verifies and relays but its attestations will not count until the network adds its public key to the policy' })
@@ -384,6 +387,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         if (bytes === undefined) return 'the commit has no .quorate/recipe.json, and the policy says the recipe comes from the repository'
         try {
           const parsed = parseRecipeSpec(parseJsonStrict(Buffer.from(bytes).toString('utf8'), '.quorate/recipe.json'), '.quorate/recipe.json')
+          if (parsed.recipe.image !== undefined) parseImageSpec(parsed.recipe.image, '.quorate/recipe.json: image')
           const limits = { ...parsed.limits }
           for (const k of Object.keys(limits) as Array<keyof typeof limits>) limits[k] = Math.min(limits[k], DEFAULT_RECIPE_LIMITS[k])
           return { recipe: parsed.recipe, limits }
@@ -445,6 +449,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         narSha256: o.narSha256,
         fileListSha256: o.fileListSha256,
         topLevelFiles: o.topLevelFiles,
+        ...(outcome.images !== undefined ? { images: outcome.images.map(i => ({ name: i.name, sha256: i.sha256.replace(/^sha256:/, '') })) } : {}),
         logSha256: outcome.log.sha256,
         fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
         builderId,
