@@ -234,8 +234,17 @@ describe('a local Quorate network', () => {
   it('picks up a new commit on every node and trusts it', async () => {
     const next = addCommit(repoDir, 'src/more.js', 'export const more = 1\n', 'more')
     const expected = await localDigest(next)
-    for (const n of net.nodes) {
-      await waitFor(async () => (await decision(n, next)).decision.trusted?.narSha256 === expected, { timeoutMs: 60_000, what: `${n.name} to trust the new commit` })
+    try {
+      for (const n of net.nodes) {
+        await waitFor(async () => (await decision(n, next)).decision.trusted?.narSha256 === expected, { timeoutMs: 60_000, what: `${n.name} to trust the new commit` })
+      }
+    } catch (err) {
+      // Leave the evidence in the CI log: what each node said about the network and the commit.
+      for (const n of net.nodes as Array<DevNode & { log?: string }>) {
+        const lines = (n.log ?? '').split('\n').filter(l => /network|decision|build|publish|ban|error/i.test(l)).slice(-25)
+        console.error(`--- ${n.name}\n${lines.join('\n')}`)
+      }
+      throw err
     }
     const verify = await runCli(['verify', '--node', byName('delta-1').url, '--policy', net.policyFile, '--repo', net.repoId, '--commit', next, '--digest', expected])
     expect(verify.code).toBe(0)

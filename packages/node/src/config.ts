@@ -21,6 +21,8 @@ export interface NodeConfig {
   backfill: number
   concurrency: number
   loopbackNetwork: boolean
+  /** Discover peers on the local network by multicast DNS (LANs only). */
+  mdns: boolean
   credentials: Record<string, { token?: string, sshKeyFile?: string }>
   /** Shared secret for POST /v1/webhook (forge push webhooks, X-Hub-Signature-256). */
   webhookSecret?: string
@@ -30,7 +32,7 @@ export interface NodeConfig {
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
 
-const ALLOWED = new Set(['name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify'])
+const ALLOWED = new Set(['name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -83,6 +85,7 @@ export function loadNodeConfig (file: string): NodeConfig {
   if (c.adminToken !== undefined && (typeof c.adminToken !== 'string' || c.adminToken.length < 16)) bad(file, 'adminToken', 'must be a string of at least 16 characters (e.g. from "openssl rand -hex 24")')
   if (c.sandbox !== undefined && c.sandbox !== 'bwrap' && c.sandbox !== 'none') bad(file, 'sandbox', 'must be "bwrap" (default) or "none" (no isolation: builds can read this node\'s files)')
   if (c.loopbackNetwork !== undefined && typeof c.loopbackNetwork !== 'boolean') bad(file, 'loopbackNetwork', 'must be true or false')
+  if (c.mdns !== undefined && typeof c.mdns !== 'boolean') bad(file, 'mdns', 'must be true or false')
   const credentials = (c.credentials ?? {}) as Record<string, { token?: string, sshKeyFile?: string }>
   if (typeof credentials !== 'object' || Array.isArray(credentials)) bad(file, 'credentials', 'must map repository ids to {token} or {sshKeyFile}')
   for (const [id, cred] of Object.entries(credentials)) {
@@ -115,6 +118,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     backfill: int('backfill', 10, 1, 10_000),
     concurrency: int('concurrency', 1, 1, 64),
     loopbackNetwork: c.loopbackNetwork === true,
+    mdns: c.mdns === true,
     credentials,
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),

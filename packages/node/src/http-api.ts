@@ -115,8 +115,13 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
     }],
     ['GET', /^\/v1\/blobs\/([^/]+)$/, async (m, _r, res) => {
       if (!isSha256Hex(m[1])) throw new HttpError(400, 'blob id must be a sha256 hex digest')
-      const blob = await store.getBlob(m[1])
-      if (blob === undefined) throw new HttpError(404, 'no such blob on this node')
+      let blob = await store.getBlob(m[1])
+      if (blob === undefined) {
+        // Any peer holding it can serve it: fetched by content address and checked by the network layer.
+        blob = await node.network.fetchBlob(m[1], { timeoutMs: 10_000 })
+        if (blob !== undefined) await store.putBlob(m[1], blob)
+      }
+      if (blob === undefined) throw new HttpError(404, 'no such blob on this node or its peers')
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength, 'x-content-type-options': 'nosniff' })
       res.end(blob)
     }],

@@ -214,6 +214,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     repoIds: [...policy.repositories.keys()],
     validate,
     sync: { heads: async () => await store.logHeads(), envelopesAfter: (r, k, s) => store.envelopesAfter(r, k, s) },
+    blobs: { get: async (sha256) => await store.getBlob(sha256) },
+    mdns: config.mdns,
     log: (event, fields) => { if (/connect|ban|graylist/.test(event)) logger.info(`network ${event}`, fields); else logger.debug(`network ${event}`, fields) }
   })
   logger.info('network started', { peerId: network.peerId, addrs: network.multiaddrs().join(' ') })
