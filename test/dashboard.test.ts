@@ -104,8 +104,8 @@ beforeAll(async () => {
     return r.decision.status === 'trusted' && r.decision.results.length === 2 ? r.decision : undefined
   }, { timeoutMs: 90_000, what: 'a trusted decision with the dissent heard' })
   trustedDigest = d.trusted.narSha256
-  // The file the compromised builder changed, from each builder's own file list (a node holds
-  // only the lists of its own builds).
+  // The file the compromised builder changed, computed here from the file list each builder's
+  // own node holds, independently of the page.
   const bad = d.results.find((r: { narSha256: string }) => r.narSha256 !== trustedDigest)
   const honest = await fileList(node('alpha-ci'), d.trusted.fileListSha256)
   const tampered = await fileList(node('mallory-ci'), bad.fileListSha256)

@@ -235,8 +235,8 @@ export class Store {
       const seq = Number(seqText)
       const head = heads.get(log)
       if ((head === undefined && seq !== 0) || (head !== undefined && seq !== head.seq + 1)) {
+        // A log without seq 0 has no contiguous prefix: it is left out, so peers send all of it.
         broken.add(log)
-        if (head === undefined) heads.set(log, { repoId, keyid, seq: -1, envelopeId: '' })
         continue
       }
       heads.set(log, { repoId, keyid, seq, envelopeId: v.slice(0, v.indexOf(SEP)) })
