@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 // @ts-expect-error plain JS helper shared with the demo
 import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+import { detectSandbox } from '@quorate/builder'
+import { execFileSync } from 'node:child_process'
 
 let work: string
 beforeAll(() => { work = mkdtempSync(join(tmpdir(), 'quorate-durable-')) })
@@ -81,6 +83,30 @@ describe('durability', () => {
       expect(after.decision.ignored.some((i: any) => i.keyid === node.member.keyid && /revoked key/.test(i.reason))).toBe(true)
       const status = await getJson(`${node.url}/v1/status`)
       expect(status.keyid).toBe(after.decision.supporters[0].keyid)
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
+
+  it('resumes a build that was running when the node was killed with SIGKILL, leaving no build process behind', async () => {
+    const repo = join(work, 'resume-repo')
+    const commit = createSampleRepo(repo)
+    const sandbox = (await detectSandbox()) ?? 'none'
+    const marker = `quorate-resume-marker-${process.pid}`
+    const net = await initNetwork({ dir: join(work, 'resume'), repoUrl: repo, pollSeconds: 1, sandbox, recipe: { build: ['sh', '-c', `sleep 4 # ${marker}\nsh build.sh`], output: 'dist', outputKind: 'dir' }, builders: [{ name: 'phoenix', org: 'p' }] })
+    const node = net.nodes[0]
+    try {
+      await startNodeProcess(node, {})
+      await waitFor(() => /build started/.test(node.log ?? ''), { timeoutMs: 20_000, what: 'the build to start' })
+      node.child.kill('SIGKILL')
+      await node.exited
+      const stray = (): string => { try { return execFileSync('pgrep', ['-f', marker], { encoding: 'utf8' }) } catch { return '' } }
+      if (sandbox === 'bwrap') await waitFor(() => stray() === '', { timeoutMs: 5_000, what: 'the sandboxed build to die with its node' })
+      node.log = ''
+      await startNodeProcess(node, {})
+      const d = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${net.repoId}/commits/${commit}`); return r.decision.status === 'trusted' ? r : undefined }, { timeoutMs: 40_000, what: 'the resumed build to be trusted' })
+      expect(node.log).toMatch(/build started/)
+      expect(buildsBy(d.envelopes, node.member.keyid)).toHaveLength(1)
     } finally {
       await stopNodeProcess(node)
     }

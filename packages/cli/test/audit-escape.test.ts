@@ -1,0 +1,40 @@
+import { describe, it, expect } from 'vitest'
+import { md, term, renderMarkdown, renderText, type AuditFinding } from '../src/audit.js'
+
+const hostile = 'evil\u001b[2J\n| <img src=x onerror=alert(1)> [link](http://x) `code` *b*'
+
+function finding (): AuditFinding {
+  return {
+    repoId: 'hello',
+    commit: 'a'.repeat(40),
+    status: 'disputed',
+    summary: 'disputed',
+    trustedNarSha256: null,
+    builds: [{ builder: hostile, org: hostile, narSha256: 'b'.repeat(64), resultKey: 'r', fileListSha256: 'c'.repeat(64), recipeDigest: 'd'.repeat(64), fingerprint: {} }],
+    differences: [{ narSha256: 'e'.repeat(64), builders: [hostile], against: 'b'.repeat(64), diff: { added: [{ path: hostile, type: 'file', size: 1, sha256: 'f'.repeat(64) }], removed: [], changed: [] } }],
+    fingerprintDifferences: [{ field: 'cpuModel', values: { a: hostile, b: 'x' } }],
+    recipeMismatches: [],
+    failures: [{ builder: 'a', org: 'o', envelopeId: 'e', reason: hostile, exitStatus: 1, timedOut: false }],
+    conflictedOrgs: [],
+    equivocations: []
+  }
+}
+
+describe('audit output escaping', () => {
+  it('never lets a signer\'s string move the terminal or break a line', () => {
+    expect(term(hostile)).not.toMatch(/[\u0000-\u001f]/)
+    const text = renderText([finding()])
+    expect(text).not.toContain('\u001b')
+    expect(text.split('\n').every(line => !line.includes('\u001b'))).toBe(true)
+  })
+
+  it('never lets a signer\'s string become Markdown or HTML: no tags, links, table breaks or code spans', () => {
+    expect(md('<b>|x|</b>')).toBe('\\<b\\>\\|x\\|\\</b\\>')
+    const out = renderMarkdown([finding()])
+    expect(out).not.toMatch(/(?<!\\)<img/)
+    expect(out).toContain("\\<img")
+    expect(out).not.toMatch(/[^\\]\[link\]/)
+    // Every table row still has exactly its columns: the hostile "|" is escaped.
+    for (const row of out.split('\n').filter(l => l.startsWith('| added'))) expect(row.split(/(?<!\\)\|/).length).toBe(6)
+  })
+})
