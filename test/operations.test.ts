@@ -51,9 +51,13 @@ const commitUrl = (net: any, i: number, c: string): string => `${net.nodes[i].ur
 describe('operations', () => {
   it('serves Prometheus metrics for builds, attestations, peers and decisions', async () => {
     await waitFor(async () => (await getJson(commitUrl(trustedNet, 0, first))).decision.results.length === 2, { timeoutMs: 60_000, what: 'all three builds' })
-    const res = await fetch(`${trustedNet.nodes[0].url}/metrics`)
-    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0.0.4/)
-    const text = await res.text()
+    // Decisions are recomputed a moment after the envelopes arrive.
+    const text = await waitFor(async () => {
+      const res = await fetch(`${trustedNet.nodes[0].url}/metrics`)
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0.0.4/)
+      const body = await res.text()
+      return /^quorate_decisions\{status="trusted"\} 1$/m.test(body) ? body : undefined
+    }, { timeoutMs: 10_000, what: 'the trusted decision in the metrics' })
     expect(text).toMatch(/^quorate_builds_total\{outcome="success"\} 1$/m)
     expect(text).toMatch(/^quorate_attestations_total\{reason="(gossip|sync)",verdict="accepted"\} [1-9]/m)
     expect(text).toMatch(/^quorate_peers 2$/m)

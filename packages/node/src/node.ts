@@ -145,6 +145,26 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     return out
   }
 
+  // Decisions are recomputed once per commit per tick, however many envelopes arrive for it
+  // (a catch-up delivers thousands back to back).
+  const decisionsDue = new Set<string>()
+  let decisionTimer: NodeJS.Timeout | undefined
+  function scheduleDecision (repoId: string, commit: string): void {
+    decisionsDue.add(`${repoId}@${commit}`)
+    decisionTimer ??= setTimeout(() => {
+      decisionTimer = undefined
+      const due = [...decisionsDue]
+      decisionsDue.clear()
+      void (async () => {
+        for (const k of due) {
+          if (stopping) return
+          const at = k.indexOf('@')
+          await announceDecision(k.slice(0, at), k.slice(at + 1)).catch(err => logger.error('decision failed', { error: (err as Error).message }))
+        }
+      })()
+    }, 50)
+  }
+
   async function announceDecision (repoId: string, commit: string): Promise<void> {
     const { decision } = await decide(repoId, commit)
     const k = `${repoId}@${commit}`
@@ -201,7 +221,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       notify({ type: 'equivocation', repoId: v.attestation.repoId, commit: v.attestation.commit, builder: v.builder, summary: `builder "${v.builder}" signed two different envelopes at position ${v.attestation.log.seq} of its log` })
     }
     events.emit({ type: 'attestation', repoId: v.attestation.repoId, commit: v.attestation.commit, envelopeId: v.id, builder: v.builder, kind: v.attestation.kind, via: msg.via })
-    void announceDecision(v.attestation.repoId, v.attestation.commit).catch(err => logger.error('decision failed', { error: (err as Error).message }))
+    scheduleDecision(v.attestation.repoId, v.attestation.commit)
     return 'accept'
   }
 
@@ -238,7 +258,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         }
         verifiedIds.add(signed.id)
         events.emit({ type: 'attestation', repoId, commit: check.verified.attestation.commit, envelopeId: signed.id, builder: check.verified.builder, kind: check.verified.attestation.kind, via: 'self' })
-        void announceDecision(repoId, check.verified.attestation.commit).catch(() => {})
+        scheduleDecision(repoId, check.verified.attestation.commit)
       } else {
         logger.warn('own attestation not counted', { reason: check.reason })
       }
@@ -577,7 +597,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     stop: async () => {
       if (stopping) return
       stopping = true
-      clearInterval(pollTimer); clearInterval(retryTimer); clearInterval(publishTimer); clearInterval(queueTimer)
+      clearInterval(pollTimer); clearInterval(retryTimer); clearInterval(publishTimer); clearInterval(queueTimer); clearTimeout(decisionTimer)
       abort.abort()
       await http?.close()
       await polling?.catch(() => {})
