@@ -6,19 +6,9 @@ import {
 import { lstat, mkdir, readdir } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { Buffer, isUtf8 } from 'node:buffer'
-import { QuorateError, canonicalBytes } from '@quorate/core'
+import { QuorateError, canonicalBytes, type FileListEntry } from '@quorate/core'
 
-/** One entry of a file list (DESIGN.md "The result and its digest"). */
-export interface FileListEntry {
-  /** Relative to the output root, '/'-separated; a single-file output is listed under its basename. */
-  path: string
-  type: 'file' | 'symlink' | 'dir'
-  /** Owner-execute bit; only `true` is ever written. */
-  executable?: boolean
-  size?: number
-  sha256?: string
-  target?: string
-}
+export type { FileListEntry }
 
 export interface FileList {
   version: 1

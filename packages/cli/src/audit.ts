@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync, symlinkSync, chmodSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { dirname, join } from 'node:path'
-import { decideQuorum, diffFileLists, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntryLike, type Policy } from '@quorate/core'
+import { decideQuorum, diffFileLists, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntry, type Policy } from '@quorate/core'
 import { gatherFromNodes } from './verify.js'
 
 /** One builder's build for the audited commit, as read from its signed envelope. */
@@ -46,9 +46,9 @@ async function fetchVerified (urls: string[], path: string, sha256: string): Pro
   return undefined
 }
 
-export async function fetchFileListFrom (urls: string[], sha256: string): Promise<{ files: FileListEntryLike[] } | undefined> {
+export async function fetchFileListFrom (urls: string[], sha256: string): Promise<{ files: FileListEntry[] } | undefined> {
   const body = await fetchVerified(urls, `/v1/blobs/${sha256}`, sha256)
-  return body === undefined ? undefined : JSON.parse(body.toString('utf8')) as { files: FileListEntryLike[] }
+  return body === undefined ? undefined : JSON.parse(body.toString('utf8')) as { files: FileListEntry[] }
 }
 
 function flatten (value: unknown, prefix: string, out: Record<string, string>): void {

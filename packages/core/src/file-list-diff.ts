@@ -1,7 +1,9 @@
-/** A file list entry as DESIGN.md gives it (the builder writes them; auditors compare them). */
-export interface FileListEntryLike {
+/** One entry of a file list (DESIGN.md "The result and its digest"): the builder writes them, auditors compare them. */
+export interface FileListEntry {
+  /** Relative to the output root, '/'-separated; a single-file output is listed under its basename. */
   path: string
   type: 'file' | 'symlink' | 'dir'
+  /** Owner-execute bit; only `true` is ever written. */
   executable?: boolean
   size?: number
   sha256?: string
@@ -10,16 +12,16 @@ export interface FileListEntryLike {
 
 export interface FileChange {
   path: string
-  before: FileListEntryLike
-  after: FileListEntryLike
+  before: FileListEntry
+  after: FileListEntry
   /** Which attributes differ: content, type, executable bit, symlink target. */
   differs: Array<'content' | 'type' | 'executable' | 'target'>
 }
 
-export interface FileListDiff { added: FileListEntryLike[], removed: FileListEntryLike[], changed: FileChange[] }
+export interface FileListDiff { added: FileListEntry[], removed: FileListEntry[], changed: FileChange[] }
 
 /** File-level difference between two builders' outputs: what `after` has that `before` does not. */
-export function diffFileLists (before: { files: FileListEntryLike[] }, after: { files: FileListEntryLike[] }): FileListDiff {
+export function diffFileLists (before: { files: FileListEntry[] }, after: { files: FileListEntry[] }): FileListDiff {
   const a = new Map(before.files.map(f => [f.path, f]))
   const b = new Map(after.files.map(f => [f.path, f]))
   const added = after.files.filter(f => !a.has(f.path))

@@ -36,4 +36,4 @@ export type { Decision, DecisionStatus, DecideInput, ResultSummary, BuilderVote,
 export { signStatement } from './sign.js'
 export type { SignedAttestation } from './sign.js'
 export { diffFileLists } from './file-list-diff.js'
-export type { FileListDiff, FileChange, FileListEntryLike } from './file-list-diff.js'
+export type { FileListDiff, FileChange, FileListEntry } from './file-list-diff.js'

@@ -73,11 +73,24 @@ export class FrameReader {
       this.notify()
       return
     }
+    // Decide about pausing after the current dispatch: a stream's resume() first hands us what it
+    // buffered while paused and only then re-opens the yamux window, so pausing from inside that
+    // dispatch would be undone at once and the remote could overrun the 4 MiB read buffer.
+    if (!this.pauseCheckQueued) {
+      this.pauseCheckQueued = true
+      queueMicrotask(this.pauseIfFull)
+    }
+    this.notify()
+  }
+
+  private pauseCheckQueued = false
+
+  private readonly pauseIfFull = (): void => {
+    this.pauseCheckQueued = false
     if (!this.paused && this.queuedBytes + this.decoder.bufferedBytes > READ_HIGH_WATER_BYTES && this.stream.readStatus === 'readable') {
       this.stream.pause()
       this.paused = true
     }
-    this.notify()
   }
 
   private readonly onEnd = (): void => {
