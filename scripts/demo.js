@@ -70,6 +70,7 @@ try {
     say(`${n.tag} started (pid ${n.child.pid}), API ${n.url}`)
   }))
   const observer = net.nodes[0]
+  say(`dashboard (while the demo runs): ${observer.url}/ ; metrics: ${observer.url}/metrics`)
   const shown = new Map()
   async function showDecisions () {
     const { commits } = await getJson(`${observer.url}/v1/repos/${net.repoId}/commits`)
