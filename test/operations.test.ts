@@ -4,6 +4,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { createHmac } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hashOutput } from '@quorate/builder'
@@ -16,6 +17,8 @@ let repo: string
 let first: string
 let trustedNet: any
 let disputedNet: any
+let hookServer: Server
+const hookBodies: string[] = []
 const SECRET = 'webhook-secret-0123456789'
 const noticeFile = (): string => join(work, 'notices.jsonl')
 
@@ -37,12 +40,20 @@ beforeAll(async () => {
   const notifier = join(work, 'notify.sh')
   writeFileSync(notifier, `#!/bin/sh\ncat >> ${noticeFile()}\n`, { mode: 0o755 })
   disputedNet = await initNetwork({ dir: join(work, 'disputed'), repoUrl: repo, pollSeconds: 1, builders: [{ name: 'x1', org: 'x' }, { name: 'y1', org: 'y', tamper: true }] })
-  editConfig(disputedNet.nodes[0], c => { c.notify = { command: [notifier] } })
+  hookServer = createServer((req, res) => {
+    let body = ''
+    req.on('data', d => { body += String(d) })
+    req.on('end', () => { hookBodies.push(body); res.writeHead(204); res.end() })
+  })
+  await new Promise<void>(resolve => hookServer.listen(0, '127.0.0.1', resolve))
+  const hookUrl = `http://127.0.0.1:${(hookServer.address() as { port: number }).port}/quorate`
+  editConfig(disputedNet.nodes[0], c => { c.notify = { command: [notifier], webhookUrl: hookUrl } })
   await Promise.all([...trustedNet.nodes, ...disputedNet.nodes].map(async (n: any) => await startNodeProcess(n, {})))
 }, 120_000)
 
 afterAll(async () => {
   await Promise.all([...(trustedNet?.nodes ?? []), ...(disputedNet?.nodes ?? [])].map(async (n: any) => await stopNodeProcess(n)))
+  hookServer?.close()
   rmSync(work, { recursive: true, force: true })
 })
 
@@ -98,12 +109,14 @@ describe('operations', () => {
     expect((await runCli(['which', 'f'.repeat(64), '--node', trustedNet.nodes[2].url])).code).toBe(1)
   })
 
-  it('notifies when a decision becomes disputed', async () => {
+  it('notifies a command and a webhook when a decision becomes disputed', async () => {
     const d = await waitFor(async () => { const r = await getJson(commitUrl(disputedNet, 0, first)); return r.decision.status === 'disputed' ? r : undefined }, { timeoutMs: 60_000, what: 'a dispute' })
     expect(d.decision.results).toHaveLength(2)
     await waitFor(() => existsSync(noticeFile()) && readFileSync(noticeFile(), 'utf8').includes('"disputed"'), { timeoutMs: 10_000, what: 'the notice' })
     const notice = JSON.parse(readFileSync(noticeFile(), 'utf8').trim().split('\n')[0])
     expect(notice).toMatchObject({ type: 'disputed', repoId: disputedNet.repoId, commit: first, node: 'x1' })
+    await waitFor(() => hookBodies.length > 0, { timeoutMs: 10_000, what: 'the notification webhook' })
+    expect(JSON.parse(hookBodies[0])).toMatchObject({ type: 'disputed', repoId: disputedNet.repoId, commit: first, node: 'x1' })
   })
 
   it('audits the dispute down to the file the compromised builder changed, as text, Markdown and JSON', async () => {
