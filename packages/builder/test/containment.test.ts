@@ -1,11 +1,8 @@
-import { describe, it, expect, afterEach, beforeAll } from 'vitest'
+import { describe, it, expect, beforeAll } from 'vitest'
 import { join } from 'node:path'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { DEFAULT_RECIPE_LIMITS, type Recipe, type RecipeLimits } from '@quorate/core'
-import { GitMirror, runBuild, type BuildOutcome, type BuildRequest } from '../src/index.js'
+import { DEFAULT_RECIPE_LIMITS, type RecipeLimits } from '@quorate/core'
 import { createBuildCgroup, diskUsage } from '../src/containment.js'
-import { tempDirs, makeRepo, commitFiles, processesWith, execFileP } from './helpers.js'
+import { sandboxedBuildFixture, processesWith, execFileP } from './helpers.js'
 
 // Builds that try to exhaust the host: a fork bomb, an endless file, memory, an escaped
 // process. These need a host where the node (root here) can create cgroups with the pids and
@@ -15,34 +12,12 @@ const LIMITS: RecipeLimits = { ...DEFAULT_RECIPE_LIMITS, timeoutSeconds: 20, max
 const MiB = 1024 * 1024
 
 describe('resource containment', () => {
-  const temp = tempDirs()
-  let mirror: GitMirror
-  let commit: string
+  const { temp, build } = sandboxedBuildFixture('quorate-contain', LIMITS)
   let cgroups = false
-  afterEach(temp.cleanup)
-
   beforeAll(async () => {
     const probe = await createBuildCgroup({ maxProcesses: 8, memoryBytes: 64 * MiB })
     cgroups = probe !== null
     await probe?.remove()
-    const root = await mkdtemp(join(tmpdir(), 'quorate-contain-repo-'))
-    const repo = await makeRepo(join(root, 'repo'))
-    commit = await commitFiles(repo, { 'in.txt': 'input\n' }, 'project', 1_700_000_000)
-    mirror = new GitMirror({ url: repo, dir: join(root, 'mirror.git') })
-    await mirror.fetch()
-    return async () => { await rm(root, { recursive: true, force: true }) }
-  })
-
-  const build = async (recipe: Partial<Recipe>, extra: Partial<BuildRequest> = {}): Promise<BuildOutcome> => await runBuild({
-    repoId: 'demo',
-    commit,
-    ref: 'refs/heads/main',
-    mirror,
-    workDir: join(await temp.make('quorate-contain-work-'), 'work'),
-    recipe: { build: ['true'], output: 'out', outputKind: 'dir', ...recipe },
-    limits: LIMITS,
-    sandbox: 'bwrap',
-    ...extra
   })
 
   /** This process's build cgroups still on the host (they must all be removed after each build). */

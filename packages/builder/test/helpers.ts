@@ -1,3 +1,5 @@
+import { afterEach, beforeAll } from 'vitest'
+import { GitMirror, runBuild } from '../src/index.js'
 import { mkdtemp, rm, mkdir, writeFile, symlink, chmod } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -88,4 +90,38 @@ export async function processesWith (marker: string): Promise<string[]> {
   } catch {
     return [] // pgrep exits 1 when nothing matches
   }
+}
+
+/**
+ * A one-commit repository and its fetched mirror for a describe block, and a `build` that runs
+ * the recipe on it under bubblewrap in a fresh work dir (shared by the sandbox and containment tests).
+ */
+export function sandboxedBuildFixture (prefix: string, limits: import('@quorate/core').RecipeLimits): {
+  temp: ReturnType<typeof tempDirs>
+  build: (recipe: Partial<import('@quorate/core').Recipe>, extra?: Partial<import('../src/index.js').BuildRequest>) => Promise<import('../src/index.js').BuildOutcome>
+} {
+  const temp = tempDirs()
+  let mirror: import('../src/index.js').GitMirror
+  let commit: string
+  afterEach(temp.cleanup)
+  beforeAll(async () => {
+    const root = await mkdtemp(join(tmpdir(), `${prefix}-repo-`))
+    const repo = await makeRepo(join(root, 'repo'))
+    commit = await commitFiles(repo, { 'in.txt': 'input\n' }, 'project', 1_700_000_000)
+    mirror = new GitMirror({ url: repo, dir: join(root, 'mirror.git') })
+    await mirror.fetch()
+    return async () => { await rm(root, { recursive: true, force: true }) }
+  })
+  const build = async (recipe: Partial<import('@quorate/core').Recipe>, extra: Partial<import('../src/index.js').BuildRequest> = {}): Promise<import('../src/index.js').BuildOutcome> => await runBuild({
+    repoId: 'demo',
+    commit,
+    ref: 'refs/heads/main',
+    mirror,
+    workDir: join(await temp.make(`${prefix}-work-`), 'work'),
+    recipe: { build: ['true'], output: 'out', outputKind: 'dir', ...recipe },
+    limits,
+    sandbox: 'bwrap',
+    ...extra
+  })
+  return { temp, build }
 }

@@ -1,44 +1,18 @@
-import { describe, it, expect, afterEach, beforeAll } from 'vitest'
+import { describe, it, expect } from 'vitest'
 import { join } from 'node:path'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
-import { tmpdir } from 'node:os'
 import { DEFAULT_RECIPE_LIMITS, type Recipe, type RecipeLimits } from '@quorate/core'
-import { GitMirror, runBuild, detectSandbox, type BuildOutcome, type BuildRequest } from '../src/index.js'
-import { tempDirs, makeRepo, commitFiles, processesWith } from './helpers.js'
+import { detectSandbox } from '../src/index.js'
+import { sandboxedBuildFixture, processesWith } from './helpers.js'
 
 // These tests need bubblewrap (apt-get install bubblewrap) and a kernel that allows it to
 // create namespaces; detectSandbox() failing is itself a failure here.
 const LIMITS: RecipeLimits = { ...DEFAULT_RECIPE_LIMITS, timeoutSeconds: 30, maxLogBytes: 64 * 1024 }
 
 describe('runBuild in the bubblewrap sandbox', () => {
-  const temp = tempDirs()
-  let mirror: GitMirror
-  let commit: string
-  let root: string
-  afterEach(temp.cleanup)
-
-  beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'quorate-sandbox-repo-'))
-    const repo = await makeRepo(join(root, 'repo'))
-    commit = await commitFiles(repo, { 'in.txt': 'input\n' }, 'project', 1_700_000_000)
-    mirror = new GitMirror({ url: repo, dir: join(root, 'mirror.git') })
-    await mirror.fetch()
-    return async () => { await rm(root, { recursive: true, force: true }) }
-  })
-
-  const build = async (recipe: Partial<Recipe>, extra: Partial<BuildRequest> = {}): Promise<BuildOutcome> => await runBuild({
-    repoId: 'demo',
-    commit,
-    ref: 'refs/heads/main',
-    mirror,
-    workDir: join(await temp.make('quorate-sandbox-work-'), 'work'),
-    recipe: { build: ['true'], output: 'out', outputKind: 'dir', ...recipe },
-    limits: LIMITS,
-    sandbox: 'bwrap',
-    ...extra
-  })
+  const { temp, build } = sandboxedBuildFixture('quorate-sandbox', LIMITS)
 
   it('is available here', async () => {
     expect(await detectSandbox()).toBe('bwrap')
