@@ -77,6 +77,26 @@ describe('operations', () => {
     expect(text).toMatch(/^# TYPE quorate_attestation_latency_seconds histogram$/m)
   })
 
+  it('streams numbered events, and replays what a reconnecting client missed (Last-Event-ID)', async () => {
+    const ctl = new AbortController()
+    const res = await fetch(`${trustedNet.nodes[0].url}/v1/events`, { headers: { 'last-event-id': '0' }, signal: ctl.signal })
+    expect(res.headers.get('content-type')).toBe('text/event-stream')
+    const reader = res.body!.getReader()
+    let text = ''
+    const deadline = Date.now() + 10_000
+    while (!/id: 1\nevent: \w+\ndata: \{/.test(text) || !text.includes('event: decision')) {
+      if (Date.now() > deadline) break
+      const { value, done } = await reader.read()
+      if (done) break
+      text += Buffer.from(value).toString('utf8')
+    }
+    ctl.abort()
+    // Everything since the node started: its own builds, attestations and decisions.
+    expect(text).toMatch(/^id: 1$/m)
+    expect(text).toMatch(/^event: decision$/m)
+    expect(text).toMatch(/^event: attestation$/m)
+  })
+
   it('builds a pushed commit as soon as a correctly signed webhook arrives, and refuses a forged one', async () => {
     const next = addCommit(repo, 'src/webhook.js', 'export const hook = 1\n', 'webhook commit')
     const body = JSON.stringify({ ref: 'refs/heads/main', after: next })

@@ -6,6 +6,7 @@ import { isCommitSha, isRepoId, isSha256Hex, refObservers, type Decision } from 
 import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
 import { redactUrl } from '@quorate/builder'
 import type { QuorateNode } from './node.js'
+import type { NodeEvent } from './events.js'
 import type { Logger } from './logger.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
@@ -135,7 +136,11 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
     ['GET', /^\/v1\/events$/, async (_m, req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
       res.write(': quorate events\n\n')
-      const unsubscribe = node.events.subscribe(e => { res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`) })
+      const write = (e: NodeEvent, id: number): void => { res.write(`id: ${id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`) }
+      // A reconnecting client (EventSource sends Last-Event-ID) gets what it missed first.
+      const last = Number(req.headers['last-event-id'])
+      if (Number.isSafeInteger(last) && last >= 0) for (const h of node.events.since(last)) write(h.event, h.id)
+      const unsubscribe = node.events.subscribe(write)
       const ping = setInterval(() => res.write(': ping\n\n'), 15_000)
       req.on('close', () => { clearInterval(ping); unsubscribe() })
     }],
