@@ -6,14 +6,11 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { noise } from '@chainsafe/libp2p-noise'
 import type { Libp2p, Stream } from '@libp2p/interface'
-import { tcp } from '@libp2p/tcp'
-import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import { keyPairFromSeed, makeProvenanceStatement, makeRefObservationStatement, signStatement, type BuilderKeyPair, type Envelope } from '@quorate/core'
 import { startNetwork, createPeerKey, SYNC_PROTOCOL, type Network } from '@quorate/network'
+import { createRawPeer } from '../packages/network/test/helpers.js'
 // @ts-expect-error plain JS helper shared with the demo
 import { createSampleRepo, addCommit, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, sleep } from '../scripts/devnet.js'
 
@@ -60,15 +57,9 @@ async function gossipAttacker (to: DevNode): Promise<Network> {
   return attacker
 }
 
-/** A bare libp2p peer (no Quorate code) to speak broken sync. */
+/** A bare libp2p peer (no Quorate code) to speak broken sync; stopped after the test. */
 async function rawPeer (): Promise<Libp2p> {
-  const node = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] }
-  })
+  const node = await createRawPeer()
   rawPeers.push(node)
   return node
 }

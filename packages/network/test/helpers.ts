@@ -1,4 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto'
+import { noise } from '@chainsafe/libp2p-noise'
+import type { Libp2p } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p } from 'libp2p'
 import { createPeerKey, startNetwork } from '../src/index.js'
 import type { IncomingMessage, LogHead, Network, NetworkInit, SyncSource, Verdict } from '../src/index.js'
 
@@ -133,4 +138,15 @@ export async function waitFor (what: string, condition: () => boolean, timeoutMs
 
 export async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/** A bare libp2p peer (no Quorate code) to speak broken sync at a real node; the caller stops it. */
+export async function createRawPeer (): Promise<Libp2p> {
+  return await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] }
+  })
 }

@@ -1,13 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { noise } from '@chainsafe/libp2p-noise'
 import type { Libp2p, Stream, StreamCloseEvent } from '@libp2p/interface'
-import { tcp } from '@libp2p/tcp'
-import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import { SYNC_PROTOCOL } from '../src/index.js'
 import { encodeFrame } from '../src/frames.js'
-import { MemorySyncSource, REPO, TestNodes, makeEnvelope, sleep, storingValidator, waitFor } from './helpers.js'
+import { MemorySyncSource, REPO, TestNodes, createRawPeer, makeEnvelope, sleep, storingValidator, waitFor } from './helpers.js'
 
 const nodes = new TestNodes()
 const rawNodes: Libp2p[] = []
@@ -22,15 +18,9 @@ function sourceWith (keyid: string, count: number, from = 0): MemorySyncSource {
   return source
 }
 
-/** A bare libp2p node (no Quorate code) to speak broken sync at a real node. */
+/** A bare libp2p peer (no Quorate code) to speak broken sync; stopped after the test. */
 async function rawPeer (): Promise<Libp2p> {
-  const node = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] }
-  })
+  const node = await createRawPeer()
   rawNodes.push(node)
   return node
 }
