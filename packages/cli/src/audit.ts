@@ -64,7 +64,7 @@ export async function auditCommit (policy: Policy, nodes: string[], repoId: stri
   const evidence = await gatherFromNodes(nodes, repoId, commit)
   if (!evidence.nodes.some(n => n.ok)) throw new QuorateError('HTTP_FAILED', `no node answered for ${repoId}@${commit}: ${evidence.nodes.map(n => `${n.url}: ${n.error ?? ''}`).join('; ')}`)
   const decision = decideQuorum({ policy, repoId, commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
-  const counted = new Set([...decision.supporters, ...decision.dissenters].map(v => v.envelopeId))
+  const counted = new Set(decision.votes.map(v => v.envelopeId))
   const builds: AuditBuild[] = []
   for (const raw of evidence.envelopes) {
     try {
@@ -73,7 +73,7 @@ export async function auditCommit (policy: Policy, nodes: string[], repoId: stri
       const a = parseAttestation(parsed.payloadBytes)
       const key = policy.keys.get(parsed.keyid)
       if (a.kind !== 'build' || key === undefined || builds.some(b => b.builder === key.builder && b.resultKey === a.resultDigest)) continue
-      const vote = [...decision.supporters, ...decision.dissenters].find(v => v.envelopeId === parsed.id)!
+      const vote = decision.votes.find(v => v.envelopeId === parsed.id)!
       builds.push({ builder: key.builder, org: key.org, narSha256: a.narSha256, resultKey: vote.resultKey, fileListSha256: a.fileListSha256, recipeDigest: a.recipeDigest, fingerprint: a.fingerprint })
     } catch {}
   }

@@ -189,7 +189,7 @@ async function viewHome () {
     let commits = []
     try { commits = (await getJson(`/v1/repos/${encodeURIComponent(repo.id)}/commits`))?.commits ?? [] } catch { /* shown as no commits */ }
     const latest = commits[0]
-    const counts = { trusted: 0, disputed: 0, pending: 0 }
+    const counts = { trusted: 0, disputed: 0, failed: 0, pending: 0 }
     for (const c of commits) counts[M.statusOf(c?.status)]++
     return h('tr', { 'data-testid': 'repo-row', 'data-repo': repo.id },
       h('th', { scope: 'row' }, h('a', { href: M.repoHref(repo.id) }, repo.id)),
@@ -197,7 +197,7 @@ async function viewHome () {
       h('td', null, String(commits.length)),
       h('td', { class: 'counts' },
         h('span', { class: 'count count-trusted' }, `${counts.trusted} trusted`), ' ',
-        h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' ',
+        h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' ', h('span', { class: 'count count-failed' }, `${counts.failed} failed`), ' ',
         h('span', { class: 'count count-pending' }, `${counts.pending} pending`)),
       h('td', null, latest !== undefined && M.COMMIT_SHA.test(latest.commit ?? '')
         ? [h('a', { href: M.commitHref(repo.id, latest.commit) }, code(M.shortHex(latest.commit, 12), latest.commit)), ' ', statusBadge(latest.status)]
@@ -228,7 +228,7 @@ async function viewRepo (repoId) {
   const seen = state.seenCommits.get(repoId)
   state.seenCommits.set(repoId, new Set(commits.map(c => c.commit)))
   const isNew = (c) => seen !== undefined && !seen.has(c)
-  const counts = { trusted: 0, disputed: 0, pending: 0 }
+  const counts = { trusted: 0, disputed: 0, failed: 0, pending: 0 }
   for (const c of commits) counts[M.statusOf(c.status)]++
 
   const timeline = commits.map(c => h('tr', { class: ['commit-row', `row-${M.statusOf(c.status)}`, isNew(c.commit) && 'row-new'], 'data-testid': 'commit-row', 'data-commit': c.commit, 'data-status': M.statusOf(c.status), 'data-new': isNew(c.commit) ? 'true' : null },
@@ -264,7 +264,7 @@ async function viewRepo (repoId) {
     h('p', { class: 'counts', 'data-testid': 'repo-counts' },
       `${commits.length} commit${commits.length === 1 ? '' : 's'}: `,
       h('span', { class: 'count count-trusted' }, `${counts.trusted} trusted`), ' · ',
-      h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' · ',
+      h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' · ', h('span', { class: 'count count-failed' }, `${counts.failed} failed`), ' · ',
       h('span', { class: 'count count-pending' }, `${counts.pending} pending`)),
     section('timeline', 'Commit timeline',
       commits.length === 0
@@ -343,6 +343,7 @@ async function viewCommit (repoId, commit) {
       dissenters.map((x, i) => [i > 0 ? '; ' : '', h('span', { class: 'who' }, x.builder), ` (${x.org}) built `, digest(x.narSha256)]),
       '. A dissent does not change a trusted decision, but it is worth a look: a compromised or broken builder, or an unreproducible build.'))
   }
+  if (status === 'failed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert' }, 'Failed: the build failed on the organizations that answered and no result can reach the threshold. Do not deploy this commit.'))
   if (status === 'disputed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert' }, 'Disputed: two or more results have support and none reaches the threshold. Do not deploy this commit until the difference is explained.'))
   for (const c of Array.isArray(d.conflictedOrgs) ? d.conflictedOrgs : []) {
     callouts.push(h('div', { class: 'callout', 'data-testid': 'conflicted-org' }, 'Organization ', h('strong', null, c.org), ` is conflicted: its builders attest ${Array.isArray(c.resultKeys) ? c.resultKeys.length : 'several'} different results, so it supports none.`))

@@ -10,8 +10,10 @@ export const COMMIT_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
 export const SHA256_HEX = /^[0-9a-f]{64}$/
 
 export const PROVENANCE_PREDICATE = 'https://slsa.dev/provenance/v1'
-export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v1'
-export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v1'
+export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v2'
+export const FAILURE_PREDICATE_V1 = 'https://quorate.dev/attestation/build-failure/v1'
+export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v2'
+export const REF_OBSERVATION_PREDICATE_V1 = 'https://quorate.dev/attestation/ref-observation/v1'
 
 /**
  * Parses location.hash into a view. Only three shapes exist; anything else, or a parameter
@@ -167,7 +169,7 @@ export function describeStatement (st) {
       subjects
     }
   }
-  if (st.predicateType === FAILURE_PREDICATE) {
+  if (st.predicateType === FAILURE_PREDICATE || st.predicateType === FAILURE_PREDICATE_V1) {
     const log = isObj(p.quorate_log) ? p.quorate_log : {}
     return {
       kind: 'failure',
@@ -177,10 +179,12 @@ export function describeStatement (st) {
       fingerprint: isObj(p.environment) ? p.environment : {},
       seq: typeof log.seq === 'number' ? log.seq : null,
       finishedOn: str(p.finishedOn) ?? '',
+      attempt: typeof p.attempt === 'number' ? p.attempt : 1,
+      final: p.final === true,
       subjects
     }
   }
-  if (st.predicateType === REF_OBSERVATION_PREDICATE) {
+  if (st.predicateType === REF_OBSERVATION_PREDICATE || st.predicateType === REF_OBSERVATION_PREDICATE_V1) {
     const log = isObj(p.quorate_log) ? p.quorate_log : {}
     return { kind: 'ref', builderId: str(isObj(p.builder) ? p.builder.id : undefined) ?? '', ref: str(p.ref) ?? '', seq: typeof log.seq === 'number' ? log.seq : null, fingerprint: {}, subjects }
   }
@@ -287,7 +291,7 @@ export function formatSize (n) {
   return `${v.toFixed(1)} ${units[u]}`
 }
 
-export const STATUS_TEXT = { trusted: 'TRUSTED', disputed: 'DISPUTED', pending: 'PENDING' }
+export const STATUS_TEXT = { trusted: 'TRUSTED', disputed: 'DISPUTED', failed: 'FAILED', pending: 'PENDING' }
 export const RESULT_TEXT = { agrees: 'agrees', dissents: 'dissents', voted: 'voted', failed: 'failed', equivocated: 'equivocated', none: 'not heard' }
 
 /** A known status word, or 'pending' for anything unexpected (never used as a class name raw). */
