@@ -36,6 +36,8 @@ export type { Decision, DecisionStatus, DecideInput, ResultSummary, BuilderVote,
 export { signStatement } from './sign.js'
 export type { SignedAttestation } from './sign.js'
 export { diffFileLists } from './file-list-diff.js'
+export { TokenBuckets, DEFAULT_MAX_BUCKET_KEYS } from './token-bucket.js'
+export type { TokenBucketOptions } from './token-bucket.js'
 export type { FileListDiff, FileChange, FileListEntry } from './file-list-diff.js'
 export { escapeForDisplay, escapeJsonText, stringifyForDisplay, escapeMarkdown, hasUnsafeDisplayChars, UNSAFE_DISPLAY_CHAR } from './display-escape.js'
 export type { DisplayEscapeOptions } from './display-escape.js'
