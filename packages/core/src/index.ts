@@ -36,4 +36,6 @@ export type { Decision, DecisionStatus, DecideInput, ResultSummary, BuilderVote,
 export { signStatement } from './sign.js'
 export type { SignedAttestation } from './sign.js'
 export { diffFileLists } from './file-list-diff.js'
+export { TokenBuckets, DEFAULT_MAX_BUCKET_KEYS } from './token-bucket.js'
+export type { TokenBucketOptions } from './token-bucket.js'
 export type { FileListDiff, FileChange, FileListEntry } from './file-list-diff.js'
