@@ -186,6 +186,25 @@ describe('a node facing bad input', () => {
     }
   })
 
+  it('signs a failure naming requireRoot for a commit whose recipe has no build root when the policy requires one', async () => {
+    const { node, repoId, policyFile } = await oneNode('needroot', { build: ['true'], output: '.', outputKind: 'dir' })
+    const repo = join(work, 'needroot-repo')
+    const policy = JSON.parse(readFileSync(policyFile, 'utf8'))
+    delete policy.repositories[0].recipe
+    policy.repositories[0].recipeFromRepo = true
+    policy.repositories[0].requireRoot = true
+    writeFileSync(policyFile, JSON.stringify(policy))
+    const rootless = addCommit(repo, '.quorate/recipe.json', JSON.stringify({ build: ['true'], output: '.', outputKind: 'dir' }), 'a recipe without a root')
+    await startNodeProcess(node, {})
+    try {
+      const d = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${rootless}`); return r.decision.failures.length > 0 ? r : undefined }, { timeoutMs: 30_000, what: 'a failure for the recipe without a root' })
+      expect(d.decision.failures[0].reason).toMatch(/requires a pinned build root.*"requireRoot": true.*has no "root"/)
+      expect(d.decision.status).not.toBe('trusted')
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
+
   it('refuses to build without bubblewrap unless the config says "sandbox": "none", and then marks its attestations', async () => {
     const { node, repoId, commit } = await oneNode('nobwrap', { build: ['sh', 'build.sh'], output: 'dist', outputKind: 'dir' })
     // A PATH with git but without bwrap.
