@@ -36,7 +36,7 @@ export const OCI_MANIFEST_MEDIA_TYPE = 'application/vnd.oci.image.manifest.v1+js
 
 /** recipeDigest = SHA-256 of the canonical JSON of the digest-relevant recipe fields. */
 export function recipeDigestOf (recipe: Recipe): string {
-  return sha256Hex(canonicalize({ fetch: recipe.fetch, build: recipe.build, output: recipe.output, outputKind: recipe.outputKind, image: recipe.image }))
+  return sha256Hex(canonicalize({ root: recipe.root, fetch: recipe.fetch, build: recipe.build, output: recipe.output, outputKind: recipe.outputKind, image: recipe.image }))
 }
 
 /** The compared "result" of a build: its full subject list and file list digest. */

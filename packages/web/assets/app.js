@@ -3,7 +3,8 @@
 // Security model: the page runs under `script-src 'self'; style-src 'self'`. Every string that
 // came from the node or from a signer (builder names, file paths, fingerprint values, failure
 // reasons, ids) is inserted as a text node by h() below; nothing here parses HTML
-// (no innerHTML, insertAdjacentHTML, document.write, eval). Links are only the hash routes that
+// (no innerHTML, insertAdjacentHTML, document.write, eval), and control and bidi characters
+// (U+202E, U+009B …) become visible \uXXXX escapes there, in text and attribute values alike. Links are only the hash routes that
 // model.js builds from validated ids. Route parameters are validated before any fetch.
 import * as M from './model.js'
 
@@ -24,7 +25,7 @@ function h (tag, props, ...children) {
     else if (k === 'href') {
       if (typeof v !== 'string' || !v.startsWith('#/')) throw new Error('h: only in-page hash links')
       el.setAttribute('href', v)
-    } else if (k.startsWith('data-') || k.startsWith('aria-') || ATTRS.has(k)) el.setAttribute(k, v === true ? '' : String(v))
+    } else if (k.startsWith('data-') || k.startsWith('aria-') || ATTRS.has(k)) el.setAttribute(k, v === true ? '' : M.displayText(v))
     else throw new Error(`h: attribute ${k} is not allowed`)
   }
   appendAll(el, children)
@@ -34,7 +35,8 @@ function h (tag, props, ...children) {
 function appendAll (el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)))
+    // Text nodes only, with control and bidi characters made visible (model.js displayText).
+    el.append(c instanceof Node ? c : document.createTextNode(M.displayText(c, true)))
   }
 }
 
@@ -565,7 +567,7 @@ function connectEvents () {
       if (ev === null || typeof ev !== 'object') return
       ev.type = type
       const text = describeEvent(ev)
-      $activity.textContent = text
+      $activity.textContent = M.displayText(text)
       $activity.title = `last event ${new Date().toISOString().slice(11, 19)} UTC`
       if (relevant(ev)) scheduleRefresh(state.route.view === 'home' ? 1500 : 400)
     })
@@ -576,7 +578,7 @@ async function loadNodeInfo () {
   try {
     const s = await getJson('/v1/status')
     const peers = Array.isArray(s?.peers) ? s.peers.length : 0
-    $nodeInfo.textContent = `node ${typeof s?.name === 'string' ? s.name : '?'}${typeof s?.builder === 'string' ? ` (builder ${s.builder})` : ''} · ${peers} peer${peers === 1 ? '' : 's'}`
+    $nodeInfo.textContent = M.displayText(`node ${typeof s?.name === 'string' ? s.name : '?'}${typeof s?.builder === 'string' ? ` (builder ${s.builder})` : ''} · ${peers} peer${peers === 1 ? '' : 's'}`)
   } catch {
     $nodeInfo.textContent = ''
   }

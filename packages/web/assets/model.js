@@ -9,6 +9,20 @@ export const REPO_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/
 export const COMMIT_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
 export const SHA256_HEX = /^[0-9a-f]{64}$/
 
+// ---- display escaping: the same rule as core's display-escape.ts (a test keeps the two equal).
+// C0/C1 controls, the bidi marks, embeddings, overrides and isolates, and the line/paragraph
+// separators become a visible \uXXXX: a text node is never parsed as HTML, but U+202E in one
+// still reverses what the reader sees ("exe.txt" shown as "txt.exe").
+// eslint-disable-next-line no-control-regex
+export const UNSAFE_DISPLAY_CHAR = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g
+// eslint-disable-next-line no-control-regex
+const UNSAFE_EXCEPT_LAYOUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g
+
+/** A string made safe to show; keepLayout keeps line feeds and tabs (multi-line blocks such as a JSON <pre>). */
+export function displayText (s, keepLayout = false) {
+  return String(s).replace(keepLayout ? UNSAFE_EXCEPT_LAYOUT : UNSAFE_DISPLAY_CHAR, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
 export const PROVENANCE_PREDICATE = 'https://slsa.dev/provenance/v1'
 export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v2'
 export const FAILURE_PREDICATE_V1 = 'https://quorate.dev/attestation/build-failure/v1'
