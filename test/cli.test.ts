@@ -5,7 +5,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, chmodSync, statSync, mkdirSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { hashOutput } from '@quorate/builder'
+import { hashOutput, GitMirror } from '@quorate/builder'
+import { keyPairFromSeed } from '@quorate/core'
 // @ts-expect-error plain JS helper shared with the demo
 import { createSampleRepo, addCommit, commitAll, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
 
@@ -44,6 +45,26 @@ describe('quorate init and policy', () => {
     expect(r.stderr).toContain(`${f}: builders: must list at least one builder`)
     writeFileSync(f, '{"version": 1,')
     expect((await runCli(['policy', 'check', f])).stderr).toMatch(/p.json: the network policy is not valid JSON/)
+  })
+
+  it('policy check refuses the repository URLs a node refuses (remote helpers, option injection)', async () => {
+    const f = join(work, 'hostile-url.json')
+    const policy = (url: string): string => JSON.stringify({
+      version: 1,
+      builders: [{ name: 'b1', org: 'o1', keys: [{ publicKey: keyPairFromSeed(new Uint8Array(32).fill(7)).publicKeyHex }] }],
+      repositories: [{ id: 'x', url, branches: ['main'], recipe: { build: ['true'], output: '.', outputKind: 'dir' } }],
+      quorum: {}
+    })
+    for (const url of ['ext::sh -c touch% /tmp/pwned', '--upload-pack=touch /tmp/pwned', 'ssh://-oProxyCommand=touch%20/tmp/pwned/a']) {
+      writeFileSync(f, policy(url))
+      const r = await runCli(['policy', 'check', f])
+      expect(r.code, url).toBe(2)
+      expect(r.stderr, url).toMatch(/repositories\[0\]\.url: .* is not allowed: /)
+      // The builder refuses the same URL with the same reason.
+      expect(() => new GitMirror({ url, dir: join(work, 'never') }), url).toThrow(r.stderr.split(' is not allowed: ')[1].split(';')[0])
+    }
+    writeFileSync(f, policy('https://example.org/a.git'))
+    expect((await runCli(['policy', 'check', f])).code).toBe(0)
   })
 
   it('quorate digest prints the narSha256 of a directory', async () => {

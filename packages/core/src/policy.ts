@@ -1,3 +1,5 @@
+import { escapeForDisplay } from './display-escape.js'
+import { ALLOWED_GIT_URL_FORMS, gitUrlProblem, redactUrl } from './git-url.js'
 import { canonicalize } from './canonical-json.js'
 import { QuorateError } from './errors.js'
 import { sha256Hex } from './hash.js'
@@ -126,6 +128,9 @@ export function parsePolicy (raw: unknown, where = 'policy'): Policy {
     if (!isRepoId(rr.id)) bad(where, `${f}.id`, 'must match [a-z0-9][a-z0-9._-]{0,63} (a name, never a URL)')
     if (repositories.has(rr.id)) bad(where, `${f}.id`, `"${rr.id}" is listed twice`)
     if (typeof rr.url !== 'string' || rr.url.length === 0) bad(where, `${f}.url`, 'must be the git URL to build from')
+    // The same rule the builder applies before running git: a policy a node would refuse is invalid.
+    const urlProblem = gitUrlProblem(rr.url)
+    if (urlProblem !== undefined) bad(where, `${f}.url`, `${escapeForDisplay(redactUrl(rr.url))} is not allowed: ${urlProblem}; use ${ALLOWED_GIT_URL_FORMS}`)
     const globs = (v: unknown, name: string, required: boolean): string[] => {
       if (v === undefined && !required) return []
       if (!Array.isArray(v) || (required && v.length === 0) || !v.every(x => typeof x === 'string' && x.length > 0 && !x.startsWith('refs/'))) {
