@@ -93,7 +93,7 @@ export async function auditCommit (policy: Policy, nodes: string[], repoId: stri
  */
 export async function auditEvidence (policy: Policy, nodes: string[], repoId: string, commit: string, evidence: { envelopes: readonly object[], proofs: ReadonlyArray<readonly [object, object]> }): Promise<AuditFinding> {
   const decision = decideQuorum({ policy, repoId, commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
-  const counted = new Set([...decision.supporters, ...decision.dissenters].map(v => v.envelopeId))
+  const counted = new Set(decision.votes.map(v => v.envelopeId))
   const equivocatorKeys = new Set(decision.equivocators.map(e => e.keyid))
   const decided = new Set(decision.envelopeIds)
   const builds: AuditBuild[] = []
@@ -115,7 +115,7 @@ export async function auditEvidence (policy: Policy, nodes: string[], repoId: st
       }
       if (!counted.has(parsed.id)) continue
       if (a.kind !== 'build' || builds.some(b => b.builder === key.builder && b.resultKey === a.resultDigest)) continue
-      const vote = [...decision.supporters, ...decision.dissenters].find(v => v.envelopeId === parsed.id)!
+      const vote = decision.votes.find(v => v.envelopeId === parsed.id)!
       builds.push({ builder: key.builder, org: key.org, narSha256: a.narSha256, resultKey: vote.resultKey, fileListSha256: a.fileListSha256, recipeDigest: a.recipeDigest, builderId: a.builderId, fingerprint: a.fingerprint })
     } catch {}
   }

@@ -6,7 +6,7 @@
  * import { parsePolicy, decideQuorum } from '@quorate/core'
  * const policy = parsePolicy(JSON.parse(policyText), 'policy.json')
  * const decision = decideQuorum({ policy, repoId: 'hello', commit, envelopes })
- * decision.status // 'trusted' | 'disputed' | 'pending'
+ * decision.status // 'trusted' | 'pending' | 'disputed' | 'failed'
  */
 export { QuorateError, isQuorateError } from './errors.js'
 export type { QuorateErrorCode } from './errors.js'
@@ -19,7 +19,8 @@ export type { BuilderKeyPair, BuilderKeyFile } from './keys.js'
 export { preAuthEncoding, envelopeIdOf, signEnvelope, parseEnvelope, verifyEnvelopeSignature, decodeBase64Strict, IN_TOTO_PAYLOAD_TYPE } from './dsse.js'
 export type { Envelope, ParsedEnvelope } from './dsse.js'
 export {
-  STATEMENT_TYPE, PROVENANCE_PREDICATE, OCI_MANIFEST_MEDIA_TYPE, NO_RECIPE_DIGEST, FAILURE_PREDICATE, REF_OBSERVATION_PREDICATE, BUILD_TYPE, REPO_ID,
+  STATEMENT_TYPE, PROVENANCE_PREDICATE, OCI_MANIFEST_MEDIA_TYPE, NO_RECIPE_DIGEST, FAILURE_PREDICATE, FAILURE_PREDICATE_V1, REF_OBSERVATION_PREDICATE,
+  REF_OBSERVATION_PREDICATE_V1, MAX_INTRODUCED, BUILD_TYPE, REPO_ID,
   isRepoId, recipeDigestOf, resultDigestOf, makeProvenanceStatement, makeFailureStatement, makeRefObservationStatement,
   statementBytes, parseAttestation
 } from './statement.js'
@@ -32,7 +33,9 @@ export type { Policy, PolicyDocument, PolicyBuilder, PolicyKey, PolicyRepository
 export { checkEnvelope, MAX_ENVELOPE_BYTES } from './verify.js'
 export type { Verdict, VerifiedAttestation, EnvelopeCheck, CheckOptions } from './verify.js'
 export { decideQuorum, checkEquivocationProof, refObservers } from './quorum.js'
-export type { Decision, DecisionStatus, DecideInput, ResultSummary, BuilderVote, Equivocation } from './quorum.js'
+export type { Decision, DecisionStatus, DecideInput, ResultSummary, BuilderVote, Equivocation, FailureEntry, RefObservationEntry } from './quorum.js'
+export { collectRefMoves, currentChain, orgChains, orderByTopology, refChainCandidates, latestTrustedCommit } from './ref-chains.js'
+export type { RefMove, CollectRefMovesOptions } from './ref-chains.js'
 export { signStatement } from './sign.js'
 export type { SignedAttestation } from './sign.js'
 export { diffFileLists } from './file-list-diff.js'

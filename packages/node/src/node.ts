@@ -139,7 +139,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   async function logCompleteness (decision: Decision): Promise<Array<{ builder: string, keyid: string, seq: number, complete: boolean }>> {
     const stored = await store.envelopesForCommit(decision.repoId, decision.commit)
     const out = []
-    for (const v of [...decision.supporters, ...decision.dissenters]) {
+    for (const v of decision.votes) {
       const meta = stored.find(x => x.meta.id === v.envelopeId && x.meta.keyid === v.keyid)?.meta
       if (meta === undefined) continue
       out.push({ builder: v.builder, keyid: v.keyid, seq: meta.seq, complete: await store.logComplete(decision.repoId, v.keyid, meta.seq) })

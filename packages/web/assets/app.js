@@ -424,7 +424,7 @@ async function viewCommit (repoId, commit) {
       dissenters.map((x, i) => [i > 0 ? '; ' : '', h('span', { class: 'who' }, x.builder), ` (${x.org}) built `, digest(x.narSha256)]),
       '. A dissent does not change a trusted decision, but it is worth a look: a compromised or broken builder, or an unreproducible build.'))
   }
-  if (status === 'failed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert', 'data-testid': 'failed-callout' }, `Failed: no result can reach the threshold and no builder produced one. ${failures.length} signed failure${failures.length === 1 ? '' : 's'} below give the reasons.`))
+  if (status === 'failed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert', 'data-testid': 'failed-callout' }, `Failed: the build failed on the organizations that answered and no result can reach the threshold. Do not deploy this commit. ${failures.length} signed failure${failures.length === 1 ? '' : 's'} below give the reasons.`))
   if (status === 'pending' && disagreement) callouts.push(h('div', { class: 'callout callout-pending', role: 'note', 'data-testid': 'pending-disagreement' }, 'Pending, and the builders heard so far disagree: no result is trusted yet, so none is the reference. The results are compared side by side below; the organizations still open decide.'))
   if (status === 'disputed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert' }, 'Disputed: two or more results have support and none reaches the threshold. Do not deploy this commit until the difference is explained.'))
   for (const c of Array.isArray(d.conflictedOrgs) ? d.conflictedOrgs : []) {

@@ -24,8 +24,10 @@ export function displayText (s, keepLayout = false) {
 }
 
 export const PROVENANCE_PREDICATE = 'https://slsa.dev/provenance/v1'
-export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v1'
-export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v1'
+export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v2'
+export const FAILURE_PREDICATE_V1 = 'https://quorate.dev/attestation/build-failure/v1'
+export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v2'
+export const REF_OBSERVATION_PREDICATE_V1 = 'https://quorate.dev/attestation/ref-observation/v1'
 
 /**
  * Parses location.hash into a view. Only three shapes exist; anything else, or a parameter
@@ -181,7 +183,7 @@ export function describeStatement (st) {
       subjects
     }
   }
-  if (st.predicateType === FAILURE_PREDICATE) {
+  if (st.predicateType === FAILURE_PREDICATE || st.predicateType === FAILURE_PREDICATE_V1) {
     const log = isObj(p.quorate_log) ? p.quorate_log : {}
     return {
       kind: 'failure',
@@ -191,10 +193,12 @@ export function describeStatement (st) {
       fingerprint: isObj(p.environment) ? p.environment : {},
       seq: typeof log.seq === 'number' ? log.seq : null,
       finishedOn: str(p.finishedOn) ?? '',
+      attempt: typeof p.attempt === 'number' ? p.attempt : 1,
+      final: p.final === true,
       subjects
     }
   }
-  if (st.predicateType === REF_OBSERVATION_PREDICATE) {
+  if (st.predicateType === REF_OBSERVATION_PREDICATE || st.predicateType === REF_OBSERVATION_PREDICATE_V1) {
     const log = isObj(p.quorate_log) ? p.quorate_log : {}
     return { kind: 'ref', builderId: str(isObj(p.builder) ? p.builder.id : undefined) ?? '', ref: str(p.ref) ?? '', seq: typeof log.seq === 'number' ? log.seq : null, fingerprint: {}, subjects }
   }
