@@ -69,6 +69,7 @@ async function cmdInit (args: string[]): Promise<number> {
   const { writePeerKeyFile } = await nodePkg()
   const { peerIdFromPeerKey } = await import('@quorate/network')
   const peerKey = await writePeerKeyFile(peerKeyFile)
+  chmodSync(peerKeyFile, 0o600) // also when --force replaced a file created with looser permissions
   const peerId = peerIdFromPeerKey(peerKey)
   const listen = values.listen ?? '/ip4/0.0.0.0/tcp/4001'
   const httpPort = Number(values['http-port'] ?? 8080)
@@ -88,6 +89,9 @@ async function cmdInit (args: string[]): Promise<number> {
     ...(values.loopback === true ? { loopbackNetwork: true } : {})
   }
   writeFileSync(join(dir, 'node.json'), JSON.stringify(config, null, 2) + '\n')
+  // This data directory starts the new key's logs: the node need not fetch them from peers first.
+  mkdirSync(join(dir, config.dataDir), { recursive: true, mode: 0o700 })
+  writeFileSync(join(dir, config.dataDir, 'NEW_KEY'), kp.keyid + '\n')
   const multiaddr = `${listen}/p2p/${peerId}`
   const member = { name: values.name, org: values.org, publicKey: kp.publicKeyHex, keyid: kp.keyid, peerId, multiaddr, ...(values.endpoint !== undefined ? { endpoint: values.endpoint } : {}) }
   writeFileSync(join(dir, 'member.json'), JSON.stringify(member, null, 2) + '\n')
@@ -96,7 +100,10 @@ async function cmdInit (args: string[]): Promise<number> {
   print(`  keyid:      ${kp.keyid}`)
   print(`  peer id:    ${peerId}`)
   print(`  multiaddr:  ${multiaddr}${listen.includes('/0.0.0.0/') ? '  (replace 0.0.0.0 with an address the other nodes can reach)' : ''}`)
-  print(`  files:      builder-key.json (0600, keep it secret), peer-key.json (0600), node.json, member.json (share this one)`)
+  print(`  builder key: ${keyFile} (mode 0600: keep it secret, back it up offline)`)
+  print(`  peer key:    ${peerKeyFile} (mode 0600)`)
+  print(`  config:      ${join(dir, 'node.json')}`)
+  print(`  member file: ${join(dir, 'member.json')} (public: share this one)`)
   print(`next: send member.json to whoever assembles the network policy ("quorate policy assemble"), put the policy at ${join(dir, config.policyFile)}, then run "quorate node --config ${join(dir, 'node.json')}"`)
   return 0
 }
