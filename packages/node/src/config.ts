@@ -27,19 +27,25 @@ export interface NodeConfig {
   pollIntervalSeconds: number
   backfill: number
   concurrency: number
+  /** Tries of a failing build before its failure is signed as final (failure predicate v2). Default 3. */
+  buildAttempts: number
+  /** Wait before the first retry of a failed build, doubled for each further one, in seconds. Default 30. */
+  retryBackoffSeconds: number
+  /** The operator's statement that this key never signed anything: skip fetching its logs from peers on a new data directory. */
+  keyIsNew: boolean
   loopbackNetwork: boolean
   /** Discover peers on the local network by multicast DNS (LANs only). */
   mdns: boolean
   credentials: Record<string, { token?: string, sshKeyFile?: string }>
   /** Shared secret for POST /v1/webhook (forge push webhooks, X-Hub-Signature-256). */
   webhookSecret?: string
-  /** Where to say when a decision becomes disputed or an equivocation is found. */
+  /** Where to say when a decision reaches a bad final answer (disputed, failed, a trusted commit contradicted) or an equivocation is found. */
   notify?: { webhookUrl?: string, command?: string[] }
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
 
-const ALLOWED = new Set(['sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -105,6 +111,7 @@ export function loadNodeConfig (file: string): NodeConfig {
   }
   if (c.loopbackNetwork !== undefined && typeof c.loopbackNetwork !== 'boolean') bad(file, 'loopbackNetwork', 'must be true or false')
   if (c.mdns !== undefined && typeof c.mdns !== 'boolean') bad(file, 'mdns', 'must be true or false')
+  if (c.keyIsNew !== undefined && typeof c.keyIsNew !== 'boolean') bad(file, 'keyIsNew', 'must be true or false (true only when this key has never signed anything)')
   const credentials = (c.credentials ?? {}) as Record<string, { token?: string, sshKeyFile?: string }>
   if (typeof credentials !== 'object' || Array.isArray(credentials)) bad(file, 'credentials', 'must map repository ids to {token} or {sshKeyFile}')
   for (const [id, cred] of Object.entries(credentials)) {
@@ -120,10 +127,12 @@ export function loadNodeConfig (file: string): NodeConfig {
   }
   const fi = c.faultInjection as NodeConfig['faultInjection']
   if (fi !== undefined && (typeof fi !== 'object' || fi === null || Object.keys(fi).some(k => k !== 'tamperOutput' && k !== 'crashAfterPersist'))) bad(file, 'faultInjection', 'only {"tamperOutput": true} (a compromised builder) and {"crashAfterPersist": true} (a crash test) exist, for demos and tests')
+  const dataDir = path('dataDir', 'data')
+  assertPrivateDataDir(dataDir, file)
   return {
     file,
     name: (c.name as string | undefined) ?? 'quorate-node',
-    dataDir: path('dataDir', 'data'),
+    dataDir,
     builderKeyFile: path('builderKeyFile', 'builder-key.json'),
     peerKeyFile: path('peerKeyFile', 'peer-key.json'),
     policyFile: path('policyFile', 'policy.json'),
@@ -139,12 +148,31 @@ export function loadNodeConfig (file: string): NodeConfig {
     pollIntervalSeconds: int('pollIntervalSeconds', 30, 1, 86_400),
     backfill: int('backfill', 10, 1, 10_000),
     concurrency: int('concurrency', 1, 1, 64),
+    buildAttempts: int('buildAttempts', 3, 1, 100),
+    retryBackoffSeconds: int('retryBackoffSeconds', 30, 0, 86_400),
+    keyIsNew: c.keyIsNew === true,
     loopbackNetwork: c.loopbackNetwork === true,
     mdns: c.mdns === true,
     credentials,
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),
     ...(notify !== undefined ? { notify } : {})
+  }
+}
+
+/**
+ * Refuses a data directory that other users can write (its store, mirrors and build outputs
+ * decide what this node signs). A directory that does not exist yet is created 0700 by the node.
+ */
+export function assertPrivateDataDir (dir: string, configFile: string): void {
+  let mode: number
+  try {
+    mode = statSync(dir).mode
+  } catch {
+    return
+  }
+  if ((mode & 0o022) !== 0) {
+    throw new QuorateError('CONFIG_INVALID', `${configFile}: dataDir ${dir} is writable by other users (mode ${(mode & 0o777).toString(8)}); run "chmod go-w ${dir}" (or "chmod 700 ${dir}")`, { file: configFile, field: 'dataDir' })
   }
 }
 
