@@ -109,6 +109,10 @@ describe('the quorate command helps', () => {
     const v = await runCli(['--version'])
     expect(v.code).toBe(0)
     expect(v.stdout).toBe(`quorate ${JSON.parse(readFileSync(join(ROOT, 'packages', 'cli', 'package.json'), 'utf8')).version}\n`)
+    // `npx quorate` in the workspace: the root package names an executable bin that runs the CLI.
+    const bin = join(ROOT, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).bin.quorate)
+    expect(statSync(bin).mode & 0o111).toBe(0o111)
+    expect(execFileSync(bin, ['--version'], { encoding: 'utf8' })).toBe(v.stdout)
   })
 
   it('answers errors in one sentence without a stack, unless --debug', async () => {
