@@ -13,6 +13,7 @@ import { packOciImage, parseImageSpec, type OciImageSpec } from './oci-image.js'
 import { assertSearchable, giveTree, resolveBuildUser, type BuildUser } from './build-user.js'
 import type { BuildRootCache, BuildRootLease } from './build-root.js'
 import { DEFAULT_FETCH_NETWORK, type FetchNetworkPolicy } from './fetch-network.js'
+import { assertRoomForBuild, diskNearlyFull, isNodeTrouble, nodeTrouble } from './node-trouble.js'
 import { BUILD_PATH, CLOSE_INHERITED_FDS, SANDBOX_HOME, SANDBOX_SRC, bwrapArgs, findFetchNetworkTools, findOnPath, probeSandbox, sandboxEtcFiles, sandboxLaunchArgv, type SandboxTools } from './sandbox.js'
 
 export type BuildPhase = 'root' | 'checkout' | 'fetch' | 'build' | 'pack' | 'hash'
@@ -154,6 +155,9 @@ async function runBuildIn (request: BuildRequest, o: {
   if (root !== undefined) await assertSearchable(root.dir, user)
   checkNotAborted(request)
   await prepareWorkDir(request.workDir)
+  // Room for the build's work-directory quota (maxOutputBytes, enforced while it runs): a build
+  // that fills it fails by its own limit; a node with less room waits (NODE_TROUBLE).
+  await assertRoomForBuild(request.workDir, limits.maxOutputBytes)
   // The build user must reach its work dir (and, under a root node, nothing else of the node's).
   if (tools !== null) await assertSearchable(request.workDir, user)
   if (request.outputCopyDir !== undefined && (await readdir(request.outputCopyDir).catch(() => [])).length > 0) {
@@ -182,6 +186,7 @@ async function runBuildIn (request: BuildRequest, o: {
     if (request.keepWorkDir !== true) await removeTree(request.workDir)
     return await fail(`the recipe is invalid: ${err.message}`, null, false)
   }
+  let step = 'checking out the commit'
   try {
     request.onProgress?.('checkout', { commit: request.commit })
     let t = performance.now()
@@ -243,6 +248,7 @@ async function runBuildIn (request: BuildRequest, o: {
     phases.push({ phase: 'build', argv: recipe.build, network: false })
 
     for (const { phase, argv, network } of phases) {
+      step = `running the ${phase} phase`
       request.onProgress?.(phase, { argv })
       t = performance.now()
       log.push(`quorate: ${phase} phase: ${JSON.stringify(argv)}\n`)
@@ -272,6 +278,8 @@ async function runBuildIn (request: BuildRequest, o: {
       }
       log.push(`quorate: ${phase} phase exited with status ${r.exitStatus}\n`)
       if (r.exitStatus !== 0) {
+        // Within its quota, a build fails on a full disk only when something else filled it.
+        if (await diskNearlyFull(request.workDir) && await diskUsage(request.workDir) - diskBaseline <= limits.maxOutputBytes) throw nodeTrouble(Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }), step)
         const how = r.signal !== null ? `was killed by ${r.signal} (status ${r.exitStatus})` : `exited with status ${r.exitStatus}`
         // 153 = 128 + SIGXFSZ: a file reached RLIMIT_FSIZE (= maxOutputBytes).
         const why = r.exitStatus === 128 + osConstants.signals.SIGXFSZ
@@ -281,6 +289,7 @@ async function runBuildIn (request: BuildRequest, o: {
       }
     }
 
+    step = 'hashing and keeping the output'
     request.onProgress?.(imageSpec !== undefined ? 'pack' : 'hash', { output: recipe.output })
     t = performance.now()
     const checkoutRoot = bwrap !== null ? SANDBOX_SRC : src
@@ -319,6 +328,10 @@ async function runBuildIn (request: BuildRequest, o: {
       durationsMs,
       fingerprint: await fingerprint()
     }
+  } catch (err) {
+    if (request.outputCopyDir !== undefined) await removeTree(request.outputCopyDir).catch(() => {})
+    if (isNodeTrouble(err)) throw nodeTrouble(err, step)
+    throw err
   } finally {
     await cgroup?.remove()
     if (request.keepWorkDir !== true) await removeTree(request.workDir)
