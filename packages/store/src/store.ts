@@ -54,6 +54,12 @@ const pad = (n: number): string => n.toString().padStart(16, '0')
 
 type Bytes = Uint8Array
 
+interface PendingPut { v: VerifiedAttestation, bytes: Bytes, sync: boolean, now: number, resolve: (o: PutOutcome) => void, reject: (err: unknown) => void }
+
+/** Envelopes written in one LevelDB batch at most. */
+const MAX_BATCH = 512
+const MAX_KNOWN_COMMITS = 1_000_000
+
 /**
  * The node's LevelDB: envelopes (idempotent by envelope id and signer), indexes by
  * (repository, commit), by signer and by log position, equivocation proofs, the build
@@ -72,6 +78,13 @@ export class Store {
   private readonly blobs
   private readonly byDigest
   private writeChain: Promise<unknown> = Promise.resolve()
+  /** putEnvelope calls waiting for the next batch. */
+  private pending: PendingPut[] = []
+  private flushQueued = false
+  /** Contiguous log heads, once scanned (see logHeads); the store stays the truth. */
+  private heads: Map<string, LogHead> | undefined
+  /** (repository, commit) keys known to be in the commits index: saves a read per envelope. */
+  private readonly knownCommits = new Set<string>()
 
   private constructor (db: Level<string, Bytes>) {
     this.db = db
@@ -130,41 +143,136 @@ export class Store {
    * Stores a verified envelope. Idempotent: the same (envelope id, signer) is a duplicate.
    * A different envelope at an already used (repository, signer, seq) is a fork: the first
    * such pair is kept as an equivocation proof. `sync` fsyncs before resolving (own envelopes).
+   * Resolves once the envelope is written: calls made while a write is under way are stored
+   * together in the next LevelDB batch (group commit), so concurrent callers (a catch-up) pay
+   * for one batch and three multi-gets per batch instead of several reads and a batch each.
    */
   putEnvelope (v: VerifiedAttestation, bytes: Bytes, opts: { sync?: boolean, now?: number } = {}): Promise<PutOutcome> {
-    return this.exclusive(async () => {
+    return new Promise<PutOutcome>((resolve, reject) => {
+      this.pending.push({ v, bytes, sync: opts.sync === true, now: opts.now ?? Date.now(), resolve, reject })
+      if (!this.flushQueued) {
+        this.flushQueued = true
+        void this.exclusive(async () => await this.flushPending())
+      }
+    })
+  }
+
+  /** Stores many verified envelopes, in one LevelDB batch where they fit (see putEnvelope). */
+  async putEnvelopes (items: Array<{ verified: VerifiedAttestation, bytes: Bytes }>, opts: { sync?: boolean, now?: number } = {}): Promise<PutOutcome[]> {
+    return await Promise.all(items.map(async i => await this.putEnvelope(i.verified, i.bytes, opts)))
+  }
+
+  private async flushPending (): Promise<void> {
+    this.flushQueued = false
+    const items = this.pending.splice(0, MAX_BATCH)
+    if (this.pending.length > 0) {
+      this.flushQueued = true
+      void this.exclusive(async () => await this.flushPending())
+    }
+    if (items.length === 0) return
+    try {
+      const outcomes = await this.writeEnvelopes(items)
+      items.forEach((it, i) => it.resolve(outcomes[i]))
+    } catch (err) {
+      for (const it of items) it.reject(err)
+    }
+  }
+
+  /** One batch for many envelopes: the reads are three multi-gets, duplicates and forks inside the batch are seen too. */
+  private async writeEnvelopes (items: PendingPut[]): Promise<PutOutcome[]> {
+    const envKeys = items.map(it => it.v.id + SEP + it.v.keyid)
+    const logKeys = items.map(it => it.v.attestation.repoId + SEP + it.v.keyid + SEP + pad(it.v.attestation.log.seq))
+    const commitKeys = items.map(it => it.v.attestation.repoId + SEP + it.v.attestation.commit)
+    const unknownCommits = [...new Set(commitKeys.filter(k => !this.knownCommits.has(k)))]
+    const [haveEnv, atSeq, haveCommit] = await Promise.all([this.envs.getMany(envKeys), this.logs.getMany(logKeys), this.commits.getMany(unknownCommits)])
+    unknownCommits.forEach((k, i) => { if (haveCommit[i] !== undefined) this.rememberCommit(k) })
+
+    const ops: unknown[] = []
+    const outcomes: PutOutcome[] = []
+    const inBatch = new Map<string, Bytes>() // envKey -> bytes written in this batch
+    const logInBatch = new Map<string, string>() // logKey -> envKey written in this batch
+    const proofsInBatch = new Set<string>()
+    const stored: Array<{ repoId: string, keyid: string, seq: number, envKey: string }> = []
+    let sync = false
+    for (const [i, it] of items.entries()) {
+      const { v, bytes, now } = it
       const a = v.attestation
-      const envKey = v.id + SEP + v.keyid
-      if (await this.envs.get(envKey) !== undefined) return { status: 'duplicate' }
-      const logKey = a.repoId + SEP + v.keyid + SEP + pad(a.log.seq)
-      const atSeq = await this.logs.get(logKey)
-      const now = opts.now ?? Date.now()
-      if (atSeq !== undefined) {
-        const existing = await this.envs.get(atSeq)
-        if (existing === undefined) throw new QuorateError('STORE_FAILED', `store index points at a missing envelope ${atSeq}; restore the data directory from a backup`)
-        const proofKey = a.repoId + SEP + v.keyid + SEP + pad(a.log.seq)
-        if (await this.proofs.get(proofKey) !== undefined) return { status: 'duplicate' }
-        await this.db.batch([
+      const envKey = envKeys[i]
+      const logKey = logKeys[i]
+      if (haveEnv[i] !== undefined || inBatch.has(envKey)) { outcomes.push({ status: 'duplicate' }); continue }
+      const holder = atSeq[i] ?? logInBatch.get(logKey)
+      if (holder !== undefined) {
+        // a second envelope at a used log position: a fork, kept once as an equivocation proof
+        const existing = inBatch.get(holder) ?? await this.envs.get(holder)
+        if (existing === undefined) throw new QuorateError('STORE_FAILED', `store index points at a missing envelope ${holder}; restore the data directory from a backup`)
+        if (proofsInBatch.has(logKey) || await this.proofs.get(logKey) !== undefined) { outcomes.push({ status: 'duplicate' }); continue }
+        ops.push(
           { type: 'put', sublevel: this.envs, key: envKey, value: bytes },
           { type: 'put', sublevel: this.metas, key: envKey, value: metaOf(v, now) },
-          { type: 'put', sublevel: this.proofs, key: proofKey, value: { repoId: a.repoId, keyid: v.keyid, a: atSeq, b: envKey, foundAt: now } }
-        ] as never, { sync: opts.sync === true })
-        return { status: 'fork', existing, proofStored: true }
+          { type: 'put', sublevel: this.proofs, key: logKey, value: { repoId: a.repoId, keyid: v.keyid, a: holder, b: envKey, foundAt: now } }
+        )
+        inBatch.set(envKey, bytes)
+        proofsInBatch.add(logKey)
+        sync ||= it.sync
+        outcomes.push({ status: 'fork', existing, proofStored: true })
+        continue
       }
-      const ops: unknown[] = [
+      ops.push(
         { type: 'put', sublevel: this.envs, key: envKey, value: bytes },
         { type: 'put', sublevel: this.metas, key: envKey, value: metaOf(v, now) },
         { type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + a.commit + SEP + envKey, value: '' },
         { type: 'put', sublevel: this.logs, key: logKey, value: envKey }
-      ]
+      )
       if (a.kind === 'build') ops.push({ type: 'put', sublevel: this.byDigest, key: a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: '' })
-      const commitKey = a.repoId + SEP + a.commit
-      if (await this.commits.get(commitKey) === undefined) {
+      const commitKey = commitKeys[i]
+      if (!this.knownCommits.has(commitKey)) {
         ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: a.commit, firstSeen: now } })
+        this.rememberCommit(commitKey)
       }
-      await this.db.batch(ops as never, { sync: opts.sync === true })
-      return { status: 'stored' }
-    })
+      inBatch.set(envKey, bytes)
+      logInBatch.set(logKey, envKey)
+      stored.push({ repoId: a.repoId, keyid: v.keyid, seq: a.log.seq, envKey })
+      sync ||= it.sync
+      outcomes.push({ status: 'stored' })
+    }
+    if (ops.length > 0) {
+      try {
+        await this.db.batch(ops as never, { sync })
+      } catch (err) {
+        // the commits remembered above were not written after all
+        this.knownCommits.clear()
+        throw err
+      }
+    }
+    if (this.heads !== undefined && stored.length > 0) await this.advanceHeads(this.heads, stored)
+    return outcomes
+  }
+
+  private rememberCommit (commitKey: string): void {
+    if (this.knownCommits.size >= MAX_KNOWN_COMMITS) this.knownCommits.clear()
+    this.knownCommits.add(commitKey)
+  }
+
+  /** Moves the in-memory contiguous heads past newly stored positions (and past later ones already stored: a filled gap). */
+  private async advanceHeads (heads: Map<string, LogHead>, stored: Array<{ repoId: string, keyid: string, seq: number, envKey: string }>): Promise<void> {
+    const touched = new Map<string, { repoId: string, keyid: string }>()
+    for (const s of stored.sort((x, y) => x.seq - y.seq)) {
+      const log = s.repoId + SEP + s.keyid
+      const head = heads.get(log)
+      if ((head === undefined && s.seq === 0) || (head !== undefined && s.seq === head.seq + 1)) {
+        heads.set(log, { repoId: s.repoId, keyid: s.keyid, seq: s.seq, envelopeId: s.envKey.slice(0, s.envKey.indexOf(SEP)) })
+        touched.set(log, s)
+      }
+    }
+    for (const [log, { repoId, keyid }] of touched) {
+      let head = heads.get(log)!
+      for (;;) {
+        const next = await this.logs.get(repoId + SEP + keyid + SEP + pad(head.seq + 1))
+        if (next === undefined) break
+        head = { repoId, keyid, seq: head.seq + 1, envelopeId: next.slice(0, next.indexOf(SEP)) }
+        heads.set(log, head)
+      }
+    }
   }
 
   async hasEnvelope (id: string, keyid: string): Promise<boolean> {
@@ -223,9 +331,15 @@ export class Store {
 
   /**
    * Per (repository, signer) log: the end of its contiguous prefix (seq 0..n all present), which
-   * is what sync asks peers to continue from, so a gap left by lost gossip is filled.
+   * is what sync asks peers to continue from, so a gap left by lost gossip is filled. Scanned from
+   * the store once, then kept in memory and moved forward by every write.
    */
   async logHeads (): Promise<LogHead[]> {
+    this.heads ??= await this.exclusive(async () => this.heads ?? await this.scanLogHeads())
+    return [...this.heads.values()].map(h => ({ ...h }))
+  }
+
+  private async scanLogHeads (): Promise<Map<string, LogHead>> {
     const heads = new Map<string, LogHead>()
     const broken = new Set<string>()
     for await (const [k, v] of this.logs.iterator()) {
@@ -241,7 +355,7 @@ export class Store {
       }
       heads.set(log, { repoId, keyid, seq, envelopeId: v.slice(0, v.indexOf(SEP)) })
     }
-    return [...heads.values()]
+    return heads
   }
 
   /**
