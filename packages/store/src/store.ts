@@ -54,6 +54,10 @@ const pad = (n: number): string => n.toString().padStart(16, '0')
 
 type Bytes = Uint8Array
 
+interface StoredPosition { repoId: string, keyid: string, seq: number, envKey: string, prev?: string | null }
+
+interface LinkedPrefix { seq: number, id: string | null }
+
 interface PendingPut { v: VerifiedAttestation, bytes: Bytes, sync: boolean, now: number, resolve: (o: PutOutcome) => void, reject: (err: unknown) => void }
 
 /** Envelopes written in one LevelDB batch at most. */
@@ -85,6 +89,8 @@ export class Store {
   private heads: Map<string, LogHead> | undefined
   /** (repository, commit) keys known to be in the commits index: saves a read per envelope. */
   private readonly knownCommits = new Set<string>()
+  /** Per log, the end of its prefix known complete and linked (see logComplete). */
+  private readonly linked = new Map<string, LinkedPrefix>()
 
   private constructor (db: Level<string, Bytes>) {
     this.db = db
@@ -192,7 +198,7 @@ export class Store {
     const inBatch = new Map<string, Bytes>() // envKey -> bytes written in this batch
     const logInBatch = new Map<string, string>() // logKey -> envKey written in this batch
     const proofsInBatch = new Set<string>()
-    const stored: Array<{ repoId: string, keyid: string, seq: number, envKey: string }> = []
+    const stored: StoredPosition[] = []
     let sync = false
     for (const [i, it] of items.entries()) {
       const { v, bytes, now } = it
@@ -231,7 +237,7 @@ export class Store {
       }
       inBatch.set(envKey, bytes)
       logInBatch.set(logKey, envKey)
-      stored.push({ repoId: a.repoId, keyid: v.keyid, seq: a.log.seq, envKey })
+      stored.push({ repoId: a.repoId, keyid: v.keyid, seq: a.log.seq, envKey, prev: a.log.prev })
       sync ||= it.sync
       outcomes.push({ status: 'stored' })
     }
@@ -244,6 +250,7 @@ export class Store {
         throw err
       }
     }
+    if (stored.length > 0) this.advanceLinked(stored)
     if (this.heads !== undefined && stored.length > 0) await this.advanceHeads(this.heads, stored)
     return outcomes
   }
@@ -254,7 +261,16 @@ export class Store {
   }
 
   /** Moves the in-memory contiguous heads past newly stored positions (and past later ones already stored: a filled gap). */
-  private async advanceHeads (heads: Map<string, LogHead>, stored: Array<{ repoId: string, keyid: string, seq: number, envKey: string }>): Promise<void> {
+  /** Extends the known-linked prefixes by positions just written in order (others are checked lazily by logComplete). */
+  private advanceLinked (stored: StoredPosition[]): void {
+    for (const s of [...stored].sort((x, y) => x.seq - y.seq)) {
+      const log = s.repoId + SEP + s.keyid
+      const at = this.linked.get(log) ?? { seq: -1, id: null }
+      if (s.seq === at.seq + 1 && (s.prev === undefined || s.prev === at.id)) this.linked.set(log, { seq: s.seq, id: s.envKey.slice(0, s.envKey.indexOf(SEP)) })
+    }
+  }
+
+  private async advanceHeads (heads: Map<string, LogHead>, stored: StoredPosition[]): Promise<void> {
     const touched = new Map<string, { repoId: string, keyid: string }>()
     for (const s of stored.sort((x, y) => x.seq - y.seq)) {
       const log = s.repoId + SEP + s.keyid
@@ -360,19 +376,38 @@ export class Store {
 
   /**
    * Whether the signer's log is complete and linked from seq 0 up to `uptoSeq`: every position
-   * present and each envelope's prev naming the one before it.
+   * present and each envelope's prev naming the one before it. The linked prefix found is kept
+   * in memory and extended from there (by later calls and by writes), so a lookup reads only
+   * what was not checked before instead of the whole log.
    */
   async logComplete (repoId: string, keyid: string, uptoSeq: number): Promise<boolean> {
+    const log = repoId + SEP + keyid
+    let at = this.linked.get(log) ?? { seq: -1, id: null }
+    if (at.seq >= uptoSeq) return true
+    at = await this.extendLinked(repoId, keyid, at, uptoSeq)
+    if (at.seq > (this.linked.get(log)?.seq ?? -1)) this.linked.set(log, at)
+    return at.seq >= uptoSeq
+  }
+
+  private async extendLinked (repoId: string, keyid: string, from: LinkedPrefix, uptoSeq: number): Promise<LinkedPrefix> {
     const prefix = repoId + SEP + keyid + SEP
-    let expected = 0
-    let prevId: string | null = null
-    for await (const envKey of this.logs.values({ gte: prefix + pad(0), lte: prefix + pad(uptoSeq) })) {
-      const meta = await this.metas.get(envKey)
-      if (meta === undefined || meta.seq !== expected || (meta.prev !== undefined && meta.prev !== prevId)) return false
-      prevId = meta.id
-      expected++
+    let at = from
+    let keys: string[] = []
+    const check = async (): Promise<boolean> => {
+      const metas = await this.metas.getMany(keys)
+      keys = []
+      for (const meta of metas) {
+        if (meta === undefined || meta.seq !== at.seq + 1 || (meta.prev !== undefined && meta.prev !== at.id)) return false
+        at = { seq: meta.seq, id: meta.id }
+      }
+      return true
     }
-    return expected === uptoSeq + 1
+    for await (const envKey of this.logs.values({ gte: prefix + pad(from.seq + 1), lte: prefix + pad(uptoSeq) })) {
+      keys.push(envKey)
+      if (keys.length >= 1000 && !await check()) return at
+    }
+    if (keys.length > 0) await check()
+    return at
   }
 
   /** Envelopes of one log with seq > afterSeq, in order, streamed; a fork's second envelope follows the first. */

@@ -140,6 +140,34 @@ describe('Store logs', () => {
     await store.close()
   })
 
+  it('answers whether a log is complete and linked after writes, gap fills and a restart', async () => {
+    const dir = tmp()
+    const chain: Array<{ v: VerifiedAttestation, bytes: Uint8Array }> = []
+    for (let seq = 0; seq < 6; seq++) {
+      const s = signStatement(makeRefObservationStatement({ repoId: 'hello', ref: 'refs/heads/main', commit: 'a'.repeat(40), builderId: 'x', observedOn: String(seq), log: { seq, prev: seq === 0 ? null : chain[seq - 1].v.id } }), key)
+      const c = checkEnvelope(s.bytes, policy)
+      if (c.verdict !== 'accept') throw new Error(c.reason)
+      chain.push({ v: c.verified, bytes: s.bytes })
+    }
+    let store = await Store.open(dir)
+    for (const e of [chain[0], chain[1], chain[3]]) await store.putEnvelope(e.v, e.bytes)
+    expect(await store.logComplete('hello', key.keyid, 1)).toBe(true)
+    expect(await store.logComplete('hello', key.keyid, 3)).toBe(false) // seq 2 missing
+    await store.putEnvelope(chain[2].v, chain[2].bytes)
+    expect(await store.logComplete('hello', key.keyid, 3)).toBe(true) // the gap filled
+    await store.putEnvelope(chain[4].v, chain[4].bytes)
+    expect(await store.logComplete('hello', key.keyid, 4)).toBe(true)
+    // seq 5 linked to something else: present but not linked
+    const bad = envelope(5, 'a', key, 'bad link')
+    await store.putEnvelope(bad.v, bad.bytes)
+    expect(await store.logComplete('hello', key.keyid, 5)).toBe(false)
+    await store.close()
+    store = await Store.open(dir)
+    expect(await store.logComplete('hello', key.keyid, 4)).toBe(true)
+    expect(await store.logComplete('hello', key.keyid, 5)).toBe(false)
+    await store.close()
+  })
+
   it('streams a fork right after the envelope it contradicts', async () => {
     const store = await Store.open(tmp())
     const a = envelope(0, 'a', key, 't1'); const b = envelope(0, 'a', key, 't2')
