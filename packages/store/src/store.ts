@@ -410,19 +410,38 @@ export class Store {
     return at
   }
 
-  /** Envelopes of one log with seq > afterSeq, in order, streamed; a fork's second envelope follows the first. */
+  /**
+   * Envelopes of one log with seq > afterSeq, in order, streamed; a fork's second envelope follows
+   * the first. Read in chunks (two multi-gets per chunk, not two reads per envelope).
+   */
   async *envelopesAfter (repoId: string, keyid: string, afterSeq: number): AsyncGenerator<Bytes> {
     const prefix = repoId + SEP + keyid + SEP
     const range = afterSeq < 0 ? { gte: prefix, lt: prefix + '\xff' } : { gt: prefix + pad(afterSeq), lt: prefix + '\xff' }
+    let chunk = 16
+    let logKeys: string[] = []
+    let envKeys: string[] = []
+    const read = async (): Promise<Bytes[]> => {
+      const [envs, proofs] = await Promise.all([this.envs.getMany(envKeys), this.proofs.getMany(logKeys)])
+      const forks = await this.envs.getMany(proofs.filter(p => p !== undefined).map(p => p!.b))
+      const out: Bytes[] = []
+      let f = 0
+      envs.forEach((bytes, i) => {
+        if (bytes !== undefined) out.push(bytes)
+        if (proofs[i] !== undefined) { const other = forks[f++]; if (other !== undefined) out.push(other) }
+      })
+      logKeys = []
+      envKeys = []
+      return out
+    }
     for await (const [logKey, envKey] of this.logs.iterator(range)) {
-      const bytes = await this.envs.get(envKey)
-      if (bytes !== undefined) yield bytes
-      const proof = await this.proofs.get(logKey)
-      if (proof !== undefined) {
-        const other = await this.envs.get(proof.b)
-        if (other !== undefined) yield other
+      logKeys.push(logKey)
+      envKeys.push(envKey)
+      if (logKeys.length >= chunk) {
+        yield * await read()
+        chunk = Math.min(chunk * 2, 512) // small first chunks: the first envelopes go out at once
       }
     }
+    if (logKeys.length > 0) yield * await read()
   }
 
   async equivocationProofs (repoId?: string): Promise<EquivocationProof[]> {
