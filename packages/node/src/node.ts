@@ -46,6 +46,8 @@ export interface QuorateNode {
 }
 
 const MAX_ATTEMPTS = 3
+/** The signed failure reason when the policy requires a build root and the commit's recipe has none. */
+const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this repository ("requireRoot": true), but .quorate/recipe.json has no "root"; add "root": {"image": "<name>@sha256:<digest>"} to the recipe'
 
 /** Token buckets keyed by a string: `ratePerSecond` refill, `burst` capacity. */
 class TokenBuckets {
@@ -137,7 +139,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   async function logCompleteness (decision: Decision): Promise<Array<{ builder: string, keyid: string, seq: number, complete: boolean }>> {
     const stored = await store.envelopesForCommit(decision.repoId, decision.commit)
     const out = []
-    for (const v of [...decision.supporters, ...decision.dissenters]) {
+    for (const v of decision.votes) {
       const meta = stored.find(x => x.meta.id === v.envelopeId && x.meta.keyid === v.keyid)?.meta
       if (meta === undefined) continue
       out.push({ builder: v.builder, keyid: v.keyid, seq: meta.seq, complete: await store.logComplete(decision.repoId, v.keyid, meta.seq) })
@@ -410,6 +412,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         try {
           const parsed = parseRecipeSpec(parseJsonStrict(Buffer.from(bytes).toString('utf8'), '.quorate/recipe.json'), '.quorate/recipe.json')
           if (parsed.recipe.image !== undefined) parseImageSpec(parsed.recipe.image, '.quorate/recipe.json: image')
+          if (repo.requireRoot && parsed.recipe.root === undefined) return REQUIRE_ROOT_REASON
           const limits = { ...parsed.limits }
           for (const k of Object.keys(limits) as Array<keyof typeof limits>) limits[k] = Math.min(limits[k], DEFAULT_RECIPE_LIMITS[k])
           return { recipe: parsed.recipe, limits }

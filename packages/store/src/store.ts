@@ -81,6 +81,7 @@ export class Store {
   private readonly state
   private readonly blobs
   private readonly byDigest
+  private readonly byRef
   private writeChain: Promise<unknown> = Promise.resolve()
   /** putEnvelope calls waiting for the next batch. */
   private pending: PendingPut[] = []
@@ -104,6 +105,7 @@ export class Store {
     this.state = db.sublevel<string, unknown>('state', { valueEncoding: 'json' })
     this.blobs = db.sublevel<string, Bytes>('blob', { valueEncoding: 'view' })
     this.byDigest = db.sublevel<string, string>('bydigest', { valueEncoding: 'utf8' })
+    this.byRef = db.sublevel<string, string>('byref', { valueEncoding: 'utf8' })
   }
 
   static async open (dir: string): Promise<Store> {
@@ -119,6 +121,7 @@ export class Store {
     }
     const store = new Store(db)
     await store.checkFormat(dir)
+    await store.indexRefObservations()
     return store
   }
 
@@ -131,6 +134,17 @@ export class Store {
       await this.db.close()
       throw new QuorateError('STORE_FAILED', `the store in ${dir} has format ${String(version)}, this release reads format ${STORE_FORMAT}; use the matching Quorate release or restore a backup`, { dir })
     }
+  }
+
+  /** Builds the ref-observation index for a store written before it existed (once). */
+  private async indexRefObservations (): Promise<void> {
+    if (await this.state.get('index:byref') !== undefined) return
+    const ops: unknown[] = []
+    for await (const m of this.metas.values()) {
+      if (m.kind === 'ref') ops.push({ type: 'put', sublevel: this.byRef, key: m.repoId + SEP + m.ref + SEP + m.keyid + SEP + pad(m.seq), value: m.id + SEP + m.keyid })
+    }
+    ops.push({ type: 'put', sublevel: this.state, key: 'index:byref', value: 1 })
+    await this.db.batch(ops as never)
   }
 
   async close (): Promise<void> {
@@ -188,7 +202,8 @@ export class Store {
   private async writeEnvelopes (items: PendingPut[]): Promise<PutOutcome[]> {
     const envKeys = items.map(it => it.v.id + SEP + it.v.keyid)
     const logKeys = items.map(it => it.v.attestation.repoId + SEP + it.v.keyid + SEP + pad(it.v.attestation.log.seq))
-    const commitKeys = items.map(it => it.v.attestation.repoId + SEP + it.v.attestation.commit)
+    const commitsOfItem = items.map(({ v: { attestation: a } }) => a.kind === 'ref' ? [a.commit, ...a.introduced.filter(c => c !== a.commit)] : [a.commit])
+    const commitKeys = items.flatMap((it, i) => commitsOfItem[i].map(c => it.v.attestation.repoId + SEP + c))
     const unknownCommits = [...new Set(commitKeys.filter(k => !this.knownCommits.has(k)))]
     const [haveEnv, atSeq, haveCommit] = await Promise.all([this.envs.getMany(envKeys), this.logs.getMany(logKeys), this.commits.getMany(unknownCommits)])
     unknownCommits.forEach((k, i) => { if (haveCommit[i] !== undefined) this.rememberCommit(k) })
@@ -230,10 +245,18 @@ export class Store {
         { type: 'put', sublevel: this.logs, key: logKey, value: envKey }
       )
       if (a.kind === 'build') ops.push({ type: 'put', sublevel: this.byDigest, key: a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: '' })
-      const commitKey = commitKeys[i]
-      if (!this.knownCommits.has(commitKey)) {
-        ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: a.commit, firstSeen: now } })
-        this.rememberCommit(commitKey)
+      // A ref observation is filed under its tip and under every commit the move introduced
+      // (DESIGN.md "The attestation"): a push of several commits brought them all onto the ref.
+      if (a.kind === 'ref') {
+        ops.push({ type: 'put', sublevel: this.byRef, key: a.repoId + SEP + a.ref + SEP + v.keyid + SEP + pad(a.log.seq), value: envKey })
+        for (const c of commitsOfItem[i].slice(1)) ops.push({ type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + c + SEP + envKey, value: '' })
+      }
+      for (const c of commitsOfItem[i]) {
+        const commitKey = a.repoId + SEP + c
+        if (!this.knownCommits.has(commitKey)) {
+          ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: c, firstSeen: now } })
+          this.rememberCommit(commitKey)
+        }
       }
       inBatch.set(envKey, bytes)
       logInBatch.set(logKey, envKey)
@@ -260,7 +283,6 @@ export class Store {
     this.knownCommits.add(commitKey)
   }
 
-  /** Moves the in-memory contiguous heads past newly stored positions (and past later ones already stored: a filled gap). */
   /** Extends the known-linked prefixes by positions just written in order (others are checked lazily by logComplete). */
   private advanceLinked (stored: StoredPosition[]): void {
     for (const s of [...stored].sort((x, y) => x.seq - y.seq)) {
@@ -270,6 +292,7 @@ export class Store {
     }
   }
 
+  /** Moves the in-memory contiguous heads past newly stored positions (and past later ones already stored: a filled gap). */
   private async advanceHeads (heads: Map<string, LogHead>, stored: StoredPosition[]): Promise<void> {
     const touched = new Map<string, { repoId: string, keyid: string }>()
     for (const s of stored.sort((x, y) => x.seq - y.seq)) {
@@ -306,6 +329,20 @@ export class Store {
     for await (const k of this.byCommit.keys({ gte: prefix, lt: prefix + '\xff' })) keys.push(k.slice(prefix.length))
     const [bytes, metas] = await Promise.all([this.envs.getMany(keys), this.metas.getMany(keys)])
     return keys.map((_, i) => ({ meta: metas[i]!, bytes: bytes[i]! })).filter(x => x.bytes !== undefined && x.meta !== undefined)
+  }
+
+  /**
+   * Every stored ref observation of a repository (optionally of one ref), raw: callers verify
+   * them (core's collectRefMoves) and order them by each signer's log.
+   */
+  async refObservations (repoId: string, ref?: string): Promise<Bytes[]> {
+    const prefix = repoId + SEP + (ref !== undefined ? ref + SEP : '')
+    const out: Bytes[] = []
+    for await (const envKey of this.byRef.values({ gte: prefix, lt: prefix + '\xff' })) {
+      const bytes = await this.envs.get(envKey)
+      if (bytes !== undefined) out.push(bytes)
+    }
+    return out
   }
 
   /** Commits known for a repository, newest first by first-seen time. */
