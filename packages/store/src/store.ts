@@ -82,6 +82,8 @@ export class Store {
   private readonly blobs
   private readonly byDigest
   private readonly byRef
+  /** Per log, the end of its prefix known complete and linked (see logComplete): a cache of the logs index, written with it. */
+  private readonly linkedIndex
   private writeChain: Promise<unknown> = Promise.resolve()
   /** putEnvelope calls waiting for the next batch. */
   private pending: PendingPut[] = []
@@ -106,6 +108,7 @@ export class Store {
     this.blobs = db.sublevel<string, Bytes>('blob', { valueEncoding: 'view' })
     this.byDigest = db.sublevel<string, string>('bydigest', { valueEncoding: 'utf8' })
     this.byRef = db.sublevel<string, string>('byref', { valueEncoding: 'utf8' })
+    this.linkedIndex = db.sublevel<string, LinkedPrefix>('linked', { valueEncoding: 'json' })
   }
 
   static async open (dir: string): Promise<Store> {
@@ -122,6 +125,7 @@ export class Store {
     const store = new Store(db)
     await store.checkFormat(dir)
     await store.indexRefObservations()
+    for await (const [log, at] of store.linkedIndex.iterator()) store.linked.set(log, at)
     return store
   }
 
@@ -264,6 +268,8 @@ export class Store {
       sync ||= it.sync
       outcomes.push({ status: 'stored' })
     }
+    const linked = this.advanceLinked(stored)
+    for (const [log, at] of linked) ops.push({ type: 'put', sublevel: this.linkedIndex, key: log, value: at })
     if (ops.length > 0) {
       try {
         await this.db.batch(ops as never, { sync })
@@ -273,7 +279,7 @@ export class Store {
         throw err
       }
     }
-    if (stored.length > 0) this.advanceLinked(stored)
+    for (const [log, at] of linked) this.linked.set(log, at)
     if (this.heads !== undefined && stored.length > 0) await this.advanceHeads(this.heads, stored)
     return outcomes
   }
@@ -284,12 +290,14 @@ export class Store {
   }
 
   /** Extends the known-linked prefixes by positions just written in order (others are checked lazily by logComplete). */
-  private advanceLinked (stored: StoredPosition[]): void {
+  private advanceLinked (stored: StoredPosition[]): Map<string, LinkedPrefix> {
+    const moved = new Map<string, LinkedPrefix>()
     for (const s of [...stored].sort((x, y) => x.seq - y.seq)) {
       const log = s.repoId + SEP + s.keyid
-      const at = this.linked.get(log) ?? { seq: -1, id: null }
-      if (s.seq === at.seq + 1 && (s.prev === undefined || s.prev === at.id)) this.linked.set(log, { seq: s.seq, id: s.envKey.slice(0, s.envKey.indexOf(SEP)) })
+      const at = moved.get(log) ?? this.linked.get(log) ?? { seq: -1, id: null }
+      if (s.seq === at.seq + 1 && (s.prev === undefined || s.prev === at.id)) moved.set(log, { seq: s.seq, id: s.envKey.slice(0, s.envKey.indexOf(SEP)) })
     }
+    return moved
   }
 
   /** Moves the in-memory contiguous heads past newly stored positions (and past later ones already stored: a filled gap). */
@@ -414,15 +422,18 @@ export class Store {
   /**
    * Whether the signer's log is complete and linked from seq 0 up to `uptoSeq`: every position
    * present and each envelope's prev naming the one before it. The linked prefix found is kept
-   * in memory and extended from there (by later calls and by writes), so a lookup reads only
-   * what was not checked before instead of the whole log.
+   * (in memory and, as a cache of the logs index, in the store) and extended from there by later
+   * calls and by writes, so a lookup reads only what was not checked before, not the whole log.
    */
   async logComplete (repoId: string, keyid: string, uptoSeq: number): Promise<boolean> {
     const log = repoId + SEP + keyid
     let at = this.linked.get(log) ?? { seq: -1, id: null }
     if (at.seq >= uptoSeq) return true
     at = await this.extendLinked(repoId, keyid, at, uptoSeq)
-    if (at.seq > (this.linked.get(log)?.seq ?? -1)) this.linked.set(log, at)
+    if (at.seq > (this.linked.get(log)?.seq ?? -1)) {
+      this.linked.set(log, at)
+      await this.linkedIndex.put(log, at) // a cache of what the logs index holds: no fsync needed
+    }
     return at.seq >= uptoSeq
   }
 
