@@ -134,8 +134,12 @@ export async function storeFixture (name, policy, envelopeChunks) {
   const dir = join(CACHE, name)
   const done = join(dir, 'complete.json')
   if (existsSync(done)) {
-    // open once, untimed: a store written by an older release is migrated here, not in a timed row
-    await (await Store.open(join(dir, 'db'))).close()
+    // open once, untimed: a store written by an older release is migrated here, not in a timed row;
+    // and the linked prefix of every log is recorded, as the writes of a node that ingested them
+    // would have done (fixtures written before the store kept them have none)
+    const store = await Store.open(join(dir, 'db'))
+    if (typeof store.putEnvelopes === 'function') for (const h of await store.logHeads()) await store.logComplete(h.repoId, h.keyid, h.seq)
+    await store.close()
     return { dir: join(dir, 'db'), ...JSON.parse(readFileSync(done, 'utf8')) }
   }
   rmSync(dir, { recursive: true, force: true })
