@@ -31,8 +31,11 @@ export interface RegistryAccess {
 export interface BuildRootCacheInit {
   /** The cache directory (the node's, e.g. `<dataDir>/roots`). */
   dir: string
-  /** Registries (host[:port]) the node may pull from; roots from other registries are refused. */
-  allowedRegistries: string[]
+  /**
+   * Registries (host[:port]) the node may pull from; roots from other registries are refused.
+   * A function is asked at each pull (the policy can be reloaded).
+   */
+  allowedRegistries: string[] | (() => string[])
   registries?: Record<string, RegistryAccess>
   /** Offline sources: image name (as written before `@`) → OCI image layout directory. */
   layouts?: Record<string, string>
@@ -224,9 +227,10 @@ export class BuildRootCache {
   private checkAllowed (ref: RootImageRef): string {
     const access = this.init.registries?.[ref.registry]
     const pullFrom = access?.mirror ?? ref.registry
+    const allowed = typeof this.init.allowedRegistries === 'function' ? this.init.allowedRegistries() : this.init.allowedRegistries
     for (const registry of new Set([ref.registry, pullFrom])) {
-      if (!this.init.allowedRegistries.includes(registry)) {
-        throw unavailable(ref, 'not-allowed', `the registry ${registry} is not one this node may pull from (allowed: ${this.init.allowedRegistries.join(', ') || 'none'}); name it in the policy's recipes or in the node config's roots.allowRegistries`, { registry })
+      if (!allowed.includes(registry)) {
+        throw unavailable(ref, 'not-allowed', `the registry ${registry} is not one this node may pull from (allowed: ${allowed.join(', ') || 'none'}); name it in the policy's recipes or in the node config's roots.allowRegistries`, { registry })
       }
     }
     return pullFrom
@@ -277,6 +281,10 @@ export class BuildRootCache {
 
     // 2. Every blob, checked against its digest and size; nothing is unpacked before all pass.
     const tmpRoot = join(this.init.dir, 'tmp')
+    await this.removeStaleScratch(tmpRoot)
+    // The cache dir and roots/ are searchable by everyone: builds run as an unprivileged user,
+    // and bubblewrap, started as that user, must reach a root to mount it. tmp/ is private.
+    await mkdir(this.init.dir, { recursive: true, mode: 0o755 })
     await mkdir(tmpRoot, { recursive: true, mode: 0o700 })
     const scratch = join(tmpRoot, randomUUID())
     await mkdir(scratch, { mode: 0o700 })
@@ -300,6 +308,7 @@ export class BuildRootCache {
       const entryDir = join(scratch, 'entry')
       const rootfs = join(entryDir, 'rootfs')
       await mkdir(rootfs, { recursive: true, mode: 0o755 })
+      await chmod(entryDir, 0o755)
       const cap = this.init.maxUnpackedBytes ?? DEFAULTS.maxUnpackedBytes
       const state: UnpackState = { budget: cap, cap, dirModes: new Map() }
       for (const [i, l] of layers.entries()) {
@@ -342,6 +351,15 @@ export class BuildRootCache {
       return { image: ref.image, dir: join(final, 'rootfs'), manifestDigest, ...(indexDigest !== undefined ? { indexDigest } : {}), platform, bytes: tree.bytes }
     } finally {
       await rm(scratch, { recursive: true, force: true })
+    }
+  }
+
+  /** Scratch dirs left by a crashed pull or unpack (older than any pull may take) are removed. */
+  private async removeStaleScratch (tmpRoot: string): Promise<void> {
+    const cutoff = Date.now() - 2 * (this.init.pullTimeoutMs ?? DEFAULTS.pullTimeoutMs)
+    for (const name of await readdir(tmpRoot).catch(() => [] as string[])) {
+      const st = await lstat(join(tmpRoot, name)).catch(() => null)
+      if (st !== null && st.mtimeMs < cutoff) await rm(join(tmpRoot, name), { recursive: true, force: true })
     }
   }
 
@@ -449,8 +467,10 @@ export class BuildRootCache {
     const insecure = access?.insecure === true
     return {
       manifest: async d => {
+        await mkdir(this.init.dir, { recursive: true, mode: 0o755 })
+        await mkdir(join(this.init.dir, 'tmp'), { recursive: true, mode: 0o700 })
         const scratch = join(this.init.dir, 'tmp', randomUUID())
-        await mkdir(scratch, { recursive: true, mode: 0o700 })
+        await mkdir(scratch, { mode: 0o700 })
         try {
           const auth = await authFile(scratch)
           return await skopeo(['inspect', '--raw', ...(insecure ? ['--tls-verify=false'] : []), ...(auth !== null ? ['--authfile', auth] : []), remote(d)], scratch)

@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, linkSync, copyFileSync, chmodSync } from 'node:fs'
+import { sandboxFailureHint } from './sandbox-hint.js'
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync, linkSync, copyFileSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
@@ -6,7 +7,7 @@ import {
   signStatement, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS, type BuilderKeyPair, type Decision, type LogPosition, type Policy, type RepositoryPolicy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import { Store, type BuildJob } from '@quorate/store'
-import { GitMirror, runBuild, detectSandbox, parseImageSpec } from '@quorate/builder'
+import { GitMirror, runBuild, probeSandbox, parseImageSpec, prepareBuildArea, resolveBuildUser } from '@quorate/builder'
 import { startNetwork, createPeerKey, type Network, type Verdict, type IncomingMessage } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, assertPrivateFile, type NodeConfig } from './config.js'
 import { EventBus } from './events.js'
@@ -104,9 +105,13 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   } else if (member.revoked) {
     throw new QuorateError('KEY_INVALID', `${config.builderKeyFile}: this key (${key.keyid}) is revoked in ${config.policyFile}; use the builder's current key`)
   }
+  // A root node builds as an unprivileged user of its own (never host uid 0), in a directory that user can reach.
+  const buildUser = resolveBuildUser(config.sandboxUser)
   if (config.sandbox === 'bwrap') {
-    if (await detectSandbox() === null) {
-      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but bubblewrap is not installed or cannot create namespaces here; install it (apt-get install bubblewrap) or set "sandbox": "none" to build without isolation`)
+    const probe = await probeSandbox(buildUser)
+    if (typeof probe === 'string') {
+      const hint = sandboxFailureHint(probe, existsSync('/.dockerenv') || existsSync('/run/.containerenv'))
+      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but ${probe}${hint !== undefined ? `; ${hint}` : ''}; or set "sandbox": "none" to build without isolation`)
     }
   } else {
     logger.warn('sandbox disabled', { sandbox: 'none', hint: 'builds run without isolation and can read this node\'s files; attestations record sandbox "none"' })
@@ -114,6 +119,12 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   if (config.faultInjection?.tamperOutput === true) logger.warn('fault injection', { tamperOutput: true, hint: 'this node simulates a compromised CI: it alters its build outputs' })
 
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  const buildArea = await prepareBuildArea({
+    user: config.sandbox === 'bwrap' ? buildUser : { ...buildUser, drop: false },
+    dataDir: config.dataDir,
+    defaultDir: join(config.dataDir, 'work'),
+    preferred: config.buildDir
+  })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
   const store = await Store.open(join(config.dataDir, 'db'))
   const events = new EventBus()
@@ -432,7 +443,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       spec = problem
     }
     const executed = config.faultInjection?.tamperOutput === true ? tamperedRecipe(spec.recipe) : spec.recipe
-    const workDir = join(config.dataDir, 'work', randomUUID())
+    const workDir = join(buildArea, randomUUID())
     const outputCopyDir = join(config.dataDir, 'work', `${randomUUID()}.out`)
     logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
     events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
@@ -448,6 +459,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         recipe: executed,
         limits: spec.limits,
         sandbox: config.sandbox,
+        user: buildUser,
+        fetchNetwork: config.fetchNetwork,
         outputCopyDir,
         signal: abort.signal,
         onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
@@ -547,7 +560,9 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const bytes = await store.getEnvelope(job.envelopeId!, key.keyid)
     if (bytes !== undefined) unpublished.set(job.envelopeId!, { repoId: job.repoId, bytes, tries: 0 })
   }
-  rmSync(join(config.dataDir, 'work'), { recursive: true, force: true })
+  // Work dirs a killed process left behind (the build area itself stays: the build user must reach it).
+  if (buildArea !== join(config.dataDir, 'work')) rmSync(join(config.dataDir, 'work'), { recursive: true, force: true })
+  for (const name of readdirSync(buildArea)) rmSync(join(buildArea, name), { recursive: true, force: true })
 
   async function queueSummary (): Promise<Record<string, number>> {
     const out: Record<string, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 }
