@@ -108,6 +108,7 @@ export function gossip (init: GossipInit, components: GossipComponents): Gossip 
 
   // Graylisted peers (score below the threshold: forged messages) are hung up on and kept out.
   const onHeartbeat = (): void => {
+    stats.gossipHeartbeats++
     for (const id of components.connectedPeers()) {
       const score = gs.getScore(id)
       if (score < SCORE_THRESHOLDS.graylistThreshold) bans.ban(id, { reason: 'gossip score below the graylist threshold', score })

@@ -7,6 +7,7 @@ export function createStats (): NetworkStats {
     gossipAccepted: 0,
     gossipRejected: 0,
     gossipIgnored: 0,
+    gossipHeartbeats: 0,
     syncReceived: 0,
     syncAccepted: 0,
     syncRejected: 0,

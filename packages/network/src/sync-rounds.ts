@@ -61,9 +61,11 @@ export function syncRounds (init: SyncRoundsInit, components: SyncRoundsComponen
     active.add(controller)
     let stream: Stream | undefined
     let expired = false
+    let stalled = false
     const progress = { waitingForPeer: () => false }
     const timer = setTimeout(() => {
       expired = true
+      stalled = progress.waitingForPeer() // now, before the abort wakes the reader
       const err = new QuorateError('NETWORK_FAILED', `sync round with ${peer} timed out after ${config.syncTimeoutMs} ms`, { peer })
       controller.abort(err)
       stream?.abort(err)
@@ -101,7 +103,7 @@ export function syncRounds (init: SyncRoundsInit, components: SyncRoundsComponen
     } catch (err) {
       stats.syncFailures++
       let kind: Misbehaviour | undefined
-      if (expired) kind = stream === undefined ? undefined : progress.waitingForPeer() ? 'stalled' : 'timeout'
+      if (expired) kind = stream === undefined ? undefined : stalled ? 'stalled' : 'timeout'
       else if (!controller.signal.aborted) kind = violationOf(err)
       if (kind === 'stalled') stats.syncStalled++
       if (kind !== undefined) bans.penalize(peer, kind, errorMessage(err))

@@ -118,6 +118,8 @@ export interface NetworkStats {
   gossipAccepted: number
   gossipRejected: number
   gossipIgnored: number
+  /** Gossipsub heartbeats so far (each one sends IHAVE gossip, grafts and prunes, and bans graylisted peers). */
+  gossipHeartbeats: number
   syncReceived: number
   syncAccepted: number
   syncRejected: number
