@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
-import { mkdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs'
+import { mkdirSync, writeFileSync, existsSync, chmodSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import {
-  QuorateError, isQuorateError, keyPairFromSeed, encodeBuilderKeyFile, parsePolicy, parseRecipeSpec
+  QuorateError, isQuorateError, escapeForDisplay, keyPairFromSeed, encodeBuilderKeyFile
 } from '@quorate/core'
 import { escapeForTerminal } from '@quorate/node/logger'
-import { loadPolicyFile, readJsonFile } from '@quorate/node/config'
+import { loadPolicyFile } from '@quorate/node/config'
+import { commandHelp } from './help.js'
+import { assemblePolicy } from './policy-assemble.js'
 
 // Heavy packages (libp2p, the builder) load only for the commands that use them, so that
 // `quorate verify` in a deploy pipeline starts fast.
@@ -16,33 +18,42 @@ const nodePkg = async (): Promise<typeof import('@quorate/node')> => await impor
 const USAGE = `quorate: a decentralized network of reproducible-build verifiers
 
 Usage:
-  quorate init --dir DIR --name BUILDER --org ORG [--listen MULTIADDR] [--http-port N] [--bootstrap MULTIADDR]... [--sandbox bwrap|none] [--endpoint URL]
-  quorate policy assemble --member FILE... --repo ID --url GIT_URL [--branch NAME]... [--tag GLOB]... --recipe FILE [--threshold N] [--mode majority|unanimous] [--out FILE]
+  quorate init --dir DIR --name BUILDER --org ORG [--listen MULTIADDR] [--http-host HOST] [--http-port N] [--bootstrap MULTIADDR]...
+               [--sandbox bwrap|none] [--endpoint URL] [--policy FILE] [--poll-seconds N] [--loopback] [--force]
+  quorate policy assemble --member FILE... (--repo ID --url GIT_URL [--branch NAME]... [--tag GLOB]... --recipe FILE)... [--repos FILE]
+                          [--threshold N] [--mode majority|unanimous] [--out FILE]
   quorate policy check FILE
+  quorate policy digest FILE
   quorate node --config FILE [--log-format text|json] [--debug]
   quorate verify --node URL [--node URL]... --policy FILE --repo ID --commit SHA [--digest HEX] [--ref REF] [--artifact FILE] [--image]
                  [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json]
-  quorate verify --bundle FILE --policy FILE [--digest HEX] [--ref REF] [--json]
+  quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json]
   quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--out FILE]
-  quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--json | --markdown]
+  quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown]
   quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
-  quorate which NARSHA256 --node URL... [--json]
+  quorate which NARSHA256 --node URL... [--json]   (exit 0 only when the digest is a commit's trusted result)
   quorate key rotate --config FILE
   quorate backup --config FILE --out BACKUP.tar.gz
   quorate restore --config FILE --from BACKUP.tar.gz [--force]
   quorate digest PATH [--json]
   quorate status --node URL [--json]
 
-Exit codes of verify: 0 trusted, 1 disputed or a failed check (--digest, --ref, --artifact), 3 pending (or --wait timed out),
+Every command has its own help with examples: quorate COMMAND --help. quorate --version prints the version.
+Errors are one sentence and an exit code; add --debug for a stack trace.
+
+Exit codes of verify: 0 trusted, 1 disputed, failed (the build fails everywhere) or a failed check (--digest, --ref, --artifact, --image),
+3 pending (a quorum is still reachable; also --ref not yet seen by a quorum while organizations are open, and --wait timed out),
 2 usage/config error (also a --policy-digest mismatch) or no node answered.`
 
 function usage (msg: string): never {
   throw new QuorateError('USAGE', `${msg}\n\n${USAGE}`)
 }
 
-function print (s: string): void { process.stdout.write(s + '\n') }
-function printErr (s: string): void { process.stderr.write(s + '\n') }
+// Every line the CLI writes goes through core's display escaping: a signer's bidi or C1 control
+// (U+202E, U+009B) never reaches the terminal raw, and JSON output stays the same JSON.
+function print (s: string): void { process.stdout.write(escapeForDisplay(s, { keepLayout: true }) + '\n') }
+function printErr (s: string): void { process.stderr.write(escapeForDisplay(s, { keepLayout: true }) + '\n') }
 
 async function cmdInit (args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -66,6 +77,7 @@ async function cmdInit (args: string[]): Promise<number> {
   const { writePeerKeyFile } = await nodePkg()
   const { peerIdFromPeerKey } = await import('@quorate/network')
   const peerKey = await writePeerKeyFile(peerKeyFile)
+  chmodSync(peerKeyFile, 0o600) // also when --force replaced a file created with looser permissions
   const peerId = peerIdFromPeerKey(peerKey)
   const listen = values.listen ?? '/ip4/0.0.0.0/tcp/4001'
   const httpPort = Number(values['http-port'] ?? 8080)
@@ -85,6 +97,9 @@ async function cmdInit (args: string[]): Promise<number> {
     ...(values.loopback === true ? { loopbackNetwork: true } : {})
   }
   writeFileSync(join(dir, 'node.json'), JSON.stringify(config, null, 2) + '\n')
+  // This data directory starts the new key's logs: the node need not fetch them from peers first.
+  mkdirSync(join(dir, config.dataDir), { recursive: true, mode: 0o700 })
+  writeFileSync(join(dir, config.dataDir, 'NEW_KEY'), kp.keyid + '\n')
   const multiaddr = `${listen}/p2p/${peerId}`
   const member = { name: values.name, org: values.org, publicKey: kp.publicKeyHex, keyid: kp.keyid, peerId, multiaddr, ...(values.endpoint !== undefined ? { endpoint: values.endpoint } : {}) }
   writeFileSync(join(dir, 'member.json'), JSON.stringify(member, null, 2) + '\n')
@@ -93,7 +108,10 @@ async function cmdInit (args: string[]): Promise<number> {
   print(`  keyid:      ${kp.keyid}`)
   print(`  peer id:    ${peerId}`)
   print(`  multiaddr:  ${multiaddr}${listen.includes('/0.0.0.0/') ? '  (replace 0.0.0.0 with an address the other nodes can reach)' : ''}`)
-  print(`  files:      builder-key.json (0600, keep it secret), peer-key.json (0600), node.json, member.json (share this one)`)
+  print(`  builder key: ${keyFile} (mode 0600: keep it secret, back it up offline)`)
+  print(`  peer key:    ${peerKeyFile} (mode 0600)`)
+  print(`  config:      ${join(dir, 'node.json')}`)
+  print(`  member file: ${join(dir, 'member.json')} (public: share this one)`)
   print(`next: send member.json to whoever assembles the network policy ("quorate policy assemble"), put the policy at ${join(dir, config.policyFile)}, then run "quorate node --config ${join(dir, 'node.json')}"`)
   return 0
 }
@@ -108,37 +126,13 @@ async function cmdPolicy (args: string[]): Promise<number> {
     for (const r of p.repositories.values()) print(`  repository ${r.id}: branches ${r.branches.join(', ')}${r.tags.length > 0 ? `, tags ${r.tags.join(', ')}` : ''}; recipe ${r.recipeDigest ?? 'from .quorate/recipe.json'}`)
     return 0
   }
-  if (sub !== 'assemble') usage('policy takes "assemble" or "check"')
-  const { values } = parseArgs({
-    args: args.slice(1),
-    options: {
-      member: { type: 'string', multiple: true }, repo: { type: 'string' }, url: { type: 'string' }, branch: { type: 'string', multiple: true },
-      tag: { type: 'string', multiple: true }, recipe: { type: 'string' }, threshold: { type: 'string' }, mode: { type: 'string' }, out: { type: 'string' }
-    }
-  })
-  if (values.member === undefined || values.repo === undefined || values.url === undefined || values.recipe === undefined) usage('policy assemble needs --member (one per builder), --repo, --url and --recipe')
-  const builders = new Map<string, { name: string, org: string, endpoint?: string, keys: Array<{ publicKey: string }> }>()
-  for (const f of values.member) {
-    const m = readJsonFile(f, 'member file') as { name?: string, org?: string, publicKey?: string, endpoint?: string }
-    if (typeof m.name !== 'string' || typeof m.org !== 'string' || typeof m.publicKey !== 'string') throw new QuorateError('CONFIG_INVALID', `${f}: not a member file; "quorate init" writes member.json`)
-    const b = builders.get(m.name) ?? { name: m.name, org: m.org, ...(m.endpoint !== undefined ? { endpoint: m.endpoint } : {}), keys: [] }
-    b.keys.push({ publicKey: m.publicKey })
-    builders.set(m.name, b)
+  if (sub === 'digest') {
+    if (args[1] === undefined || args.length > 2) usage('policy digest takes one FILE')
+    print(loadPolicyFile(args[1]).digest)
+    return 0
   }
-  const recipeRaw = readJsonFile(values.recipe, 'recipe')
-  parseRecipeSpec(recipeRaw, values.recipe)
-  const doc = {
-    version: 1,
-    builders: [...builders.values()],
-    repositories: [{ id: values.repo, url: values.url, branches: values.branch ?? ['main'], ...(values.tag !== undefined ? { tags: values.tag } : {}), recipe: recipeRaw }],
-    quorum: { ...(values.threshold !== undefined ? { threshold: Number(values.threshold) } : {}), ...(values.mode !== undefined ? { mode: values.mode } : {}) }
-  }
-  const p = parsePolicy(doc, values.out ?? 'policy')
-  const text = JSON.stringify(doc, null, 2) + '\n'
-  if (values.out !== undefined) writeFileSync(values.out, text)
-  else process.stdout.write(text)
-  printErr(`policy digest ${p.digest}: ${p.builders.size} builders, ${p.orgs.length} organizations, threshold ${p.threshold}; every member must run with this exact file`)
-  return 0
+  if (sub !== 'assemble') usage('policy takes "assemble", "check" or "digest"')
+  return assemblePolicy(args.slice(1), { print: text => process.stdout.write(text), printErr, usage })
 }
 
 async function cmdNode (args: string[]): Promise<number> {
@@ -178,11 +172,12 @@ async function cmdVerify (args: string[]): Promise<number> {
     throw new QuorateError('CONFIG_INVALID', `${values.policy}: policy digest is ${policy.digest}, not the pinned --policy-digest ${values['policy-digest']}; get the agreed policy file`)
   }
   if (values.ref !== undefined && !values.ref.startsWith('refs/')) usage('--ref takes a full ref name such as refs/heads/main')
+  if (values.timeout !== undefined && values.wait !== true) usage('--timeout only applies with --wait (how long to keep asking while the answer is pending)')
   const timeoutSeconds = Number(values.timeout ?? 600)
   if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) usage('--timeout takes a number of seconds')
-  const { verifyCommit, readBundle, evaluate, checkVerifyArgs, sha256File } = await import('./verify.js')
+  const { verifyUntilFinal, verifyReportJson, readBundle, evaluate, checkVerifyArgs, sha256File } = await import('./verify.js')
   const artifact = values.artifact !== undefined ? { path: values.artifact, sha256: sha256File(values.artifact) } : undefined
-  const checks = { expectDigest: values.digest, ref: values.ref, artifact }
+  const checks = { expectDigest: values.digest, ref: values.ref, artifact, image: values.image === true, policyDigest: values['policy-digest'] }
   let report
   if (values.bundle !== undefined) {
     const evidence = readBundle(values.bundle, values.repo, values.commit)
@@ -193,46 +188,17 @@ async function cmdVerify (args: string[]): Promise<number> {
       report.message += `. Offline, from ${evidence.envelopes.length} envelopes in ${values.bundle}: with a threshold above half of the organizations, no other result can be trusted under this policy; envelopes missing from the bundle could only show a conflict (pending or disputed), never another trusted digest`
     }
   } else {
-    const deadline = Date.now() + timeoutSeconds * 1000
-    for (;;) {
-      report = await verifyCommit({ nodes: values.node!, policy, repoId: values.repo!, commit: values.commit!, ...checks })
-      if (values.wait !== true || report.exitCode !== 3 || Date.now() >= deadline) break
-      await new Promise(resolve => setTimeout(resolve, Math.min(2000, Math.max(0, deadline - Date.now()))))
-    }
-    if (values.wait === true && report.exitCode === 3) report.message += ` (gave up waiting after ${timeoutSeconds} s)`
+    report = await verifyUntilFinal({ nodes: values.node!, policy, repoId: values.repo!, commit: values.commit!, ...checks }, {
+      wait: values.wait === true,
+      timeoutMs: timeoutSeconds * 1000,
+      onProgress: message => printErr(`waiting: ${escapeForTerminal(message)}`)
+    })
   }
+  for (const w of report.warnings) printErr(`WARNING: ${escapeForTerminal(w)}`)
   printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
-  if (values.image === true && report.exitCode === 0) {
-    if (report.images.length === 0) printErr('FAILED: the trusted result has no OCI image subject')
-    for (const img of report.images) print(`${escapeForTerminal(img.name)}@sha256:${img.sha256}`)
-    if (report.images.length === 0) return 1
-  }
-  if (values.json === true) {
-    const d = report.decision
-    print(JSON.stringify({
-      schema: 'https://quorate.dev/verify-report/v1',
-      status: report.status,
-      exitCode: report.exitCode,
-      repoId: report.repoId,
-      commit: report.commit,
-      narSha256: report.narSha256,
-      policyDigest: report.policyDigest,
-      threshold: d?.threshold ?? null,
-      supportingOrgs: d?.trusted?.supportingOrgs ?? [],
-      supporters: d?.supporters.map(s => ({ builder: s.builder, org: s.org, keyid: s.keyid, envelopeId: s.envelopeId })) ?? [],
-      dissenters: d?.dissenters.map(s => ({ builder: s.builder, org: s.org, narSha256: s.narSha256 })) ?? [],
-      conflictedOrgs: d?.conflictedOrgs.map(c => c.org) ?? [],
-      equivocators: d?.equivocators.map(e => ({ builder: e.builder, kind: e.kind, envelopeIds: e.envelopeIds })) ?? [],
-      failures: d?.failures.map(f => ({ builder: f.builder, org: f.org, reason: f.reason })) ?? [],
-      refObservedBy: report.refObservedBy ?? null,
-      artifact: report.artifact ?? null,
-      images: report.images,
-      ignored: d?.ignored ?? [],
-      envelopeIds: d?.envelopeIds ?? [],
-      nodes: report.nodes,
-      message: report.message
-    }, null, 2))
-  }
+  // With --json, stdout carries exactly one JSON document (the image references are in it).
+  if (values.json === true) print(JSON.stringify(verifyReportJson(report), null, 2))
+  else if (values.image === true && report.exitCode === 0) for (const img of report.images) print(`${escapeForTerminal(img.name)}@sha256:${img.sha256}`)
   return report.exitCode
 }
 
@@ -245,6 +211,10 @@ async function cmdBundle (args: string[]): Promise<number> {
   const policyDigest = ((await (await fetch(`${values.node[0].replace(/\/+$/, '')}/v1/policy`)).json()) as { digest: string }).digest
   const seen = new Set<string>()
   const envelopes = evidence.envelopes.filter(e => { const k = JSON.stringify(e); if (seen.has(k)) return false; seen.add(k); return true })
+  if (envelopes.length === 0) {
+    printErr(`FAILED: no node knows anything about ${values.repo}@${values.commit} yet (no attestation, failure or ref observation); no bundle written`)
+    return 3
+  }
   const bundle = { type: BUNDLE_TYPE, repoId: values.repo, commit: values.commit, policyDigest, createdAt: new Date().toISOString(), envelopes, equivocationProofs: evidence.proofs }
   const text = JSON.stringify(bundle, null, 2) + '\n'
   if (values.out !== undefined) writeFileSync(values.out, text)
@@ -297,7 +267,7 @@ async function cmdAudit (args: string[]): Promise<number> {
       if (values.all === true || values.commit !== undefined || audit.hasFindings(f)) findings.push(f)
     }
   }
-  if (values.json === true) print(JSON.stringify({ schema: 'https://quorate.dev/audit-report/v1', policyDigest: policy.digest, findings }, null, 2))
+  if (values.json === true) process.stdout.write(audit.renderJson(findings, policy.digest))
   else if (values.markdown === true) process.stdout.write(audit.renderMarkdown(findings))
   else process.stdout.write(audit.renderText(findings))
   return findings.some(f => audit.hasFindings(f)) ? 1 : 0
@@ -306,18 +276,23 @@ async function cmdAudit (args: string[]): Promise<number> {
 async function cmdLatest (args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { node: { type: 'string', multiple: true }, repo: { type: 'string' }, ref: { type: 'string' }, policy: { type: 'string' }, json: { type: 'boolean' } } })
   if (values.node === undefined || values.repo === undefined || values.ref === undefined) usage('latest needs --node, --repo and --ref (e.g. refs/heads/main)')
+  const policy = values.policy !== undefined ? loadPolicyFile(values.policy) : undefined
+  if (policy !== undefined && !policy.repositories.has(values.repo)) usage(`--repo: "${values.repo}" is not in the policy ${values.policy}`)
   let answer: { commit: string, narSha256: string } | undefined
+  let unknownRepo = 0
   for (const url of values.node) {
     try {
       const res = await fetch(`${url.replace(/\/+$/, '')}/v1/repos/${encodeURIComponent(values.repo)}/latest?ref=${encodeURIComponent(values.ref)}`, { signal: AbortSignal.timeout(20_000) })
       if (res.ok) { answer = await res.json() as { commit: string, narSha256: string }; break }
+      if (res.status === 404 && /unknown repository/.test(((await res.json().catch(() => ({}))) as { error?: string }).error ?? '')) unknownRepo++
     } catch {}
   }
+  if (answer === undefined && unknownRepo === values.node.length) usage(`--repo: no node knows a repository "${values.repo}" (check the id against the policy)`)
   if (answer === undefined) { printErr(`FAILED: no node knows a trusted commit that a quorum saw on ${values.ref}`); return 3 }
   if (values.policy !== undefined) {
     // Never take the node's word for it: check the commit and the ref with the caller's policy.
     const { verifyCommit } = await import('./verify.js')
-    const report = await verifyCommit({ nodes: values.node, policy: loadPolicyFile(values.policy), repoId: values.repo, commit: answer.commit, ref: values.ref })
+    const report = await verifyCommit({ nodes: values.node, policy: policy!, repoId: values.repo, commit: answer.commit, ref: values.ref })
     printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
     if (report.exitCode !== 0) return report.exitCode
   }
@@ -338,10 +313,15 @@ async function cmdWhich (args: string[]): Promise<number> {
       for (const c of ((await res.json()) as { commits: Array<{ repoId: string, commit: string, status: string, trusted: boolean }> }).commits) found.set(`${c.repoId}@${c.commit}`, c)
     } catch {}
   }
-  if (values.json === true) print(JSON.stringify({ narSha256: digest, commits: [...found.values()] }, null, 2))
-  else for (const c of found.values()) print(`${c.repoId}@${c.commit} ${c.trusted ? 'trusted' : `attested (${c.status})`}`)
+  // Per digest, not per commit: a tampered build of a trusted commit is a dissent, never "trusted".
+  const roleOf = (c: { status: string, trusted: boolean }): string => c.trusted ? 'trusted result' : c.status === 'trusted' ? 'dissent (the quorum trusts another result for this commit)' : `not counted (the commit is ${c.status})`
+  const commits = [...found.values()].map(c => ({ ...c, role: c.trusted ? 'trusted' : c.status === 'trusted' ? 'dissent' : 'not-counted' }))
+  if (values.json === true) print(JSON.stringify({ narSha256: digest, commits }, null, 2))
+  else for (const c of found.values()) print(`${c.repoId}@${c.commit} ${roleOf(c)}`)
   if (found.size === 0) printErr(`no node knows a build with narSha256 ${digest}`)
-  return found.size === 0 ? 1 : 0
+  else if (!commits.some(c => c.role === 'trusted')) printErr(`narSha256 ${digest} is not the trusted result of any commit these nodes know`)
+  // 0 only when the digest is a trusted result somewhere: a script must not take a dissent for a pass.
+  return commits.some(c => c.role === 'trusted') ? 0 : 1
 }
 
 async function cmdKey (args: string[]): Promise<number> {
@@ -395,9 +375,10 @@ async function cmdStatus (args: string[]): Promise<number> {
   let status: Record<string, unknown>
   try {
     const res = await fetch(`${base}/v1/status`, { signal: AbortSignal.timeout(10_000) })
+    if (!res.ok) throw new Error(`HTTP ${res.status} for ${base}/v1/status`)
     status = await res.json() as Record<string, unknown>
   } catch (err) {
-    throw new QuorateError('HTTP_FAILED', `${base}: no answer (${(err as Error).message}); is the node running, and is this its "http" address?`)
+    throw new QuorateError('HTTP_FAILED', `${base}: no answer (${(err as Error).message}); is the node running, and is this its "http" address (http://host:port, without /v1)?`)
   }
   if (values.json === true) { print(JSON.stringify(status, null, 2)); return 0 }
   const s = status as { name: string, builder: string | null, peerId: string, peers: string[], queue: Record<string, number>, repositories: string[], sandbox: string, policyDigest: string }
@@ -415,6 +396,9 @@ async function cmdStatus (args: string[]): Promise<number> {
 
 async function main (argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv
+  if (cmd === '--version' || cmd === '-V' || cmd === 'version') { print(`quorate ${version()}`); return 0 }
+  if (cmd === 'help' && rest[0] !== undefined) return helpFor(rest[0])
+  if (cmd !== undefined && cmd !== 'help' && (rest.includes('--help') || rest.includes('-h'))) return helpFor(cmd)
   switch (cmd) {
     case 'init': return await cmdInit(rest)
     case 'policy': return await cmdPolicy(rest)
@@ -434,13 +418,45 @@ async function main (argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(code => { process.exitCode = code }, err => {
+function helpFor (cmd: string): number {
+  const text = commandHelp(cmd)
+  if (text === undefined) return usage(`unknown command "${cmd}"`)
+  process.stdout.write(text)
+  return 0
+}
+
+function version (): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+// A reader that stops early (`quorate status | head -1`) closes the pipe: that is not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+    throw err
+  })
+}
+
+// --debug (any command) keeps stacks in error messages; `node` also takes it for debug logs.
+const argv = process.argv.slice(2)
+const debug = argv.includes('--debug')
+main(argv[0] === 'node' ? argv : argv.filter(a => a !== '--debug')).then(code => { process.exitCode = code }, err => {
+  const e = err as Error & { code?: string }
   if (isQuorateError(err)) {
     printErr(`${err.code === 'USAGE' ? 'FAILED: usage' : 'FAILED'}: ${err.message}`)
-  } else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
-    printErr(`FAILED: usage: ${(err as Error).message}\n\n${USAGE}`)
+  } else if (e.code?.startsWith('ERR_PARSE_ARGS') === true) {
+    const cmd = argv.find(a => !a.startsWith('-'))
+    printErr(`FAILED: usage: ${e.message}; see "quorate ${cmd !== undefined && commandHelp(cmd) !== undefined ? `${cmd} ` : ''}--help"`)
   } else {
-    printErr(`FAILED: unexpected error: ${(err as Error).stack ?? String(err)}`)
+    // One sentence: what failed; the stack only when asked for.
+    printErr(`FAILED: ${firstLine(e.message ?? String(err))}${e.cause instanceof Error ? ` (${firstLine(e.cause.message)})` : ''}${debug ? '' : '; run again with --debug for details'}`)
   }
+  if (debug && err instanceof Error && err.stack !== undefined) printErr(err.stack)
   process.exitCode = 2
 })
+
+function firstLine (s: string): string { return s.split('\n')[0].trim() }

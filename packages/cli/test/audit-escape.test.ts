@@ -10,13 +10,14 @@ function finding (): AuditFinding {
     status: 'disputed',
     summary: 'disputed',
     trustedNarSha256: null,
-    builds: [{ builder: hostile, org: hostile, narSha256: 'b'.repeat(64), resultKey: 'r', fileListSha256: 'c'.repeat(64), recipeDigest: 'd'.repeat(64), fingerprint: {} }],
+    builds: [{ builder: hostile, org: hostile, narSha256: 'b'.repeat(64), resultKey: 'r', fileListSha256: 'c'.repeat(64), recipeDigest: 'd'.repeat(64), builderId: hostile, fingerprint: {} }],
     differences: [{ narSha256: 'e'.repeat(64), builders: [hostile], against: 'b'.repeat(64), diff: { added: [{ path: hostile, type: 'file', size: 1, sha256: 'f'.repeat(64) }], removed: [], changed: [] } }],
     fingerprintDifferences: [{ field: 'cpuModel', values: { a: hostile, b: 'x' } }],
     recipeMismatches: [],
     failures: [{ builder: 'a', org: 'o', envelopeId: 'e', reason: hostile, exitStatus: 1, timedOut: false }],
     conflictedOrgs: [],
-    equivocations: []
+    equivocations: [],
+    uncounted: []
   }
 }
 
@@ -36,5 +37,23 @@ describe('audit output escaping', () => {
     expect(out).not.toMatch(/[^\\]\[link\]/)
     // Every table row still has exactly its columns: the hostile "|" is escaped.
     for (const row of out.split('\n').filter(l => l.startsWith('| added'))) expect(row.split(/(?<!\\)\|/).length).toBe(6)
+  })
+})
+
+describe('audit groups a builder\'s retries', () => {
+  it('prints one failure line per builder with its attempts', async () => {
+    const { groupFailures } = await import('../src/audit.js')
+    const f = finding()
+    f.failures = [
+      { builder: 'b1', org: 'o', envelopeId: 'e1', reason: 'exit 1', exitStatus: 1, timedOut: false, attempt: 1, final: false, seq: 3 },
+      { builder: 'b1', org: 'o', envelopeId: 'e2', reason: 'exit 2', exitStatus: 2, timedOut: false, attempt: 2, final: true, seq: 5 },
+      { builder: 'c1', org: 'p', envelopeId: 'e3', reason: 'exit 1', exitStatus: 1, timedOut: false, attempt: 1, final: false, seq: 0 }
+    ] as any
+    expect(groupFailures(f.failures)).toEqual([
+      { builder: 'b1', attempts: 'attempts 1, 2 (final)', reason: 'exit 2' },
+      { builder: 'c1', attempts: 'attempt 1 (will retry)', reason: 'exit 1' }
+    ])
+    const text = renderText([f])
+    expect(text.match(/failure: b1/g)).toHaveLength(1)
   })
 })

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, linkSync, copyFileSync, chmodSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync, linkSync, copyFileSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
@@ -6,7 +6,7 @@ import {
   signStatement, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS, type BuilderKeyPair, type Decision, type LogPosition, type Policy, type RepositoryPolicy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import { Store, type BuildJob } from '@quorate/store'
-import { GitMirror, runBuild, detectSandbox, parseImageSpec } from '@quorate/builder'
+import { GitMirror, runBuild, probeSandbox, parseImageSpec, prepareBuildArea, resolveBuildUser } from '@quorate/builder'
 import { startNetwork, createPeerKey, type Network, type Verdict, type IncomingMessage } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, assertPrivateFile, type NodeConfig } from './config.js'
 import { EventBus } from './events.js'
@@ -46,6 +46,8 @@ export interface QuorateNode {
 }
 
 const MAX_ATTEMPTS = 3
+/** The signed failure reason when the policy requires a build root and the commit's recipe has none. */
+const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this repository ("requireRoot": true), but .quorate/recipe.json has no "root"; add "root": {"image": "<name>@sha256:<digest>"} to the recipe'
 
 /** Token buckets keyed by a string: `ratePerSecond` refill, `burst` capacity. */
 class TokenBuckets {
@@ -102,9 +104,12 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   } else if (member.revoked) {
     throw new QuorateError('KEY_INVALID', `${config.builderKeyFile}: this key (${key.keyid}) is revoked in ${config.policyFile}; use the builder's current key`)
   }
+  // A root node builds as an unprivileged user of its own (never host uid 0), in a directory that user can reach.
+  const buildUser = resolveBuildUser(config.sandboxUser)
   if (config.sandbox === 'bwrap') {
-    if (await detectSandbox() === null) {
-      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but bubblewrap is not installed or cannot create namespaces here; install it (apt-get install bubblewrap) or set "sandbox": "none" to build without isolation`)
+    const probe = await probeSandbox(buildUser)
+    if (typeof probe === 'string') {
+      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but ${probe}; or set "sandbox": "none" to build without isolation`)
     }
   } else {
     logger.warn('sandbox disabled', { sandbox: 'none', hint: 'builds run without isolation and can read this node\'s files; attestations record sandbox "none"' })
@@ -112,6 +117,12 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   if (config.faultInjection?.tamperOutput === true) logger.warn('fault injection', { tamperOutput: true, hint: 'this node simulates a compromised CI: it alters its build outputs' })
 
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  const buildArea = await prepareBuildArea({
+    user: config.sandbox === 'bwrap' ? buildUser : { ...buildUser, drop: false },
+    dataDir: config.dataDir,
+    defaultDir: join(config.dataDir, 'work'),
+    preferred: config.buildDir
+  })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
   const store = await Store.open(join(config.dataDir, 'db'))
   const events = new EventBus()
@@ -137,7 +148,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   async function logCompleteness (decision: Decision): Promise<Array<{ builder: string, keyid: string, seq: number, complete: boolean }>> {
     const stored = await store.envelopesForCommit(decision.repoId, decision.commit)
     const out = []
-    for (const v of [...decision.supporters, ...decision.dissenters]) {
+    for (const v of decision.votes) {
       const meta = stored.find(x => x.meta.id === v.envelopeId && x.meta.keyid === v.keyid)?.meta
       if (meta === undefined) continue
       out.push({ builder: v.builder, keyid: v.keyid, seq: meta.seq, complete: await store.logComplete(decision.repoId, v.keyid, meta.seq) })
@@ -410,6 +421,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         try {
           const parsed = parseRecipeSpec(parseJsonStrict(Buffer.from(bytes).toString('utf8'), '.quorate/recipe.json'), '.quorate/recipe.json')
           if (parsed.recipe.image !== undefined) parseImageSpec(parsed.recipe.image, '.quorate/recipe.json: image')
+          if (repo.requireRoot && parsed.recipe.root === undefined) return REQUIRE_ROOT_REASON
           const limits = { ...parsed.limits }
           for (const k of Object.keys(limits) as Array<keyof typeof limits>) limits[k] = Math.min(limits[k], DEFAULT_RECIPE_LIMITS[k])
           return { recipe: parsed.recipe, limits }
@@ -429,7 +441,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       spec = problem
     }
     const executed = config.faultInjection?.tamperOutput === true ? tamperedRecipe(spec.recipe) : spec.recipe
-    const workDir = join(config.dataDir, 'work', randomUUID())
+    const workDir = join(buildArea, randomUUID())
     const outputCopyDir = join(config.dataDir, 'work', `${randomUUID()}.out`)
     logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
     events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
@@ -445,6 +457,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         recipe: executed,
         limits: spec.limits,
         sandbox: config.sandbox,
+        user: buildUser,
+        fetchNetwork: config.fetchNetwork,
         outputCopyDir,
         signal: abort.signal,
         onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
@@ -544,7 +558,9 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const bytes = await store.getEnvelope(job.envelopeId!, key.keyid)
     if (bytes !== undefined) unpublished.set(job.envelopeId!, { repoId: job.repoId, bytes, tries: 0 })
   }
-  rmSync(join(config.dataDir, 'work'), { recursive: true, force: true })
+  // Work dirs a killed process left behind (the build area itself stays: the build user must reach it).
+  if (buildArea !== join(config.dataDir, 'work')) rmSync(join(config.dataDir, 'work'), { recursive: true, force: true })
+  for (const name of readdirSync(buildArea)) rmSync(join(buildArea, name), { recursive: true, force: true })
 
   async function queueSummary (): Promise<Record<string, number>> {
     const out: Record<string, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 }

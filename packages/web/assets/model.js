@@ -9,9 +9,25 @@ export const REPO_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/
 export const COMMIT_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
 export const SHA256_HEX = /^[0-9a-f]{64}$/
 
+// ---- display escaping: the same rule as core's display-escape.ts (a test keeps the two equal).
+// C0/C1 controls, the bidi marks, embeddings, overrides and isolates, and the line/paragraph
+// separators become a visible \uXXXX: a text node is never parsed as HTML, but U+202E in one
+// still reverses what the reader sees ("exe.txt" shown as "txt.exe").
+// eslint-disable-next-line no-control-regex
+export const UNSAFE_DISPLAY_CHAR = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g
+// eslint-disable-next-line no-control-regex
+const UNSAFE_EXCEPT_LAYOUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g
+
+/** A string made safe to show; keepLayout keeps line feeds and tabs (multi-line blocks such as a JSON <pre>). */
+export function displayText (s, keepLayout = false) {
+  return String(s).replace(keepLayout ? UNSAFE_EXCEPT_LAYOUT : UNSAFE_DISPLAY_CHAR, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
 export const PROVENANCE_PREDICATE = 'https://slsa.dev/provenance/v1'
-export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v1'
-export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v1'
+export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v2'
+export const FAILURE_PREDICATE_V1 = 'https://quorate.dev/attestation/build-failure/v1'
+export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v2'
+export const REF_OBSERVATION_PREDICATE_V1 = 'https://quorate.dev/attestation/ref-observation/v1'
 
 /**
  * Parses location.hash into a view. Only three shapes exist; anything else, or a parameter
@@ -167,7 +183,7 @@ export function describeStatement (st) {
       subjects
     }
   }
-  if (st.predicateType === FAILURE_PREDICATE) {
+  if (st.predicateType === FAILURE_PREDICATE || st.predicateType === FAILURE_PREDICATE_V1) {
     const log = isObj(p.quorate_log) ? p.quorate_log : {}
     return {
       kind: 'failure',
@@ -177,10 +193,12 @@ export function describeStatement (st) {
       fingerprint: isObj(p.environment) ? p.environment : {},
       seq: typeof log.seq === 'number' ? log.seq : null,
       finishedOn: str(p.finishedOn) ?? '',
+      attempt: typeof p.attempt === 'number' ? p.attempt : 1,
+      final: p.final === true,
       subjects
     }
   }
-  if (st.predicateType === REF_OBSERVATION_PREDICATE) {
+  if (st.predicateType === REF_OBSERVATION_PREDICATE || st.predicateType === REF_OBSERVATION_PREDICATE_V1) {
     const log = isObj(p.quorate_log) ? p.quorate_log : {}
     return { kind: 'ref', builderId: str(isObj(p.builder) ? p.builder.id : undefined) ?? '', ref: str(p.ref) ?? '', seq: typeof log.seq === 'number' ? log.seq : null, fingerprint: {}, subjects }
   }
@@ -287,9 +305,97 @@ export function formatSize (n) {
   return `${v.toFixed(1)} ${units[u]}`
 }
 
-export const STATUS_TEXT = { trusted: 'TRUSTED', disputed: 'DISPUTED', pending: 'PENDING' }
+export const STATUS_TEXT = { trusted: 'TRUSTED', disputed: 'DISPUTED', pending: 'PENDING', failed: 'FAILED' }
 export const RESULT_TEXT = { agrees: 'agrees', dissents: 'dissents', voted: 'voted', failed: 'failed', equivocated: 'equivocated', none: 'not heard' }
 
 /** A known status word, or 'pending' for anything unexpected (never used as a class name raw). */
 export function statusOf (s) { return Object.hasOwn(STATUS_TEXT, s) ? s : 'pending' }
 export function resultOf (r) { return Object.hasOwn(RESULT_TEXT, r) && r !== 'none' ? r : 'none' }
+
+const cellsOf = (entry) => Array.isArray(entry?.builders) ? entry.builders.filter(isObj) : []
+
+/**
+ * Whether builders disagree on a commit that is not trusted: two or more different results
+ * were signed by counted builders (a tie, or a fast dissenter before the quorum is in).
+ * Reads the node's flag when it sends one, else the builder cells of a commit list entry.
+ */
+export function hasDisagreement (entry) {
+  if (!isObj(entry) || statusOf(entry.status) === 'trusted') return false
+  if (typeof entry.disagreement === 'boolean') return entry.disagreement
+  const digests = new Set(cellsOf(entry).filter(c => ['voted', 'agrees', 'dissents'].includes(c.result) && typeof c.narSha256 === 'string').map(c => c.narSha256))
+  return digests.size >= 2
+}
+
+/**
+ * A decision's summary without the digest the row already shows in its own column
+ * ("trusted: <narSha256> by 2 of 3 …" → "by 2 of 3 …").
+ */
+export function summaryText (summary, digest) {
+  if (typeof summary !== 'string') return ''
+  let s = summary
+  if (typeof digest === 'string' && digest !== '') s = s.split(digest).join('')
+  return s.replace(/^trusted:\s*/, '').replace(/\s{2,}/g, ' ').replace(/\s+([,;)])/g, '$1').trim()
+}
+
+const rate = (num, den) => den === 0 ? null : num / den
+
+/** "83% (5 of 6)", or "—" when nothing is final yet. */
+export function formatRate (r, num, den) { return r === null ? '—' : `${Math.round(r * 100)}% (${num} of ${den})` }
+
+/**
+ * Reproducibility over the newest `n` commits of a commit list (newest first):
+ * per repository, trusted among the commits with a final answer (trusted, disputed, failed);
+ * per builder, how often it built the trusted result among the trusted commits it answered.
+ */
+export function reproducibility (commits, n = 50) {
+  const recent = (Array.isArray(commits) ? commits : []).slice(0, n)
+  const repo = { commits: recent.length, trusted: 0, disputed: 0, failed: 0, pending: 0, rate: null }
+  const builders = new Map()
+  const b = (name, org) => {
+    let x = builders.get(name)
+    if (x === undefined) builders.set(name, x = { builder: name, org: typeof org === 'string' ? org : '', agrees: 0, dissents: 0, failed: 0, equivocated: 0, answered: 0, rate: null })
+    return x
+  }
+  for (const c of recent) {
+    const st = statusOf(c?.status)
+    repo[st]++
+    for (const cell of cellsOf(c)) {
+      if (typeof cell.builder !== 'string') continue
+      const x = b(cell.builder, cell.org)
+      if (cell.result === 'equivocated') { x.equivocated++; continue }
+      if (st !== 'trusted') continue
+      if (cell.result === 'agrees') { x.agrees++; x.answered++ } else if (cell.result === 'dissents') { x.dissents++; x.answered++ } else if (cell.result === 'failed') { x.failed++; x.answered++ }
+    }
+  }
+  repo.rate = rate(repo.trusted, repo.trusted + repo.disputed + repo.failed)
+  for (const x of builders.values()) x.rate = rate(x.agrees, x.answered)
+  return { repo, builders: [...builders.values()].sort((p, q) => p.builder < q.builder ? -1 : p.builder > q.builder ? 1 : 0) }
+}
+
+/**
+ * Several results' file lists side by side, with no result as the reference (none is trusted):
+ * one row per path that is not the same in all of them, with each result's entry (or undefined).
+ */
+export function sideBySide (lists) {
+  const maps = lists.map(files => new Map(files.map(f => [f.path, f])))
+  const same = (x, y) => x !== undefined && y !== undefined && x.type === y.type && x.sha256 === y.sha256 && (x.executable === true) === (y.executable === true) && x.target === y.target &&
+    (x.size === undefined || y.size === undefined || x.size === y.size)
+  const rows = []
+  for (const path of [...new Set(maps.flatMap(m => [...m.keys()]))].sort()) {
+    const entries = maps.map(m => m.get(path))
+    if (entries.every(e => same(e, entries[0]))) continue
+    rows.push({ path, entries })
+  }
+  return rows
+}
+
+/**
+ * What the commit's git metadata says, when the node sends it (from its own mirror: not signed
+ * by anyone). Accepts `{subject, author, date}` as strings; anything else gives undefined.
+ */
+export function gitInfo (x) {
+  if (!isObj(x)) return undefined
+  const out = {}
+  for (const k of ['subject', 'author', 'date']) if (typeof x[k] === 'string' && x[k] !== '') out[k] = x[k].length > 300 ? `${x[k].slice(0, 300)}…` : x[k]
+  return Object.keys(out).length > 0 ? out : undefined
+}

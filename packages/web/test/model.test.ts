@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
-import { keyPairFromSeed, keyidOf, signStatement, makeProvenanceStatement, makeFailureStatement, bytesToHex } from '@quorate/core'
+import { escapeForDisplay, UNSAFE_DISPLAY_CHAR, keyPairFromSeed, keyidOf, signStatement, makeProvenanceStatement, makeFailureStatement, bytesToHex } from '@quorate/core'
 import { webAsset } from '@quorate/web'
 // @ts-expect-error plain browser ES module without type declarations
 import * as M from '../assets/model.js'
@@ -60,6 +60,75 @@ describe('keys and envelopes', () => {
     expect(M.decodeEnvelope(null).ok).toBe(false)
     expect(M.decodeEnvelope({ payloadType: 'x', payload: 'not base64!', signatures: [] })).toMatchObject({ ok: false, error: 'payload is not standard base64' })
     expect(M.decodeEnvelope({ payloadType: 'x', payload: btoa('[1]'), signatures: [] })).toMatchObject({ ok: false, error: 'payload is not a JSON object' })
+  })
+})
+
+describe('display escaping', () => {
+  it('escapes exactly what core escapes, for every code point of the Basic Multilingual Plane', () => {
+    expect(M.UNSAFE_DISPLAY_CHAR.source).toBe(UNSAFE_DISPLAY_CHAR.source)
+    for (let cp = 0; cp <= 0xffff; cp++) {
+      if (cp >= 0xd800 && cp <= 0xdfff) continue
+      const c = `a${String.fromCharCode(cp)}b`
+      if (M.displayText(c) !== escapeForDisplay(c)) expect(`U+${cp.toString(16)}: ${M.displayText(c)}`).toBe(escapeForDisplay(c))
+      if (M.displayText(c, true) !== escapeForDisplay(c, { keepLayout: true })) expect(`U+${cp.toString(16)} (layout kept): ${M.displayText(c, true)}`).toBe(escapeForDisplay(c, { keepLayout: true }))
+    }
+    expect(M.displayText('report\u202eexe.txt \u009b2J')).toBe('report\\u202eexe.txt \\u009b2J')
+  })
+})
+
+describe('decision views', () => {
+  const D = (c: string): string => c.repeat(64)
+  const cell = (builder: string, result: string, narSha256?: string): Record<string, unknown> => ({ builder, org: `${builder}-org`, result, ...(narSha256 !== undefined ? { narSha256 } : {}) })
+
+  it('sees a disagreement only on an untrusted commit with two different signed results', () => {
+    expect(M.hasDisagreement({ status: 'pending', builders: [cell('a', 'voted', D('1')), cell('b', 'voted', D('2'))] })).toBe(true)
+    expect(M.hasDisagreement({ status: 'pending', builders: [cell('a', 'voted', D('1')), cell('b', 'voted', D('1'))] })).toBe(false)
+    expect(M.hasDisagreement({ status: 'trusted', builders: [cell('a', 'agrees', D('1')), cell('b', 'dissents', D('2'))] })).toBe(false)
+    expect(M.hasDisagreement({ status: 'pending', disagreement: true, builders: [] })).toBe(true)
+    expect(M.hasDisagreement({ status: 'pending', builders: [cell('a', 'voted', D('1')), cell('m', 'equivocated', D('2'))] })).toBe(false)
+  })
+
+  it('drops the digest the row already shows from the summary', () => {
+    expect(M.summaryText(`trusted: ${D('a')} by 2 of 3 organizations (threshold 2)`, D('a'))).toBe('by 2 of 3 organizations (threshold 2)')
+    expect(M.summaryText(`${D('a')} by 2 of 3 organizations (threshold 2); 1 dissenting builder: m`, D('a'))).toBe('by 2 of 3 organizations (threshold 2); 1 dissenting builder: m')
+    expect(M.summaryText('pending: no counted result yet', null)).toBe('pending: no counted result yet')
+    expect(M.summaryText(undefined, D('a'))).toBe('')
+  })
+
+  it('computes reproducibility per repository and per builder over the newest N commits', () => {
+    const commits = [
+      { status: 'pending', builders: [cell('a', 'voted', D('1'))] },
+      { status: 'trusted', builders: [cell('a', 'agrees'), cell('b', 'agrees'), cell('m', 'dissents', D('9'))] },
+      { status: 'failed', builders: [cell('a', 'failed'), cell('b', 'failed')] },
+      { status: 'trusted', builders: [cell('a', 'agrees'), cell('b', 'failed'), cell('m', 'equivocated')] },
+      { status: 'disputed', builders: [cell('a', 'voted', D('1')), cell('m', 'voted', D('2'))] }
+    ]
+    const r = M.reproducibility(commits, 4)
+    expect(r.repo).toEqual({ commits: 4, trusted: 2, disputed: 0, failed: 1, pending: 1, rate: 2 / 3 })
+    const by = Object.fromEntries(r.builders.map((x: { builder: string }) => [x.builder, x]))
+    expect(by.a).toMatchObject({ agrees: 2, answered: 2, rate: 1 })
+    expect(by.b).toMatchObject({ agrees: 1, failed: 1, answered: 2, rate: 0.5 })
+    expect(by.m).toMatchObject({ dissents: 1, equivocated: 1, answered: 1, rate: 0 })
+    expect(M.formatRate(by.b.rate, 1, 2)).toBe('50% (1 of 2)')
+    expect(M.formatRate(null, 0, 0)).toBe('—')
+    expect(M.reproducibility([], 10).repo.rate).toBeNull()
+  })
+
+  it('lines results up side by side without a reference: only paths not the same in all', () => {
+    const a = [{ path: 'a', type: 'file', sha256: D('1'), size: 1 }, { path: 'b', type: 'file', sha256: D('2') }, { path: 'l', type: 'symlink', target: 'a' }]
+    const b = [{ path: 'a', type: 'file', sha256: D('1') }, { path: 'b', type: 'file', sha256: D('3') }, { path: 'c', type: 'dir' }, { path: 'l', type: 'symlink', target: 'a' }]
+    const rows = M.sideBySide([a, b])
+    expect(rows.map((r: { path: string }) => r.path)).toEqual(['b', 'c'])
+    expect(rows[1].entries[0]).toBeUndefined()
+    // Symmetric: neither list is the base.
+    expect(M.sideBySide([b, a]).map((r: { path: string }) => r.path)).toEqual(['b', 'c'])
+  })
+
+  it('reads git metadata only as strings, cut to a bounded length', () => {
+    expect(M.gitInfo({ subject: 'fix', author: 'A <a@x>', date: '2026-01-01', extra: 1 })).toEqual({ subject: 'fix', author: 'A <a@x>', date: '2026-01-01' })
+    expect(M.gitInfo({ subject: 5 })).toBeUndefined()
+    expect(M.gitInfo(undefined)).toBeUndefined()
+    expect(M.gitInfo({ subject: 'x'.repeat(400) }).subject).toHaveLength(301)
   })
 })
 
