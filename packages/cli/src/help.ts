@@ -87,9 +87,15 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       '--commit SHA     one commit (default: the newest --limit commits, 50)',
       '--all            list commits without findings too',
       '--json | --markdown  output format (default text)',
-      '--diffoscope COMMIT  compare two builders\' outputs with diffoscope'
+      '--diffoscope COMMIT  rebuild builders\' outputs from their signed file lists (fixed mtimes) and compare them with diffoscope:',
+      '                     the trusted result against each dissenting one by default; the repository is found when --repo is missing',
+      '--builders A,B       with --diffoscope: compare these two builders',
+      '--out FILE           with --diffoscope: write the report there'
     ],
-    examples: ['quorate audit --node http://127.0.0.1:8080 --policy policy.json --repo hello --markdown > audit.md']
+    examples: [
+      'quorate audit --node http://127.0.0.1:8080 --policy policy.json --repo hello --markdown > audit.md',
+      'quorate audit --node http://127.0.0.1:8080 --policy policy.json --diffoscope "$SHA" --builders alpha-ci,mallory-ci --out diff.txt'
+    ]
   },
   latest: {
     usage: 'quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]',

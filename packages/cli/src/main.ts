@@ -30,7 +30,7 @@ Usage:
   quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json]
   quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--out FILE]
   quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown]
-  quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT
+  quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT [--builders A,B] [--out FILE]
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
   quorate which NARSHA256 --node URL... [--json]   (exit 0 only when the digest is a commit's trusted result)
   quorate key rotate --config FILE
@@ -228,22 +228,27 @@ async function cmdAudit (args: string[]): Promise<number> {
     args,
     options: {
       node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' },
-      json: { type: 'boolean' }, markdown: { type: 'boolean' }, diffoscope: { type: 'string' }, all: { type: 'boolean' }, limit: { type: 'string' }
+      json: { type: 'boolean' }, markdown: { type: 'boolean' }, diffoscope: { type: 'string' }, all: { type: 'boolean' }, limit: { type: 'string' },
+      builders: { type: 'string' }, out: { type: 'string' }
     }
   })
   if (values.node === undefined || values.policy === undefined) usage('audit needs --node URL (one or more) and --policy FILE')
   const policy = loadPolicyFile(values.policy)
   const audit = await import('./audit.js')
   if (values.diffoscope !== undefined) {
-    const repoId = values.repo ?? [...policy.repositories.keys()][0]
+    const repoId = values.repo ?? await audit.findCommitRepository(policy, values.node, values.diffoscope)
+    const pair = values.builders?.split(',').map(b => b.trim())
+    if (pair !== undefined && (pair.length !== 2 || pair.some(b => b === ''))) usage('--builders takes two builder names: --builders a,b')
     const finding = await audit.auditCommit(policy, values.node, repoId, values.diffoscope)
-    const { mkdtempSync } = await import('node:fs')
-    const { tmpdir } = await import('node:os')
-    const work = mkdtempSync(join(tmpdir(), 'quorate-diffoscope-'))
-    const r = await audit.diffoscopeCommit(finding, policy, values.node, work)
-    process.stdout.write(r.output)
-    printErr(`outputs fetched to ${work} (content checked against the signed file lists)`)
-    return r.exitCode === 0 ? 0 : 1
+    const r = await audit.diffoscopeCommit(finding, policy, values.node, pair !== undefined ? { builders: [pair[0], pair[1]] } : {})
+    if (values.out !== undefined) {
+      writeFileSync(values.out, r.output)
+      printErr(`diffoscope report written to ${values.out}`)
+    } else {
+      process.stdout.write(r.output)
+    }
+    for (const p of r.pairs) printErr(`${p.a} against ${p.b}: ${p.exitCode === 0 ? 'identical' : p.exitCode === 1 ? 'different' : 'diffoscope failed'}`)
+    return r.exitCode
   }
   const repos = values.repo !== undefined ? [values.repo] : [...policy.repositories.keys()]
   const findings = []
