@@ -99,6 +99,12 @@ beforeAll(async () => {
       { name: 'mallory-ci', org: 'mallory', tamper: true }
     ]
   })
+  // A failing build is signed as final at once, so a commit that fails everywhere is `failed`
+  // without waiting for retries.
+  for (const n of net.nodes) {
+    const cfg = JSON.parse(readFileSync(n.config, 'utf8'))
+    writeFileSync(n.config, JSON.stringify({ ...cfg, buildAttempts: 1 }, null, 2))
+  }
   const [b] = await Promise.all([
     chromium.launch({ executablePath: CHROMIUM, timeout: 30_000, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'] }),
     ...net.nodes.map(async n => await startNodeProcess(n, {}))

@@ -110,10 +110,19 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     examples: ['quorate which "$(quorate digest ./dist | cut -d" " -f1)" --node http://127.0.0.1:8080']
   },
   key: {
-    usage: 'quorate key rotate --config FILE',
-    summary: 'Rotates a stopped node\'s builder key: re-signs its stored results under a new key and prints the policy entry to agree on.',
-    options: ['rotate --config FILE   node.json of the stopped node'],
-    examples: ['quorate key rotate --config /etc/quorate/node.json']
+    usage: 'quorate key rotate --config FILE | key show [--pem | --json] (--config FILE | --key FILE | --public HEX) | key generate --out FILE [--force]',
+    summary: 'Rotates a stopped node\'s builder key (re-signs its stored results under a new key and prints the policy entry to agree on); shows a public key, as PEM for OpenSSL, cosign and securesystemslib; generates a key file (e.g. the pipeline key that signs `verify --vsa-out`).',
+    options: [
+      'rotate --config FILE   node.json of the stopped node',
+      'show --pem             the public key as PEM (SubjectPublicKeyInfo); --json: the in-toto/TUF key description with its keyid',
+      'show --config FILE | --key FILE | --public HEX   whose key: a node\'s builder key, a key file, or a hex key from the policy',
+      'generate --out FILE    a new Ed25519 key file (mode 0600); --force replaces an existing one'
+    ],
+    examples: [
+      'quorate key rotate --config /etc/quorate/node.json',
+      'quorate key show --pem --config /etc/quorate/node.json > alpha-ci.pem',
+      'quorate key generate --out pipeline-key.json'
+    ]
   },
   backup: {
     usage: 'quorate backup --config FILE --out BACKUP.tar.gz',

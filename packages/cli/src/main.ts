@@ -34,6 +34,8 @@ Usage:
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
   quorate which NARSHA256 --node URL... [--json]   (exit 0 only when the digest is a commit's trusted result)
   quorate key rotate --config FILE
+  quorate key show [--pem | --json] (--config FILE | --key FILE | --public HEX)
+  quorate key generate --out FILE [--force]
   quorate backup --config FILE --out BACKUP.tar.gz
   quorate restore --config FILE --from BACKUP.tar.gz [--force]
   quorate digest PATH [--json]
@@ -330,7 +332,11 @@ async function cmdWhich (args: string[]): Promise<number> {
 }
 
 async function cmdKey (args: string[]): Promise<number> {
-  if (args[0] !== 'rotate') usage('key takes "rotate"')
+  if (args[0] === 'show' || args[0] === 'generate') {
+    const { keyShow, keyGenerate } = await import('./key-show.js')
+    return await (args[0] === 'show' ? keyShow : keyGenerate)(args.slice(1), { print, usage })
+  }
+  if (args[0] !== 'rotate') usage('key takes "rotate", "show" or "generate"')
   const { values } = parseArgs({ args: args.slice(1), options: { config: { type: 'string' } } })
   if (values.config === undefined) usage('key rotate needs --config FILE of the (stopped) node')
   const { loadNodeConfig, loadBuilderKey } = await import('@quorate/node/config')
