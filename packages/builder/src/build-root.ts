@@ -560,3 +560,71 @@ async function treeSummary (rootfs: string): Promise<{ digest: string, files: nu
   await walk(rootfs, '')
   return { digest: h.digest('hex'), files, bytes }
 }
+
+/** The node config's `roots` section (never gossiped): where roots are cached and how registries are reached. */
+export interface RootsConfig {
+  /** Cache directory (default: chosen by the node, reachable by its build user). */
+  cacheDir?: string
+  maxBytes?: number
+  maxImageBytes?: number
+  maxUnpackedBytes?: number
+  /** Registries allowed besides those the policy's recipes name. */
+  allowRegistries: string[]
+  registries: Record<string, RegistryAccess>
+  /** Offline OCI layouts: image name → directory. */
+  layouts: Record<string, string>
+}
+
+const REGISTRY_NAME = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/
+
+/**
+ * Validates the node config's `roots` (absent: defaults). `where` prefixes field names in
+ * errors; `resolvePath` makes cacheDir and layout paths absolute (relative to the config file).
+ */
+export function parseRootsConfig (raw: unknown, where: string, resolvePath: (p: string) => string = p => p): RootsConfig {
+  const bad = (field: string, msg: string): never => { throw new QuorateError('CONFIG_INVALID', `${where}.${field}: ${msg}`, { field: `${where}.${field}` }) }
+  const out: RootsConfig = { allowRegistries: [], registries: {}, layouts: {} }
+  if (raw === undefined) return out
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new QuorateError('CONFIG_INVALID', `${where}: must be an object {cacheDir?, maxBytes?, allowRegistries?, registries?, layouts?}`, { field: where })
+  const r = raw as Record<string, unknown>
+  const known = ['cacheDir', 'maxBytes', 'maxImageBytes', 'maxUnpackedBytes', 'allowRegistries', 'registries', 'layouts']
+  for (const k of Object.keys(r)) if (!known.includes(k)) bad(k, `unknown field; allowed: ${known.join(', ')}`)
+  if (r.cacheDir !== undefined) {
+    if (typeof r.cacheDir !== 'string' || r.cacheDir === '') bad('cacheDir', 'must be a directory path')
+    out.cacheDir = resolvePath(r.cacheDir as string)
+  }
+  for (const k of ['maxBytes', 'maxImageBytes', 'maxUnpackedBytes'] as const) {
+    const v = r[k]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) bad(k, 'must be a positive number of bytes')
+    out[k] = v as number
+  }
+  if (r.allowRegistries !== undefined) {
+    if (!Array.isArray(r.allowRegistries) || !r.allowRegistries.every(x => typeof x === 'string' && REGISTRY_NAME.test(x))) bad('allowRegistries', 'must list registries as host or host:port')
+    out.allowRegistries = [...r.allowRegistries as string[]]
+  }
+  if (r.registries !== undefined) {
+    if (r.registries === null || typeof r.registries !== 'object' || Array.isArray(r.registries)) bad('registries', 'must map host[:port] to {insecure?, username?, password?, mirror?}')
+    for (const [host, a] of Object.entries(r.registries as Record<string, unknown>)) {
+      const f = `registries["${host}"]`
+      if (!REGISTRY_NAME.test(host)) bad(f, 'keys must be registries as host or host:port')
+      if (a === null || typeof a !== 'object' || Array.isArray(a)) bad(f, 'must be an object {insecure?, username?, password?, mirror?}')
+      const aa = a as Record<string, unknown>
+      for (const k of Object.keys(aa)) if (!['insecure', 'username', 'password', 'mirror'].includes(k)) bad(`${f}.${k}`, 'unknown field; allowed: insecure, username, password, mirror')
+      if (aa.insecure !== undefined && typeof aa.insecure !== 'boolean') bad(`${f}.insecure`, 'must be true or false')
+      if (aa.insecure === true && !isLoopbackRegistry(host)) bad(`${f}.insecure`, `plain HTTP is allowed only for loopback registries (127.0.0.1, ::1, localhost); use TLS for ${host}`)
+      for (const k of ['username', 'password', 'mirror'] as const) if (aa[k] !== undefined && (typeof aa[k] !== 'string' || aa[k] === '')) bad(`${f}.${k}`, 'must be a non-empty string')
+      if (aa.mirror !== undefined && !REGISTRY_NAME.test(aa.mirror as string)) bad(`${f}.mirror`, 'must be a registry as host or host:port')
+      if ((aa.username === undefined) !== (aa.password === undefined)) bad(f, 'give both username and password, or neither')
+      out.registries[host] = aa as RegistryAccess
+    }
+  }
+  if (r.layouts !== undefined) {
+    if (r.layouts === null || typeof r.layouts !== 'object' || Array.isArray(r.layouts)) bad('layouts', 'must map image names (as written before @) to OCI layout directories')
+    for (const [name, dir] of Object.entries(r.layouts as Record<string, unknown>)) {
+      if (typeof dir !== 'string' || dir === '') bad(`layouts["${name}"]`, 'must be a directory path')
+      out.layouts[name] = resolvePath(dir as string)
+    }
+  }
+  return out
+}

@@ -21,7 +21,8 @@ const WORDS: Record<string, string> = {
 
 /** Whether `err` is the node's own trouble (an errno above, a NODE_TROUBLE error, or git saying so). */
 export function isNodeTrouble (err: unknown): boolean {
-  if (isQuorateError(err, 'NODE_TROUBLE')) return true
+  // A build root that cannot be pulled or verified is the node's trouble too (DESIGN "Build root").
+  if (isQuorateError(err, 'NODE_TROUBLE') || isQuorateError(err, 'ROOT_UNAVAILABLE')) return true
   const code = (err as NodeJS.ErrnoException | undefined)?.code
   if (typeof code === 'string' && NODE_ERRNOS.has(code)) return true
   const message = err instanceof Error ? err.message : ''
@@ -30,7 +31,7 @@ export function isNodeTrouble (err: unknown): boolean {
 
 /** A NODE_TROUBLE error saying what happened, during what, and that the job will run again. */
 export function nodeTrouble (err: unknown, during: string): QuorateError {
-  if (isQuorateError(err, 'NODE_TROUBLE')) return err
+  if (isQuorateError(err, 'NODE_TROUBLE') || isQuorateError(err, 'ROOT_UNAVAILABLE')) return err
   const code = (err as NodeJS.ErrnoException | undefined)?.code ?? ''
   const what = WORDS[code] ?? `the node failed (${err instanceof Error ? err.message : String(err)})`
   return new QuorateError('NODE_TROUBLE',

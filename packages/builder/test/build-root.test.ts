@@ -3,7 +3,7 @@ import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSyn
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isQuorateError, QuorateError } from '@quorate/core'
-import { BuildRootCache } from '../src/index.js'
+import { BuildRootCache, parseRootsConfig } from '../src/index.js'
 import { tempDirs } from './helpers.js'
 import { addIndex, ociLayout, pushLayout, registryBlobPath, startRegistry, tar, type Registry } from './root-fixture.js'
 
@@ -311,5 +311,20 @@ describe('build roots: a real registry on 127.0.0.1', () => {
     } finally {
       await writeFile(path, good)
     }
+  })
+})
+
+describe('build roots: the node config', () => {
+  it('reads roots with defaults, resolves paths, and names the field of each mistake', () => {
+    expect(parseRootsConfig(undefined, 'roots')).toEqual({ allowRegistries: [], registries: {}, layouts: {} })
+    const c = parseRootsConfig({ cacheDir: 'cache', maxBytes: 1000, allowRegistries: ['registry.example.org'], registries: { '127.0.0.1:5000': { insecure: true }, 'registry.example.org': { username: 'u', password: 'p', mirror: 'mirror.example.org' } }, layouts: { 'local/root': 'layout' } }, 'roots', p => `/etc/quorate/${p}`)
+    expect(c.cacheDir).toBe('/etc/quorate/cache')
+    expect(c.layouts).toEqual({ 'local/root': '/etc/quorate/layout' })
+    const field = (raw: unknown): string => { try { parseRootsConfig(raw, 'roots'); return 'ok' } catch (e) { return `${(e as QuorateError).code} ${(e as Error).message}` } }
+    expect(field({ registries: { '10.1.2.3:5000': { insecure: true } } })).toMatch(/^CONFIG_INVALID roots.registries\["10.1.2.3:5000"\].insecure: plain HTTP is allowed only for loopback registries/)
+    expect(field({ registries: { 'r.example.org': { username: 'u' } } })).toMatch(/give both username and password/)
+    expect(field({ maxBytes: -1 })).toMatch(/roots.maxBytes: must be a positive number/)
+    expect(field({ tls: false })).toMatch(/roots.tls: unknown field/)
+    expect(field({ allowRegistries: ['https://x'] })).toMatch(/roots.allowRegistries/)
   })
 })

@@ -10,7 +10,7 @@ describe('@quorate/builder', () => {
       'DEFAULT_ROOT_BUILD_ID', 'GitMirror', 'LogCapture', 'MAX_TOP_LEVEL_SUBJECTS', 'SANDBOX_HOME', 'SANDBOX_SRC',
       'assertRoomForBuild', 'bwrapArgs', 'checkCommit', 'checkGitUrl', 'detectSandbox', 'environmentFingerprint',
       'globToRegExp', 'hashNar', 'hashOutput', 'isNodeTrouble', 'nodeTrouble', 'ociArchitecture', 'packOciImage',
-      'parseFetchNetworkPolicy', 'parseImageSpec', 'prepareBuildArea', 'probeSandbox', 'redactUrl', 'resolveBuildUser',
+      'parseFetchNetworkPolicy', 'parseImageSpec', 'parseRootsConfig', 'prepareBuildArea', 'probeSandbox', 'redactUrl', 'resolveBuildUser',
       'runBuild'
     ])
   })

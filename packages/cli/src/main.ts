@@ -39,6 +39,7 @@ Usage:
   quorate backup --config FILE --out BACKUP.tar.gz
   quorate restore --config FILE --from BACKUP.tar.gz [--force]
   quorate digest PATH [--json]
+  quorate rebuild --policy FILE --repo ID --commit SHA [--out DIR] [--node URL]... [--root-cache DIR] [--insecure-registry HOST:PORT]... [--json]
   quorate status --node URL [--json]
 
 Every command has its own help with examples: quorate COMMAND --help. quorate --version prints the version.
@@ -423,6 +424,7 @@ async function main (argv: string[]): Promise<number> {
     case 'latest': return await cmdLatest(rest)
     case 'which': return await cmdWhich(rest)
     case 'digest': return await cmdDigest(rest)
+    case 'rebuild': return await (await import('./rebuild.js')).cmdRebuild(rest, { print, printErr })
     case 'status': return await cmdStatus(rest)
     case undefined: case '-h': case '--help': case 'help': print(USAGE); return cmd === undefined ? 2 : 0
     default: return usage(`unknown command "${cmd}"`)
