@@ -65,7 +65,8 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       '--artifact FILE        also require FILE to be in the trusted file list',
       '--image                print the trusted OCI image references',
       '--wait [--timeout S]   keep waiting while pending (default 600 s)',
-      '--json                 one JSON document on stdout'
+      '--json                 one JSON document on stdout',
+      '--vsa-key KEYFILE --vsa-out FILE   also write a SLSA Verification Summary (PASSED/FAILED) signed by your key (quorate key generate)'
     ],
     examples: [
       'quorate verify --node https://q1.example --node https://q2.example --policy policy.json --repo hello --commit "$GIT_SHA" --ref refs/heads/main',
@@ -73,10 +74,10 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     ]
   },
   bundle: {
-    usage: 'quorate bundle --node URL... --repo ID --commit SHA [--out FILE]',
+    usage: 'quorate bundle --node URL... --repo ID --commit SHA [--format json|intoto-jsonl] [--out FILE]',
     summary: 'Exports every envelope known for a commit (and equivocation proofs) into one file that `verify --bundle` checks offline.',
-    options: ['--node URL (repeatable)', '--repo ID --commit SHA', '--out FILE  (default: stdout)'],
-    examples: ['quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --out hello.bundle.json']
+    options: ['--node URL (repeatable)', '--repo ID --commit SHA', '--format json | intoto-jsonl   our bundle with the policy digest (default), or one DSSE envelope per line (the in-toto bundle convention)', '--out FILE  (default: stdout)'],
+    examples: ['quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --out hello.bundle.json', 'quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --format intoto-jsonl --out hello.intoto.jsonl']
   },
   audit: {
     usage: 'quorate audit --node URL... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown] | --diffoscope COMMIT',
