@@ -139,6 +139,23 @@ describe('quorate fetch from a network of untrusted nodes', () => {
     expect(again.stderr).toMatch(/exists and is not an empty directory/)
   })
 
+  it('bundle --format intoto-jsonl from the nodes re-verifies offline and yields a signed PASSED summary for the fetched digest', async () => {
+    const jsonl = join(work, 'sample.intoto.jsonl')
+    const b = await runCli(['bundle', ...nodeArgs(), '--repo', net.repoId, '--commit', commit, '--format', 'intoto-jsonl', '--out', jsonl])
+    expect(b.code).toBe(0)
+    const lines = readFileSync(jsonl, 'utf8').trimEnd().split('\n')
+    expect(lines.length).toBeGreaterThanOrEqual(3)
+    for (const l of lines) expect(JSON.parse(l).payloadType).toBe('application/vnd.in-toto+json')
+    expect((await runCli(['key', 'generate', '--out', join(work, 'pipeline-key.json')])).code).toBe(0)
+    const v = await runCli(['verify', '--bundle', jsonl, '--policy', policyFile, '--ref', 'refs/heads/main', '--json', '--vsa-key', join(work, 'pipeline-key.json'), '--vsa-out', join(work, 'sample.vsa.json')])
+    expect(v.code).toBe(0)
+    const narSha256 = JSON.parse(v.stdout).narSha256 as string
+    const vsa = JSON.parse(Buffer.from(JSON.parse(readFileSync(join(work, 'sample.vsa.json'), 'utf8')).payload, 'base64').toString('utf8'))
+    expect(vsa.predicate.verificationResult).toBe('PASSED')
+    expect(vsa.subject[0]).toEqual({ name: `${net.repoId}@${commit}`, digest: { narSha256 } })
+    expect(vsa.subject.some((s: { mediaType?: string }) => s.mediaType === 'application/vnd.oci.image.manifest.v1+json')).toBe(true)
+  })
+
   it('--oci writes an image layout that skopeo pushes to a registry and pulls back with the same digest', async () => {
     const layout = join(work, 'oci')
     const r = await runCli(['fetch', ...nodeArgs(), '--policy', policyFile, '--repo', net.repoId, '--commit', commit, '--oci', layout])
