@@ -44,8 +44,12 @@ const PROBE = [
 
 describe('a Debian build root from a real registry', () => {
   it('is pulled, verified and unpacked once, with Debian\'s gcc in it', async () => {
-    const cacheDir = join(await dirs.make('quorate-roots-debian-'), 'cache')
-    const cache = new BuildRootCache({ dir: cacheDir, allowedRegistries: [registry.host], registries: { [registry.host]: { insecure: true } } })
+    const base = await dirs.make('quorate-roots-debian-')
+    chmodSync(base, 0o755)
+    const cacheDir = join(base, 'cache')
+    // As a root node does: the layers are unpacked by a worker under an unprivileged uid.
+    const unpackUser = process.getuid?.() === 0 ? { uid: 50998, gid: 50998 } : undefined
+    const cache = new BuildRootCache({ dir: cacheDir, allowedRegistries: [registry.host], registries: { [registry.host]: { insecure: true } }, ...(unpackUser !== undefined ? { unpackUser } : {}) })
     let t = performance.now()
     const root = await cache.acquire(image)
     timings.pullUnpackMs = performance.now() - t
