@@ -65,7 +65,8 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       '--artifact FILE        also require FILE to be in the trusted file list',
       '--image                print the trusted OCI image references',
       '--wait [--timeout S]   keep waiting while pending (default 600 s)',
-      '--json                 one JSON document on stdout'
+      '--json                 one JSON document on stdout',
+      '--vsa-key KEYFILE --vsa-out FILE   also write a SLSA Verification Summary (PASSED/FAILED) signed by your key (quorate key generate)'
     ],
     examples: [
       'quorate verify --node https://q1.example --node https://q2.example --policy policy.json --repo hello --commit "$GIT_SHA" --ref refs/heads/main',
@@ -73,10 +74,27 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     ]
   },
   bundle: {
-    usage: 'quorate bundle --node URL... --repo ID --commit SHA [--out FILE]',
+    usage: 'quorate bundle --node URL... --repo ID --commit SHA [--format json|intoto-jsonl] [--out FILE]',
     summary: 'Exports every envelope known for a commit (and equivocation proofs) into one file that `verify --bundle` checks offline.',
-    options: ['--node URL (repeatable)', '--repo ID --commit SHA', '--out FILE  (default: stdout)'],
-    examples: ['quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --out hello.bundle.json']
+    options: ['--node URL (repeatable)', '--repo ID --commit SHA', '--format json | intoto-jsonl   our bundle with the policy digest (default), or one DSSE envelope per line (the in-toto bundle convention)', '--out FILE  (default: stdout)'],
+    examples: ['quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --out hello.bundle.json', 'quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --format intoto-jsonl --out hello.intoto.jsonl']
+  },
+  fetch: {
+    usage: 'quorate fetch --node URL... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR) [--policy-digest HEX] [--json]',
+    summary: 'Downloads the output the quorum trusts from any node that has it, trusting none: decides like verify, checks every file by sha256 and the tree by narSha256, then moves it into DIR in one step. Exit codes as verify (2 also when no node serves a file; nothing is left in DIR).',
+    options: [
+      '--node URL             a node to ask and download from (repeatable; the supporters\' endpoints in the policy are tried too)',
+      '--policy FILE          the network policy you trust (--policy-digest HEX pins it)',
+      '--repo ID --commit SHA the commit whose trusted output to fetch',
+      '--ref REF              require the commit on REF; without --commit: the latest trusted commit a quorum saw on REF',
+      '--out DIR              where the output tree goes (must not exist, or be empty)',
+      '--oci DIR              the trusted result is an OCI image: write its image layout to DIR and print name@sha256:…',
+      '--json                 a JSON report on stdout (files, bytes, which node served what, refused copies)'
+    ],
+    examples: [
+      'quorate fetch --node https://quorate.alpha.example --node https://quorate.beta.example --policy policy.json --repo hello --ref refs/heads/main --out ./release',
+      'quorate fetch --node "$Q1" --node "$Q2" --policy policy.json --repo app --commit "$SHA" --oci ./app-oci && skopeo copy oci:./app-oci docker://registry.example/app:"$SHA"'
+    ]
   },
   audit: {
     usage: 'quorate audit --node URL... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown] | --diffoscope COMMIT',
@@ -87,9 +105,15 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       '--commit SHA     one commit (default: the newest --limit commits, 50)',
       '--all            list commits without findings too',
       '--json | --markdown  output format (default text)',
-      '--diffoscope COMMIT  compare two builders\' outputs with diffoscope'
+      '--diffoscope COMMIT  rebuild builders\' outputs from their signed file lists (fixed mtimes) and compare them with diffoscope:',
+      '                     the trusted result against each dissenting one by default; the repository is found when --repo is missing',
+      '--builders A,B       with --diffoscope: compare these two builders',
+      '--out FILE           with --diffoscope: write the report there'
     ],
-    examples: ['quorate audit --node http://127.0.0.1:8080 --policy policy.json --repo hello --markdown > audit.md']
+    examples: [
+      'quorate audit --node http://127.0.0.1:8080 --policy policy.json --repo hello --markdown > audit.md',
+      'quorate audit --node http://127.0.0.1:8080 --policy policy.json --diffoscope "$SHA" --builders alpha-ci,mallory-ci --out diff.txt'
+    ]
   },
   latest: {
     usage: 'quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]',
@@ -104,10 +128,19 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     examples: ['quorate which "$(quorate digest ./dist | cut -d" " -f1)" --node http://127.0.0.1:8080']
   },
   key: {
-    usage: 'quorate key rotate --config FILE',
-    summary: 'Rotates a stopped node\'s builder key: re-signs its stored results under a new key and prints the policy entry to agree on.',
-    options: ['rotate --config FILE   node.json of the stopped node'],
-    examples: ['quorate key rotate --config /etc/quorate/node.json']
+    usage: 'quorate key rotate --config FILE | key show [--pem | --json] (--config FILE | --key FILE | --public HEX) | key generate --out FILE [--force]',
+    summary: 'Rotates a stopped node\'s builder key (re-signs its stored results under a new key and prints the policy entry to agree on); shows a public key, as PEM for OpenSSL, cosign and securesystemslib; generates a key file (e.g. the pipeline key that signs `verify --vsa-out`).',
+    options: [
+      'rotate --config FILE   node.json of the stopped node',
+      'show --pem             the public key as PEM (SubjectPublicKeyInfo); --json: the in-toto/TUF key description with its keyid',
+      'show --config FILE | --key FILE | --public HEX   whose key: a node\'s builder key, a key file, or a hex key from the policy',
+      'generate --out FILE    a new Ed25519 key file (mode 0600); --force replaces an existing one'
+    ],
+    examples: [
+      'quorate key rotate --config /etc/quorate/node.json',
+      'quorate key show --pem --config /etc/quorate/node.json > alpha-ci.pem',
+      'quorate key generate --out pipeline-key.json'
+    ]
   },
   backup: {
     usage: 'quorate backup --config FILE --out BACKUP.tar.gz',
@@ -126,6 +159,26 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     summary: 'The narSha256 of a directory or file, as builders compute it (compare with a trusted digest).',
     options: ['--json   also the file list digest, file count and bytes'],
     examples: ['quorate digest ./dist']
+  },
+  rebuild: {
+    usage: 'quorate rebuild --policy FILE --repo ID --commit SHA [--out DIR] [--node URL]... [options]',
+    summary: 'Reproduces one commit outside the network (no node, no keys): a fresh clone, the recipe, the same sandbox, paths, environment, SOURCE_DATE_EPOCH and pinned build root a node uses; prints the narSha256, and with --node whether it matches the quorum\'s trusted result and which files differ. Without a pinned root it builds with this host\'s toolchain and says so.',
+    options: [
+      '--policy FILE               the network policy (the recipe, or recipeFromRepo)',
+      '--repo ID --commit SHA      what to rebuild (a full commit id)',
+      '--out DIR                   keep the output here (a new or empty directory)',
+      '--node URL                  compare with the quorum, decided here from these nodes\' envelopes (repeatable)',
+      '--sandbox bwrap|none        default bwrap, as nodes; none differs from nodes on projects that embed paths',
+      '--root-cache DIR            where unpacked build roots are kept (default ~/.cache/quorate/roots; as root a directory under the temp dir)',
+      '--insecure-registry HOST:PORT  plain HTTP to this loopback registry (tests, local mirrors)',
+      '--keep-work                 keep the checkout and work directories',
+      '--json                      one JSON report on stdout'
+    ],
+    examples: [
+      'quorate rebuild --policy policy.json --repo hello --commit 4f2c… --node https://quorate.acme.example',
+      'quorate rebuild --policy policy.json --repo hello --commit 4f2c… --out ./hello-out --json'
+    ],
+    notes: ['Exit codes: 0 built (and matching, with --node), 1 the build failed or does not match the trusted result, 3 the network has no trusted result yet, 2 usage or I/O error.']
   },
   status: {
     usage: 'quorate status --node URL [--json]',

@@ -26,17 +26,22 @@ Usage:
   quorate policy digest FILE
   quorate node --config FILE [--log-format text|json] [--debug]
   quorate verify --node URL [--node URL]... --policy FILE --repo ID --commit SHA [--digest HEX] [--ref REF] [--artifact FILE] [--image]
-                 [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json]
-  quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json]
-  quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--out FILE]
+                 [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json] [--vsa-key KEYFILE --vsa-out FILE]
+  quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json] [--vsa-key KEYFILE --vsa-out FILE]
+  quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--format json|intoto-jsonl] [--out FILE]
+  quorate fetch --node URL [--node URL]... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR)
+                [--policy-digest HEX] [--json]
   quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown]
-  quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT
+  quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT [--builders A,B] [--out FILE]
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
   quorate which NARSHA256 --node URL... [--json]   (exit 0 only when the digest is a commit's trusted result)
   quorate key rotate --config FILE
+  quorate key show [--pem | --json] (--config FILE | --key FILE | --public HEX)
+  quorate key generate --out FILE [--force]
   quorate backup --config FILE --out BACKUP.tar.gz
   quorate restore --config FILE --from BACKUP.tar.gz [--force]
   quorate digest PATH [--json]
+  quorate rebuild --policy FILE --repo ID --commit SHA [--out DIR] [--node URL]... [--root-cache DIR] [--insecure-registry HOST:PORT]... [--json]
   quorate status --node URL [--json]
 
 Every command has its own help with examples: quorate COMMAND --help. quorate --version prints the version.
@@ -161,9 +166,12 @@ async function cmdVerify (args: string[]): Promise<number> {
     options: {
       node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' },
       digest: { type: 'string' }, json: { type: 'boolean' }, wait: { type: 'boolean' }, timeout: { type: 'string' }, ref: { type: 'string' },
-      'policy-digest': { type: 'string' }, artifact: { type: 'string' }, image: { type: 'boolean' }, bundle: { type: 'string' }
+      'policy-digest': { type: 'string' }, artifact: { type: 'string' }, image: { type: 'boolean' }, bundle: { type: 'string' },
+      'vsa-key': { type: 'string' }, 'vsa-out': { type: 'string' }
     }
   })
+  if ((values['vsa-key'] === undefined) !== (values['vsa-out'] === undefined)) usage('--vsa-key KEYFILE and --vsa-out FILE go together (the key signs the verification summary written to FILE)')
+  const vsaKey = values['vsa-key'] !== undefined ? (await import('@quorate/node/config')).loadBuilderKey(values['vsa-key']) : undefined
   if (values.policy === undefined) usage('verify needs --policy FILE (your own copy of the network policy)')
   if (values.bundle === undefined && (values.repo === undefined || values.commit === undefined || values.node === undefined)) usage('verify needs --node, --repo and --commit (or --bundle FILE)')
   if (values.bundle !== undefined && values.node !== undefined) usage('give either --bundle (offline) or --node, not both')
@@ -194,17 +202,58 @@ async function cmdVerify (args: string[]): Promise<number> {
       onProgress: message => printErr(`waiting: ${escapeForTerminal(message)}`)
     })
   }
+  let vsaLine: string | undefined
+  if (vsaKey !== undefined) {
+    const { writeVsa } = await import('./vsa.js')
+    const signed = writeVsa(values['vsa-out']!, { report, policy, timeVerified: new Date().toISOString(), version: version(), sources: values.bundle !== undefined ? [values.bundle] : values.node! }, vsaKey)
+    vsaLine = `verification summary (SLSA VSA, ${report.exitCode === 0 ? 'PASSED' : 'FAILED'}) signed by keyid ${vsaKey.keyid} written to ${values['vsa-out']!} (envelope ${signed.id.slice(0, 16)}…)`
+  }
   for (const w of report.warnings) printErr(`WARNING: ${escapeForTerminal(w)}`)
   printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
+  if (vsaLine !== undefined) printErr(vsaLine)
   // With --json, stdout carries exactly one JSON document (the image references are in it).
   if (values.json === true) print(JSON.stringify(verifyReportJson(report), null, 2))
   else if (values.image === true && report.exitCode === 0) for (const img of report.images) print(`${escapeForTerminal(img.name)}@sha256:${img.sha256}`)
   return report.exitCode
 }
 
+async function cmdFetch (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' }, ref: { type: 'string' },
+      out: { type: 'string' }, oci: { type: 'string' }, 'policy-digest': { type: 'string' }, json: { type: 'boolean' }
+    }
+  })
+  if (values.node === undefined || values.policy === undefined || values.repo === undefined) usage('fetch needs --node URL (one or more), --policy FILE and --repo ID')
+  if (values.commit === undefined && values.ref === undefined) usage('fetch needs --commit SHA, or --ref REF for the latest trusted commit on a ref')
+  if ((values.out === undefined) === (values.oci === undefined)) usage('fetch needs --out DIR (the output tree) or --oci DIR (an OCI image layout), one of them')
+  if (values.ref !== undefined && !values.ref.startsWith('refs/')) usage('--ref takes a full ref name such as refs/heads/main')
+  const policy = loadPolicyFile(values.policy)
+  if (values['policy-digest'] !== undefined && values['policy-digest'] !== policy.digest) {
+    throw new QuorateError('CONFIG_INVALID', `${values.policy}: policy digest is ${policy.digest}, not the pinned --policy-digest ${values['policy-digest']}; get the agreed policy file`)
+  }
+  const { checkVerifyArgs } = await import('./verify.js')
+  checkVerifyArgs(values.repo, values.commit ?? '0'.repeat(40), policy)
+  const { fetchTrustedOutput } = await import('./fetch.js')
+  const r = await fetchTrustedOutput({
+    nodes: values.node, policy, repoId: values.repo, ...(values.commit !== undefined ? { commit: values.commit } : {}), ...(values.ref !== undefined ? { ref: values.ref } : {}),
+    out: values.oci ?? values.out!, oci: values.oci !== undefined, onProgress: m => printErr(`fetch: ${escapeForTerminal(m)}`)
+  })
+  printErr(`${r.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(r.message)}`)
+  if (values.json === true) {
+    print(JSON.stringify({ schema: 'https://quorate.dev/fetch-report/v1', exitCode: r.exitCode, repoId: values.repo, commit: r.commit ?? null, narSha256: r.narSha256 ?? null, out: resolve(values.oci ?? values.out!), files: r.files ?? 0, bytes: r.bytes ?? 0, servedBy: r.servedBy ?? {}, rejected: r.rejected, images: r.images ?? [], message: r.message }, null, 2))
+  } else if (r.images !== undefined) {
+    for (const img of r.images) print(escapeForTerminal(img))
+  }
+  return r.exitCode
+}
+
 async function cmdBundle (args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { node: { type: 'string', multiple: true }, repo: { type: 'string' }, commit: { type: 'string' }, out: { type: 'string' } } })
+  const { values } = parseArgs({ args, options: { node: { type: 'string', multiple: true }, repo: { type: 'string' }, commit: { type: 'string' }, out: { type: 'string' }, format: { type: 'string' } } })
   if (values.node === undefined || values.repo === undefined || values.commit === undefined) usage('bundle needs --node, --repo and --commit')
+  const format = values.format ?? 'json'
+  if (format !== 'json' && format !== 'intoto-jsonl') usage('--format takes json (our bundle, with the policy digest) or intoto-jsonl (one envelope per line)')
   const { gatherFromNodes, BUNDLE_TYPE } = await import('./verify.js')
   const evidence = await gatherFromNodes(values.node, values.repo, values.commit)
   if (!evidence.nodes.some(n => n.ok)) throw new QuorateError('HTTP_FAILED', `no node answered (${evidence.nodes.map(n => `${n.url}: ${n.error ?? ''}`).join('; ')})`)
@@ -216,7 +265,7 @@ async function cmdBundle (args: string[]): Promise<number> {
     return 3
   }
   const bundle = { type: BUNDLE_TYPE, repoId: values.repo, commit: values.commit, policyDigest, createdAt: new Date().toISOString(), envelopes, equivocationProofs: evidence.proofs }
-  const text = JSON.stringify(bundle, null, 2) + '\n'
+  const text = format === 'intoto-jsonl' ? (await import('./bundle-format.js')).intotoJsonl(envelopes, evidence.proofs) : JSON.stringify(bundle, null, 2) + '\n'
   if (values.out !== undefined) writeFileSync(values.out, text)
   else process.stdout.write(text)
   printErr(`bundle of ${envelopes.length} envelopes and ${evidence.proofs.length} equivocation proofs for ${values.repo}@${values.commit.slice(0, 12)} (policy ${policyDigest.slice(0, 16)}…); check it offline with "quorate verify --bundle FILE --policy FILE"`)
@@ -228,22 +277,27 @@ async function cmdAudit (args: string[]): Promise<number> {
     args,
     options: {
       node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' },
-      json: { type: 'boolean' }, markdown: { type: 'boolean' }, diffoscope: { type: 'string' }, all: { type: 'boolean' }, limit: { type: 'string' }
+      json: { type: 'boolean' }, markdown: { type: 'boolean' }, diffoscope: { type: 'string' }, all: { type: 'boolean' }, limit: { type: 'string' },
+      builders: { type: 'string' }, out: { type: 'string' }
     }
   })
   if (values.node === undefined || values.policy === undefined) usage('audit needs --node URL (one or more) and --policy FILE')
   const policy = loadPolicyFile(values.policy)
   const audit = await import('./audit.js')
   if (values.diffoscope !== undefined) {
-    const repoId = values.repo ?? [...policy.repositories.keys()][0]
+    const repoId = values.repo ?? await audit.findCommitRepository(policy, values.node, values.diffoscope)
+    const pair = values.builders?.split(',').map(b => b.trim())
+    if (pair !== undefined && (pair.length !== 2 || pair.some(b => b === ''))) usage('--builders takes two builder names: --builders a,b')
     const finding = await audit.auditCommit(policy, values.node, repoId, values.diffoscope)
-    const { mkdtempSync } = await import('node:fs')
-    const { tmpdir } = await import('node:os')
-    const work = mkdtempSync(join(tmpdir(), 'quorate-diffoscope-'))
-    const r = await audit.diffoscopeCommit(finding, policy, values.node, work)
-    process.stdout.write(r.output)
-    printErr(`outputs fetched to ${work} (content checked against the signed file lists)`)
-    return r.exitCode === 0 ? 0 : 1
+    const r = await audit.diffoscopeCommit(finding, policy, values.node, pair !== undefined ? { builders: [pair[0], pair[1]] } : {})
+    if (values.out !== undefined) {
+      writeFileSync(values.out, r.output)
+      printErr(`diffoscope report written to ${values.out}`)
+    } else {
+      process.stdout.write(r.output)
+    }
+    for (const p of r.pairs) printErr(`${p.a} against ${p.b}: ${p.exitCode === 0 ? 'identical' : p.exitCode === 1 ? 'different' : 'diffoscope failed'}`)
+    return r.exitCode
   }
   const repos = values.repo !== undefined ? [values.repo] : [...policy.repositories.keys()]
   const findings = []
@@ -325,7 +379,11 @@ async function cmdWhich (args: string[]): Promise<number> {
 }
 
 async function cmdKey (args: string[]): Promise<number> {
-  if (args[0] !== 'rotate') usage('key takes "rotate"')
+  if (args[0] === 'show' || args[0] === 'generate') {
+    const { keyShow, keyGenerate } = await import('./key-show.js')
+    return await (args[0] === 'show' ? keyShow : keyGenerate)(args.slice(1), { print, usage })
+  }
+  if (args[0] !== 'rotate') usage('key takes "rotate", "show" or "generate"')
   const { values } = parseArgs({ args: args.slice(1), options: { config: { type: 'string' } } })
   if (values.config === undefined) usage('key rotate needs --config FILE of the (stopped) node')
   const { loadNodeConfig, loadBuilderKey } = await import('@quorate/node/config')
@@ -405,6 +463,7 @@ async function main (argv: string[]): Promise<number> {
     case 'node': return await cmdNode(rest)
     case 'verify': return await cmdVerify(rest)
     case 'bundle': return await cmdBundle(rest)
+    case 'fetch': return await cmdFetch(rest)
     case 'audit': return await cmdAudit(rest)
     case 'key': return await cmdKey(rest)
     case 'backup': return await cmdBackup(rest, false)
@@ -412,6 +471,7 @@ async function main (argv: string[]): Promise<number> {
     case 'latest': return await cmdLatest(rest)
     case 'which': return await cmdWhich(rest)
     case 'digest': return await cmdDigest(rest)
+    case 'rebuild': return await (await import('./rebuild.js')).cmdRebuild(rest, { print, printErr })
     case 'status': return await cmdStatus(rest)
     case undefined: case '-h': case '--help': case 'help': print(USAGE); return cmd === undefined ? 2 : 0
     default: return usage(`unknown command "${cmd}"`)

@@ -170,6 +170,12 @@ describe('fuzz: network policy parser', () => {
     }), runs(300))
   })
 
+  it('refuses a lone surrogate anywhere in a policy with POLICY_INVALID naming the file (was CANONICAL_JSON without it)', () => {
+    const doc = fc.sample(policyArb, { numRuns: 1, seed: 7 })[0] as ReturnType<typeof structuredClone>
+    doc.repositories[0].url = '/srv/git/\ud800.git'
+    expect(() => parsePolicy(doc, 'policy.json')).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', message: expect.stringMatching(/^policy\.json: repositories\[0\]\.url: .*lone UTF-16 surrogate/) }))
+  })
+
   it('refuses a user name with malformed percent-encoding in a repository URL as POLICY_INVALID (was a URIError)', () => {
     const doc = fc.sample(policyArb, { numRuns: 1, seed: 7 })[0] as ReturnType<typeof structuredClone>
     for (const url of ['https://%zz@git.example.org/x.git', 'ssh://%E0%A4%A@git.example.org/x.git']) {
@@ -202,21 +208,33 @@ describe('fuzz: recipe parser', () => {
     }), runs(400))
   })
 
-  it('refuses hostile output paths and root images with RECIPE_INVALID', () => {
-    fc.assert(fc.property(nastyString, nastyString, (output, image) => {
-      typedOutcome(() => parseRecipeSpec({ build: ['make'], output, outputKind: 'dir' }, 'recipe.json'), ['RECIPE_INVALID'])
-      typedOutcome(() => parseRecipeSpec({ build: ['make'], output: 'out', outputKind: 'dir', root: { image } }, 'recipe.json'), ['RECIPE_INVALID'])
+  it('refuses hostile output paths, argv strings and root images with RECIPE_INVALID, or gives a recipe with a digest', () => {
+    fc.assert(fc.property(nastyString, nastyString, nastyString, (output, image, arg) => {
+      for (const raw of [
+        { build: ['make'], output, outputKind: 'dir' },
+        { build: ['make'], output: 'out', outputKind: 'dir', root: { image } },
+        { build: ['sh', '-c', arg], fetch: [arg], output: 'out', outputKind: 'dir', image: { [arg]: arg } }
+      ]) {
+        const spec = typedOutcome(() => parseRecipeSpec(raw, 'recipe.json'), ['RECIPE_INVALID'])
+        if (spec !== undefined) expect(recipeDigestOf(spec.recipe)).toMatch(/^[0-9a-f]{64}$/)
+      }
     }), runs(300))
+  })
+
+  it('refuses a recipe whose strings hold a lone surrogate with RECIPE_INVALID (was accepted, then failed when signing)', () => {
+    for (const raw of [{ build: ['sh', '-c', 'echo \ud800'], output: 'out' }, { build: ['make'], output: 'out\udc00' }, { build: ['make'], output: 'out', image: { '\ud83d': 1 } }]) {
+      expect(() => parseRecipeSpec(raw, '.quorate/recipe.json')).toThrow(expect.objectContaining({ code: 'RECIPE_INVALID', message: expect.stringContaining('lone UTF-16 surrogate') }))
+    }
   })
 
   it('refuses a .quorate/recipe.json nested thousands of levels deep as malformed (was a RangeError from the digest)', () => {
     const deep = `{"build":["make"],"output":"out","outputKind":"dir","image":{"x":${'['.repeat(20_000)}${']'.repeat(20_000)}}}`
     expect(() => parseJsonStrict(deep, '.quorate/recipe.json')).toThrow(expect.objectContaining({ code: 'ENVELOPE_MALFORMED', message: expect.stringContaining('nested deeper than') }))
-    // an object built in memory is refused by the canonical writer the same way
+    // an object built in memory is refused by the recipe parser and the canonical writer the same way
     let nested: unknown = []
     for (let i = 0; i < 20_000; i++) nested = [nested]
-    const spec = parseRecipeSpec({ build: ['make'], output: 'out', outputKind: 'dir', image: { x: nested } }, 'recipe.json')
-    expect(() => recipeDigestOf(spec.recipe)).toThrow(expect.objectContaining({ code: 'CANONICAL_JSON' }))
+    expect(() => parseRecipeSpec({ build: ['make'], output: 'out', outputKind: 'dir', image: { x: nested } }, 'recipe.json')).toThrow(expect.objectContaining({ code: 'RECIPE_INVALID', message: expect.stringContaining('nested deeper than') }))
+    expect(() => recipeDigestOf({ build: ['make'], output: 'out', outputKind: 'dir', image: { x: nested } as Record<string, unknown> })).toThrow(expect.objectContaining({ code: 'CANONICAL_JSON' }))
   })
 })
 

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { isQuorateError } from '@quorate/core'
 import { FrameDecoder, encodeFrame } from '../src/frames.js'
-import { encodeSyncFrame, parseSyncFrame, type SyncFrame } from '../src/sync-protocol.js'
+import { encodeSyncFrame, parseSyncFrame, type SyncFrame } from '../src/sync-frames.js'
 
 const SCALE = Number(process.env.QUORATE_FUZZ_RUNS ?? 1)
 const runs = (n: number): { numRuns: number } => ({ numRuns: Math.max(1, Math.round(n * SCALE)) })

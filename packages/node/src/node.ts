@@ -1,3 +1,4 @@
+import { sandboxFailureHint } from './sandbox-hint.js'
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync, linkSync, copyFileSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
@@ -109,7 +110,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   if (config.sandbox === 'bwrap') {
     const probe = await probeSandbox(buildUser)
     if (typeof probe === 'string') {
-      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but ${probe}; or set "sandbox": "none" to build without isolation`)
+      const hint = sandboxFailureHint(probe, existsSync('/.dockerenv') || existsSync('/run/.containerenv'))
+      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but ${probe}${hint !== undefined ? `; ${hint}` : ''}; or set "sandbox": "none" to build without isolation`)
     }
   } else {
     logger.warn('sandbox disabled', { sandbox: 'none', hint: 'builds run without isolation and can read this node\'s files; attestations record sandbox "none"' })
