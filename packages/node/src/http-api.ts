@@ -85,6 +85,8 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
         policyDigest: policy.digest,
         sandbox: config.sandbox,
         queue: await node.queueSummary(),
+        // Build roots the node could not pull or verify (what the registry answered); the jobs wait and retry.
+        rootProblems: [...node.rootCache.problems].map(([image, p]) => ({ image, problem: p.message, at: new Date(p.at).toISOString() })),
         stats: { ...node.stats, network: node.network.stats() },
         repositories: [...policy.repositories.keys()]
       })

@@ -4,10 +4,10 @@ import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
   QuorateError, checkEnvelope, decideQuorum, makeFailureStatement, makeProvenanceStatement, makeRefObservationStatement,
-  signStatement, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS, type BuilderKeyPair, type Decision, type LogPosition, type Policy, type RepositoryPolicy, type Recipe, type RecipeSpec
+  signStatement, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS, isQuorateError, rootRegistriesOf, type BuilderKeyPair, type Decision, type LogPosition, type Policy, type RepositoryPolicy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import { Store, type BuildJob } from '@quorate/store'
-import { GitMirror, runBuild, probeSandbox, parseImageSpec, prepareBuildArea, resolveBuildUser } from '@quorate/builder'
+import { BuildRootCache, GitMirror, runBuild, probeSandbox, parseImageSpec, prepareBuildArea, resolveBuildUser } from '@quorate/builder'
 import { startNetwork, createPeerKey, type Network, type Verdict, type IncomingMessage } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, assertPrivateFile, type NodeConfig } from './config.js'
 import { EventBus } from './events.js'
@@ -43,10 +43,14 @@ export interface QuorateNode {
   logCompleteness: (decision: Decision) => Promise<Array<{ builder: string, keyid: string, seq: number, complete: boolean }>>
   pollNow: (repoId?: string) => Promise<void>
   queueSummary: () => Promise<Record<string, number>>
+  /** Build roots: the cache, and per image the last problem pulling it (shown by /v1/status). */
+  readonly rootCache: BuildRootCache
   stop: () => Promise<void>
 }
 
 const MAX_ATTEMPTS = 3
+/** The host uid/gid a root node unpacks build roots as (not the build user's, not root). */
+const ROOT_UNPACK_ID = 50998
 /** The signed failure reason when the policy requires a build root and the commit's recipe has none. */
 const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this repository ("requireRoot": true), but .quorate/recipe.json has no "root"; add "root": {"image": "<name>@sha256:<digest>"} to the recipe'
 
@@ -124,6 +128,21 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     dataDir: config.dataDir,
     defaultDir: join(config.dataDir, 'work'),
     preferred: config.buildDir
+  })
+  // Build roots (recipe.root): pulled only from the policy's registries and those the config adds.
+  // A root node keeps them beside its build area, where the build user can reach them.
+  const dropping = config.sandbox === 'bwrap' && buildUser.drop
+  const rootCache = new BuildRootCache({
+    dir: config.roots.cacheDir ?? (dropping
+      ? await prepareBuildArea({ user: buildUser, dataDir: config.dataDir, defaultDir: join(config.dataDir, 'roots'), preferred: `${buildArea}-roots` })
+      : join(config.dataDir, 'roots')),
+    allowedRegistries: () => [...new Set([...rootRegistriesOf(policy), ...config.roots.allowRegistries])],
+    registries: config.roots.registries,
+    layouts: config.roots.layouts,
+    ...(config.roots.maxBytes !== undefined ? { maxBytes: config.roots.maxBytes } : {}),
+    ...(config.roots.maxImageBytes !== undefined ? { maxImageBytes: config.roots.maxImageBytes } : {}),
+    ...(config.roots.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: config.roots.maxUnpackedBytes } : {}),
+    ...(dropping ? { unpackUser: { uid: ROOT_UNPACK_ID, gid: ROOT_UNPACK_ID } } : {})
   })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
   const store = await Store.open(join(config.dataDir, 'db'))
@@ -461,6 +480,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         sandbox: config.sandbox,
         user: buildUser,
         fetchNetwork: config.fetchNetwork,
+        rootCache,
         outputCopyDir,
         signal: abort.signal,
         onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
@@ -470,7 +490,14 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       if (stopping) { await store.updateJob({ ...job, state: 'queued' }); return }
       const message = (err as Error).message
       logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
-      await store.updateJob({ ...job, state: job.attempts >= MAX_ATTEMPTS ? 'failed' : 'queued', notBefore: Date.now() + 30_000 * 2 ** job.attempts, lastError: message })
+      // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up on the build.
+      const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
+      await store.updateJob({
+        ...job,
+        state: rootTrouble || job.attempts < MAX_ATTEMPTS ? 'queued' : 'failed',
+        notBefore: Date.now() + (rootTrouble ? Math.min(300_000, 5_000 * 2 ** Math.min(job.attempts, 6)) : 30_000 * 2 ** job.attempts),
+        lastError: message
+      })
       return
     }
     if (stopping) { await store.updateJob({ ...job, state: 'queued' }); return }
@@ -612,6 +639,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     logCompleteness,
     pollNow,
     queueSummary,
+    rootCache,
     stop: async () => {
       if (stopping) return
       stopping = true
