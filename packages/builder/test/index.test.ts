@@ -7,8 +7,8 @@ describe('@quorate/builder', () => {
   it('exports exactly its public API', () => {
     expect(Object.keys(builder).sort()).toEqual([
       'ALLOWED_GIT_SCHEMES', 'BUILD_PATH', 'GitMirror', 'LogCapture', 'MAX_TOP_LEVEL_SUBJECTS', 'SANDBOX_HOME', 'SANDBOX_SRC',
-      'bwrapArgs', 'checkCommit', 'checkGitUrl', 'detectSandbox', 'environmentFingerprint', 'globToRegExp', 'hashNar',
-      'hashOutput', 'packOciImage', 'parseImageSpec', 'redactUrl', 'runBuild'
+      'buildWorker', 'bwrapArgs', 'checkCommit', 'checkGitUrl', 'detectSandbox', 'environmentFingerprint', 'globToRegExp', 'hashNar',
+      'hashOutput', 'packOciImage', 'parseImageSpec', 'redactUrl', 'runBuild', 'watcher'
     ])
   })
 

@@ -71,6 +71,8 @@ export class Store {
   private readonly state
   private readonly blobs
   private readonly byDigest
+  /** Queued jobs by due time: `pad(notBefore)!pad(queuedAt)!jobKey`. */
+  private readonly due
   private writeChain: Promise<unknown> = Promise.resolve()
 
   private constructor (db: Level<string, Bytes>) {
@@ -85,6 +87,7 @@ export class Store {
     this.state = db.sublevel<string, unknown>('state', { valueEncoding: 'json' })
     this.blobs = db.sublevel<string, Bytes>('blob', { valueEncoding: 'view' })
     this.byDigest = db.sublevel<string, string>('bydigest', { valueEncoding: 'utf8' })
+    this.due = db.sublevel<string, string>('due', { valueEncoding: 'utf8' })
   }
 
   static async open (dir: string): Promise<Store> {
@@ -100,6 +103,7 @@ export class Store {
     }
     const store = new Store(db)
     await store.checkFormat(dir)
+    await store.indexDueJobs()
     return store
   }
 
@@ -301,21 +305,81 @@ export class Store {
     return this.exclusive(async () => {
       const key = this.jobKey(job.repoId, job.commit, job.recipeKey)
       if (await this.jobs.get(key) !== undefined) return false
-      await this.jobs.put(key, { ...job, state: 'queued', attempts: 0, notBefore: now }, { sync: true } as never)
+      const queued: BuildJob = { ...job, state: 'queued', attempts: 0, notBefore: now }
+      await this.db.batch([
+        { type: 'put', sublevel: this.jobs, key, value: queued },
+        { type: 'put', sublevel: this.due, key: dueKey(queued, key), value: '' }
+      ] as never, { sync: true })
       return true
     })
   }
 
+  /** Writes a job's new state (fsync), keeping the due index in step. */
   updateJob (job: BuildJob): Promise<void> {
     return this.exclusive(async () => {
-      await this.jobs.put(this.jobKey(job.repoId, job.commit, job.recipeKey), job, { sync: true } as never)
+      const key = this.jobKey(job.repoId, job.commit, job.recipeKey)
+      const old = await this.jobs.get(key)
+      const ops: unknown[] = []
+      if (old?.state === 'queued') ops.push({ type: 'del', sublevel: this.due, key: dueKey(old, key) })
+      ops.push({ type: 'put', sublevel: this.jobs, key, value: job })
+      if (job.state === 'queued') ops.push({ type: 'put', sublevel: this.due, key: dueKey(job, key), value: '' })
+      await this.db.batch(ops as never, { sync: true })
     })
+  }
+
+  /** The queued job due first (lowest notBefore, then queuedAt) with notBefore ≤ now, read from the due index. */
+  async nextDueJob (now: number): Promise<BuildJob | undefined> {
+    for await (const k of this.due.keys({ lte: pad(now) + SEP + '\xff' })) {
+      const job = await this.jobs.get(k.slice(k.indexOf(SEP, k.indexOf(SEP) + 1) + 1))
+      if (job?.state === 'queued' && job.notBefore <= now) return job
+    }
+    return undefined
+  }
+
+  /** Jobs left `running` by a process that died go back to the queue (their attempt does not count). */
+  async requeueInterrupted (): Promise<number> {
+    let n = 0
+    for (const job of await this.jobsList()) {
+      if (job.state !== 'running') continue
+      await this.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1) })
+      n++
+    }
+    return n
+  }
+
+  /** Build jobs by state. */
+  async jobCounts (): Promise<Record<BuildJobState, number>> {
+    const out: Record<BuildJobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 }
+    for await (const j of this.jobs.values()) out[j.state]++
+    return out
   }
 
   async jobsList (): Promise<BuildJob[]> {
     const out: BuildJob[] = []
     for await (const j of this.jobs.values()) out.push(j)
     return out
+  }
+
+  /** Builds the due index once for a store written before it existed. */
+  private async indexDueJobs (): Promise<void> {
+    if (await this.state.get('dueIndex') === 1) return
+    const ops: unknown[] = []
+    for await (const [key, job] of this.jobs.iterator()) {
+      if (job.state === 'queued') ops.push({ type: 'put', sublevel: this.due, key: dueKey(job, key), value: '' })
+    }
+    ops.push({ type: 'put', sublevel: this.state, key: 'dueIndex', value: 1 })
+    await this.db.batch(ops as never, { sync: true })
+  }
+
+  // --- the watcher's memory of refs ---------------------------------------------------
+
+  /** The last commit the watcher saw per ref of a repository. */
+  async seenRefs (repoId: string): Promise<Record<string, string>> {
+    return (await this.state.get(`refs/${repoId}`) as Record<string, string> | undefined) ?? {}
+  }
+
+  async rememberRefs (repoId: string, refs: Record<string, string>): Promise<void> {
+    await this.state.put(`refs/${repoId}`, refs)
   }
 
   // --- node state and blobs ----------------------------------------------------------
@@ -338,6 +402,10 @@ export class Store {
 }
 
 export const STORE_FORMAT = 1
+
+function dueKey (job: BuildJob, jobKey: string): string {
+  return pad(Math.min(job.notBefore, Number.MAX_SAFE_INTEGER)) + SEP + pad(job.queuedAt) + SEP + jobKey
+}
 
 function metaOf (v: VerifiedAttestation, now: number): StoredEnvelopeMeta {
   const a = v.attestation

@@ -1,0 +1,49 @@
+import { mkdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+
+/**
+ * The layout of a node's data directory, in one place. Everything else asks this module for a
+ * path instead of joining names itself, so a change of layout (and the backup's list of parts)
+ * happens here only.
+ *
+ * ```
+ * dataDir/
+ *   db/        the store (LevelDB): envelopes, indexes, logs, proofs, build queue, file lists
+ *   blobs/     the store's content-addressed output files (blobs/<2 hex>/<62 hex>, read-only)
+ *   git/       bare git mirrors, one per repository (re-fetched when removed)
+ *   work/      build scratch space (emptied at every start)
+ * ```
+ */
+export interface DataDir {
+  readonly root: string
+  /** The LevelDB store. */
+  readonly db: string
+  /** Content-addressed output files, owned by the store. */
+  readonly blobs: string
+  /** Where releases before the blob store kept output files (read and adopted at start). */
+  readonly legacyFiles: string
+  /** The bare git mirror of one repository. */
+  gitMirror: (repoId: string) => string
+  /** Build scratch space. */
+  readonly work: string
+}
+
+/** The parts of a data directory that a backup holds (mirrors and scratch space are re-created). */
+export const BACKUP_PARTS = ['db', 'blobs', 'files'] as const
+
+export function dataDirLayout (root: string): DataDir {
+  return {
+    root,
+    db: join(root, 'db'),
+    blobs: join(root, 'blobs'),
+    legacyFiles: join(root, 'files'),
+    gitMirror: (repoId: string) => join(root, 'git', `${repoId}.git`),
+    work: join(root, 'work')
+  }
+}
+
+/** Creates the data directory (owner only) and empties the build scratch space left by a previous run. */
+export function prepareDataDir (dir: DataDir): void {
+  mkdirSync(dir.root, { recursive: true, mode: 0o700 })
+  rmSync(dir.work, { recursive: true, force: true })
+}
