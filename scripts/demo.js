@@ -80,7 +80,7 @@ try {
       shown.set(c.commit, key)
       const detail = await getJson(`${observer.url}/v1/repos/${net.repoId}/commits/${c.commit}`)
       const d = detail.decision
-      const st = d.status === 'trusted' ? color(32, 'TRUSTED ') : d.status === 'disputed' ? color(31, 'DISPUTED') : color(33, 'pending ')
+      const st = d.status === 'trusted' ? color(32, 'TRUSTED ') : d.status === 'disputed' ? color(31, 'DISPUTED') : d.status === 'failed' ? color(31, 'FAILED  ') : color(33, 'pending ')
       say(`${color(1, 'decision')} ${c.commit.slice(0, 12)} ${st} ${d.trusted ? `digest ${d.trusted.narSha256.slice(0, 16)}… agreed by ${d.trusted.supportingOrgs.join(', ')}` : clean(d.summary)}`)
       for (const x of d.dissenters) say(`           dissent: ${clean(x.builder)} (${clean(x.org)}) signed ${x.narSha256.slice(0, 16)}… — not counted toward the trusted digest`)
     }

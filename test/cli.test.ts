@@ -5,7 +5,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, chmodSync, statSync, mkdirSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { hashOutput } from '@quorate/builder'
+import { hashOutput, GitMirror } from '@quorate/builder'
+import { keyPairFromSeed } from '@quorate/core'
 // @ts-expect-error plain JS helper shared with the demo
 import { createSampleRepo, addCommit, commitAll, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
 
@@ -44,6 +45,26 @@ describe('quorate init and policy', () => {
     expect(r.stderr).toContain(`${f}: builders: must list at least one builder`)
     writeFileSync(f, '{"version": 1,')
     expect((await runCli(['policy', 'check', f])).stderr).toMatch(/p.json: the network policy is not valid JSON/)
+  })
+
+  it('policy check refuses the repository URLs a node refuses (remote helpers, option injection)', async () => {
+    const f = join(work, 'hostile-url.json')
+    const policy = (url: string): string => JSON.stringify({
+      version: 1,
+      builders: [{ name: 'b1', org: 'o1', keys: [{ publicKey: keyPairFromSeed(new Uint8Array(32).fill(7)).publicKeyHex }] }],
+      repositories: [{ id: 'x', url, branches: ['main'], recipe: { build: ['true'], output: '.', outputKind: 'dir' } }],
+      quorum: {}
+    })
+    for (const url of ['ext::sh -c touch% /tmp/pwned', '--upload-pack=touch /tmp/pwned', 'ssh://-oProxyCommand=touch%20/tmp/pwned/a']) {
+      writeFileSync(f, policy(url))
+      const r = await runCli(['policy', 'check', f])
+      expect(r.code, url).toBe(2)
+      expect(r.stderr, url).toMatch(/repositories\[0\]\.url: .* is not allowed: /)
+      // The builder refuses the same URL with the same reason.
+      expect(() => new GitMirror({ url, dir: join(work, 'never') }), url).toThrow(r.stderr.split(' is not allowed: ')[1].split(';')[0])
+    }
+    writeFileSync(f, policy('https://example.org/a.git'))
+    expect((await runCli(['policy', 'check', f])).code).toBe(0)
   })
 
   it('quorate digest prints the narSha256 of a directory', async () => {
@@ -160,6 +181,25 @@ describe('a node facing bad input', () => {
       const bad = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${without}`); return r.decision.failures.length > 0 ? r : undefined }, { timeoutMs: 30_000, what: 'a failure for the commit without a recipe' })
       expect(bad.decision.failures[0].reason).toMatch(/has no .quorate\/recipe.json/)
       expect(commit).not.toBe(without)
+    } finally {
+      await stopNodeProcess(node)
+    }
+  })
+
+  it('signs a failure naming requireRoot for a commit whose recipe has no build root when the policy requires one', async () => {
+    const { node, repoId, policyFile } = await oneNode('needroot', { build: ['true'], output: '.', outputKind: 'dir' })
+    const repo = join(work, 'needroot-repo')
+    const policy = JSON.parse(readFileSync(policyFile, 'utf8'))
+    delete policy.repositories[0].recipe
+    policy.repositories[0].recipeFromRepo = true
+    policy.repositories[0].requireRoot = true
+    writeFileSync(policyFile, JSON.stringify(policy))
+    const rootless = addCommit(repo, '.quorate/recipe.json', JSON.stringify({ build: ['true'], output: '.', outputKind: 'dir' }), 'a recipe without a root')
+    await startNodeProcess(node, {})
+    try {
+      const d = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${repoId}/commits/${rootless}`); return r.decision.failures.length > 0 ? r : undefined }, { timeoutMs: 30_000, what: 'a failure for the recipe without a root' })
+      expect(d.decision.failures[0].reason).toMatch(/requires a pinned build root.*"requireRoot": true.*has no "root"/)
+      expect(d.decision.status).not.toBe('trusted')
     } finally {
       await stopNodeProcess(node)
     }

@@ -22,7 +22,9 @@ const ARTIFACTS = join(ROOT, 'test-artifacts')
 const HOSTILE_FILE = 'notes <img src=x onerror="window.__pwned=1">.txt'
 /** Strings a compromised key signs into an attestation: an environment fingerprint value and a builder id. */
 const HOSTILE_CPU = '<img src=x onerror="window.__pwned=2">'
-const HOSTILE_ID = 'https://quorate.dev/builders/mallory/"><svg onload="window.__pwned=3">'
+const HOSTILE_ID = 'https://quorate.dev/builders/mallory/"><svg onload="window.__pwned=3">\u202eexe.txt\u009b2J'
+/** How the page must show it: the bidi override (U+202E) and the C1 CSI (U+009B) as visible escapes. */
+const HOSTILE_ID_SHOWN = 'https://quorate.dev/builders/mallory/"><svg onload="window.__pwned=3">\\u202eexe.txt\\u009b2J'
 
 // The build writes the hostile file next to the usual outputs. Its name sorts after the others,
 // so the compromised builder's wrapper (which appends to the first file) changes another file.
@@ -284,7 +286,8 @@ describe('the auditor dashboard in headless Chromium against a real network', ()
     const sides = proof.getByTestId('proof-side')
     expect(await sides.count()).toBe(2)
     const ids = await sides.getByTestId('proof-builder-id').allTextContents()
-    expect(ids.sort()).toEqual(['https://quorate.dev/builders/mallory/mallory-ci', HOSTILE_ID].sort())
+    expect(ids.sort()).toEqual(['https://quorate.dev/builders/mallory/mallory-ci', HOSTILE_ID_SHOWN].sort())
+    expect(await page.evaluate(() => /[\u202e\u009b]/.test(document.body.innerText))).toBe(false)
     const forgedSide = sides.filter({ hasText: 'svg onload' })
     await forgedSide.locator('summary').click()
     expect(await forgedSide.locator('pre').textContent()).toContain(JSON.stringify(HOSTILE_CPU).slice(1, -1))

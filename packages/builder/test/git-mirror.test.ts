@@ -141,7 +141,7 @@ describe('GitMirror', () => {
       expect(() => checkGitUrl(ok), ok).not.toThrow()
     }
     for (const bad of ['ext::sh -c touch% /tmp/pwned', 'fd::3', 'http://example.org/a.git', 'ftp://example.org/a', 'HTTPS://example.org/a',
-      '-oProxyCommand=touch /tmp/x', 'host:-oProxyCommand=x', 'ssh://-oProxyCommand=x/a', 'a\nb', '']) {
+      '-oProxyCommand=touch /tmp/x', '--upload-pack=touch /tmp/x', 'host:-oProxyCommand=x', 'ssh://-oProxyCommand=x/a', 'a\nb', '']) {
       let err: unknown
       try { checkGitUrl(bad) } catch (e) { err = e }
       expect(isQuorateError(err, 'GIT_URL_REJECTED'), bad).toBe(true)

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync, symlinkSync, chmodSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { dirname, join } from 'node:path'
-import { decideQuorum, diffFileLists, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntry, type Policy } from '@quorate/core'
+import { decideQuorum, diffFileLists, escapeForDisplay, escapeMarkdown, stringifyForDisplay, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntry, type Policy } from '@quorate/core'
 import { gatherFromNodes } from './verify.js'
 
 /** One builder's build for the audited commit, as read from its signed envelope. */
@@ -13,7 +13,26 @@ export interface AuditBuild {
   resultKey: string
   fileListSha256: string
   recipeDigest: string
+  /** The builder id the signer wrote into its attestation (runDetails.builder.id): the signer's string. */
+  builderId: string
   fingerprint: Record<string, unknown>
+}
+
+/**
+ * What an equivocator signed for the audited commit. Its proof (possibly from another commit of
+ * the repository) keeps all of it out of the count, but an auditor still sees each claim.
+ */
+export interface UncountedAttestation {
+  builder: string
+  org: string
+  envelopeId: string
+  kind: 'build' | 'failure' | 'ref'
+  builderId: string
+  /** build: the result it signed; failure: the reason it gave; ref: the ref it observed. */
+  narSha256?: string
+  reason?: string
+  ref?: string
+  why: 'equivocator'
 }
 
 export interface AuditFinding {
@@ -30,6 +49,8 @@ export interface AuditFinding {
   failures: Decision['failures']
   conflictedOrgs: string[]
   equivocations: Array<{ builder: string, org: string, kind: string, envelopeIds: [string, string], envelopes: [unknown, unknown] }>
+  /** Attestations for this commit that the decision does not count because their signer equivocated. */
+  uncounted: UncountedAttestation[]
 }
 
 const base = (url: string): string => url.replace(/\/+$/, '')
@@ -63,21 +84,43 @@ function flatten (value: unknown, prefix: string, out: Record<string, string>): 
 export async function auditCommit (policy: Policy, nodes: string[], repoId: string, commit: string): Promise<AuditFinding> {
   const evidence = await gatherFromNodes(nodes, repoId, commit)
   if (!evidence.nodes.some(n => n.ok)) throw new QuorateError('HTTP_FAILED', `no node answered for ${repoId}@${commit}: ${evidence.nodes.map(n => `${n.url}: ${n.error ?? ''}`).join('; ')}`)
+  return await auditEvidence(policy, nodes, repoId, commit, evidence)
+}
+
+/**
+ * Audits one commit from envelopes already gathered (from nodes or a bundle). `nodes` (and the
+ * policy's builder endpoints) are asked only for file lists, to explain differences.
+ */
+export async function auditEvidence (policy: Policy, nodes: string[], repoId: string, commit: string, evidence: { envelopes: readonly object[], proofs: ReadonlyArray<readonly [object, object]> }): Promise<AuditFinding> {
   const decision = decideQuorum({ policy, repoId, commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
-  const counted = new Set([...decision.supporters, ...decision.dissenters].map(v => v.envelopeId))
+  const counted = new Set(decision.votes.map(v => v.envelopeId))
+  const equivocatorKeys = new Set(decision.equivocators.map(e => e.keyid))
+  const decided = new Set(decision.envelopeIds)
   const builds: AuditBuild[] = []
+  const uncounted: UncountedAttestation[] = []
   for (const raw of evidence.envelopes) {
     try {
       const parsed = parseEnvelope(raw)
-      if (!counted.has(parsed.id)) continue
-      const a = parseAttestation(parsed.payloadBytes)
       const key = policy.keys.get(parsed.keyid)
-      if (a.kind !== 'build' || key === undefined || builds.some(b => b.builder === key.builder && b.resultKey === a.resultDigest)) continue
-      const vote = [...decision.supporters, ...decision.dissenters].find(v => v.envelopeId === parsed.id)!
-      builds.push({ builder: key.builder, org: key.org, narSha256: a.narSha256, resultKey: vote.resultKey, fileListSha256: a.fileListSha256, recipeDigest: a.recipeDigest, fingerprint: a.fingerprint })
+      if (key === undefined) continue
+      const a = parseAttestation(parsed.payloadBytes)
+      // The decision verified it (its id is among those it rests on) but left it out: the signer equivocated.
+      if (equivocatorKeys.has(parsed.keyid) && decided.has(parsed.id) && a.commit === commit) {
+        if (uncounted.some(u => u.envelopeId === parsed.id)) continue
+        uncounted.push({
+          builder: key.builder, org: key.org, envelopeId: parsed.id, kind: a.kind, builderId: a.builderId, why: 'equivocator',
+          ...(a.kind === 'build' ? { narSha256: a.narSha256 } : a.kind === 'failure' ? { reason: a.reason } : { ref: a.ref })
+        })
+        continue
+      }
+      if (!counted.has(parsed.id)) continue
+      if (a.kind !== 'build' || builds.some(b => b.builder === key.builder && b.resultKey === a.resultDigest)) continue
+      const vote = decision.votes.find(v => v.envelopeId === parsed.id)!
+      builds.push({ builder: key.builder, org: key.org, narSha256: a.narSha256, resultKey: vote.resultKey, fileListSha256: a.fileListSha256, recipeDigest: a.recipeDigest, builderId: a.builderId, fingerprint: a.fingerprint })
     } catch {}
   }
   builds.sort((x, y) => x.builder < y.builder ? -1 : 1)
+  uncounted.sort((x, y) => x.builder < y.builder ? -1 : x.builder > y.builder ? 1 : x.kind < y.kind ? -1 : x.kind > y.kind ? 1 : 0)
   const reference = decision.trusted ?? decision.results[0]
   const endpoints = [...nodes, ...[...policy.builders.values()].map(b => b.endpoint).filter((e): e is string => e !== undefined)]
   const differences: AuditFinding['differences'] = []
@@ -110,23 +153,34 @@ export async function auditCommit (policy: Policy, nodes: string[], repoId: stri
     recipeMismatches: decision.recipeMismatches,
     failures: decision.failures,
     conflictedOrgs: decision.conflictedOrgs.map(c => c.org),
-    equivocations: decision.equivocators.map(e => ({ builder: e.builder, org: e.org, kind: e.kind, envelopeIds: e.envelopeIds, envelopes: e.envelopes }))
+    equivocations: decision.equivocators.map(e => ({ builder: e.builder, org: e.org, kind: e.kind, envelopeIds: e.envelopeIds, envelopes: e.envelopes })),
+    uncounted
   }
 }
 
 export function hasFindings (f: AuditFinding): boolean {
-  return f.status !== 'trusted' || f.differences.length > 0 || f.recipeMismatches.length > 0 || f.failures.length > 0 || f.conflictedOrgs.length > 0 || f.equivocations.length > 0
+  return f.status !== 'trusted' || f.differences.length > 0 || f.recipeMismatches.length > 0 || f.failures.length > 0 || f.conflictedOrgs.length > 0 || f.equivocations.length > 0 || f.uncounted.length > 0
 }
 
-/** Escapes anything a signer wrote for a terminal: control characters become visible escapes. */
+function uncountedClaim (u: UncountedAttestation, esc: (s: unknown) => string): string {
+  if (u.kind === 'build') return `result ${u.narSha256 ?? ''}`
+  if (u.kind === 'failure') return `a build failure (${esc(u.reason ?? '')})`
+  return `an observation of ${esc(u.ref ?? '')}`
+}
+
+/** Escapes anything a signer wrote for a terminal: control and bidi characters become visible escapes. */
 export function term (s: unknown): string {
-  // eslint-disable-next-line no-control-regex
-  return String(s).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return escapeForDisplay(s)
 }
 
-/** Escapes for Markdown table cells and text: no HTML, no links, no table breaks. */
+/** Escapes for Markdown table cells and text: no HTML, no links, no table breaks, no control or bidi characters. */
 export function md (s: unknown): string {
-  return term(s).replace(/[\\`*_{}[\]()#+!|<>&~-]/g, c => `\\${c}`)
+  return escapeMarkdown(s)
+}
+
+/** The JSON report: the same findings, with no raw control or bidi character (it parses to the same values). */
+export function renderJson (findings: AuditFinding[], policyDigest: string): string {
+  return stringifyForDisplay({ schema: 'https://quorate.dev/audit-report/v1', policyDigest, findings }, 2) + '\n'
 }
 
 const short = (h: string | null | undefined): string => h == null ? '-' : h.slice(0, 16)
@@ -150,6 +204,7 @@ export function renderText (findings: AuditFinding[]): string {
     for (const x of f.failures) out.push(`  failure: ${term(x.builder)}: ${term(x.reason)}`)
     for (const o of f.conflictedOrgs) out.push(`  conflicted organization: ${term(o)} (its builders disagree)`)
     for (const e of f.equivocations) out.push(`  EQUIVOCATION: ${term(e.builder)} (${term(e.org)}) ${e.kind}: envelopes ${e.envelopeIds.join(' and ')}`)
+    for (const u of f.uncounted) out.push(`  not counted (equivocator): ${term(u.builder)} (${term(u.org)}) signed ${uncountedClaim(u, term)} as ${term(u.builderId)}, envelope ${u.envelopeId}`)
     out.push('')
   }
   return out.join('\n')
@@ -177,6 +232,10 @@ export function renderMarkdown (findings: AuditFinding[]): string {
     for (const m of f.recipeMismatches) out.push('', `- recipe mismatch: ${md(m.builder)} built recipe \`${m.recipeDigest}\``)
     for (const o of f.conflictedOrgs) out.push('', `- conflicted organization: ${md(o)}`)
     for (const e of f.equivocations) out.push('', `- **equivocation** by ${md(e.builder)} (${md(e.org)}), ${e.kind}: \`${e.envelopeIds[0]}\` and \`${e.envelopeIds[1]}\``)
+    if (f.uncounted.length > 0) {
+      out.push('', '### Not counted: signed by an equivocator', '', '| builder | organization | signed | builder id in the attestation | envelope |', '|---|---|---|---|---|')
+      for (const u of f.uncounted) out.push(`| ${md(u.builder)} | ${md(u.org)} | ${uncountedClaim(u, md)} | ${md(u.builderId)} | \`${u.envelopeId}\` |`)
+    }
     out.push('')
   }
   return out.join('\n')

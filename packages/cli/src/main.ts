@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import {
-  QuorateError, isQuorateError, keyPairFromSeed, encodeBuilderKeyFile, parsePolicy, parseRecipeSpec
+  QuorateError, isQuorateError, escapeForDisplay, keyPairFromSeed, encodeBuilderKeyFile, parsePolicy, parseRecipeSpec
 } from '@quorate/core'
 import { escapeForTerminal } from '@quorate/node/logger'
 import { loadPolicyFile, readJsonFile } from '@quorate/node/config'
@@ -41,8 +41,10 @@ function usage (msg: string): never {
   throw new QuorateError('USAGE', `${msg}\n\n${USAGE}`)
 }
 
-function print (s: string): void { process.stdout.write(s + '\n') }
-function printErr (s: string): void { process.stderr.write(s + '\n') }
+// Every line the CLI writes goes through core's display escaping: a signer's bidi or C1 control
+// (U+202E, U+009B) never reaches the terminal raw, and JSON output stays the same JSON.
+function print (s: string): void { process.stdout.write(escapeForDisplay(s, { keepLayout: true }) + '\n') }
+function printErr (s: string): void { process.stderr.write(escapeForDisplay(s, { keepLayout: true }) + '\n') }
 
 async function cmdInit (args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -297,7 +299,7 @@ async function cmdAudit (args: string[]): Promise<number> {
       if (values.all === true || values.commit !== undefined || audit.hasFindings(f)) findings.push(f)
     }
   }
-  if (values.json === true) print(JSON.stringify({ schema: 'https://quorate.dev/audit-report/v1', policyDigest: policy.digest, findings }, null, 2))
+  if (values.json === true) process.stdout.write(audit.renderJson(findings, policy.digest))
   else if (values.markdown === true) process.stdout.write(audit.renderMarkdown(findings))
   else process.stdout.write(audit.renderText(findings))
   return findings.some(f => audit.hasFindings(f)) ? 1 : 0

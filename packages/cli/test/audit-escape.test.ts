@@ -10,13 +10,14 @@ function finding (): AuditFinding {
     status: 'disputed',
     summary: 'disputed',
     trustedNarSha256: null,
-    builds: [{ builder: hostile, org: hostile, narSha256: 'b'.repeat(64), resultKey: 'r', fileListSha256: 'c'.repeat(64), recipeDigest: 'd'.repeat(64), fingerprint: {} }],
+    builds: [{ builder: hostile, org: hostile, narSha256: 'b'.repeat(64), resultKey: 'r', fileListSha256: 'c'.repeat(64), recipeDigest: 'd'.repeat(64), builderId: hostile, fingerprint: {} }],
     differences: [{ narSha256: 'e'.repeat(64), builders: [hostile], against: 'b'.repeat(64), diff: { added: [{ path: hostile, type: 'file', size: 1, sha256: 'f'.repeat(64) }], removed: [], changed: [] } }],
     fingerprintDifferences: [{ field: 'cpuModel', values: { a: hostile, b: 'x' } }],
     recipeMismatches: [],
     failures: [{ builder: 'a', org: 'o', envelopeId: 'e', reason: hostile, exitStatus: 1, timedOut: false }],
     conflictedOrgs: [],
-    equivocations: []
+    equivocations: [],
+    uncounted: []
   }
 }
 

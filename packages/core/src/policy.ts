@@ -1,8 +1,10 @@
+import { escapeForDisplay } from './display-escape.js'
+import { ALLOWED_GIT_URL_FORMS, gitUrlProblem, redactUrl } from './git-url.js'
 import { canonicalize } from './canonical-json.js'
 import { QuorateError } from './errors.js'
 import { sha256Hex } from './hash.js'
 import { keyidOf, parsePublicKey } from './keys.js'
-import { parseRecipeSpec, type RecipeSpec } from './recipe.js'
+import { parseRecipeSpec, parseRootImage, type RecipeSpec } from './recipe.js'
 import { isRepoId, recipeDigestOf } from './statement.js'
 
 export type QuorumMode = 'majority' | 'unanimous'
@@ -16,6 +18,8 @@ export interface PolicyRepository {
   tags?: string[]
   recipe?: Record<string, unknown>
   recipeFromRepo?: boolean
+  /** Refuse recipes without a pinned build root (signed failure with that reason). */
+  requireRoot?: boolean
 }
 /** The network policy exactly as written in JSON (DESIGN.md "The network policy"). */
 export interface PolicyDocument {
@@ -43,6 +47,8 @@ export interface RepositoryPolicy {
   recipe?: RecipeSpec
   recipeDigest?: string
   recipeFromRepo: boolean
+  /** Recipes without `root` are refused (DESIGN.md "Build root"). */
+  requireRoot: boolean
 }
 
 /** A validated policy, indexed for the hot paths (key lookup by keyid). */
@@ -118,10 +124,13 @@ export function parsePolicy (raw: unknown, where = 'policy'): Policy {
     const f = `repositories[${i}]`
     if (r === null || typeof r !== 'object') bad(where, f, 'must be an object {id, url, branches, recipe}')
     const rr = r as Record<string, unknown>
-    for (const k of Object.keys(rr)) if (!['id', 'url', 'branches', 'tags', 'recipe', 'recipeFromRepo'].includes(k)) bad(where, `${f}.${k}`, 'unknown field; allowed: id, url, branches, tags, recipe, recipeFromRepo')
+    for (const k of Object.keys(rr)) if (!['id', 'url', 'branches', 'tags', 'recipe', 'recipeFromRepo', 'requireRoot'].includes(k)) bad(where, `${f}.${k}`, 'unknown field; allowed: id, url, branches, tags, recipe, recipeFromRepo, requireRoot')
     if (!isRepoId(rr.id)) bad(where, `${f}.id`, 'must match [a-z0-9][a-z0-9._-]{0,63} (a name, never a URL)')
     if (repositories.has(rr.id)) bad(where, `${f}.id`, `"${rr.id}" is listed twice`)
     if (typeof rr.url !== 'string' || rr.url.length === 0) bad(where, `${f}.url`, 'must be the git URL to build from')
+    // The same rule the builder applies before running git: a policy a node would refuse is invalid.
+    const urlProblem = gitUrlProblem(rr.url)
+    if (urlProblem !== undefined) bad(where, `${f}.url`, `${escapeForDisplay(redactUrl(rr.url))} is not allowed: ${urlProblem}; use ${ALLOWED_GIT_URL_FORMS}`)
     const globs = (v: unknown, name: string, required: boolean): string[] => {
       if (v === undefined && !required) return []
       if (!Array.isArray(v) || (required && v.length === 0) || !v.every(x => typeof x === 'string' && x.length > 0 && !x.startsWith('refs/'))) {
@@ -139,8 +148,14 @@ export function parsePolicy (raw: unknown, where = 'policy'): Policy {
       try {
         recipe = parseRecipeSpec(rr.recipe, `${f}.recipe`)
       } catch (err) {
-        throw new QuorateError('POLICY_INVALID', `${where}: ${(err as Error).message}`, { field: `${f}.recipe` })
+        const field = err instanceof QuorateError && typeof err.fields.field === 'string' ? err.fields.field : `${f}.recipe`
+        throw new QuorateError('POLICY_INVALID', `${where}: ${(err as Error).message}`, { field })
       }
+    }
+    if (rr.requireRoot !== undefined && typeof rr.requireRoot !== 'boolean') bad(where, `${f}.requireRoot`, 'must be true or false')
+    const requireRoot = rr.requireRoot === true
+    if (requireRoot && recipe !== undefined && recipe.recipe.root === undefined) {
+      bad(where, `${f}.recipe.root`, 'is missing but the repository sets "requireRoot": true; pin a build root ({"image": "<name>@sha256:<digest>"}) or drop requireRoot')
     }
     repositories.set(rr.id, {
       id: rr.id,
@@ -148,7 +163,8 @@ export function parsePolicy (raw: unknown, where = 'policy'): Policy {
       branches,
       tags,
       ...(recipe !== undefined ? { recipe, recipeDigest: recipeDigestOf(recipe.recipe) } : {}),
-      recipeFromRepo: fromRepo
+      recipeFromRepo: fromRepo,
+      requireRoot
     })
   })
 
@@ -173,6 +189,19 @@ export function parsePolicy (raw: unknown, where = 'policy'): Policy {
     threshold,
     mode
   }
+}
+
+/**
+ * The registries (host[:port]) that the policy's pinned recipes take build roots from: the
+ * default set a node may pull from (recipes from repositories cannot widen it).
+ */
+export function rootRegistriesOf (policy: Policy): string[] {
+  const out = new Set<string>()
+  for (const r of policy.repositories.values()) {
+    const image = r.recipe?.recipe.root?.image
+    if (image !== undefined) out.add(parseRootImage(image, 'recipe.root.image').registry)
+  }
+  return [...out].sort()
 }
 
 export function policyDigestOf (doc: unknown): string {

@@ -5,7 +5,12 @@ import type { Policy, QuorumMode } from './policy.js'
 import type { BuildAttestation, Subject } from './statement.js'
 import { checkEnvelope, type VerifiedAttestation } from './verify.js'
 
-export type DecisionStatus = 'trusted' | 'disputed' | 'pending'
+/**
+ * DESIGN.md "The quorum decision", 4: `trusted`; `pending` while some result can still reach the
+ * threshold; `disputed` when none can and some result has support; `failed` when none can and
+ * none has support.
+ */
+export type DecisionStatus = 'trusted' | 'pending' | 'disputed' | 'failed'
 
 export interface ResultSummary {
   /** The compared value: resultDigest, plus recipeDigest when recipes come from the repository. */
@@ -31,6 +36,36 @@ export interface Equivocation {
   envelopeIds: [string, string]
 }
 
+export interface FailureEntry {
+  builder: string
+  org: string
+  envelopeId: string
+  reason: string
+  exitStatus: number | null
+  timedOut: boolean
+  /** 1, 2 … (v1 failures: 1). */
+  attempt: number
+  /** The builder will not retry (v1 failures: false). */
+  final: boolean
+  /** Position in the signer's log: orders a builder's attempts. */
+  seq: number
+}
+
+export interface RefObservationEntry {
+  builder: string
+  org: string
+  keyid: string
+  envelopeId: string
+  ref: string
+  /** The observed tip (may be another commit, which brought this one onto the ref). */
+  tip: string
+  previous: string | null
+  fastForward: boolean
+  /** The decision's commit is the observed tip or among the commits the move introduced. */
+  seen: boolean
+  seq: number
+}
+
 export interface Decision {
   repoId: string
   commit: string
@@ -41,14 +76,23 @@ export interface Decision {
   organizations: number
   /** The trusted result, when status is trusted. */
   trusted?: ResultSummary
+  /** Every result with a counted vote, most supported first, each with its supporters. */
   results: ResultSummary[]
+  /** Every counted vote (one per builder and result). */
+  votes: BuilderVote[]
+  /** The votes for the trusted result from supporting organizations (empty unless trusted). */
   supporters: BuilderVote[]
+  /** Votes against the trusted result (empty unless trusted: dissent is relative to a trusted result). */
   dissenters: BuilderVote[]
   conflictedOrgs: Array<{ org: string, resultKeys: string[] }>
   equivocators: Equivocation[]
+  /** Organizations that have taken no side yet and can still answer (DESIGN.md "The quorum decision", 4). */
+  openOrgs: string[]
+  /** Builders whose latest answer for this commit is a final failure. */
+  failedBuilders: string[]
   recipeMismatches: Array<{ builder: string, org: string, envelopeId: string, recipeDigest: string }>
-  failures: Array<{ builder: string, org: string, envelopeId: string, reason: string, exitStatus: number | null, timedOut: boolean }>
-  refObservations: Array<{ builder: string, org: string, envelopeId: string, ref: string }>
+  failures: FailureEntry[]
+  refObservations: RefObservationEntry[]
   ignored: Array<{ envelopeId?: string, keyid?: string, reason: string }>
   notHeardFrom: string[]
   /** Ids of every envelope the decision rests on (counted or not). */
@@ -97,7 +141,9 @@ export function decideQuorum (input: DecideInput): Decision {
       ignored.push({ envelopeId: c.id, keyid: c.keyid, reason: c.reason })
       continue
     }
-    if (c.verified.attestation.commit !== commit) {
+    const att = c.verified.attestation
+    // A ref observation counts for every commit it brought onto the ref, not only its tip.
+    if (att.commit !== commit && !(att.kind === 'ref' && att.introduced.includes(commit))) {
       ignored.push({ envelopeId: c.verified.id, keyid: c.verified.keyid, reason: `for another commit (${c.verified.attestation.commit})` })
       continue
     }
@@ -135,28 +181,44 @@ export function decideQuorum (input: DecideInput): Decision {
   }
 
   const recipeMismatches: Decision['recipeMismatches'] = []
-  const failures: Decision['failures'] = []
-  const refObservations: Decision['refObservations'] = []
+  const failures: FailureEntry[] = []
+  const refObservations: RefObservationEntry[] = []
   const votes: BuilderVote[] = []
   const resultInfo = new Map<string, BuildAttestation>()
+  // Per key: the newest (by log position) build or failure for this commit, to tell a final failure
+  // from one the builder has since retried.
+  const latestAnswer = new Map<string, { seq: number, finalFailure: boolean, builder: string }>()
+  const noteAnswer = (v: VerifiedAttestation, finalFailure: boolean): void => {
+    const p = latestAnswer.get(v.keyid)
+    if (p === undefined || v.attestation.log.seq > p.seq) latestAnswer.set(v.keyid, { seq: v.attestation.log.seq, finalFailure, builder: v.builder })
+  }
+  const pinned = !recipeFromRepo ? repo?.recipeDigest : undefined
   for (const v of all) {
     const a = v.attestation
-    if (a.kind === 'ref') { refObservations.push({ builder: v.builder, org: v.org, envelopeId: v.id, ref: a.ref }); continue }
-    if (a.kind === 'failure') {
-      failures.push({ builder: v.builder, org: v.org, envelopeId: v.id, reason: a.reason, exitStatus: a.exitStatus, timedOut: a.timedOut })
+    if (a.kind === 'ref') {
+      refObservations.push({ builder: v.builder, org: v.org, keyid: v.keyid, envelopeId: v.id, ref: a.ref, tip: a.commit, previous: a.previous, fastForward: a.fastForward, seen: a.commit === commit || a.introduced.includes(commit), seq: a.log.seq })
       continue
     }
-    if (!recipeFromRepo && repo?.recipeDigest !== undefined && a.recipeDigest !== repo.recipeDigest) {
+    if (pinned !== undefined && a.recipeDigest !== pinned) {
       recipeMismatches.push({ builder: v.builder, org: v.org, envelopeId: v.id, recipeDigest: a.recipeDigest })
       continue
     }
+    if (a.kind === 'failure') {
+      failures.push({ builder: v.builder, org: v.org, envelopeId: v.id, reason: a.reason, exitStatus: a.exitStatus, timedOut: a.timedOut, attempt: a.attempt, final: a.final, seq: a.log.seq })
+      if (!equivocators.has(v.builder)) noteAnswer(v, a.final)
+      continue
+    }
     if (equivocators.has(v.builder)) continue
+    noteAnswer(v, false)
     const resultKey = resultKeyOf(a, recipeFromRepo)
     if (!resultInfo.has(resultKey)) resultInfo.set(resultKey, a)
     if (!votes.some(x => x.builder === v.builder && x.resultKey === resultKey)) {
       votes.push({ builder: v.builder, org: v.org, keyid: v.keyid, envelopeId: v.id, resultKey, narSha256: a.narSha256 })
     }
   }
+  failures.sort((x, y) => x.builder < y.builder ? -1 : x.builder > y.builder ? 1 : x.seq - y.seq)
+  const failedBuilders = [...new Set([...latestAnswer.values()].filter(x => x.finalFailure).map(x => x.builder))]
+    .filter(b => !votes.some(v => v.builder === b)).sort()
 
   // Per-organization support: an org supports a result when all its counted builders attest only that result.
   const orgResults = new Map<string, Set<string>>()
@@ -183,41 +245,81 @@ export function decideQuorum (input: DecideInput): Decision {
     builders: [...new Set(votes.filter(v => v.resultKey === resultKey).map(v => v.builder))].sort()
   })).sort((a, b) => b.supportingOrgs.length - a.supportingOrgs.length || (a.resultKey < b.resultKey ? -1 : 1))
 
+  // Open: no counted result of the org is in, and one of its builders can still answer.
+  const failedSet = new Set(failedBuilders)
+  const openOrgs = policy.orgs.filter(org => !orgResults.has(org) &&
+    [...policy.builders.values()].some(b => b.org === org && !equivocators.has(b.name) && !failedSet.has(b.name)))
+
+  const threshold = policy.threshold
   const supported = results.filter(r => r.supportingOrgs.length > 0)
   const top = supported[0]
-  let status: DecisionStatus = 'pending'
+  const best = top?.supportingOrgs.length ?? 0
+  const unanimousBlocked = policy.mode === 'unanimous' && supported.length >= 2
+  let status: DecisionStatus
   let trusted: ResultSummary | undefined
-  if (top !== undefined && top.supportingOrgs.length >= policy.threshold && (policy.mode === 'majority' || supported.length === 1)) {
+  if (top !== undefined && best >= threshold && (policy.mode === 'majority' ? supported.every(r => r === top || r.supportingOrgs.length < threshold) : supported.length === 1)) {
     status = 'trusted'
     trusted = top
-  } else if (supported.length >= 2) {
+  } else if (best + openOrgs.length >= threshold && !unanimousBlocked) {
+    status = 'pending'
+  } else if (supported.length > 0) {
     status = 'disputed'
+  } else {
+    status = 'failed'
   }
   const supporters = trusted === undefined ? [] : votes.filter(v => v.resultKey === trusted.resultKey && trusted.supportingOrgs.includes(v.org))
-  const dissenters = trusted === undefined ? votes : votes.filter(v => !supporters.includes(v))
-  const heard = new Set(all.map(v => v.builder))
+  const dissenters = trusted === undefined ? [] : votes.filter(v => !supporters.includes(v))
+  const heard = new Set(all.filter(v => v.attestation.kind !== 'ref').map(v => v.builder))
   const notHeardFrom = [...policy.builders.keys()].filter(b => !heard.has(b)).sort()
 
-  const summary = status === 'trusted'
-    ? `trusted: ${trusted!.narSha256} by ${trusted!.supportingOrgs.length} of ${policy.orgs.length} organizations (threshold ${policy.threshold})`
-    : status === 'disputed'
-      ? `disputed: ${supported.length} different results have support and none reaches the threshold of ${policy.threshold}${policy.mode === 'unanimous' ? ' unanimously' : ''}`
-      : `pending: ${top === undefined ? 'no counted result yet' : `best result has ${top.supportingOrgs.length} of the ${policy.threshold} organizations needed`}`
+  const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`
+  const finalFailures = failures.filter(f => f.final && failedSet.has(f.builder))
+  const reasons = [...new Set(finalFailures.map(f => f.reason))]
+  const dissentNote = (): string => {
+    const others = supported.filter(r => r !== trusted)
+    return others.length === 0 ? '' : `; ${plural(others.reduce((n, r) => n + r.builders.length, 0), 'dissenting builder')}: ${others.flatMap(r => r.builders).join(', ')}`
+  }
+  const resultsNote = supported.map(r => `${r.narSha256.slice(0, 12)} by ${r.supportingOrgs.join(', ')}`).join(' vs ')
+  let summary: string
+  if (status === 'trusted') {
+    summary = `${trusted!.narSha256} by ${trusted!.supportingOrgs.length} of ${policy.orgs.length} organizations (threshold ${threshold})${dissentNote()}`
+  } else if (status === 'pending') {
+    summary = top === undefined
+      ? `no counted result yet; ${plural(openOrgs.length, 'organization')} still open, ${threshold} needed`
+      : `best result has ${best} of the ${threshold} organizations needed, ${plural(openOrgs.length, 'organization')} still open` +
+        (supported.length > 1 ? `; builders disagree so far: ${resultsNote}` : '')
+    if (conflictedOrgs.length > 0) summary += `; conflicted: ${conflictedOrgs.map(c => c.org).join(', ')}`
+  } else if (status === 'disputed') {
+    summary = policy.mode === 'unanimous' && supported.length >= 2
+      ? `${supported.length} different results have support, so no result can be trusted unanimously: ${resultsNote}`
+      : `no result can reach the threshold of ${threshold} any more: ${resultsNote}; ${plural(openOrgs.length, 'organization')} still open`
+    if (conflictedOrgs.length > 0) summary += `; conflicted: ${conflictedOrgs.map(c => c.org).join(', ')}`
+    if (equivocators.size > 0) summary += `; equivocating: ${[...equivocators.keys()].join(', ')}`
+  } else {
+    summary = `the build failed: ${plural(finalFailures.length, 'final signed failure')} from ${plural(failedBuilders.length, 'builder')}` +
+      (reasons.length > 0 ? ` (${reasons.slice(0, 3).join('; ')}${reasons.length > 3 ? '; …' : ''})` : '') +
+      `, no result has support and ${plural(openOrgs.length, 'organization')} still open cannot reach the threshold of ${threshold}`
+    if (conflictedOrgs.length > 0) summary += `; conflicted: ${conflictedOrgs.map(c => c.org).join(', ')}`
+    if (equivocators.size > 0) summary += `; equivocating: ${[...equivocators.keys()].join(', ')}`
+  }
 
   return {
     repoId,
     commit,
     status,
     policyDigest: policy.digest,
-    threshold: policy.threshold,
+    threshold,
     mode: policy.mode,
     organizations: policy.orgs.length,
     ...(trusted !== undefined ? { trusted } : {}),
     results,
+    votes,
     supporters,
     dissenters,
     conflictedOrgs,
     equivocators: [...equivocators.values()],
+    openOrgs,
+    failedBuilders,
     recipeMismatches,
     failures,
     refObservations,
@@ -229,11 +331,15 @@ export function decideQuorum (input: DecideInput): Decision {
 }
 
 /**
- * Ref check for deploy gates: the organizations whose counted builders signed an observation of
- * `ref` at this decision's commit. An equivocator's observations do not count.
+ * "Seen on a ref" for deploy gates (DESIGN.md "The attestation"): the organizations whose counted
+ * builders signed an observation of `ref` with this decision's commit as tip or among the commits
+ * the move introduced, at any time. `reachable`: organizations still open could make up the rest
+ * (the answer is then pending, not failed). An equivocator's observations do not count.
  */
-export function refObservers (decision: Decision, ref: string): { orgs: string[], reached: boolean } {
+export function refObservers (decision: Decision, ref: string): { orgs: string[], reached: boolean, reachable: boolean } {
   const equivocators = new Set(decision.equivocators.map(e => e.builder))
-  const orgs = [...new Set(decision.refObservations.filter(o => o.ref === ref && !equivocators.has(o.builder)).map(o => o.org))].sort()
-  return { orgs, reached: orgs.length >= decision.threshold }
+  const orgs = [...new Set(decision.refObservations.filter(o => o.ref === ref && o.seen && !equivocators.has(o.builder)).map(o => o.org))].sort()
+  const reached = orgs.length >= decision.threshold
+  const open = decision.openOrgs.filter(o => !orgs.includes(o)).length
+  return { orgs, reached, reachable: reached || orgs.length + open >= decision.threshold }
 }

@@ -2,6 +2,8 @@ import { QuorateError } from './errors.js'
 
 /** The part of a recipe that defines "the same build"; its canonical JSON is hashed into recipeDigest. */
 export interface Recipe {
+  /** The build root: an OCI image pinned by manifest (or image-index) digest, mounted read-only as `/`. */
+  root?: RecipeRoot
   /** argv run in the checkout with network on, before `build` (optional). */
   fetch?: string[]
   /** argv run in the checkout with no network. */
@@ -10,6 +12,58 @@ export interface Recipe {
   output: string
   outputKind: 'dir' | 'oci'
   image?: Record<string, unknown>
+}
+
+/** `recipe.root`: `{image: "<name>@sha256:<64 hex>"}`, never a tag. */
+export interface RecipeRoot { image: string }
+
+/** An image reference split into its parts: `registry/path@sha256:hex`. */
+export interface RootImageRef {
+  /** The reference as written: `<name>@sha256:<hex>`. */
+  image: string
+  /** Everything before `@`: `[registry[:port]/]path`. */
+  name: string
+  /** Registry host[:port]; `docker.io` when the name has no registry part (Docker's convention). */
+  registry: string
+  /** The repository path inside the registry (`library/debian` for `debian`). */
+  repository: string
+  /** `sha256:<64 hex>`. */
+  digest: string
+}
+
+const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/
+const REGISTRY = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/
+
+/**
+ * Parses `<name>@sha256:<64 hex>` (a build root image). A tag beside the digest, a missing
+ * digest or a malformed name is refused: a tag never enters a recipe digest. `field` names the
+ * field in errors (e.g. "policy.json: repositories[0].recipe.root.image").
+ */
+export function parseRootImage (raw: unknown, field: string): RootImageRef {
+  const example = 'give "<registry>/<name>@sha256:<64 hex digest>", e.g. "registry.example.org/build/debian@sha256:…" (find the digest with `skopeo inspect docker://IMAGE:TAG`)'
+  if (typeof raw !== 'string' || raw.length === 0 || raw.length > 512) throw new QuorateError('RECIPE_INVALID', `${field}: must be a string; ${example}`, { field })
+  const at = raw.indexOf('@')
+  if (at < 0) throw new QuorateError('RECIPE_INVALID', `${field}: "${raw}" names no digest; a build root is pinned by digest only, so ${example}`, { field })
+  const name = raw.slice(0, at)
+  const digest = raw.slice(at + 1)
+  if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new QuorateError('RECIPE_INVALID', `${field}: "${digest}" is not a sha256 digest (sha256: and 64 lowercase hex); ${example}`, { field })
+  const parts = name.split('/')
+  const last = parts[parts.length - 1]
+  if (last.includes(':')) {
+    throw new QuorateError('RECIPE_INVALID', `${field}: "${raw}" has a tag (":${last.slice(last.indexOf(':') + 1)}") beside the digest; a tag never enters a recipe digest: remove it and keep only the digest`, { field })
+  }
+  let registry = 'docker.io'
+  let path = parts
+  if (parts.length > 1 && (parts[0].includes('.') || parts[0].includes(':') || parts[0] === 'localhost' || parts[0].startsWith('['))) {
+    registry = parts[0]
+    path = parts.slice(1)
+    if (!REGISTRY.test(registry)) throw new QuorateError('RECIPE_INVALID', `${field}: registry "${registry}" is not a host name with an optional port`, { field })
+  }
+  if (path.length === 0 || !path.every(c => PATH_COMPONENT.test(c))) {
+    throw new QuorateError('RECIPE_INVALID', `${field}: "${name}" is not an image name (lowercase letters, digits, ".", "_", "-" separated by "/"); ${example}`, { field })
+  }
+  const repository = registry === 'docker.io' && path.length === 1 ? `library/${path[0]}` : path.join('/')
+  return { image: raw, name, registry, repository, digest }
 }
 
 /** Limits travel with the recipe but are not part of its digest. */
@@ -41,7 +95,7 @@ export function parseRecipeSpec (raw: unknown, where: string): RecipeSpec {
     throw new QuorateError('RECIPE_INVALID', `${where}: must be an object like {"build":["make"],"output":"out","outputKind":"dir"}`)
   }
   const r = raw as Record<string, unknown>
-  const known = new Set(['fetch', 'build', 'output', 'outputKind', 'image', 'timeoutSeconds', 'memoryBytes', 'maxProcesses', 'maxOutputBytes', 'maxLogBytes'])
+  const known = new Set(['root', 'fetch', 'build', 'output', 'outputKind', 'image', 'timeoutSeconds', 'memoryBytes', 'maxProcesses', 'maxOutputBytes', 'maxLogBytes'])
   for (const k of Object.keys(r)) {
     if (!known.has(k)) throw new QuorateError('RECIPE_INVALID', `${where}.${k}: unknown field; allowed: ${[...known].join(', ')}`)
   }
@@ -57,7 +111,16 @@ export function parseRecipeSpec (raw: unknown, where: string): RecipeSpec {
   if (r.image !== undefined && (typeof r.image !== 'object' || r.image === null || Array.isArray(r.image))) {
     throw new QuorateError('RECIPE_INVALID', `${where}.image: must be an object`)
   }
-  const recipe: Recipe = { build: [...r.build], output: r.output, outputKind }
+  let root: RecipeRoot | undefined
+  if (r.root !== undefined) {
+    if (typeof r.root !== 'object' || r.root === null || Array.isArray(r.root)) {
+      throw new QuorateError('RECIPE_INVALID', `${where}.root: must be an object {"image": "<name>@sha256:<digest>"}`, { field: `${where}.root` })
+    }
+    const rr = r.root as Record<string, unknown>
+    for (const k of Object.keys(rr)) if (k !== 'image') throw new QuorateError('RECIPE_INVALID', `${where}.root.${k}: unknown field; allowed: image`, { field: `${where}.root.${k}` })
+    root = { image: parseRootImage(rr.image, `${where}.root.image`).image }
+  }
+  const recipe: Recipe = { ...(root !== undefined ? { root } : {}), build: [...r.build], output: r.output, outputKind }
   if (r.fetch !== undefined) recipe.fetch = [...(r.fetch as string[])]
   if (r.image !== undefined) recipe.image = r.image as Record<string, unknown>
   const limits = { ...DEFAULT_RECIPE_LIMITS }

@@ -5,8 +5,16 @@ import { parseRecipeSpec, type Recipe } from './recipe.js'
 
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1'
 export const PROVENANCE_PREDICATE = 'https://slsa.dev/provenance/v1'
-export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v1'
-export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v1'
+/** Build failure v2: carries `attempt` and `final` (DESIGN.md "The attestation"). */
+export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v2'
+/** Build failure v1 (no attempt count): still read, as a failure that is not final. */
+export const FAILURE_PREDICATE_V1 = 'https://quorate.dev/attestation/build-failure/v1'
+/** Ref observation v2: carries `previous`, `fastForward` and `introduced`. */
+export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v2'
+/** Ref observation v1 (tip only): still read, as a move of unknown origin that introduced only its tip. */
+export const REF_OBSERVATION_PREDICATE_V1 = 'https://quorate.dev/attestation/ref-observation/v1'
+/** At most this many commits are listed in a ref observation's `introduced` (then `truncated` is true). */
+export const MAX_INTRODUCED = 256
 export const BUILD_TYPE = 'https://quorate.dev/buildtypes/reproducible-build/v1'
 
 /** recipeDigest of a failure where the commit had no usable .quorate/recipe.json. */
@@ -28,7 +36,7 @@ export const OCI_MANIFEST_MEDIA_TYPE = 'application/vnd.oci.image.manifest.v1+js
 
 /** recipeDigest = SHA-256 of the canonical JSON of the digest-relevant recipe fields. */
 export function recipeDigestOf (recipe: Recipe): string {
-  return sha256Hex(canonicalize({ fetch: recipe.fetch, build: recipe.build, output: recipe.output, outputKind: recipe.outputKind, image: recipe.image }))
+  return sha256Hex(canonicalize({ root: recipe.root, fetch: recipe.fetch, build: recipe.build, output: recipe.output, outputKind: recipe.outputKind, image: recipe.image }))
 }
 
 /** The compared "result" of a build: its full subject list and file list digest. */
@@ -101,6 +109,10 @@ export interface FailureInput {
   builderId: string
   finishedOn: string
   log: LogPosition
+  /** 1 for the first try of this build key, 2 for the first retry … (default 1). */
+  attempt?: number
+  /** True when this builder will not retry this build key unless an administrator asks (default false). */
+  final?: boolean
 }
 
 export function makeFailureStatement (i: FailureInput): Record<string, unknown> {
@@ -120,6 +132,8 @@ export function makeFailureStatement (i: FailureInput): Record<string, unknown> 
       environment: i.fingerprint,
       builder: { id: i.builderId },
       finishedOn: i.finishedOn,
+      attempt: i.attempt ?? 1,
+      final: i.final ?? false,
       quorate_log: i.log
     }
   }
@@ -129,17 +143,40 @@ export interface RefObservationInput {
   repoId: string
   ref: string
   commit: string
+  /** The tip this builder last signed for this ref, or null for its first observation of it. */
+  previous?: string | null
+  /** Whether `previous` is an ancestor of `commit` (false when previous is null). */
+  fastForward?: boolean
+  /**
+   * Commits reachable from `commit` but not from `previous`, newest first (git rev-list commit ^previous);
+   * more than MAX_INTRODUCED are cut to that many and marked truncated. Default: just the commit.
+   */
+  introduced?: string[]
   builderId: string
   observedOn: string
   log: LogPosition
 }
 
 export function makeRefObservationStatement (i: RefObservationInput): Record<string, unknown> {
+  const all = i.introduced ?? [i.commit]
+  const introduced = all.slice(0, MAX_INTRODUCED)
+  const previous = i.previous ?? null
   return {
     _type: STATEMENT_TYPE,
     subject: [commitSubject(i.repoId, i.commit, { gitCommit: i.commit })],
     predicateType: REF_OBSERVATION_PREDICATE,
-    predicate: { repository: i.repoId, ref: i.ref, commit: i.commit, builder: { id: i.builderId }, observedOn: i.observedOn, quorate_log: i.log }
+    predicate: {
+      repository: i.repoId,
+      ref: i.ref,
+      commit: i.commit,
+      previous,
+      fastForward: previous !== null && (i.fastForward ?? false),
+      introduced,
+      truncated: all.length > introduced.length,
+      builder: { id: i.builderId },
+      observedOn: i.observedOn,
+      quorate_log: i.log
+    }
   }
 }
 
@@ -178,11 +215,23 @@ export interface FailureAttestation extends AttestationCommon {
   reason: string
   logSha256: string
   finishedOn: string
+  /** 1, 2 …; v1 failures read as attempt 1. */
+  attempt: number
+  /** The builder will not retry this build key unless an administrator asks; v1 failures read as not final. */
+  final: boolean
 }
 
 export interface RefAttestation extends AttestationCommon {
   kind: 'ref'
   observedOn: string
+  /** The tip this signer observed before, or null (first observation; also v1 observations). */
+  previous: string | null
+  /** `previous` is an ancestor of `commit`. */
+  fastForward: boolean
+  /** Commits the move brought onto the ref, newest first (v1: just the tip). */
+  introduced: string[]
+  /** More commits came than `introduced` lists. */
+  truncated: boolean
 }
 
 export type Attestation = BuildAttestation | FailureAttestation | RefAttestation
@@ -285,11 +334,15 @@ export function parseAttestation (payload: Uint8Array): Attestation {
         finishedOn: str(md.finishedOn ?? '', 'predicate.runDetails.metadata.finishedOn', 64)
       }
     }
-    case FAILURE_PREDICATE: {
+    case FAILURE_PREDICATE:
+    case FAILURE_PREDICATE_V1: {
+      const v2 = s.predicateType === FAILURE_PREDICATE
       const { repoId, commit } = parseCommitSubject(s, 'gitCommit')
       if (p.repository !== repoId || p.commit !== commit) fail('predicate', 'repository and commit must match subject[0]')
       if (!isSha256Hex(p.recipeDigest)) fail('predicate.recipeDigest', 'must be 64 hex')
       if (p.exitStatus !== null && !Number.isSafeInteger(p.exitStatus)) fail('predicate.exitStatus', 'must be a whole number or null')
+      if (v2 && (typeof p.attempt !== 'number' || !Number.isSafeInteger(p.attempt) || p.attempt < 1)) fail('predicate.attempt', 'must be a whole number ≥ 1')
+      if (v2 && typeof p.final !== 'boolean') fail('predicate.final', 'must be true or false')
       return {
         kind: 'failure',
         repoId,
@@ -302,14 +355,34 @@ export function parseAttestation (payload: Uint8Array): Attestation {
         timedOut: p.timedOut === true,
         reason: str(p.reason, 'predicate.reason', 2000),
         logSha256: isSha256Hex(p.logSha256) ? p.logSha256 : fail('predicate.logSha256', 'must be 64 hex'),
-        finishedOn: str(p.finishedOn ?? '', 'predicate.finishedOn', 64)
+        finishedOn: str(p.finishedOn ?? '', 'predicate.finishedOn', 64),
+        attempt: v2 ? p.attempt as number : 1,
+        final: v2 ? p.final as boolean : false
       }
     }
-    case REF_OBSERVATION_PREDICATE: {
+    case REF_OBSERVATION_PREDICATE:
+    case REF_OBSERVATION_PREDICATE_V1: {
+      const v2 = s.predicateType === REF_OBSERVATION_PREDICATE
       const { repoId, commit } = parseCommitSubject(s, 'gitCommit')
       if (p.repository !== repoId || p.commit !== commit) fail('predicate', 'repository and commit must match subject[0]')
       const ref = str(p.ref, 'predicate.ref', 256)
       if (!ref.startsWith('refs/')) fail('predicate.ref', 'must be a full ref name such as refs/heads/main')
+      let previous: string | null = null
+      let fastForward = false
+      let introduced = [commit]
+      let truncated = false
+      if (v2) {
+        if (p.previous !== null && !isCommitSha(p.previous)) fail('predicate.previous', 'must be a commit id or null')
+        if (typeof p.fastForward !== 'boolean' || (p.previous === null && p.fastForward)) fail('predicate.fastForward', 'must be true or false (false when previous is null)')
+        if (!Array.isArray(p.introduced) || p.introduced.length > MAX_INTRODUCED || !p.introduced.every(isCommitSha)) fail('predicate.introduced', `must be a list of at most ${MAX_INTRODUCED} commit ids`)
+        if (new Set(p.introduced).size !== p.introduced.length) fail('predicate.introduced', 'must not list a commit twice')
+        if (p.introduced.length > 0 && p.introduced[0] !== commit) fail('predicate.introduced', 'must start with the observed commit when it lists any (newest first)')
+        if (typeof p.truncated !== 'boolean') fail('predicate.truncated', 'must be true or false')
+        previous = p.previous as string | null
+        fastForward = p.fastForward as boolean
+        introduced = p.introduced as string[]
+        truncated = p.truncated as boolean
+      }
       return {
         kind: 'ref',
         repoId,
@@ -317,7 +390,11 @@ export function parseAttestation (payload: Uint8Array): Attestation {
         ref,
         log: parseLog(p.quorate_log, 'predicate.quorate_log'),
         builderId: str(obj(p.builder, 'predicate.builder').id, 'predicate.builder.id', 512),
-        observedOn: str(p.observedOn ?? '', 'predicate.observedOn', 64)
+        observedOn: str(p.observedOn ?? '', 'predicate.observedOn', 64),
+        previous,
+        fastForward,
+        introduced,
+        truncated
       }
     }
     default:

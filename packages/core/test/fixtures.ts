@@ -1,6 +1,6 @@
 import {
   keyPairFromSeed, makeProvenanceStatement, makeFailureStatement, makeRefObservationStatement, signStatement,
-  parsePolicy, type BuilderKeyPair, type Policy, type Recipe, type LogPosition
+  parsePolicy, FAILURE_PREDICATE_V1, type BuilderKeyPair, type Policy, type Recipe, type LogPosition
 } from '../src/index.js'
 
 export const RECIPE: Recipe = { build: ['sh', '-c', 'mkdir -p out && echo hi > out/a'], output: 'out', outputKind: 'dir' }
@@ -49,15 +49,24 @@ export function buildEnvelope (b: TestBuilder, narChar: string, opts: { commit?:
   }), b.key).bytes
 }
 
-export function failureEnvelope (b: TestBuilder, seq = 0): Uint8Array {
-  return signStatement(makeFailureStatement({
-    repoId: 'hello', ref: 'refs/heads/main', commit: COMMIT, recipe: RECIPE, exitStatus: 2, timedOut: false,
-    reason: 'build exited with status 2', logSha256: H('2'), fingerprint: {}, builderId: 'x', finishedOn: '', log: { seq, prev: seq === 0 ? null : H('e') }
-  }), b.key).bytes
+export function failureEnvelope (b: TestBuilder, seq = 0, opts: { attempt?: number, final?: boolean, reason?: string, commit?: string, v1?: boolean } = {}): Uint8Array {
+  const st = makeFailureStatement({
+    repoId: 'hello', ref: 'refs/heads/main', commit: opts.commit ?? COMMIT, recipe: RECIPE, exitStatus: 2, timedOut: false,
+    reason: opts.reason ?? 'build exited with status 2', logSha256: H('2'), fingerprint: {}, builderId: 'x', finishedOn: '',
+    log: { seq, prev: seq === 0 ? null : H('e') }, attempt: opts.attempt ?? 1, final: opts.final ?? false
+  }) as { predicateType: string, predicate: Record<string, unknown> }
+  if (opts.v1 === true) {
+    // What a node before failure predicate v2 signed: no attempt, no final.
+    st.predicateType = FAILURE_PREDICATE_V1
+    delete st.predicate.attempt
+    delete st.predicate.final
+  }
+  return signStatement(st as unknown as Record<string, unknown>, b.key).bytes
 }
 
-export function refEnvelope (b: TestBuilder, seq = 0): Uint8Array {
+export function refEnvelope (b: TestBuilder, seq = 0, opts: { commit?: string, previous?: string | null, fastForward?: boolean, introduced?: string[], ref?: string } = {}): Uint8Array {
   return signStatement(makeRefObservationStatement({
-    repoId: 'hello', ref: 'refs/heads/main', commit: COMMIT, builderId: 'x', observedOn: '', log: { seq, prev: seq === 0 ? null : H('e') }
+    repoId: 'hello', ref: opts.ref ?? 'refs/heads/main', commit: opts.commit ?? COMMIT, previous: opts.previous ?? null, fastForward: opts.fastForward ?? false,
+    introduced: opts.introduced, builderId: 'x', observedOn: '', log: { seq, prev: seq === 0 ? null : H('e') }
   }), b.key).bytes
 }

@@ -16,6 +16,10 @@ function doc (over: Record<string, unknown> = {}): Record<string, unknown> {
   }
 }
 
+/** URLs git would turn into command execution or option injection (issue 14 item 11), and plain http. */
+const HOSTILE_URLS = ['ext::sh -c touch% /tmp/pwned', 'fd::3', '--upload-pack=touch /tmp/pwned', '-oProxyCommand=touch /tmp/x',
+  'ssh://-oProxyCommand=touch%20/tmp/pwned/a', 'host:-oProxyCommand=x', '-x@host:repo', 'http://example.org/a.git', 'ftp://example.org/a', 'a\nb']
+
 describe('parsePolicy', () => {
   it('indexes keys by keyid, counts organizations and defaults the threshold to a majority', () => {
     const p = parsePolicy({ ...doc(), quorum: {} }, 'policy.json')
@@ -42,6 +46,14 @@ describe('parsePolicy', () => {
     expect(bad(doc({ repositories: [{ id: 'https://x', url: 'u', branches: ['main'], recipe: RECIPE }] }))).toMatch(/repositories\[0\]\.id/)
     expect(bad(doc({ repositories: [{ id: 'x', url: 'u', branches: [], recipe: RECIPE }] }))).toMatch(/repositories\[0\]\.branches/)
     expect(bad(doc({ repositories: [{ id: 'x', url: 'u', branches: ['main'] }] }))).toMatch(/either "recipe".*or "recipeFromRepo"/)
+    for (const url of HOSTILE_URLS) {
+      expect(bad(doc({ repositories: [{ id: 'x', url, branches: ['main'], recipe: RECIPE }] })), url).toMatch(/repositories\[0\]\.url: .* is not allowed: .*; use file:\/\/, https:\/\//)
+    }
+    for (const url of ['https://example.org/a.git', 'ssh://git@example.org/a.git', 'git@github.com:org/repo.git', '/srv/git/a.git', 'file:///srv/a.git']) {
+      expect(() => parsePolicy(doc({ repositories: [{ id: 'x', url, branches: ['main'], recipe: RECIPE }] }), 'p.json'), url).not.toThrow()
+    }
+    // Credentials in a refused URL are never repeated in the error.
+    expect(bad(doc({ repositories: [{ id: 'x', url: 'http://alice:hunter2@example.org/a.git', branches: ['main'], recipe: RECIPE }] }))).not.toContain('hunter2')
     expect(bad(doc({ repositories: [{ id: 'x', url: 'u', branches: ['main'], recipe: { ...RECIPE, output: '../etc' } }] }))).toMatch(/recipe.output.*leaves the checkout/)
     expect(bad(doc({ extra: 1 }))).toMatch(/extra: unknown field/)
     expect(bad(doc({ quorum: { mode: 'plurality' } }))).toMatch(/quorum.mode/)

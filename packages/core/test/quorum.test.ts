@@ -89,7 +89,9 @@ describe('decideQuorum', () => {
     const d = decide(policy, [buildEnvelope(a1, 'a', { seq: 0 }), buildEnvelope(a1, 'b', { seq: 1 }), buildEnvelope(b1, 'a'), buildEnvelope(c1, 'b')])
     expect(d.equivocators.map(e => [e.builder, e.kind])).toEqual([['alice-1', 'conflicting-results']])
     expect(d.equivocators[0].envelopes).toHaveLength(2)
-    expect(d.status).toBe('disputed')
+    // alice-2 (alpha) can still settle it: pending, not disputed
+    expect(d.status).toBe('pending')
+    expect(d.openOrgs).toEqual(['alpha'])
     expect(d.results.flatMap(r => r.builders)).not.toContain('alice-1')
   })
 

@@ -11,7 +11,7 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
-import { QuorateError, isQuorateError } from '@quorate/core'
+import { QuorateError, TokenBuckets, isQuorateError } from '@quorate/core'
 import { createLibp2p } from 'libp2p'
 import { BLOB_PROTOCOL, isSha256, requestBlob, serveBlobRequest } from './blob-protocol.js'
 import { BootstrapKeeper } from './bootstrap-keeper.js'
@@ -20,7 +20,6 @@ import { createScoreParams, createScoreThresholds, SCORE_THRESHOLDS } from './go
 import { decodePeerKey } from './peer-key.js'
 import { FLOOD_MESSAGES, PeerPenalties } from './peer-penalties.js'
 import type { Misbehaviour } from './peer-penalties.js'
-import { PeerRateLimiter } from './rate-limit.js'
 import { runSyncSession, SYNC_PROTOCOL } from './sync-protocol.js'
 import { attestationTopic } from './topics.js'
 import type { FetchBlobOptions, Network, NetworkInit, NetworkStats, SyncRoundResult, Verdict } from './types.js'
@@ -180,7 +179,8 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
   const gs = gossipsubInternals(pubsub)
 
   // ---- gossip -------------------------------------------------------------------------------
-  const rateLimiter = new PeerRateLimiter(config.gossipRatePerPeer)
+  // bursts of twice the rate: a peer relaying a backlog after a reconnect is not cut off at once
+  const rateLimiter = new TokenBuckets({ ratePerSecond: config.gossipRatePerPeer, burst: config.gossipRatePerPeer * 2 })
   const rateLimited = new Map<string, number>()
   let validationsInFlight = 0
 

@@ -3,7 +3,6 @@ import { isQuorateError } from '@quorate/core'
 import { createPeerKey, peerIdFromPeerKey, startNetwork } from '../src/index.js'
 import { parseBootstrap, resolveNetworkConfig } from '../src/config.js'
 import { createScoreParams, createScoreThresholds } from '../src/gossip-params.js'
-import { PeerRateLimiter } from '../src/rate-limit.js'
 import type { NetworkInit } from '../src/index.js'
 
 async function init (overrides: Partial<NetworkInit> = {}): Promise<NetworkInit> {
@@ -93,17 +92,5 @@ describe('gossip scoring', () => {
     const p4 = (n: number): number => n * n * (topic?.invalidMessageDeliveriesWeight ?? 0) * (topic?.topicWeight ?? 0)
     expect(p4(2)).toBeGreaterThan(createScoreThresholds().graylistThreshold)
     expect(p4(3)).toBeLessThan(createScoreThresholds().graylistThreshold)
-  })
-})
-
-describe('per-peer rate limit', () => {
-  it('allows bursts of twice the rate, then the rate', () => {
-    const limiter = new PeerRateLimiter(10)
-    let ok = 0
-    for (let i = 0; i < 100; i++) if (limiter.take('p', 0)) ok++
-    expect(ok).toBe(20)
-    expect(limiter.take('p', 50)).toBe(false)
-    expect(limiter.take('p', 100)).toBe(true)
-    expect(limiter.take('q', 100)).toBe(true)
   })
 })

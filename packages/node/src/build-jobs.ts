@@ -14,6 +14,8 @@ import type { Outputs } from './outputs.js'
 
 /** Build attempts (a failing build or a runner error) before a job stays failed. */
 export const MAX_ATTEMPTS = 3
+/** The signed failure reason when the policy requires a build root and the commit's recipe has none. */
+const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this repository ("requireRoot": true), but .quorate/recipe.json has no "root"; add "root": {"image": "<name>@sha256:<digest>"} to the recipe'
 
 export interface BuildJobsInit {
   sandbox: 'bwrap' | 'none'
@@ -61,7 +63,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
   const { policy, logger, events, metrics, stats, queue } = c
 
   /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
-  async function recipeFromCommit (job: BuildJob): Promise<string | RecipeSpec> {
+  async function recipeFromCommit (job: BuildJob, requireRoot: boolean): Promise<string | RecipeSpec> {
     let bytes: Uint8Array | undefined
     try {
       bytes = await c.mirrorOf(job.repoId).readFile(job.commit, '.quorate/recipe.json')
@@ -72,6 +74,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     try {
       const parsed = parseRecipeSpec(parseJsonStrict(Buffer.from(bytes).toString('utf8'), '.quorate/recipe.json'), '.quorate/recipe.json')
       if (parsed.recipe.image !== undefined) parseImageSpec(parsed.recipe.image, '.quorate/recipe.json: image')
+      if (requireRoot && parsed.recipe.root === undefined) return REQUIRE_ROOT_REASON
       const limits = { ...parsed.limits }
       for (const k of Object.keys(limits) as Array<keyof typeof limits>) limits[k] = Math.min(limits[k], DEFAULT_RECIPE_LIMITS[k])
       return { recipe: parsed.recipe, limits }
@@ -94,7 +97,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     if (repo.recipe !== undefined) {
       spec = repo.recipe
     } else {
-      const problem = await recipeFromCommit(job)
+      const problem = await recipeFromCommit(job, repo.requireRoot)
       if (typeof problem === 'string') {
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId, ref: job.ref, commit: job.commit, exitStatus: null, timedOut: false, reason: problem,

@@ -140,7 +140,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   }
 
   function statusCounts (): Record<string, number> {
-    const counts: Record<string, number> = { trusted: 0, disputed: 0, pending: 0 }
+    const counts: Record<string, number> = { trusted: 0, pending: 0, disputed: 0, failed: 0 }
     for (const st of lastStatus.values()) counts[st] = (counts[st] ?? 0) + 1
     return counts
   }
@@ -153,7 +153,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     async logCompleteness (decision) {
       const stored = await store.envelopesForCommit(decision.repoId, decision.commit)
       const out: LogCompleteness[] = []
-      for (const v of [...decision.supporters, ...decision.dissenters]) {
+      for (const v of decision.votes) {
         const meta = stored.find(x => x.meta.id === v.envelopeId && x.meta.keyid === v.keyid)?.meta
         if (meta === undefined) continue
         out.push({ builder: v.builder, keyid: v.keyid, seq: meta.seq, complete: await store.logComplete(decision.repoId, v.keyid, meta.seq) })

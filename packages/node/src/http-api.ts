@@ -60,7 +60,7 @@ export interface BuilderCell { builder: string, org: string, result: 'agrees' | 
 function builderCells (d: Decision): BuilderCell[] {
   const cells = new Map<string, BuilderCell>()
   for (const f of d.failures) cells.set(f.builder, { builder: f.builder, org: f.org, result: 'failed' })
-  for (const v of d.dissenters) cells.set(v.builder, { builder: v.builder, org: v.org, result: d.status === 'trusted' ? 'dissents' : 'voted', narSha256: v.narSha256 })
+  for (const v of d.votes) cells.set(v.builder, { builder: v.builder, org: v.org, result: d.status === 'trusted' ? 'dissents' : 'voted', narSha256: v.narSha256 })
   for (const v of d.supporters) cells.set(v.builder, { builder: v.builder, org: v.org, result: 'agrees', narSha256: v.narSha256 })
   for (const e of d.equivocators) cells.set(e.builder, { builder: e.builder, org: e.org, result: 'equivocated' })
   return [...cells.values()].sort((a, b) => a.builder < b.builder ? -1 : 1)

@@ -1,4 +1,4 @@
-import { checkEnvelope, type Policy } from '@quorate/core'
+import { TokenBuckets, checkEnvelope, type Policy } from '@quorate/core'
 import type { Store } from '@quorate/store'
 import type { IncomingMessage, Verdict } from '@quorate/network'
 import type { Decisions } from './decisions.js'
@@ -6,7 +6,6 @@ import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Notice } from './notifier.js'
-import { TokenBuckets } from './token-buckets.js'
 
 /** What ingest counts, served in `/v1/status` as `stats.received` and `stats.rejectReasons` (by check code). */
 export interface IngestStats {
@@ -48,7 +47,7 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
   const stats: IngestStats = c.stats ?? { received: { accept: 0, reject: 0, ignore: 0 }, rejectReasons: {} }
   // An honest builder signs a few envelopes per commit; a member key flooding the network is
   // throttled here (sync still delivers what gossip dropped, at its own pace).
-  const signerBudget = new TokenBuckets(init.signerRate ?? 50, init.signerBurst ?? 500)
+  const signerBudget = new TokenBuckets({ ratePerSecond: init.signerRate ?? 50, burst: init.signerBurst ?? 500 })
   const policy = c.policy
 
   async function validate (msg: IncomingMessage): Promise<Verdict> {
@@ -61,7 +60,7 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
       return check.verdict
     }
     const v = check.verified
-    if (msg.via === 'gossip' && !signerBudget.take(v.keyid)) {
+    if (msg.via === 'gossip' && !signerBudget.take(v.keyid, Date.now())) {
       stats.received.ignore++
       metrics.attestations.inc({ verdict: 'ignored', reason: 'signer-rate-limit' })
       return 'ignore'

@@ -1,4 +1,6 @@
 /** Structured logging: one JSON object per line with --log-format json, readable text otherwise. */
+import { escapeForDisplay, stringifyForDisplay } from '@quorate/core'
+
 export type LogFormat = 'text' | 'json'
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 
@@ -10,16 +12,18 @@ export interface Logger {
   debug: (event: string, fields?: Record<string, unknown>) => void
 }
 
-/** Escapes control characters so a signer-chosen string cannot forge log lines or move the terminal cursor. */
+/**
+ * Escapes control and bidi characters (core's escapeForDisplay) so a signer-chosen string cannot
+ * forge log lines, move the terminal cursor or reorder what a reader sees.
+ */
 export function escapeForTerminal (s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return escapeForDisplay(s)
 }
 
 function formatValue (v: unknown): string {
-  if (typeof v === 'string') return /[\s"=]/.test(v) || v === '' ? JSON.stringify(v) : escapeForTerminal(v)
+  if (typeof v === 'string') return /[\s"=]/.test(v) || v === '' ? stringifyForDisplay(v) : escapeForDisplay(v)
   if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v)
-  return escapeForTerminal(JSON.stringify(v))
+  return escapeForDisplay(JSON.stringify(v))
 }
 
 export function createLogger (opts: { format: LogFormat, name?: string, debug?: boolean, write?: (line: string) => void }): Logger {
@@ -28,10 +32,10 @@ export function createLogger (opts: { format: LogFormat, name?: string, debug?: 
     if (level === 'debug' && opts.debug !== true) return
     const time = new Date().toISOString()
     if (opts.format === 'json') {
-      write(JSON.stringify({ time, level, ...(opts.name !== undefined ? { node: opts.name } : {}), event, ...fields }))
+      write(stringifyForDisplay({ time, level, ...(opts.name !== undefined ? { node: opts.name } : {}), event, ...fields }))
     } else {
       const kv = Object.entries(fields).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${formatValue(v)}`).join(' ')
-      write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${opts.name !== undefined ? `[${opts.name}] ` : ''}${event}${kv === '' ? '' : ' ' + kv}`)
+      write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${opts.name !== undefined ? `[${escapeForDisplay(opts.name)}] ` : ''}${escapeForDisplay(event)}${kv === '' ? '' : ' ' + kv}`)
     }
   }
   return {

@@ -55,4 +55,19 @@ describe('logger', () => {
     expect(JSON.parse(lines[1])).toMatchObject({ level: 'warn', node: 'n', event: 'x', s: 'a\nb' })
     expect(escapeForTerminal('ok\u2028')).toBe('ok\\u2028')
   })
+
+  it('escapes bidi and C1 controls (U+202E, U+009B) from signers in text and JSON lines', () => {
+    const lines: string[] = []
+    const fields = { builder: 'mallory\u202eic-lla', reason: 'exit 1 \u009b2J\u2066x\u2069', spaced: 'a b\u202ec' }
+    createLogger({ format: 'text', write: l => lines.push(l) }).warn('build failed', fields)
+    createLogger({ format: 'json', write: l => lines.push(l) }).warn('build failed', fields)
+    for (const line of lines) {
+      expect(line).not.toMatch(/[\u202e\u009b\u2066\u2069]/)
+      expect(line).toContain('mallory\\u202eic-lla')
+      expect(line).toContain('\\u009b2J')
+    }
+    expect(lines[0]).toContain('spaced="a b\\u202ec"')
+    // The JSON line still parses to the signer's exact strings.
+    expect(JSON.parse(lines[1])).toMatchObject(fields)
+  })
 })

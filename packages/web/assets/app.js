@@ -3,7 +3,8 @@
 // Security model: the page runs under `script-src 'self'; style-src 'self'`. Every string that
 // came from the node or from a signer (builder names, file paths, fingerprint values, failure
 // reasons, ids) is inserted as a text node by h() below; nothing here parses HTML
-// (no innerHTML, insertAdjacentHTML, document.write, eval). Links are only the hash routes that
+// (no innerHTML, insertAdjacentHTML, document.write, eval), and control and bidi characters
+// (U+202E, U+009B …) become visible \uXXXX escapes there, in text and attribute values alike. Links are only the hash routes that
 // model.js builds from validated ids. Route parameters are validated before any fetch.
 import * as M from './model.js'
 
@@ -24,7 +25,7 @@ function h (tag, props, ...children) {
     else if (k === 'href') {
       if (typeof v !== 'string' || !v.startsWith('#/')) throw new Error('h: only in-page hash links')
       el.setAttribute('href', v)
-    } else if (k.startsWith('data-') || k.startsWith('aria-') || ATTRS.has(k)) el.setAttribute(k, v === true ? '' : String(v))
+    } else if (k.startsWith('data-') || k.startsWith('aria-') || ATTRS.has(k)) el.setAttribute(k, v === true ? '' : M.displayText(v))
     else throw new Error(`h: attribute ${k} is not allowed`)
   }
   appendAll(el, children)
@@ -34,7 +35,8 @@ function h (tag, props, ...children) {
 function appendAll (el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)))
+    // Text nodes only, with control and bidi characters made visible (model.js displayText).
+    el.append(c instanceof Node ? c : document.createTextNode(M.displayText(c, true)))
   }
 }
 
@@ -189,7 +191,7 @@ async function viewHome () {
     let commits = []
     try { commits = (await getJson(`/v1/repos/${encodeURIComponent(repo.id)}/commits`))?.commits ?? [] } catch { /* shown as no commits */ }
     const latest = commits[0]
-    const counts = { trusted: 0, disputed: 0, pending: 0 }
+    const counts = { trusted: 0, disputed: 0, failed: 0, pending: 0 }
     for (const c of commits) counts[M.statusOf(c?.status)]++
     return h('tr', { 'data-testid': 'repo-row', 'data-repo': repo.id },
       h('th', { scope: 'row' }, h('a', { href: M.repoHref(repo.id) }, repo.id)),
@@ -197,7 +199,7 @@ async function viewHome () {
       h('td', null, String(commits.length)),
       h('td', { class: 'counts' },
         h('span', { class: 'count count-trusted' }, `${counts.trusted} trusted`), ' ',
-        h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' ',
+        h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' ', h('span', { class: 'count count-failed' }, `${counts.failed} failed`), ' ',
         h('span', { class: 'count count-pending' }, `${counts.pending} pending`)),
       h('td', null, latest !== undefined && M.COMMIT_SHA.test(latest.commit ?? '')
         ? [h('a', { href: M.commitHref(repo.id, latest.commit) }, code(M.shortHex(latest.commit, 12), latest.commit)), ' ', statusBadge(latest.status)]
@@ -228,7 +230,7 @@ async function viewRepo (repoId) {
   const seen = state.seenCommits.get(repoId)
   state.seenCommits.set(repoId, new Set(commits.map(c => c.commit)))
   const isNew = (c) => seen !== undefined && !seen.has(c)
-  const counts = { trusted: 0, disputed: 0, pending: 0 }
+  const counts = { trusted: 0, disputed: 0, failed: 0, pending: 0 }
   for (const c of commits) counts[M.statusOf(c.status)]++
 
   const timeline = commits.map(c => h('tr', { class: ['commit-row', `row-${M.statusOf(c.status)}`, isNew(c.commit) && 'row-new'], 'data-testid': 'commit-row', 'data-commit': c.commit, 'data-status': M.statusOf(c.status), 'data-new': isNew(c.commit) ? 'true' : null },
@@ -264,7 +266,7 @@ async function viewRepo (repoId) {
     h('p', { class: 'counts', 'data-testid': 'repo-counts' },
       `${commits.length} commit${commits.length === 1 ? '' : 's'}: `,
       h('span', { class: 'count count-trusted' }, `${counts.trusted} trusted`), ' · ',
-      h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' · ',
+      h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' · ', h('span', { class: 'count count-failed' }, `${counts.failed} failed`), ' · ',
       h('span', { class: 'count count-pending' }, `${counts.pending} pending`)),
     section('timeline', 'Commit timeline',
       commits.length === 0
@@ -343,6 +345,7 @@ async function viewCommit (repoId, commit) {
       dissenters.map((x, i) => [i > 0 ? '; ' : '', h('span', { class: 'who' }, x.builder), ` (${x.org}) built `, digest(x.narSha256)]),
       '. A dissent does not change a trusted decision, but it is worth a look: a compromised or broken builder, or an unreproducible build.'))
   }
+  if (status === 'failed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert' }, 'Failed: the build failed on the organizations that answered and no result can reach the threshold. Do not deploy this commit.'))
   if (status === 'disputed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert' }, 'Disputed: two or more results have support and none reaches the threshold. Do not deploy this commit until the difference is explained.'))
   for (const c of Array.isArray(d.conflictedOrgs) ? d.conflictedOrgs : []) {
     callouts.push(h('div', { class: 'callout', 'data-testid': 'conflicted-org' }, 'Organization ', h('strong', null, c.org), ` is conflicted: its builders attest ${Array.isArray(c.resultKeys) ? c.resultKeys.length : 'several'} different results, so it supports none.`))
@@ -564,7 +567,7 @@ function connectEvents () {
       if (ev === null || typeof ev !== 'object') return
       ev.type = type
       const text = describeEvent(ev)
-      $activity.textContent = text
+      $activity.textContent = M.displayText(text)
       $activity.title = `last event ${new Date().toISOString().slice(11, 19)} UTC`
       if (relevant(ev)) scheduleRefresh(state.route.view === 'home' ? 1500 : 400)
     })
@@ -575,7 +578,7 @@ async function loadNodeInfo () {
   try {
     const s = await getJson('/v1/status')
     const peers = Array.isArray(s?.peers) ? s.peers.length : 0
-    $nodeInfo.textContent = `node ${typeof s?.name === 'string' ? s.name : '?'}${typeof s?.builder === 'string' ? ` (builder ${s.builder})` : ''} · ${peers} peer${peers === 1 ? '' : 's'}`
+    $nodeInfo.textContent = M.displayText(`node ${typeof s?.name === 'string' ? s.name : '?'}${typeof s?.builder === 'string' ? ` (builder ${s.builder})` : ''} · ${peers} peer${peers === 1 ? '' : 's'}`)
   } catch {
     $nodeInfo.textContent = ''
   }

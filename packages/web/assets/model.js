@@ -9,9 +9,25 @@ export const REPO_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/
 export const COMMIT_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
 export const SHA256_HEX = /^[0-9a-f]{64}$/
 
+// ---- display escaping: the same rule as core's display-escape.ts (a test keeps the two equal).
+// C0/C1 controls, the bidi marks, embeddings, overrides and isolates, and the line/paragraph
+// separators become a visible \uXXXX: a text node is never parsed as HTML, but U+202E in one
+// still reverses what the reader sees ("exe.txt" shown as "txt.exe").
+// eslint-disable-next-line no-control-regex
+export const UNSAFE_DISPLAY_CHAR = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g
+// eslint-disable-next-line no-control-regex
+const UNSAFE_EXCEPT_LAYOUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g
+
+/** A string made safe to show; keepLayout keeps line feeds and tabs (multi-line blocks such as a JSON <pre>). */
+export function displayText (s, keepLayout = false) {
+  return String(s).replace(keepLayout ? UNSAFE_EXCEPT_LAYOUT : UNSAFE_DISPLAY_CHAR, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
 export const PROVENANCE_PREDICATE = 'https://slsa.dev/provenance/v1'
-export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v1'
-export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v1'
+export const FAILURE_PREDICATE = 'https://quorate.dev/attestation/build-failure/v2'
+export const FAILURE_PREDICATE_V1 = 'https://quorate.dev/attestation/build-failure/v1'
+export const REF_OBSERVATION_PREDICATE = 'https://quorate.dev/attestation/ref-observation/v2'
+export const REF_OBSERVATION_PREDICATE_V1 = 'https://quorate.dev/attestation/ref-observation/v1'
 
 /**
  * Parses location.hash into a view. Only three shapes exist; anything else, or a parameter
@@ -167,7 +183,7 @@ export function describeStatement (st) {
       subjects
     }
   }
-  if (st.predicateType === FAILURE_PREDICATE) {
+  if (st.predicateType === FAILURE_PREDICATE || st.predicateType === FAILURE_PREDICATE_V1) {
     const log = isObj(p.quorate_log) ? p.quorate_log : {}
     return {
       kind: 'failure',
@@ -177,10 +193,12 @@ export function describeStatement (st) {
       fingerprint: isObj(p.environment) ? p.environment : {},
       seq: typeof log.seq === 'number' ? log.seq : null,
       finishedOn: str(p.finishedOn) ?? '',
+      attempt: typeof p.attempt === 'number' ? p.attempt : 1,
+      final: p.final === true,
       subjects
     }
   }
-  if (st.predicateType === REF_OBSERVATION_PREDICATE) {
+  if (st.predicateType === REF_OBSERVATION_PREDICATE || st.predicateType === REF_OBSERVATION_PREDICATE_V1) {
     const log = isObj(p.quorate_log) ? p.quorate_log : {}
     return { kind: 'ref', builderId: str(isObj(p.builder) ? p.builder.id : undefined) ?? '', ref: str(p.ref) ?? '', seq: typeof log.seq === 'number' ? log.seq : null, fingerprint: {}, subjects }
   }
@@ -287,7 +305,7 @@ export function formatSize (n) {
   return `${v.toFixed(1)} ${units[u]}`
 }
 
-export const STATUS_TEXT = { trusted: 'TRUSTED', disputed: 'DISPUTED', pending: 'PENDING' }
+export const STATUS_TEXT = { trusted: 'TRUSTED', disputed: 'DISPUTED', failed: 'FAILED', pending: 'PENDING' }
 export const RESULT_TEXT = { agrees: 'agrees', dissents: 'dissents', voted: 'voted', failed: 'failed', equivocated: 'equivocated', none: 'not heard' }
 
 /** A known status word, or 'pending' for anything unexpected (never used as a class name raw). */

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
-import { keyPairFromSeed, keyidOf, signStatement, makeProvenanceStatement, makeFailureStatement, bytesToHex } from '@quorate/core'
+import { escapeForDisplay, UNSAFE_DISPLAY_CHAR, keyPairFromSeed, keyidOf, signStatement, makeProvenanceStatement, makeFailureStatement, bytesToHex } from '@quorate/core'
 import { webAsset } from '@quorate/web'
 // @ts-expect-error plain browser ES module without type declarations
 import * as M from '../assets/model.js'
@@ -60,6 +60,19 @@ describe('keys and envelopes', () => {
     expect(M.decodeEnvelope(null).ok).toBe(false)
     expect(M.decodeEnvelope({ payloadType: 'x', payload: 'not base64!', signatures: [] })).toMatchObject({ ok: false, error: 'payload is not standard base64' })
     expect(M.decodeEnvelope({ payloadType: 'x', payload: btoa('[1]'), signatures: [] })).toMatchObject({ ok: false, error: 'payload is not a JSON object' })
+  })
+})
+
+describe('display escaping', () => {
+  it('escapes exactly what core escapes, for every code point of the Basic Multilingual Plane', () => {
+    expect(M.UNSAFE_DISPLAY_CHAR.source).toBe(UNSAFE_DISPLAY_CHAR.source)
+    for (let cp = 0; cp <= 0xffff; cp++) {
+      if (cp >= 0xd800 && cp <= 0xdfff) continue
+      const c = `a${String.fromCharCode(cp)}b`
+      if (M.displayText(c) !== escapeForDisplay(c)) expect(`U+${cp.toString(16)}: ${M.displayText(c)}`).toBe(escapeForDisplay(c))
+      if (M.displayText(c, true) !== escapeForDisplay(c, { keepLayout: true })) expect(`U+${cp.toString(16)} (layout kept): ${M.displayText(c, true)}`).toBe(escapeForDisplay(c, { keepLayout: true }))
+    }
+    expect(M.displayText('report\u202eexe.txt \u009b2J')).toBe('report\\u202eexe.txt \\u009b2J')
   })
 })
 
