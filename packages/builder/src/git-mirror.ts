@@ -147,6 +147,30 @@ export class GitMirror {
     return out.split('\n').filter(line => line.length > 0)
   }
 
+  /**
+   * What a ref move from `previous` to `commit` brought (a ref observation's fields, DESIGN.md
+   * "The attestation"): the commits reachable from `commit` but not from `previous`, newest first
+   * in topological order (a child before its parents), at most `max` (then `truncated`), and
+   * whether `previous` is an ancestor of `commit`. A move back to an ancestor introduces nothing.
+   * When the mirror no longer has `previous` (a force push, then gc), it lists `commit`'s
+   * history, marked truncated, and the move is not a fast-forward.
+   */
+  async refMove (commit: string, previous: string | null, max = 256): Promise<{ introduced: string[], truncated: boolean, fastForward: boolean }> {
+    checkCommit(commit)
+    if (previous !== null) checkCommit(previous)
+    await this.requireMirror()
+    const known = previous !== null && await this.hasCommit(previous)
+    const args = ['-C', this.dir, 'rev-list', '--topo-order', `--max-count=${max + 1}`, commit]
+    if (known) args.push(`^${previous}`)
+    const out = (await this.git([...args, '--'], { what: `list the commits from ${previous ?? '(none)'} to ${commit}` })).split('\n').filter(l => l.length > 0)
+    let fastForward = false
+    if (known) {
+      const r = await this.rawGit(['-C', this.dir, 'merge-base', '--is-ancestor', previous, commit], { timeoutMs: LOCAL_TIMEOUT_MS })
+      fastForward = r.code === 0
+    }
+    return { introduced: out.slice(0, max), truncated: out.length > max || (previous !== null && !known), fastForward }
+  }
+
   /** Committer time of a commit in unix seconds (the build's SOURCE_DATE_EPOCH). */
   async commitTime (commit: string): Promise<number> {
     checkCommit(commit)

@@ -56,6 +56,15 @@ describe('GitMirror', () => {
     // An old head the mirror never had (force push, then gc) falls back to first-parent history.
     expect(await mirror.commitsSince(c2, 'f'.repeat(40), 10)).toEqual([c1, c2])
     expect(await mirror.commitTime(c2)).toBe(T0 + 10)
+    // Ref observation fields: newest first, child before parent, a rollback introduces nothing.
+    expect(await mirror.refMove(c3, c1)).toEqual({ introduced: [c3, c2], truncated: false, fastForward: true })
+    expect(await mirror.refMove(c3, c1, 1)).toEqual({ introduced: [c3], truncated: true, fastForward: true })
+    expect(await mirror.refMove(c1, c3)).toEqual({ introduced: [], truncated: false, fastForward: false })
+    expect(await mirror.refMove(c2, null)).toEqual({ introduced: [c2, c1], truncated: false, fastForward: false })
+    const merge = await mirror.refMove(m, c2)
+    expect(merge.introduced[0]).toBe(m)
+    expect(new Set(merge.introduced)).toEqual(new Set([f1, c3, m]))
+    expect(await mirror.refMove(c2, 'f'.repeat(40))).toEqual({ introduced: [c2, c1], truncated: true, fastForward: false })
 
     const dest = join(root, 'work', 'src')
     await mirror.checkout(c2, dest)

@@ -6,9 +6,9 @@ import { LogCapture } from '../src/index.js'
 describe('@quorate/builder', () => {
   it('exports exactly its public API', () => {
     expect(Object.keys(builder).sort()).toEqual([
-      'ALLOWED_GIT_SCHEMES', 'BUILD_PATH', 'GitMirror', 'LogCapture', 'MAX_TOP_LEVEL_SUBJECTS', 'SANDBOX_HOME', 'SANDBOX_SRC',
+      'ALLOWED_GIT_SCHEMES', 'BUILD_PATH', 'BuildRootCache', 'GitMirror', 'LogCapture', 'MAX_TOP_LEVEL_SUBJECTS', 'SANDBOX_HOME', 'SANDBOX_SRC',
       'buildWorker', 'bwrapArgs', 'checkCommit', 'checkGitUrl', 'detectSandbox', 'environmentFingerprint', 'globToRegExp', 'hashNar',
-      'hashOutput', 'packOciImage', 'parseImageSpec', 'redactUrl', 'runBuild', 'watcher'
+      'hashOutput', 'ociArchitecture', 'packOciImage', 'parseImageSpec', 'redactUrl', 'runBuild', 'watcher'
     ])
   })
 

@@ -27,14 +27,15 @@ Usage:
   quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--json | --markdown]
   quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
-  quorate which NARSHA256 --node URL... [--json]
+  quorate which NARSHA256 --node URL... [--json]   (exit 0 only when the digest is a commit's trusted result)
   quorate key rotate --config FILE
   quorate backup --config FILE --out BACKUP.tar.gz
   quorate restore --config FILE --from BACKUP.tar.gz [--force]
   quorate digest PATH [--json]
   quorate status --node URL [--json]
 
-Exit codes of verify: 0 trusted, 1 disputed or a failed check (--digest, --ref, --artifact), 3 pending (or --wait timed out),
+Exit codes of verify: 0 trusted, 1 disputed, failed (the build fails everywhere) or a failed check (--digest, --ref, --artifact, --image),
+3 pending (a quorum is still reachable; also --ref not yet seen by a quorum while organizations are open, and --wait timed out),
 2 usage/config error (also a --policy-digest mismatch) or no node answered.`
 
 function usage (msg: string): never {
@@ -180,11 +181,12 @@ async function cmdVerify (args: string[]): Promise<number> {
     throw new QuorateError('CONFIG_INVALID', `${values.policy}: policy digest is ${policy.digest}, not the pinned --policy-digest ${values['policy-digest']}; get the agreed policy file`)
   }
   if (values.ref !== undefined && !values.ref.startsWith('refs/')) usage('--ref takes a full ref name such as refs/heads/main')
+  if (values.timeout !== undefined && values.wait !== true) usage('--timeout only applies with --wait (how long to keep asking while the answer is pending)')
   const timeoutSeconds = Number(values.timeout ?? 600)
   if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) usage('--timeout takes a number of seconds')
-  const { verifyCommit, readBundle, evaluate, checkVerifyArgs, sha256File } = await import('./verify.js')
+  const { verifyUntilFinal, verifyReportJson, readBundle, evaluate, checkVerifyArgs, sha256File } = await import('./verify.js')
   const artifact = values.artifact !== undefined ? { path: values.artifact, sha256: sha256File(values.artifact) } : undefined
-  const checks = { expectDigest: values.digest, ref: values.ref, artifact }
+  const checks = { expectDigest: values.digest, ref: values.ref, artifact, image: values.image === true, policyDigest: values['policy-digest'] }
   let report
   if (values.bundle !== undefined) {
     const evidence = readBundle(values.bundle, values.repo, values.commit)
@@ -195,46 +197,17 @@ async function cmdVerify (args: string[]): Promise<number> {
       report.message += `. Offline, from ${evidence.envelopes.length} envelopes in ${values.bundle}: with a threshold above half of the organizations, no other result can be trusted under this policy; envelopes missing from the bundle could only show a conflict (pending or disputed), never another trusted digest`
     }
   } else {
-    const deadline = Date.now() + timeoutSeconds * 1000
-    for (;;) {
-      report = await verifyCommit({ nodes: values.node!, policy, repoId: values.repo!, commit: values.commit!, ...checks })
-      if (values.wait !== true || report.exitCode !== 3 || Date.now() >= deadline) break
-      await new Promise(resolve => setTimeout(resolve, Math.min(2000, Math.max(0, deadline - Date.now()))))
-    }
-    if (values.wait === true && report.exitCode === 3) report.message += ` (gave up waiting after ${timeoutSeconds} s)`
+    report = await verifyUntilFinal({ nodes: values.node!, policy, repoId: values.repo!, commit: values.commit!, ...checks }, {
+      wait: values.wait === true,
+      timeoutMs: timeoutSeconds * 1000,
+      onProgress: message => printErr(`waiting: ${escapeForTerminal(message)}`)
+    })
   }
+  for (const w of report.warnings) printErr(`WARNING: ${escapeForTerminal(w)}`)
   printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
-  if (values.image === true && report.exitCode === 0) {
-    if (report.images.length === 0) printErr('FAILED: the trusted result has no OCI image subject')
-    for (const img of report.images) print(`${escapeForTerminal(img.name)}@sha256:${img.sha256}`)
-    if (report.images.length === 0) return 1
-  }
-  if (values.json === true) {
-    const d = report.decision
-    print(JSON.stringify({
-      schema: 'https://quorate.dev/verify-report/v1',
-      status: report.status,
-      exitCode: report.exitCode,
-      repoId: report.repoId,
-      commit: report.commit,
-      narSha256: report.narSha256,
-      policyDigest: report.policyDigest,
-      threshold: d?.threshold ?? null,
-      supportingOrgs: d?.trusted?.supportingOrgs ?? [],
-      supporters: d?.supporters.map(s => ({ builder: s.builder, org: s.org, keyid: s.keyid, envelopeId: s.envelopeId })) ?? [],
-      dissenters: d?.dissenters.map(s => ({ builder: s.builder, org: s.org, narSha256: s.narSha256 })) ?? [],
-      conflictedOrgs: d?.conflictedOrgs.map(c => c.org) ?? [],
-      equivocators: d?.equivocators.map(e => ({ builder: e.builder, kind: e.kind, envelopeIds: e.envelopeIds })) ?? [],
-      failures: d?.failures.map(f => ({ builder: f.builder, org: f.org, reason: f.reason })) ?? [],
-      refObservedBy: report.refObservedBy ?? null,
-      artifact: report.artifact ?? null,
-      images: report.images,
-      ignored: d?.ignored ?? [],
-      envelopeIds: d?.envelopeIds ?? [],
-      nodes: report.nodes,
-      message: report.message
-    }, null, 2))
-  }
+  // With --json, stdout carries exactly one JSON document (the image references are in it).
+  if (values.json === true) print(JSON.stringify(verifyReportJson(report), null, 2))
+  else if (values.image === true && report.exitCode === 0) for (const img of report.images) print(`${escapeForTerminal(img.name)}@sha256:${img.sha256}`)
   return report.exitCode
 }
 
@@ -247,6 +220,10 @@ async function cmdBundle (args: string[]): Promise<number> {
   const policyDigest = ((await (await fetch(`${values.node[0].replace(/\/+$/, '')}/v1/policy`)).json()) as { digest: string }).digest
   const seen = new Set<string>()
   const envelopes = evidence.envelopes.filter(e => { const k = JSON.stringify(e); if (seen.has(k)) return false; seen.add(k); return true })
+  if (envelopes.length === 0) {
+    printErr(`FAILED: no node knows anything about ${values.repo}@${values.commit} yet (no attestation, failure or ref observation); no bundle written`)
+    return 3
+  }
   const bundle = { type: BUNDLE_TYPE, repoId: values.repo, commit: values.commit, policyDigest, createdAt: new Date().toISOString(), envelopes, equivocationProofs: evidence.proofs }
   const text = JSON.stringify(bundle, null, 2) + '\n'
   if (values.out !== undefined) writeFileSync(values.out, text)
@@ -308,18 +285,23 @@ async function cmdAudit (args: string[]): Promise<number> {
 async function cmdLatest (args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { node: { type: 'string', multiple: true }, repo: { type: 'string' }, ref: { type: 'string' }, policy: { type: 'string' }, json: { type: 'boolean' } } })
   if (values.node === undefined || values.repo === undefined || values.ref === undefined) usage('latest needs --node, --repo and --ref (e.g. refs/heads/main)')
+  const policy = values.policy !== undefined ? loadPolicyFile(values.policy) : undefined
+  if (policy !== undefined && !policy.repositories.has(values.repo)) usage(`--repo: "${values.repo}" is not in the policy ${values.policy}`)
   let answer: { commit: string, narSha256: string } | undefined
+  let unknownRepo = 0
   for (const url of values.node) {
     try {
       const res = await fetch(`${url.replace(/\/+$/, '')}/v1/repos/${encodeURIComponent(values.repo)}/latest?ref=${encodeURIComponent(values.ref)}`, { signal: AbortSignal.timeout(20_000) })
       if (res.ok) { answer = await res.json() as { commit: string, narSha256: string }; break }
+      if (res.status === 404 && /unknown repository/.test(((await res.json().catch(() => ({}))) as { error?: string }).error ?? '')) unknownRepo++
     } catch {}
   }
+  if (answer === undefined && unknownRepo === values.node.length) usage(`--repo: no node knows a repository "${values.repo}" (check the id against the policy)`)
   if (answer === undefined) { printErr(`FAILED: no node knows a trusted commit that a quorum saw on ${values.ref}`); return 3 }
   if (values.policy !== undefined) {
     // Never take the node's word for it: check the commit and the ref with the caller's policy.
     const { verifyCommit } = await import('./verify.js')
-    const report = await verifyCommit({ nodes: values.node, policy: loadPolicyFile(values.policy), repoId: values.repo, commit: answer.commit, ref: values.ref })
+    const report = await verifyCommit({ nodes: values.node, policy: policy!, repoId: values.repo, commit: answer.commit, ref: values.ref })
     printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
     if (report.exitCode !== 0) return report.exitCode
   }
@@ -340,10 +322,15 @@ async function cmdWhich (args: string[]): Promise<number> {
       for (const c of ((await res.json()) as { commits: Array<{ repoId: string, commit: string, status: string, trusted: boolean }> }).commits) found.set(`${c.repoId}@${c.commit}`, c)
     } catch {}
   }
-  if (values.json === true) print(JSON.stringify({ narSha256: digest, commits: [...found.values()] }, null, 2))
-  else for (const c of found.values()) print(`${c.repoId}@${c.commit} ${c.trusted ? 'trusted' : `attested (${c.status})`}`)
+  // Per digest, not per commit: a tampered build of a trusted commit is a dissent, never "trusted".
+  const roleOf = (c: { status: string, trusted: boolean }): string => c.trusted ? 'trusted result' : c.status === 'trusted' ? 'dissent (the quorum trusts another result for this commit)' : `not counted (the commit is ${c.status})`
+  const commits = [...found.values()].map(c => ({ ...c, role: c.trusted ? 'trusted' : c.status === 'trusted' ? 'dissent' : 'not-counted' }))
+  if (values.json === true) print(JSON.stringify({ narSha256: digest, commits }, null, 2))
+  else for (const c of found.values()) print(`${c.repoId}@${c.commit} ${roleOf(c)}`)
   if (found.size === 0) printErr(`no node knows a build with narSha256 ${digest}`)
-  return found.size === 0 ? 1 : 0
+  else if (!commits.some(c => c.role === 'trusted')) printErr(`narSha256 ${digest} is not the trusted result of any commit these nodes know`)
+  // 0 only when the digest is a trusted result somewhere: a script must not take a dissent for a pass.
+  return commits.some(c => c.role === 'trusted') ? 0 : 1
 }
 
 async function cmdKey (args: string[]): Promise<number> {

@@ -10,6 +10,8 @@ export interface Evidence {
   proofs: Array<[object, object]>
   nodes: NodeAnswer[]
   source: 'nodes' | 'bundle'
+  /** The policy digest the bundle says it was made under (bundles only). */
+  policyDigest?: string
 }
 
 export interface VerifyChecks {
@@ -18,12 +20,16 @@ export interface VerifyChecks {
   ref?: string
   /** A local file that must appear in the trusted result's file list. */
   artifact?: { path: string, sha256: string }
+  /** The trusted result must carry an OCI image subject (`--image`). */
+  image?: boolean
+  /** The pinned policy digest (`--policy-digest`): a bundle made under another policy is then refused. */
+  policyDigest?: string
 }
 
-export type VerifyStatus = 'trusted' | 'disputed' | 'pending' | 'mismatch' | 'error'
+export type VerifyStatus = 'trusted' | 'pending' | 'disputed' | 'failed' | 'mismatch' | 'error'
 
 export interface VerifyReport {
-  /** 0 trusted (and every check passed), 1 disputed or a check failed, 3 pending, 2 nothing could be checked. */
+  /** 0 trusted (and every check passed), 1 disputed, failed or a check failed, 3 pending, 2 nothing could be checked. */
   exitCode: 0 | 1 | 2 | 3
   status: VerifyStatus
   message: string
@@ -35,6 +41,8 @@ export interface VerifyReport {
   refObservedBy?: string[]
   artifact?: { path: string, sha256: string, found: boolean, entry?: unknown }
   images: Array<{ name: string, sha256: string }>
+  /** Things the caller should know that do not change the answer (e.g. a bundle made under another policy). */
+  warnings: string[]
   decision?: Decision
 }
 
@@ -112,7 +120,10 @@ export function readBundle (file: string, repoId: string | undefined, commit: st
   }
   if (repoId !== undefined && repoId !== b.repoId) throw new QuorateError('USAGE', `--repo ${repoId} does not match the bundle's repository ${b.repoId}`)
   if (commit !== undefined && commit !== b.commit) throw new QuorateError('USAGE', `--commit ${commit} does not match the bundle's commit ${b.commit}`)
-  return { envelopes: objects(b.envelopes), proofs: pairs(b.equivocationProofs), nodes: [], source: 'bundle', repoId: b.repoId, commit: b.commit }
+  return {
+    envelopes: objects(b.envelopes), proofs: pairs(b.equivocationProofs), nodes: [], source: 'bundle', repoId: b.repoId, commit: b.commit,
+    ...(typeof b.policyDigest === 'string' ? { policyDigest: b.policyDigest } : {})
+  }
 }
 
 export function sha256File (path: string): string {
@@ -143,24 +154,35 @@ export async function fetchFileList (nodes: string[], sha256: string): Promise<{
  * `fileList` is the trusted result's file list when an artifact check was asked for.
  */
 export function evaluate (policy: Policy, repoId: string, commit: string, evidence: Evidence, checks: VerifyChecks, fileList?: { files: Array<Record<string, unknown>> } | null): VerifyReport {
-  const head = { repoId, commit, policyDigest: policy.digest, nodes: evidence.nodes, images: [] as Array<{ name: string, sha256: string }> }
+  const short = `${repoId}@${commit.slice(0, 12)}`
+  const warnings: string[] = []
+  const head = { repoId, commit, policyDigest: policy.digest, nodes: evidence.nodes, images: [] as Array<{ name: string, sha256: string }>, warnings }
   if (evidence.source === 'nodes' && !evidence.nodes.some(n => n.ok)) {
     return { ...head, exitCode: 2, status: 'error', narSha256: null, message: `no node answered (${evidence.nodes.map(n => `${n.url}: ${n.error ?? ''}`).join('; ')}); check the --node URLs` }
   }
+  if (evidence.source === 'bundle' && evidence.policyDigest !== policy.digest) {
+    const said = evidence.policyDigest ?? '(none)'
+    if (checks.policyDigest !== undefined) {
+      return { ...head, exitCode: 2, status: 'error', narSha256: null, message: `${short}: the bundle was made under policy ${said}, not the pinned --policy-digest ${checks.policyDigest}; export it from a node running the agreed policy` }
+    }
+    warnings.push(`the bundle was made under policy ${said}, not the given policy ${policy.digest}: it is checked against the given policy`)
+  }
   const decision = decideQuorum({ policy, repoId, commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
   const narSha256 = decision.trusted?.narSha256 ?? null
-  const short = `${repoId}@${commit.slice(0, 12)}`
   const report: VerifyReport = { ...head, decision, narSha256, exitCode: 3, status: 'pending', message: '' }
   if (decision.status === 'disputed') return { ...report, exitCode: 1, status: 'disputed', message: `${short} is disputed: ${decision.summary}` }
+  if (decision.status === 'failed') return { ...report, exitCode: 1, status: 'failed', message: `${short} failed to build: ${decision.summary}` }
   if (decision.status === 'pending') return { ...report, exitCode: 3, status: 'pending', message: `${short} is pending: ${decision.summary}` }
   const trusted = decision.trusted!
   report.images = trusted.subjects.filter(s => (s as { mediaType?: string }).mediaType === OCI_MANIFEST_MEDIA_TYPE && typeof s.digest.sha256 === 'string').map(s => ({ name: s.name, sha256: s.digest.sha256 }))
   const fail = (message: string): VerifyReport => ({ ...report, exitCode: 1, status: 'mismatch', message: `${short}: ${message}` })
   if (checks.expectDigest !== undefined && checks.expectDigest !== narSha256) return fail(`the quorum trusts ${narSha256}, not the --digest ${checks.expectDigest}`)
   if (checks.ref !== undefined) {
-    const { orgs, reached } = refObservers(decision, checks.ref)
+    const { orgs, reached, reachable } = refObservers(decision, checks.ref)
     report.refObservedBy = orgs
-    if (!reached) return fail(`trusted, but only ${orgs.length} of the ${decision.threshold} organizations needed signed that they saw ${checks.ref} at this commit${orgs.length > 0 ? ` (${orgs.join(', ')})` : ''}`)
+    const seen = `only ${orgs.length} of the ${decision.threshold} organizations needed signed that ${checks.ref} brought this commit${orgs.length > 0 ? ` (${orgs.join(', ')})` : ''}`
+    if (!reached && reachable) return { ...report, exitCode: 3, status: 'pending', message: `${short} is trusted, but ${seen} so far; ${decision.openOrgs.length} organizations are still open` }
+    if (!reached) return fail(`trusted, but ${seen}`)
   }
   if (checks.artifact !== undefined) {
     if (fileList == null) return { ...report, exitCode: 2, status: 'error', message: `${short}: no node served the trusted file list ${trusted.fileListSha256}; ask a node that built it` }
@@ -168,12 +190,63 @@ export function evaluate (policy: Policy, repoId: string, commit: string, eviden
     report.artifact = { ...checks.artifact, found: entry !== undefined, ...(entry !== undefined ? { entry } : {}) }
     if (entry === undefined) return fail(`${checks.artifact.path} (sha256 ${checks.artifact.sha256}) is not in the trusted build output`)
   }
+  if (checks.image === true && report.images.length === 0) return fail('trusted, but the trusted result has no OCI image subject (is the recipe\'s outputKind "oci"?)')
   const orgs = trusted.supportingOrgs
+  const dissenting = decision.dissenters.map(d => d.builder).filter((b, i, all) => all.indexOf(b) === i)
   const extra = [
     checks.ref !== undefined ? `seen on ${checks.ref} by ${report.refObservedBy!.join(', ')}` : '',
-    report.artifact !== undefined ? `${checks.artifact!.path} is ${String((report.artifact.entry as { path?: string }).path)} of the output` : ''
+    report.artifact !== undefined ? `${checks.artifact!.path} is ${String((report.artifact.entry as { path?: string }).path)} of the output` : '',
+    dissenting.length > 0 ? `${dissenting.length} dissenting builder${dissenting.length === 1 ? '' : 's'}: ${dissenting.join(', ')}` : ''
   ].filter(x => x !== '').join('; ')
   return { ...report, exitCode: 0, status: 'trusted', message: `${short} is trusted: narSha256 ${narSha256}, attested by ${orgs.length} of ${decision.organizations} organizations (${orgs.join(', ')}), threshold ${decision.threshold}${extra === '' ? '' : `; ${extra}`}` }
+}
+
+/** The `--json` document of `quorate verify`: the only thing verify writes to stdout with --json. */
+export function verifyReportJson (report: VerifyReport): Record<string, unknown> {
+  const d = report.decision
+  return {
+    schema: 'https://quorate.dev/verify-report/v1',
+    status: report.status,
+    exitCode: report.exitCode,
+    repoId: report.repoId,
+    commit: report.commit,
+    narSha256: report.narSha256,
+    policyDigest: report.policyDigest,
+    decisionStatus: d?.status ?? null,
+    threshold: d?.threshold ?? null,
+    supportingOrgs: d?.trusted?.supportingOrgs ?? [],
+    supporters: d?.supporters.map(s => ({ builder: s.builder, org: s.org, keyid: s.keyid, envelopeId: s.envelopeId })) ?? [],
+    dissenters: d?.dissenters.map(s => ({ builder: s.builder, org: s.org, narSha256: s.narSha256 })) ?? [],
+    results: d?.results.map(r => ({ narSha256: r.narSha256, supportingOrgs: r.supportingOrgs, builders: r.builders })) ?? [],
+    openOrgs: d?.openOrgs ?? [],
+    conflictedOrgs: d?.conflictedOrgs.map(c => c.org) ?? [],
+    equivocators: d?.equivocators.map(e => ({ builder: e.builder, kind: e.kind, envelopeIds: e.envelopeIds })) ?? [],
+    failures: d?.failures.map(f => ({ builder: f.builder, org: f.org, reason: f.reason, attempt: f.attempt, final: f.final })) ?? [],
+    refObservedBy: report.refObservedBy ?? null,
+    artifact: report.artifact ?? null,
+    images: report.images,
+    warnings: report.warnings,
+    ignored: d?.ignored ?? [],
+    envelopeIds: d?.envelopeIds ?? [],
+    nodes: report.nodes,
+    message: report.message
+  }
+}
+
+/**
+ * `verify --wait`: asks again while the answer is pending and stops at the first final answer
+ * (or the deadline). `onProgress` hears each new pending message, so a long wait is not silent.
+ */
+export async function verifyUntilFinal (req: VerifyRequest, opts: { wait: boolean, timeoutMs: number, intervalMs?: number, onProgress?: (message: string) => void }): Promise<VerifyReport> {
+  const deadline = Date.now() + opts.timeoutMs
+  let said = ''
+  for (;;) {
+    const report = await verifyCommit(req)
+    if (!opts.wait || report.exitCode !== 3) return report
+    if (Date.now() >= deadline) return { ...report, message: `${report.message} (gave up waiting after ${Math.round(opts.timeoutMs / 1000)} s)` }
+    if (report.message !== said) { said = report.message; opts.onProgress?.(report.message) }
+    await new Promise(resolve => setTimeout(resolve, Math.min(opts.intervalMs ?? 2000, Math.max(0, deadline - Date.now()))))
+  }
 }
 
 export interface VerifyRequest extends VerifyChecks {

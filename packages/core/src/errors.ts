@@ -24,6 +24,7 @@ export type QuorateErrorCode =
   | 'NETWORK_FAILED'
   | 'HTTP_FAILED'
   | 'NOT_FOUND'
+  | 'ROOT_UNAVAILABLE'
 
 export class QuorateError extends Error {
   readonly code: QuorateErrorCode

@@ -34,6 +34,8 @@ export { checkEnvelope, MAX_ENVELOPE_BYTES, ENVELOPE_CHECK_CODES } from './verif
 export type { Verdict, VerifiedAttestation, EnvelopeCheck, EnvelopeCheckCode, CheckOptions } from './verify.js'
 export { decideQuorum, checkEquivocationProof, refObservers } from './quorum.js'
 export type { Decision, DecisionStatus, DecideInput, ResultSummary, BuilderVote, Equivocation, FailureEntry, RefObservationEntry } from './quorum.js'
+export { decisionNotice, memoOf } from './decision-notice.js'
+export type { DecisionNotice, DecisionMemo } from './decision-notice.js'
 export { collectRefMoves, currentChain, orgChains, orderByTopology, refChainCandidates, latestTrustedCommit } from './ref-chains.js'
 export type { RefMove, CollectRefMovesOptions } from './ref-chains.js'
 export { signStatement } from './sign.js'

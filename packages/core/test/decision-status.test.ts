@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { decideQuorum, refObservers, checkEnvelope, type Policy } from '../src/index.js'
+import { decideQuorum, refObservers, checkEnvelope, decisionNotice, memoOf, type Policy } from '../src/index.js'
 import { builder, policyFor, buildEnvelope, failureEnvelope, refEnvelope, COMMIT, H } from './fixtures.js'
 
 const a1 = builder('alice-1', 'alpha', 1)
@@ -174,5 +174,38 @@ describe('statement v2 fields', () => {
     const c = checkEnvelope(failureEnvelope(a1, 0, { v1: true }), p)
     if (c.verdict !== 'accept' || c.verified.attestation.kind !== 'failure') throw new Error(`not accepted: ${JSON.stringify(c)}`)
     expect([c.verified.attestation.attempt, c.verified.attestation.final]).toEqual([1, false])
+  })
+})
+
+describe('decision notices', () => {
+  const four = policyFor([a1, b1, c1, d1])
+  const steps = (lists: Uint8Array[][]): Array<string | undefined> => {
+    let memo: ReturnType<typeof memoOf> | undefined
+    return lists.map(envs => {
+      const d = decide(four, envs)
+      const n = decisionNotice(memo, d)
+      memo = memoOf(d)
+      return n?.type
+    })
+  }
+
+  it('says nothing while a fast dissenter leaves the decision pending, nor when it becomes trusted', () => {
+    const base = [buildEnvelope(a1, 'a'), buildEnvelope(b1, 'a')]
+    expect(steps([base, [...base, buildEnvelope(c1, 'b')], [...base, buildEnvelope(c1, 'b'), buildEnvelope(d1, 'a')]])).toEqual([undefined, undefined, undefined])
+  })
+
+  it('notifies once when a commit becomes disputed or failed, with the reason', () => {
+    const disputed = [buildEnvelope(a1, 'a'), buildEnvelope(b1, 'a'), buildEnvelope(c1, 'b'), buildEnvelope(d1, 'b')]
+    expect(steps([disputed.slice(0, 3), disputed, disputed])).toEqual([undefined, 'disputed', undefined])
+    const fails = [a1, b1, c1].map(b => failureEnvelope(b, 0, { final: true, reason: 'no rule' }))
+    const d = decide(four, fails)
+    expect(decisionNotice(undefined, d)).toEqual({ type: 'failed', reason: expect.stringMatching(/no rule/) })
+  })
+
+  it('notifies when a trusted commit is later contradicted', () => {
+    const p = policyFor([a1, a2, b1, c1])
+    const trusted = decide(p, [buildEnvelope(a1, 'a'), buildEnvelope(b1, 'a')])
+    const conflicted = decide(p, [buildEnvelope(a1, 'a'), buildEnvelope(b1, 'a'), buildEnvelope(a2, 'b')])
+    expect(decisionNotice(memoOf(trusted), conflicted)).toEqual({ type: 'contradicted', reason: expect.stringMatching(/was trusted, now pending: .*disagree: alpha/) })
   })
 })

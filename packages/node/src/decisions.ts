@@ -44,7 +44,7 @@ export interface DecisionsComponents {
 export interface Decisions {
   decide: (repoId: string, commit: string) => Promise<CommitDecision>
   logCompleteness: (decision: Decision) => Promise<LogCompleteness[]>
-  /** A verified envelope was stored: its commit's decision is recomputed and announced if it changed. */
+  /** A verified envelope was stored: the decisions of its commits (a ref observation's tip and the commits it introduced) are recomputed and announced if they changed. */
   envelopeAdded: (v: VerifiedAttestation) => void
   /** An equivocation proof was stored for this repository. */
   proofAdded: (repoId: string, commit: string) => void
@@ -163,8 +163,12 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     envelopeAdded (v) {
       if (verifiedIds.size >= MAX_VERIFIED_IDS) verifiedIds.clear()
       verifiedIds.add(v.id)
-      cache.delete(`${v.attestation.repoId}@${v.attestation.commit}`)
-      schedule(v.attestation.repoId, v.attestation.commit)
+      const a = v.attestation
+      // A ref observation counts for its tip and for every commit the move introduced.
+      for (const commit of new Set(a.kind === 'ref' ? [a.commit, ...a.introduced] : [a.commit])) {
+        cache.delete(`${a.repoId}@${commit}`)
+        schedule(a.repoId, commit)
+      }
     },
     proofAdded (repoId, commit) {
       for (const k of [...cache.keys()]) if (k.startsWith(`${repoId}@`)) cache.delete(k)

@@ -73,6 +73,7 @@ export class Store {
   private readonly byDigest
   /** Queued jobs by due time: `pad(notBefore)!pad(queuedAt)!jobKey`. */
   private readonly due
+  private readonly byRef
   private writeChain: Promise<unknown> = Promise.resolve()
 
   private constructor (db: Level<string, Bytes>) {
@@ -88,6 +89,7 @@ export class Store {
     this.blobs = db.sublevel<string, Bytes>('blob', { valueEncoding: 'view' })
     this.byDigest = db.sublevel<string, string>('bydigest', { valueEncoding: 'utf8' })
     this.due = db.sublevel<string, string>('due', { valueEncoding: 'utf8' })
+    this.byRef = db.sublevel<string, string>('byref', { valueEncoding: 'utf8' })
   }
 
   static async open (dir: string): Promise<Store> {
@@ -104,6 +106,7 @@ export class Store {
     const store = new Store(db)
     await store.checkFormat(dir)
     await store.indexDueJobs()
+    await store.indexRefObservations()
     return store
   }
 
@@ -116,6 +119,17 @@ export class Store {
       await this.db.close()
       throw new QuorateError('STORE_FAILED', `the store in ${dir} has format ${String(version)}, this release reads format ${STORE_FORMAT}; use the matching Quorate release or restore a backup`, { dir })
     }
+  }
+
+  /** Builds the ref-observation index for a store written before it existed (once). */
+  private async indexRefObservations (): Promise<void> {
+    if (await this.state.get('index:byref') !== undefined) return
+    const ops: unknown[] = []
+    for await (const m of this.metas.values()) {
+      if (m.kind === 'ref') ops.push({ type: 'put', sublevel: this.byRef, key: m.repoId + SEP + m.ref + SEP + m.keyid + SEP + pad(m.seq), value: m.id + SEP + m.keyid })
+    }
+    ops.push({ type: 'put', sublevel: this.state, key: 'index:byref', value: 1 })
+    await this.db.batch(ops as never)
   }
 
   async close (): Promise<void> {
@@ -162,9 +176,18 @@ export class Store {
         { type: 'put', sublevel: this.logs, key: logKey, value: envKey }
       ]
       if (a.kind === 'build') ops.push({ type: 'put', sublevel: this.byDigest, key: a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: '' })
-      const commitKey = a.repoId + SEP + a.commit
-      if (await this.commits.get(commitKey) === undefined) {
-        ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: a.commit, firstSeen: now } })
+      // A ref observation is filed under its tip and under every commit the move introduced
+      // (DESIGN.md "The attestation"): a push of several commits brought them all onto the ref.
+      const commits = a.kind === 'ref' ? [a.commit, ...a.introduced.filter(c => c !== a.commit)] : [a.commit]
+      if (a.kind === 'ref') {
+        ops.push({ type: 'put', sublevel: this.byRef, key: a.repoId + SEP + a.ref + SEP + v.keyid + SEP + pad(a.log.seq), value: envKey })
+        for (const c of commits.slice(1)) ops.push({ type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + c + SEP + envKey, value: '' })
+      }
+      for (const c of commits) {
+        const commitKey = a.repoId + SEP + c
+        if (await this.commits.get(commitKey) === undefined) {
+          ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: c, firstSeen: now } })
+        }
       }
       await this.db.batch(ops as never, { sync: opts.sync === true })
       return { status: 'stored' }
@@ -186,6 +209,20 @@ export class Store {
     for await (const k of this.byCommit.keys({ gte: prefix, lt: prefix + '\xff' })) keys.push(k.slice(prefix.length))
     const [bytes, metas] = await Promise.all([this.envs.getMany(keys), this.metas.getMany(keys)])
     return keys.map((_, i) => ({ meta: metas[i]!, bytes: bytes[i]! })).filter(x => x.bytes !== undefined && x.meta !== undefined)
+  }
+
+  /**
+   * Every stored ref observation of a repository (optionally of one ref), raw: callers verify
+   * them (core's collectRefMoves) and order them by each signer's log.
+   */
+  async refObservations (repoId: string, ref?: string): Promise<Bytes[]> {
+    const prefix = repoId + SEP + (ref !== undefined ? ref + SEP : '')
+    const out: Bytes[] = []
+    for await (const envKey of this.byRef.values({ gte: prefix, lt: prefix + '\xff' })) {
+      const bytes = await this.envs.get(envKey)
+      if (bytes !== undefined) out.push(bytes)
+    }
+    return out
   }
 
   /** Commits known for a repository, newest first by first-seen time. */

@@ -92,6 +92,27 @@ describe('Store', () => {
   })
 })
 
+describe('Store ref observations', () => {
+  it('indexes an observation under its tip and every commit it introduced, and lists a ref\'s observations', async () => {
+    const dir = tmp()
+    const store = await Store.open(dir)
+    const [c1, c2, c3] = ['1', '2', '3'].map(c => c.repeat(40))
+    const s = signStatement(makeRefObservationStatement({ repoId: 'hello', ref: 'refs/heads/main', commit: c3, previous: c1, fastForward: true, introduced: [c3, c2], builderId: 'x', observedOn: '', log: { seq: 0, prev: null } }), key)
+    const c = checkEnvelope(s.bytes, policy)
+    if (c.verdict !== 'accept') throw new Error(c.reason)
+    await store.putEnvelope(c.verified, s.bytes)
+    const other = envelope(1, 'a')
+    await store.putEnvelope(other.v, other.bytes)
+    expect((await store.envelopesForCommit('hello', c2)).map(x => x.meta.id)).toEqual([c.verified.id])
+    expect((await store.envelopesForCommit('hello', c3)).map(x => x.meta.id)).toEqual([c.verified.id])
+    expect(await store.envelopesForCommit('hello', c1)).toEqual([])
+    expect((await store.commitsOf('hello')).map(x => x.commit).sort()).toEqual([c2, c3, 'a'.repeat(40)])
+    expect(await store.refObservations('hello', 'refs/heads/main')).toHaveLength(2)
+    expect(await store.refObservations('hello', 'refs/heads/dev')).toHaveLength(0)
+    await store.close()
+  })
+})
+
 describe('Store logs', () => {
   it('reports the contiguous head of each log so sync fills gaps, and whether a log is complete and linked', async () => {
     const store = await Store.open(tmp())
