@@ -44,7 +44,12 @@ describe('backup and restore', () => {
       const after = await getJson(`${node.url}/v1/repos/${net.repoId}/commits/${commit}`)
       expect(after.decision.trusted.narSha256).toBe(before.decision.trusted.narSha256)
       expect(after.envelopes).toHaveLength(before.envelopes.length)
-      await new Promise(resolve => setTimeout(resolve, 2500))
+      // The restored node had its chance to build: it polled the repository and its queue is
+      // empty and idle. It built nothing (the restored store holds the result).
+      await waitFor(async () => {
+        const s = await getJson(`${node.url}/v1/status`)
+        return s.stats.polls >= 1 && s.queue.queued === 0 && s.queue.running === 0 && s.stats.buildsRunning === 0 ? s : undefined
+      }, { timeoutMs: 30_000, what: 'a finished poll and an idle build queue' })
       expect(node.log).not.toMatch(/build started/)
       const garbage = join(work, 'garbage.tar.gz')
       writeFileSync(garbage, 'not a tarball')

@@ -38,6 +38,8 @@ export interface WatcherComponents {
  */
 export interface Watcher {
   pollNow: (repoId?: string) => Promise<void>
+  /** Poll rounds finished since start (each repository fetched once, or its error recorded). */
+  polls: () => number
   start: () => void
   stop: () => Promise<void>
 }
@@ -49,6 +51,7 @@ export function watcher (init: WatcherInit, c: WatcherComponents): Watcher {
   let again: Promise<void> | undefined
   let timer: NodeJS.Timeout | undefined
   let stopping = false
+  let polls = 0
 
   async function pollRepo (repo: WatchedRepository): Promise<number> {
     const mirror = c.mirrorOf(repo.id)
@@ -93,6 +96,7 @@ export function watcher (init: WatcherInit, c: WatcherComponents): Watcher {
         pollErrors.set(repo.id, message)
       }
     }
+    polls++
   }
 
   function pollNow (only?: string): Promise<void> {
@@ -106,6 +110,7 @@ export function watcher (init: WatcherInit, c: WatcherComponents): Watcher {
 
   return {
     pollNow,
+    polls: () => polls,
     start () {
       stopping = false
       if (init.pollIntervalMs > 0) timer = setInterval(() => { if (!stopping) void pollNow() }, init.pollIntervalMs)
