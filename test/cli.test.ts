@@ -32,9 +32,18 @@ describe('quorate init and policy', () => {
     expect(r.stdout).toContain(`/ip4/127.0.0.1/tcp/4555/p2p/${member.peerId}`)
     expect(statSync(join(dir, 'builder-key.json')).mode & 0o777).toBe(0o600)
     expect(statSync(join(dir, 'peer-key.json')).mode & 0o777).toBe(0o600)
+    // It says where the keys are, with their modes.
+    expect(r.stdout).toContain(`builder key: ${join(dir, 'builder-key.json')} (mode 0600`)
+    expect(r.stdout).toContain(`peer key:    ${join(dir, 'peer-key.json')} (mode 0600)`)
     const again = await runCli(['init', '--dir', dir, '--name', 'b1', '--org', 'o1'])
     expect(again.code).toBe(2)
     expect(again.stderr).toMatch(/already exists; a builder keeps its key/)
+    // --force over key files someone loosened: the new keys are 0600 again.
+    chmodSync(join(dir, 'builder-key.json'), 0o644)
+    chmodSync(join(dir, 'peer-key.json'), 0o644)
+    expect((await runCli(['init', '--dir', dir, '--name', 'b1', '--org', 'o1', '--force'])).code).toBe(0)
+    expect(statSync(join(dir, 'builder-key.json')).mode & 0o777).toBe(0o600)
+    expect(statSync(join(dir, 'peer-key.json')).mode & 0o777).toBe(0o600)
   })
 
   it('policy check names the bad field', async () => {

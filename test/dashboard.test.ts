@@ -3,10 +3,13 @@
 // Chromium through playwright-core. Asserts what a person sees: the repository, the commit's
 // decision, the builder × commit matrix, the drill-down (dissenter, file-level difference,
 // fingerprints), a hostile file name shown as text and never run, and a new commit appearing
-// without a reload. Leaves a screenshot in test-artifacts/.
+// without a reload, a commit whose build fails everywhere, a tie shown side by side with no
+// baseline, an equivocator's uncounted claims on every commit, and every page at phone width
+// (390 px) without horizontal overflow. Leaves screenshots in test-artifacts/ for a reviewer.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
+import { unlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { chromium, type Browser, type Page, type Locator } from 'playwright-core'
@@ -30,6 +33,7 @@ const HOSTILE_ID_SHOWN = 'https://quorate.dev/builders/mallory/"><svg onload="wi
 // so the compromised builder's wrapper (which appends to the first file) changes another file.
 const BUILD_SH = `#!/bin/sh
 set -eu
+if [ -f FAIL ]; then echo "deliberate failure: $(cat FAIL)" >&2; exit 3; fi
 rm -rf dist && mkdir -p dist
 cat src/*.js > dist/app.js
 printf 'version %s\\nbuilt-at %s\\n' "$(cat VERSION)" "$SOURCE_DATE_EPOCH" > dist/BUILDINFO
@@ -154,6 +158,15 @@ describe('the auditor dashboard in headless Chromium against a real network', ()
     expect(await row.getAttribute('data-status')).toBe('trusted')
     expect(await row.getByTestId('commit-digest').textContent()).toBe(`${trustedDigest.slice(0, 16)}…`)
     expect(await row.textContent()).toContain('alpha, beta')
+    // The decision column does not repeat the digest the row already shows.
+    const summary = await row.getByTestId('commit-row-summary').textContent()
+    expect(summary).toMatch(/by 2 of 3 organizations/)
+    expect(summary).not.toContain(trustedDigest)
+    // Reproducibility over the last commits: the repository's and each builder's.
+    expect(await page.getByTestId('repo-rate').textContent()).toMatch(/^100% \(1 of 1\) of the last 1 commit with a final answer are trusted/)
+    const rateOf = async (b: string): Promise<string | null> => await page.locator(`[data-testid=builder-rate][data-builder="${b}"] [data-testid=builder-rate-value]`).textContent()
+    expect(await rateOf('alpha-ci')).toBe('100% (1 of 1)')
+    expect(await rateOf('mallory-ci')).toBe('0% (0 of 1)')
 
     const cell = (builder: string): Locator => page.locator(`[data-testid=matrix-cell][data-builder="${builder}"][data-commit="${first}"]`)
     for (const [builder, result] of [['alpha-ci', 'agrees'], ['beta-ci', 'agrees'], ['mallory-ci', 'dissents']]) {
@@ -240,7 +253,77 @@ describe('the auditor dashboard in headless Chromium against a real network', ()
     expect(existsSync(join(ARTIFACTS, 'dashboard.png'))).toBe(true)
   }, 180_000)
 
+  it('shows a commit whose build fails on every builder with each signed reason', async () => {
+    const failing = addCommit(repoDir, 'FAIL', 'missing dependency\n', 'break the build')
+    const url = `${node('alpha-ci').url}/v1/repos/sample/commits/${failing}`
+    const d = await waitFor(async () => {
+      const r = await getJson(url).catch(() => undefined)
+      return r !== undefined && r.decision.failures.length === 3 ? r.decision : undefined
+    }, { timeoutMs: 90_000, what: 'three signed failures' })
+    expect(d.results).toEqual([])
+    await page.evaluate((c) => { location.hash = `#/repo/sample/commit/${c}` }, failing)
+    await page.getByTestId('builders-table').waitFor()
+    await textOf(page.locator('[data-testid=builder-row][data-builder="beta-ci"]'), /failed/)
+    for (const b of ['alpha-ci', 'beta-ci', 'mallory-ci']) {
+      const row = page.locator(`[data-testid=builder-row][data-builder="${b}"]`)
+      expect(await row.getAttribute('data-result'), b).toBe('failed')
+      expect(await row.getByTestId('failure-reason').textContent(), b).toMatch(/exit|status 3|failed/)
+    }
+    // The badge says what the node decided (FAILED once no result can reach the quorum).
+    const status = (await getJson(url)).decision.status
+    expect(await page.locator('.headline [data-testid=status]').textContent()).toBe(({ failed: 'FAILED', pending: 'PENDING', disputed: 'DISPUTED', trusted: 'TRUSTED' } as Record<string, string>)[status])
+    if (status === 'failed') expect(await page.getByTestId('failed-callout').textContent()).toMatch(/3 signed failures/)
+    expect(await page.locator('[data-testid=output-files]').count()).toBe(0)
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-failed.png'), fullPage: true })
+    // Repair the build for the next commits.
+    unlinkSync(join(repoDir, 'FAIL'))
+  }, 120_000)
+
+  it('shows a tie side by side, with no result as the reference, while no result is trusted', async () => {
+    // beta-ci is away: alpha-ci and the compromised mallory-ci each sign a different result.
+    await stopNodeProcess(node('beta-ci'))
+    const tie = addCommit(repoDir, 'src/tie.js', 'export const tie = 1\n', 'a commit two builders disagree on')
+    const url = `${node('alpha-ci').url}/v1/repos/sample/commits/${tie}`
+    const d = await waitFor(async () => {
+      const r = await getJson(url).catch(() => undefined)
+      return r !== undefined && r.decision.results.length === 2 ? r.decision : undefined
+    }, { timeoutMs: 90_000, what: 'two different results for the tie commit' })
+    // Two results with one organization each and one organization open: not trusted (pending
+    // with the disagreement shown, under DESIGN's rule; an older core says disputed).
+    expect(['pending', 'disputed']).toContain(d.status)
+    expect(d.trusted).toBeUndefined()
+    const badge = d.status === 'pending' ? 'PENDING' : 'DISPUTED'
+
+    await page.evaluate(() => { location.hash = '#/repo/sample' })
+    const row = page.locator(`[data-testid=commit-row][data-commit="${tie}"]`)
+    await row.waitFor()
+    expect(await row.getByTestId('status').textContent()).toBe(badge)
+    if (d.status === 'pending') await textOf(row.getByTestId('disagreement'), /builders disagree/)
+
+    await page.evaluate((c) => { location.hash = `#/repo/sample/commit/${c}` }, tie)
+    await page.getByTestId('side-by-side').waitFor()
+    if (d.status === 'pending') {
+      expect(await page.getByTestId('pending-disagreement').textContent()).toMatch(/none is the reference/)
+      expect(await page.locator('.headline [data-testid=disagreement]').count()).toBe(1)
+    }
+    // Neither builder is called the deviation: both are "voted", no "dissents", no "best-supported".
+    for (const b of ['alpha-ci', 'mallory-ci']) expect(await page.locator(`[data-testid=builder-row][data-builder="${b}"]`).getAttribute('data-result'), b).toBe('voted')
+    expect(await page.locator('[data-result=dissents], [data-testid=dissent]').count()).toBe(0)
+    expect(await page.locator('body').textContent()).not.toMatch(/best-supported|compared with the/)
+    // One changed file, one column per result, each with its own hash.
+    const sbs = page.locator('[data-testid=side-by-side-row]')
+    expect(await sbs.count()).toBe(1)
+    expect(await sbs.getByTestId('file-path').textContent()).toBe(changed.path)
+    const cells = sbs.getByTestId('side-by-side-cell')
+    expect(await cells.count()).toBe(2)
+    expect(new Set(await cells.allTextContents()).size).toBe(2)
+    expect(new Set(await cells.evaluateAll(els => els.map(e => e.getAttribute('data-result'))))).toEqual(new Set(d.results.map((x: { narSha256: string }) => x.narSha256)))
+    expect(await page.locator('[data-testid=output-files]').count()).toBe(0)
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-tie.png'), fullPage: true })
+  }, 150_000)
+
   it('shows the equivocation proof, live, when the compromised key signs a second result at the same log position', async () => {
+    await page.evaluate(() => { location.hash = '#/repo/sample' })
     await page.locator(`[data-testid=commit-row][data-commit="${first}"] a`).first().click()
     await page.waitForURL(new RegExp(`#/repo/sample/commit/${first}$`))
     await page.getByTestId('builders-table').waitFor()
@@ -293,13 +376,69 @@ describe('the auditor dashboard in headless Chromium against a real network', ()
     expect(await forgedSide.locator('pre').textContent()).toContain(JSON.stringify(HOSTILE_CPU).slice(1, -1))
     expect(await forgedSide.locator('pre').isVisible()).toBe(true)
     expect(await page.locator('[data-testid=builder-row][data-builder="mallory-ci"]').getAttribute('data-result')).toBe('equivocated')
+    // What it signed for this commit is still shown, marked not counted.
+    const mine = r.decision.dissenters.find((v: { builder: string }) => v.builder === 'mallory-ci') ?? r.decision.votes?.find((v: { builder: string }) => v.builder === 'mallory-ci')
+    const claim = page.locator('[data-testid=builder-row][data-builder="mallory-ci"] [data-testid=uncounted-claim]')
+    expect(await claim.textContent()).toMatch(/^signed .*not counted \(equivocated: forked its log\)$/)
+    expect(await claim.locator('code').getAttribute('title')).toBe(mine.narSha256)
     // An equivocator's votes are dropped; the honest quorum still holds.
     expect(await page.locator('.headline [data-testid=status]').textContent()).toBe('TRUSTED')
     expect(await page.getByTestId('trusted-digest').textContent()).toBe(trustedDigest)
     expect(await page.locator('img, svg, script:not([src])').count()).toBe(0)
     expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined()
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-equivocation.png'), fullPage: true })
+
+    // The proof hides its attestations on every commit of the repository: on the repository
+    // page each of its cells says equivocated, with the digest it signed there, not counted.
+    await page.evaluate(() => { location.hash = '#/repo/sample' })
+    const cell = page.locator(`[data-testid=matrix-cell][data-builder="mallory-ci"][data-commit="${first}"]`)
+    await waitFor(async () => await cell.getAttribute('data-result') === 'equivocated', { timeoutMs: 20_000, what: 'the equivocated cell' })
+    const commits = (await getJson(`${node('alpha-ci').url}/v1/repos/sample/commits`)).commits as Array<{ commit: string, status: string }>
+    for (const c of commits.filter(x => x.status === 'trusted')) {
+      const d = (await getJson(`${node('alpha-ci').url}/v1/repos/sample/commits/${c.commit}`)).decision
+      expect(d.equivocators.map((e: { builder: string }) => e.builder), c.commit).toEqual(['mallory-ci'])
+      const signed = page.locator(`[data-testid=matrix-cell][data-builder="mallory-ci"][data-commit="${c.commit}"]`)
+      expect(await signed.getAttribute('data-result'), c.commit).toBe('equivocated')
+      expect(await signed.textContent(), c.commit).toMatch(/not counted/)
+      expect(await signed.getByTestId('cell-digest').count(), c.commit).toBe(1)
+    }
   }, 120_000)
+
+  it('fits a 390 px phone screen on every page: no horizontal overflow', async () => {
+    const phone = await browser!.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true })
+    phone.on('pageerror', err => { pageErrors.push(err.message) })
+    try {
+      const base = node('alpha-ci').url
+      const pages: Array<[string, string, string]> = [
+        ['home', `${base}/`, '[data-testid=repo-row]'],
+        ['repo', `${base}/#/repo/sample`, '[data-testid=commit-row]'],
+        ['commit', `${base}/#/repo/sample/commit/${first}`, '[data-testid=builders-table]']
+      ]
+      for (const [name, url, ready] of pages) {
+        await phone.goto(url)
+        await phone.locator(ready).first().waitFor()
+        const width = await phone.evaluate(() => ({
+          doc: document.documentElement.scrollWidth,
+          body: document.body.scrollWidth,
+          view: window.innerWidth,
+          // For the failure message: what sticks out, outside the boxes that scroll by design.
+          wide: [...document.querySelectorAll('body *')].filter(el => el.getBoundingClientRect().right > 391 && el.closest('.table-wrap, pre') === null)
+            .slice(0, 5).map(el => `${el.parentElement?.tagName.toLowerCase() ?? ''}.${el.parentElement?.className ?? ''} > ${el.tagName.toLowerCase()}.${el.className} (${Math.round(el.getBoundingClientRect().right)} px)`)
+        }))
+        expect(width.view, `${name}: ${width.wide.join(', ')}`).toBe(390)
+        expect(width.doc, name).toBeLessThanOrEqual(390)
+        expect(width.body, name).toBeLessThanOrEqual(390)
+        // Each commit of the timeline is one block that fits: no sideways scrolling to read it.
+        if (name === 'repo') {
+          const wrap = phone.locator('[data-testid=timeline-table]').locator('xpath=..')
+          expect(await wrap.evaluate(el => el.scrollWidth <= el.clientWidth), 'timeline').toBe(true)
+        }
+        await phone.screenshot({ path: join(ARTIFACTS, `dashboard-phone-${name}.png`), fullPage: true })
+      }
+    } finally {
+      await phone.close()
+    }
+  }, 60_000)
 
   it('ran no hostile script, opened no dialog, broke no CSP rule and threw no error', () => {
     expect(dialogs).toEqual([])

@@ -1,7 +1,7 @@
 // Running a node for years: backup and restore of a stopped node's data directory, and the
 // docker-compose deployment kept consistent with the CLI.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtempSync, rmSync, readFileSync, existsSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, readFileSync, existsSync, readdirSync, writeFileSync, statSync } from 'node:fs'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -83,5 +83,37 @@ describe('docker-compose', () => {
     expect(check.error).toBeUndefined()
     expect(check.stderr).toBe('')
     expect(check.status).toBe(0)
+    // Private keys: 0600, and never committed or sent to a Docker build.
+    for (const b of ['alpha', 'beta', 'gamma']) {
+      for (const f of ['builder-key.json', 'peer-key.json']) expect(statSync(join(out, `builder-${b}`, f)).mode & 0o777, `${b} ${f}`).toBe(0o600)
+    }
+    const ignored = spawnSync('git', ['check-ignore', '-q', 'compose/builder-alpha/builder-key.json'], { cwd: ROOT })
+    expect(ignored.status, 'compose/ is in .gitignore').toBe(0)
+    const dockerignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map(l => l.trim())
+    expect(dockerignore).toEqual(expect.arrayContaining(['compose/', '**/node_modules/', '**/dist/', '.git/']))
+  })
+
+  it('gives bubblewrap what it needs inside Docker and nothing more, on a supported Node LTS image', () => {
+    const config = spawnSync('docker-compose', ['-f', join(ROOT, 'docker-compose.yml'), 'config'], { encoding: 'utf8' })
+    expect(config.status).toBe(0)
+    // Resolved services, one block each (docker-compose prints YAML with two-space indentation).
+    const services = config.stdout.split(/\n  (?=[a-z][a-z-]*:\n)/).slice(1)
+    const builders = services.filter(s => s.startsWith('builder-'))
+    expect(builders).toHaveLength(3)
+    for (const svc of builders) {
+      const name = svc.slice(0, svc.indexOf(':'))
+      // systempaths=unconfined: without it Docker's masked /proc paths make bwrap fail to mount
+      // /proc (bubblewrap issues #284, #505); seccomp/apparmor for user namespaces.
+      for (const opt of ['seccomp=unconfined', 'apparmor=unconfined', 'systempaths=unconfined']) expect(svc, `${name}: ${opt}`).toContain(`- ${opt}`)
+      expect(svc, name).not.toMatch(/privileged: true|cap_add/)
+      // A sandbox that cannot start is not retried forever.
+      expect(svc, name).toMatch(/restart: on-failure:\d+/)
+    }
+    const from = /^FROM node:(\d+)-/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))
+    expect(from, 'Dockerfile FROM node:<major>-…').not.toBeNull()
+    const major = Number(from![1])
+    // Node 20 left maintenance in April 2026; even majors from 22 on are LTS lines.
+    expect(major >= 22 && major % 2 === 0, `node ${major}`).toBe(true)
+    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/apt-get install[^\n]*\bbubblewrap\b[^\n]*\bpasst\b/)
   })
 })

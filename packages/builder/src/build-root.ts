@@ -277,6 +277,9 @@ export class BuildRootCache {
 
     // 2. Every blob, checked against its digest and size; nothing is unpacked before all pass.
     const tmpRoot = join(this.init.dir, 'tmp')
+    // The cache dir and roots/ are searchable by everyone: builds run as an unprivileged user,
+    // and bubblewrap, started as that user, must reach a root to mount it. tmp/ is private.
+    await mkdir(this.init.dir, { recursive: true, mode: 0o755 })
     await mkdir(tmpRoot, { recursive: true, mode: 0o700 })
     const scratch = join(tmpRoot, randomUUID())
     await mkdir(scratch, { mode: 0o700 })
@@ -300,6 +303,7 @@ export class BuildRootCache {
       const entryDir = join(scratch, 'entry')
       const rootfs = join(entryDir, 'rootfs')
       await mkdir(rootfs, { recursive: true, mode: 0o755 })
+      await chmod(entryDir, 0o755)
       const cap = this.init.maxUnpackedBytes ?? DEFAULTS.maxUnpackedBytes
       const state: UnpackState = { budget: cap, cap, dirModes: new Map() }
       for (const [i, l] of layers.entries()) {
@@ -449,8 +453,10 @@ export class BuildRootCache {
     const insecure = access?.insecure === true
     return {
       manifest: async d => {
+        await mkdir(this.init.dir, { recursive: true, mode: 0o755 })
+        await mkdir(join(this.init.dir, 'tmp'), { recursive: true, mode: 0o700 })
         const scratch = join(this.init.dir, 'tmp', randomUUID())
-        await mkdir(scratch, { recursive: true, mode: 0o700 })
+        await mkdir(scratch, { mode: 0o700 })
         try {
           const auth = await authFile(scratch)
           return await skopeo(['inspect', '--raw', ...(insecure ? ['--tls-verify=false'] : []), ...(auth !== null ? ['--authfile', auth] : []), remote(d)], scratch)

@@ -69,6 +69,7 @@ async function cmdInit (args: string[]): Promise<number> {
   const { writePeerKeyFile } = await nodePkg()
   const { peerIdFromPeerKey } = await import('@quorate/network')
   const peerKey = await writePeerKeyFile(peerKeyFile)
+  chmodSync(peerKeyFile, 0o600) // also when --force replaced a file created with looser permissions
   const peerId = peerIdFromPeerKey(peerKey)
   const listen = values.listen ?? '/ip4/0.0.0.0/tcp/4001'
   const httpPort = Number(values['http-port'] ?? 8080)
@@ -96,7 +97,10 @@ async function cmdInit (args: string[]): Promise<number> {
   print(`  keyid:      ${kp.keyid}`)
   print(`  peer id:    ${peerId}`)
   print(`  multiaddr:  ${multiaddr}${listen.includes('/0.0.0.0/') ? '  (replace 0.0.0.0 with an address the other nodes can reach)' : ''}`)
-  print(`  files:      builder-key.json (0600, keep it secret), peer-key.json (0600), node.json, member.json (share this one)`)
+  print(`  builder key: ${keyFile} (mode 0600: keep it secret, back it up offline)`)
+  print(`  peer key:    ${peerKeyFile} (mode 0600)`)
+  print(`  config:      ${join(dir, 'node.json')}`)
+  print(`  member file: ${join(dir, 'member.json')} (public: share this one)`)
   print(`next: send member.json to whoever assembles the network policy ("quorate policy assemble"), put the policy at ${join(dir, config.policyFile)}, then run "quorate node --config ${join(dir, 'node.json')}"`)
   return 0
 }

@@ -101,10 +101,12 @@ export function loadNodeConfig (file: string): NodeConfig {
   }
   const fi = c.faultInjection as NodeConfig['faultInjection']
   if (fi !== undefined && (typeof fi !== 'object' || fi === null || Object.keys(fi).some(k => k !== 'tamperOutput' && k !== 'crashAfterPersist'))) bad(file, 'faultInjection', 'only {"tamperOutput": true} (a compromised builder) and {"crashAfterPersist": true} (a crash test) exist, for demos and tests')
+  const dataDir = path('dataDir', 'data')
+  assertPrivateDataDir(dataDir, file)
   return {
     file,
     name: (c.name as string | undefined) ?? 'quorate-node',
-    dataDir: path('dataDir', 'data'),
+    dataDir,
     builderKeyFile: path('builderKeyFile', 'builder-key.json'),
     peerKeyFile: path('peerKeyFile', 'peer-key.json'),
     policyFile: path('policyFile', 'policy.json'),
@@ -123,6 +125,22 @@ export function loadNodeConfig (file: string): NodeConfig {
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),
     ...(notify !== undefined ? { notify } : {})
+  }
+}
+
+/**
+ * Refuses a data directory that other users can write (its store, mirrors and build outputs
+ * decide what this node signs). A directory that does not exist yet is created 0700 by the node.
+ */
+export function assertPrivateDataDir (dir: string, configFile: string): void {
+  let mode: number
+  try {
+    mode = statSync(dir).mode
+  } catch {
+    return
+  }
+  if ((mode & 0o022) !== 0) {
+    throw new QuorateError('CONFIG_INVALID', `${configFile}: dataDir ${dir} is writable by other users (mode ${(mode & 0o777).toString(8)}); run "chmod go-w ${dir}" (or "chmod 700 ${dir}")`, { file: configFile, field: 'dataDir' })
   }
 }
 

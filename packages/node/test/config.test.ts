@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach } from 'vitest'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadNodeConfig } from '../src/config.js'
@@ -23,6 +23,21 @@ describe('loadNodeConfig', () => {
     expect(c.dataDir).toBe(join(f, '..', 'd'))
     expect(c.builderKeyFile).toBe(join(f, '..', 'builder-key.json'))
     expect(c).toMatchObject({ sandbox: 'none', pollIntervalSeconds: 30, backfill: 10, concurrency: 1, loopbackNetwork: false, http: { host: '127.0.0.1', port: 8080 } })
+  })
+
+  it('refuses a data directory that other users can write, and says how to fix it', () => {
+    const f = configFile({ dataDir: 'data' })
+    const data = join(f, '..', 'data')
+    expect(loadNodeConfig(f).dataDir).toBe(data) // not there yet: the node creates it 0700
+    for (const mode of [0o777, 0o770, 0o1777, 0o702]) {
+      mkdirSync(data, { recursive: true })
+      chmodSync(data, mode)
+      expect(() => loadNodeConfig(f), mode.toString(8)).toThrow(`dataDir ${data} is writable by other users (mode ${(mode & 0o777).toString(8)}); run "chmod go-w ${data}"`)
+    }
+    chmodSync(data, 0o755)
+    expect(loadNodeConfig(f).dataDir).toBe(data)
+    chmodSync(data, 0o700)
+    expect(loadNodeConfig(f).dataDir).toBe(data)
   })
 
   it('defaults to the bubblewrap sandbox: building unisolated must be chosen explicitly', () => {

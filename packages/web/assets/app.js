@@ -46,6 +46,9 @@ const statusBadge = (s) => {
   const st = M.statusOf(s)
   return h('span', { class: ['status', `status-${st}`], 'data-testid': 'status', 'data-status': st }, M.STATUS_TEXT[st])
 }
+/** PENDING with builders disagreeing so far: said in words beside the badge, never by colour alone. */
+const disagreementBadge = () => h('span', { class: 'status status-disagree', 'data-testid': 'disagreement', title: 'two or more different results were signed; none is trusted yet' }, 'builders disagree')
+const unsignedMark = () => h('span', { class: 'unsigned', title: 'read from this node\'s git mirror; no builder signed it' }, 'unsigned')
 const resultBadge = (r) => {
   const res = M.resultOf(r)
   return h('span', { class: ['result', `cell-${res}`], 'data-result': res }, M.RESULT_TEXT[res])
@@ -55,6 +58,10 @@ const note = (...children) => h('p', { class: 'note' }, ...children)
 const orgList = (orgs) => Array.isArray(orgs) && orgs.length > 0 ? orgs.join(', ') : '—'
 const when = (iso) => typeof iso === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(iso) ? `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC` : ''
 function table (caption, headers, rows, props = {}) {
+  // A table that stacks at phone width labels each cell with its column header (style.css shows it).
+  if (typeof props.class === 'string' && props.class.split(' ').includes('stack')) {
+    for (const tr of rows) [...tr.children].forEach((cell, i) => { if (typeof headers[i] === 'string') cell.setAttribute('data-label', headers[i]) })
+  }
   return h('div', { class: 'table-wrap' }, h('table', props,
     caption === null ? null : h('caption', null, caption),
     h('thead', null, h('tr', null, headers.map(x => h('th', { scope: 'col' }, x)))),
@@ -191,7 +198,7 @@ async function viewHome () {
     let commits = []
     try { commits = (await getJson(`/v1/repos/${encodeURIComponent(repo.id)}/commits`))?.commits ?? [] } catch { /* shown as no commits */ }
     const latest = commits[0]
-    const counts = { trusted: 0, disputed: 0, failed: 0, pending: 0 }
+    const counts = { trusted: 0, disputed: 0, pending: 0, failed: 0 }
     for (const c of commits) counts[M.statusOf(c?.status)]++
     return h('tr', { 'data-testid': 'repo-row', 'data-repo': repo.id },
       h('th', { scope: 'row' }, h('a', { href: M.repoHref(repo.id) }, repo.id)),
@@ -199,8 +206,9 @@ async function viewHome () {
       h('td', null, String(commits.length)),
       h('td', { class: 'counts' },
         h('span', { class: 'count count-trusted' }, `${counts.trusted} trusted`), ' ',
-        h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' ', h('span', { class: 'count count-failed' }, `${counts.failed} failed`), ' ',
-        h('span', { class: 'count count-pending' }, `${counts.pending} pending`)),
+        h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' ',
+        h('span', { class: 'count count-pending' }, `${counts.pending} pending`), ' ',
+        h('span', { class: 'count count-failed' }, `${counts.failed} failed`)),
       h('td', null, latest !== undefined && M.COMMIT_SHA.test(latest.commit ?? '')
         ? [h('a', { href: M.commitHref(repo.id, latest.commit) }, code(M.shortHex(latest.commit, 12), latest.commit)), ' ', statusBadge(latest.status)]
         : h('span', { class: 'muted' }, 'no commits yet')))
@@ -210,7 +218,7 @@ async function viewHome () {
   const orgs = [...new Set(p.builders.map(b => b.org))]
   return [
     section('repositories', 'Repositories',
-      rows.length === 0 ? note('This node\'s policy lists no repositories.') : table(null, ['Repository', 'Branches', 'Commits', 'Decisions', 'Latest commit'], rows, { 'data-testid': 'repo-table' })),
+      rows.length === 0 ? note('This node\'s policy lists no repositories.') : table(null, ['Repository', 'Branches', 'Commits', 'Decisions', 'Latest commit'], rows, { 'data-testid': 'repo-table', class: 'stack' })),
     section('policy', 'Network policy',
       h('dl', { class: 'facts' },
         h('dt', null, 'Quorum'), h('dd', { 'data-testid': 'policy-quorum' }, typeof quorum.threshold === 'number'
@@ -230,20 +238,24 @@ async function viewRepo (repoId) {
   const seen = state.seenCommits.get(repoId)
   state.seenCommits.set(repoId, new Set(commits.map(c => c.commit)))
   const isNew = (c) => seen !== undefined && !seen.has(c)
-  const counts = { trusted: 0, disputed: 0, failed: 0, pending: 0 }
+  const counts = { trusted: 0, disputed: 0, pending: 0, failed: 0 }
   for (const c of commits) counts[M.statusOf(c.status)]++
+  const withGit = commits.some(c => M.gitInfo(c.git) !== undefined)
 
   const timeline = commits.map(c => h('tr', { class: ['commit-row', `row-${M.statusOf(c.status)}`, isNew(c.commit) && 'row-new'], 'data-testid': 'commit-row', 'data-commit': c.commit, 'data-status': M.statusOf(c.status), 'data-new': isNew(c.commit) ? 'true' : null },
     h('th', { scope: 'row' }, h('a', { href: M.commitHref(repoId, c.commit), title: c.commit }, code(M.shortHex(c.commit, 12)))),
-    h('td', null, when(c.firstSeen)),
-    h('td', null, statusBadge(c.status)),
+    withGit ? h('td', { class: 'git-subject', 'data-testid': 'commit-subject' }, M.gitInfo(c.git)?.subject ?? '') : null,
+    h('td', { class: 'when' }, when(c.firstSeen)),
+    h('td', null, statusBadge(c.status), M.hasDisagreement(c) ? [' ', disagreementBadge()] : null),
     h('td', { 'data-testid': 'commit-digest' }, digest(c.narSha256)),
     h('td', null, orgList(c.supportingOrgs)),
-    h('td', { class: 'summary' }, typeof c.summary === 'string' ? c.summary : '')))
+    h('td', { class: 'summary', 'data-testid': 'commit-row-summary' }, M.summaryText(c.summary, c.narSha256))))
 
   // Builder × commit matrix: the policy's builders, plus any a node reports that the policy
   // page did not list (a newer policy on the node).
   const shown = commits.slice(0, 40)
+  const equivocatorClaims = await loadEquivocatorClaims(repoId, shown)
+  const stats = M.reproducibility(commits, RATE_WINDOW)
   const names = new Map(state.policy.builders.map(b => [b.name, b.org]))
   for (const c of shown) for (const cell of Array.isArray(c.builders) ? c.builders : []) if (typeof cell?.builder === 'string' && !names.has(cell.builder)) names.set(cell.builder, typeof cell.org === 'string' ? cell.org : '')
   const matrixRows = [...names].map(([name, org]) => h('tr', { 'data-testid': 'matrix-row', 'data-builder': name },
@@ -251,10 +263,14 @@ async function viewRepo (repoId) {
     shown.map(c => {
       const cell = (Array.isArray(c.builders) ? c.builders : []).find(x => x?.builder === name)
       const res = M.resultOf(cell?.result)
-      const label = `${name} on ${M.shortHex(c.commit, 12)}: ${M.RESULT_TEXT[res]}${typeof cell?.narSha256 === 'string' ? ` (narSha256 ${cell.narSha256})` : ''}`
+      // An equivocator's claim on this commit: shown, marked not counted (from the commit's envelopes).
+      const claim = res === 'equivocated' ? equivocatorClaims.get(c.commit)?.get(name) : undefined
+      const shownDigest = typeof cell?.narSha256 === 'string' ? cell.narSha256 : claim?.narSha256
+      const label = `${name} on ${M.shortHex(c.commit, 12)}: ${M.RESULT_TEXT[res]}${typeof shownDigest === 'string' ? ` (narSha256 ${shownDigest})` : ''}${res === 'equivocated' ? ', not counted' : ''}`
       return h('td', { class: ['cell', `cell-${res}`], 'data-testid': 'matrix-cell', 'data-builder': name, 'data-commit': c.commit, 'data-result': res, title: label },
         h('a', { href: M.commitHref(repoId, c.commit), 'aria-label': label }, M.RESULT_TEXT[res]),
-        res === 'dissents' || res === 'voted' ? h('span', { class: 'cell-digest' }, M.shortHex(cell.narSha256, 8)) : null)
+        res === 'dissents' || res === 'voted' || (res === 'equivocated' && typeof shownDigest === 'string') ? h('span', { class: 'cell-digest', 'data-testid': 'cell-digest' }, M.shortHex(shownDigest, 8)) : null,
+        res === 'equivocated' ? h('span', { class: 'cell-note' }, claim?.kind === 'failure' ? 'failed, not counted' : 'not counted') : null)
     })))
   const matrixHead = h('tr', null, h('th', { scope: 'col' }, 'Builder'), shown.map(c =>
     h('th', { scope: 'col', class: ['matrix-commit', `col-${M.statusOf(c.status)}`], title: `${c.commit}: ${M.STATUS_TEXT[M.statusOf(c.status)]}` },
@@ -266,12 +282,17 @@ async function viewRepo (repoId) {
     h('p', { class: 'counts', 'data-testid': 'repo-counts' },
       `${commits.length} commit${commits.length === 1 ? '' : 's'}: `,
       h('span', { class: 'count count-trusted' }, `${counts.trusted} trusted`), ' · ',
-      h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' · ', h('span', { class: 'count count-failed' }, `${counts.failed} failed`), ' · ',
-      h('span', { class: 'count count-pending' }, `${counts.pending} pending`)),
+      h('span', { class: 'count count-disputed' }, `${counts.disputed} disputed`), ' · ',
+      h('span', { class: 'count count-pending' }, `${counts.pending} pending`), ' · ',
+      h('span', { class: 'count count-failed' }, `${counts.failed} failed`)),
+    reproducibilitySection(stats),
     section('timeline', 'Commit timeline',
       commits.length === 0
         ? note('No commit seen yet. Builders notice new commits when they poll the repository; this page updates by itself.')
-        : table('Commits, newest first, with the quorum decision of each', ['Commit', 'First seen', 'Status', 'Trusted digest (narSha256)', 'Agreeing organizations', 'Summary'], timeline, { 'data-testid': 'timeline-table' })),
+        : [
+            withGit ? note('Commit subjects come from this node\'s git mirror and are ', unsignedMark(), ': no builder signed them.') : null,
+            table('Commits, newest first, with the quorum decision of each', ['Commit', ...(withGit ? ['Subject (unsigned)'] : []), 'First seen', 'Status', 'Trusted digest (narSha256)', 'Agreeing organizations', 'Decision'], timeline, { 'data-testid': 'timeline-table', class: 'timeline stack' })
+          ]),
     section('matrix', 'Builder × commit matrix',
       shown.length === 0
         ? note('Nothing to show yet.')
@@ -290,10 +311,64 @@ function legend () {
     ['dissents', 'built a different result than the trusted one'],
     ['voted', 'built a result; no result is trusted yet'],
     ['failed', 'signed a build failure (never a vote)'],
-    ['equivocated', 'signed two different results or forked its log: not counted'],
+    ['equivocated', 'signed two different results or forked its log: what it signed is shown, not counted'],
     ['none', 'no build result from this builder yet']
   ]
   return h('ul', { class: 'legend', 'aria-label': 'Legend' }, items.map(([r, text]) => h('li', null, resultBadge(r), ' ', text)))
+}
+
+/** How many of the newest commits the reproducibility rates cover. */
+const RATE_WINDOW = 50
+
+function reproducibilitySection (stats) {
+  const r = stats.repo
+  const final = r.trusted + r.disputed + r.failed
+  const rows = stats.builders.map(x => h('tr', { 'data-testid': 'builder-rate', 'data-builder': x.builder },
+    h('th', { scope: 'row' }, x.builder, h('span', { class: 'org' }, x.org)),
+    h('td', { class: 'num', 'data-testid': 'builder-rate-value' }, M.formatRate(x.rate, x.agrees, x.answered)),
+    h('td', { class: 'num' }, String(x.dissents)),
+    h('td', { class: 'num' }, String(x.failed)),
+    h('td', { class: 'num' }, String(x.equivocated))))
+  return section('reproducibility', 'Reproducibility',
+    h('p', { class: 'rate-line', 'data-testid': 'repo-rate' },
+      h('strong', null, M.formatRate(r.rate, r.trusted, final)),
+      ` of the last ${r.commits} commit${r.commits === 1 ? '' : 's'} with a final answer are trusted (${r.trusted} trusted, ${r.disputed} disputed, ${r.failed} failed; ${r.pending} still pending).`),
+    rows.length === 0 ? null : table(`Per builder, over the trusted commits among the last ${r.commits}: how often it built the trusted result`, ['Builder', 'Built the trusted result', 'Dissented', 'Failed', 'Equivocated (not counted)'], rows, { class: 'rates stack', 'data-testid': 'builder-rates' }))
+}
+
+const claimCache = new Map() // `${repoId}/${commit}` -> { at, claims }
+
+/**
+ * What each equivocating builder signed on each shown commit, read from the commit's envelopes
+ * (the list API marks the cell 'equivocated' without a digest). Cached for 15 s per commit.
+ */
+async function loadEquivocatorClaims (repoId, commits) {
+  const out = new Map()
+  const wanted = commits.filter(c => (Array.isArray(c.builders) ? c.builders : []).some(x => x?.result === 'equivocated'))
+  await Promise.all(wanted.slice(0, 40).map(async c => {
+    const key = `${repoId}/${c.commit}`
+    const hit = claimCache.get(key)
+    if (hit !== undefined && Date.now() - hit.at < 15_000) { out.set(c.commit, hit.claims); return }
+    try {
+      const r = await getJson(`/v1/repos/${encodeURIComponent(repoId)}/commits/${c.commit}`)
+      const claims = equivocatorClaimsOf(r?.decision ?? {}, `${repoId}@${c.commit}`, Array.isArray(r?.envelopes) ? r.envelopes.map(e => ({ raw: e, ...M.decodeEnvelope(e) })) : [])
+      claimCache.set(key, { at: Date.now(), claims })
+      out.set(c.commit, claims)
+    } catch { /* the cell then says "not counted" without a digest */ }
+  }))
+  return out
+}
+
+/** builder name -> its newest build (else failure) claim for the commit, for each equivocator of the decision. */
+function equivocatorClaimsOf (d, subjectName, decoded) {
+  const claims = new Map()
+  for (const q of Array.isArray(d.equivocators) ? d.equivocators : []) {
+    if (typeof q?.builder !== 'string') continue
+    const mine = decoded.filter(e => e.ok && e.keyid === q.keyid && (e.info.kind === 'build' || e.info.kind === 'failure') && e.info.subjects[0]?.name === subjectName)
+    mine.sort((a, b) => (a.info.kind === b.info.kind ? (b.info.seq ?? -1) - (a.info.seq ?? -1) : a.info.kind === 'build' ? -1 : 1))
+    if (mine.length > 0) claims.set(q.builder, { kind: mine[0].info.kind, narSha256: mine[0].info.narSha256, reason: mine[0].info.reason, all: mine })
+  }
+  return claims
 }
 
 async function viewCommit (repoId, commit) {
@@ -304,6 +379,9 @@ async function viewCommit (repoId, commit) {
   const results = Array.isArray(d.results) ? d.results : []
   const supporters = Array.isArray(d.supporters) ? d.supporters : []
   const dissenters = Array.isArray(d.dissenters) ? d.dissenters : []
+  // Every counted vote: a node with the newer decision sends `votes`; dissent is relative to a trusted result.
+  const votes = Array.isArray(d.votes) ? d.votes : [...supporters, ...dissenters]
+  const disagreement = status !== 'trusted' && new Set(votes.map(v => v?.resultKey)).size >= 2
   const failures = Array.isArray(d.failures) ? d.failures : []
   const equivocators = Array.isArray(d.equivocators) ? d.equivocators : []
   const notHeard = Array.isArray(d.notHeardFrom) ? d.notHeardFrom : []
@@ -316,23 +394,24 @@ async function viewCommit (repoId, commit) {
 
   const rows = []
   const verdictFor = new Map()
-  for (const v of supporters) verdictFor.set(v.builder, { result: 'agrees', vote: v })
-  for (const v of dissenters) verdictFor.set(v.builder, { result: status === 'trusted' ? 'dissents' : 'voted', vote: v })
+  const supporterIds = new Set(supporters.map(v => v.envelopeId))
+  for (const v of votes) if (!verdictFor.has(v.builder) || supporterIds.has(v.envelopeId)) verdictFor.set(v.builder, { result: status !== 'trusted' ? 'voted' : supporterIds.has(v.envelopeId) ? 'agrees' : 'dissents', vote: v })
   for (const f of failures) if (!verdictFor.has(f.builder)) verdictFor.set(f.builder, { result: 'failed', failure: f })
-  for (const e of equivocators) verdictFor.set(e.builder, { result: 'equivocated', equivocation: e })
+  const claims = equivocatorClaimsOf(d, `${repoId}@${commit}`, decoded)
+  for (const e of equivocators) verdictFor.set(e.builder, { result: 'equivocated', equivocation: e, claim: claims.get(e.builder) })
   // Every builder of the policy appears, including those heard from only through a ref observation.
   const names = [...new Set([...state.policy.builders.map(b => b.name), ...verdictFor.keys(), ...notHeard])].filter(n => typeof n === 'string').sort()
   for (const name of names) {
     const v = verdictFor.get(name)
     const res = v?.result ?? 'none'
-    const envId = v?.vote?.envelopeId ?? v?.failure?.envelopeId
+    const envId = v?.vote?.envelopeId ?? v?.failure?.envelopeId ?? v?.claim?.all[0]?.id
     const env = envId !== undefined ? byId.get(envId) : undefined
     const org = v?.vote?.org ?? v?.failure?.org ?? v?.equivocation?.org ?? state.policy.builders.find(b => b.name === name)?.org ?? ''
     rows.push(h('tr', { class: `row-${M.resultOf(res)}`, 'data-testid': 'builder-row', 'data-builder': name, 'data-result': M.resultOf(res) },
       h('th', { scope: 'row' }, name),
       h('td', null, org),
       h('td', null, resultBadge(res)),
-      h('td', null, v?.vote !== undefined ? digest(v.vote.narSha256) : v?.failure !== undefined ? h('span', { class: 'reason', 'data-testid': 'failure-reason' }, v.failure.reason ?? '') : v?.equivocation !== undefined ? (v.equivocation.kind === 'log-fork' ? 'equivocated: forked its log' : 'equivocated: two results for one build') : '—'),
+      h('td', null, v?.vote !== undefined ? digest(v.vote.narSha256) : v?.failure !== undefined ? h('span', { class: 'reason', 'data-testid': 'failure-reason' }, v.failure.reason ?? '') : v?.equivocation !== undefined ? equivocatorCell(v) : '—'),
       h('td', null, env?.info?.builderId ? code(env.info.builderId) : '—'),
       h('td', null, env?.info?.seq ?? '—'),
       h('td', null, when(env?.info?.finishedOn))))
@@ -345,7 +424,8 @@ async function viewCommit (repoId, commit) {
       dissenters.map((x, i) => [i > 0 ? '; ' : '', h('span', { class: 'who' }, x.builder), ` (${x.org}) built `, digest(x.narSha256)]),
       '. A dissent does not change a trusted decision, but it is worth a look: a compromised or broken builder, or an unreproducible build.'))
   }
-  if (status === 'failed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert' }, 'Failed: the build failed on the organizations that answered and no result can reach the threshold. Do not deploy this commit.'))
+  if (status === 'failed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert', 'data-testid': 'failed-callout' }, `Failed: the build failed on the organizations that answered and no result can reach the threshold. Do not deploy this commit. ${failures.length} signed failure${failures.length === 1 ? '' : 's'} below give the reasons.`))
+  if (status === 'pending' && disagreement) callouts.push(h('div', { class: 'callout callout-pending', role: 'note', 'data-testid': 'pending-disagreement' }, 'Pending, and the builders heard so far disagree: no result is trusted yet, so none is the reference. The results are compared side by side below; the organizations still open decide.'))
   if (status === 'disputed') callouts.push(h('div', { class: 'callout callout-disputed', role: 'alert' }, 'Disputed: two or more results have support and none reaches the threshold. Do not deploy this commit until the difference is explained.'))
   for (const c of Array.isArray(d.conflictedOrgs) ? d.conflictedOrgs : []) {
     callouts.push(h('div', { class: 'callout', 'data-testid': 'conflicted-org' }, 'Organization ', h('strong', null, c.org), ` is conflicted: its builders attest ${Array.isArray(c.resultKeys) ? c.resultKeys.length : 'several'} different results, so it supports none.`))
@@ -355,7 +435,8 @@ async function viewCommit (repoId, commit) {
   }
 
   const ignored = Array.isArray(d.ignored) ? d.ignored : []
-  const base = results.find(x => x.resultKey === d.trusted?.resultKey) ?? d.trusted ?? results[0]
+  // A reference result exists only once one is trusted (or when only one result was signed).
+  const base = results.find(x => x.resultKey === d.trusted?.resultKey) ?? d.trusted ?? (results.length === 1 ? results[0] : undefined)
   const resultLetter = new Map(results.map((x, i) => [x.resultKey, String.fromCharCode(65 + (i % 26))]))
   const resultRows = results.map(x => h('tr', { 'data-testid': 'result-row', 'data-trusted': x.resultKey === d.trusted?.resultKey ? 'true' : 'false', class: x.resultKey === d.trusted?.resultKey ? 'row-trusted' : null },
     h('th', { scope: 'row' }, resultLetter.get(x.resultKey), x.resultKey === d.trusted?.resultKey ? h('span', { class: 'mini status-trusted' }, 'TRUSTED') : null),
@@ -364,20 +445,28 @@ async function viewCommit (repoId, commit) {
     h('td', null, orgList(x.supportingOrgs)),
     h('td', null, Array.isArray(x.builders) ? x.builders.join(', ') : '')))
 
-  const [fileDiff, outputFiles] = await Promise.all([fileDiffSection(results, base, d.trusted !== undefined, resultLetter), outputFilesSection(base, resultLetter)])
+  const [fileDiff, outputFiles] = await Promise.all([
+    d.trusted !== undefined || results.length < 2 ? fileDiffSection(results, base, resultLetter) : sideBySideSection(results, resultLetter),
+    outputFilesSection(base, resultLetter, d.trusted !== undefined)])
+  const git = M.gitInfo(r?.git)
 
   return [
     h('h1', null, 'Commit ', h('span', { class: 'mono', 'data-testid': 'commit-id' }, commit)),
-    h('p', { class: 'headline' }, statusBadge(status), ' ', h('span', { 'data-testid': 'commit-summary' }, typeof d.summary === 'string' ? d.summary : '')),
+    h('p', { class: 'headline' }, statusBadge(status), disagreement ? [' ', disagreementBadge()] : null, ' ', h('span', { 'data-testid': 'commit-summary' }, typeof d.summary === 'string' ? d.summary : '')),
     h('dl', { class: 'facts' },
       h('dt', null, 'Repository'), h('dd', null, h('a', { href: M.repoHref(repoId) }, repoId)),
+      git !== undefined ? [
+        h('dt', null, 'Subject ', unsignedMark()), h('dd', { 'data-testid': 'git-subject' }, git.subject ?? '—'),
+        h('dt', null, 'Author ', unsignedMark()), h('dd', { 'data-testid': 'git-author' }, git.author ?? '—'),
+        h('dt', null, 'Date ', unsignedMark()), h('dd', { 'data-testid': 'git-date' }, git.date ?? '—')
+      ] : null,
       h('dt', null, 'Trusted digest (narSha256)'), h('dd', { 'data-testid': 'trusted-digest' }, d.trusted?.narSha256 !== undefined ? code(d.trusted.narSha256) : '—'),
       h('dt', null, 'Agreeing organizations'), h('dd', null, orgList(d.trusted?.supportingOrgs)),
       h('dt', null, 'Quorum'), h('dd', null, `${d.threshold ?? '?'} of ${d.organizations ?? '?'} organizations (${d.mode ?? 'majority'})`),
       h('dt', null, 'Policy digest'), h('dd', null, code(typeof r?.policyDigest === 'string' ? r.policyDigest : ''))),
     callouts,
     section('builders', 'Builders', table('What each builder in the policy said about this commit', ['Builder', 'Organization', 'Verdict', 'narSha256 / failure reason', 'Builder id in the attestation', 'Log seq', 'Finished'], rows, { 'data-testid': 'builders-table' })),
-    section('results', 'Results', results.length === 0 ? note('No counted result yet.') : table('Distinct results signed for this commit', ['Result', 'narSha256', 'File list', 'Supporting organizations', 'Builders'], resultRows, { 'data-testid': 'results-table' })),
+    section('results', 'Results', results.length === 0 ? note('No counted result yet.') : table(d.trusted === undefined && results.length > 1 ? 'Distinct results signed for this commit, side by side: none is trusted, so none is the reference' : 'Distinct results signed for this commit', ['Result', 'narSha256', 'File list', 'Supporting organizations', 'Builders'], resultRows, { 'data-testid': 'results-table' })),
     fileDiff,
     fingerprintSection(decoded, builderOfKey),
     equivocationSection(equivocators, Array.isArray(r?.equivocationProofs) ? r.equivocationProofs : [], builderOfKey),
@@ -389,8 +478,8 @@ async function viewCommit (repoId, commit) {
   ]
 }
 
-async function fileDiffSection (results, base, trusted, letter) {
-  const intro = 'Which files differ between the trusted result (or, with none trusted, the best-supported one) and every other result. File lists come from this node\'s blob store and are checked against the signed digest; where this node does not hold one, the signed top-level file subjects are compared instead.'
+async function fileDiffSection (results, base, letter) {
+  const intro = 'Which files differ between the trusted result and every other result. File lists come from this node\'s blob store and are checked against the signed digest; where this node does not hold one, the signed top-level file subjects are compared instead.'
   const others = results.filter(x => x.resultKey !== base?.resultKey)
   if (base === undefined || others.length === 0) {
     return section('file-diff', 'File-level differences', note(intro), note(results.length === 0 ? 'No result to compare yet.' : 'Every counted builder produced the same result: nothing differs.'))
@@ -418,7 +507,7 @@ async function fileDiffSection (results, base, trusted, letter) {
       h('td', { 'data-testid': 'hash-base' }, c.base?.sha256 !== undefined ? code(c.base.sha256) : c.base?.target !== undefined ? `→ ${c.base.target}` : c.base !== undefined ? c.base.type : '—'),
       h('td', { 'data-testid': 'hash-other' }, c.other?.sha256 !== undefined ? code(c.other.sha256) : c.other?.target !== undefined ? `→ ${c.other.target}` : c.other !== undefined ? c.other.type : '—'),
       h('td', null, c.differs.join(', '))))
-    const baseName = `${trusted ? 'the trusted' : 'the best-supported'} result ${letter.get(base.resultKey)}`
+    const baseName = `the trusted result ${letter.get(base.resultKey)}`
     parts.push(h('div', { class: 'diff-block', 'data-testid': 'diff-block', 'data-result': other.narSha256 },
       h('h3', null, `Result ${letter.get(other.resultKey)} (built by ${Array.isArray(other.builders) ? other.builders.join(', ') : '?'}) compared with ${baseName}`),
       h('p', { class: 'note' }, `Compared: ${how}.`),
@@ -429,7 +518,7 @@ async function fileDiffSection (results, base, trusted, letter) {
   return section('file-diff', 'File-level differences', note(intro), parts)
 }
 
-async function outputFilesSection (base, letter) {
+async function outputFilesSection (base, letter, trusted) {
   if (base === undefined) return null
   const list = await loadFileList(base.fileListSha256)
   const files = list.files ?? M.filesFromSubjects(base.subjects)
@@ -439,11 +528,44 @@ async function outputFilesSection (base, letter) {
     h('td', null, f.type + (f.executable === true ? ' (executable)' : '')),
     h('td', { class: 'num' }, M.formatSize(f.size)),
     h('td', null, f.sha256 !== undefined ? code(f.sha256) : f.target !== undefined ? `→ ${f.target}` : '')))
-  return section('output-files', `Output files of result ${letter.get(base.resultKey)}`,
+  return section('output-files', `Output files of ${trusted ? 'the trusted ' : ''}result ${letter.get(base.resultKey)}${trusted ? '' : ' (not trusted yet)'}`,
     note(list.files !== undefined ? `The file list signed by the builders (${files.length} entries), as held by this node and checked against its digest.` : `This node does not hold the file list (${list.error}); showing the signed top-level file subjects.`),
     h('details', { 'data-key': 'output-files', open: files.length <= 40 }, h('summary', null, `${files.length} entr${files.length === 1 ? 'y' : 'ies'}`),
       table(null, ['Path', 'Type', 'Size', 'SHA-256'], rows, { class: 'files-table' }),
       files.length > limit ? note(`… and ${files.length - limit} more.`) : null))
+}
+
+/**
+ * No result is trusted: every result's files in columns of equal rank, only the paths that are
+ * not the same in all of them. Nobody is "the deviation" until a quorum says so.
+ */
+async function sideBySideSection (results, letter) {
+  const lists = await Promise.all(results.map(async x => {
+    const l = await loadFileList(x.fileListSha256)
+    return l.files !== undefined ? { files: l.files, full: true } : { files: M.filesFromSubjects(x.subjects), full: false, error: l.error }
+  }))
+  const partial = lists.some(l => !l.full)
+  const rows = M.sideBySide(lists.map(l => partial && l.full ? M.topLevelFiles(l.files) : l.files))
+  const cellFor = (e) => e === undefined ? h('span', { class: 'muted' }, 'absent') : e.sha256 !== undefined ? [code(e.sha256), e.size !== undefined ? h('span', { class: 'muted' }, ` ${M.formatSize(e.size)}`) : null, e.executable === true ? ' (executable)' : null] : e.target !== undefined ? `→ ${e.target}` : e.type
+  const head = ['Path', ...results.map(x => `Result ${letter.get(x.resultKey)} (${Array.isArray(x.builders) ? x.builders.join(', ') : '?'})`)]
+  return section('file-diff', 'Results side by side',
+    note('No result is trusted yet, so none is the reference: each result\'s files are shown in its own column, only where they are not all the same. File lists come from this node\'s blob store, checked against the signed digests.'),
+    partial ? h('p', { class: 'note' }, `Compared: top-level files only (${lists.map((l, i) => l.full ? '' : `result ${letter.get(results[i].resultKey)}: ${l.error}`).filter(Boolean).join('; ')}).`) : null,
+    h('div', { 'data-testid': 'side-by-side' },
+      rows.length === 0
+        ? note('No file-level difference found in what could be compared (the difference may be in metadata, deeper files or subjects).')
+        : table(`${rows.length} path${rows.length === 1 ? ' differs' : 's differ'}`, head, rows.map(row => h('tr', { 'data-testid': 'side-by-side-row' },
+          h('th', { scope: 'row', class: 'path', 'data-testid': 'file-path' }, row.path),
+          row.entries.map((e, i) => h('td', { 'data-testid': 'side-by-side-cell', 'data-result': results[i].narSha256 }, cellFor(e))))), { class: 'diff-table' })))
+}
+
+/** An equivocator's row: what it signed on this commit, marked not counted. */
+function equivocatorCell (v) {
+  const how = v.equivocation.kind === 'log-fork' ? 'forked its log' : 'two results for one build'
+  const c = v.claim
+  return h('span', { 'data-testid': 'uncounted-claim' },
+    c === undefined ? `equivocated (${how}): nothing signed for this commit` : c.kind === 'build' ? ['signed ', digest(c.narSha256), ' '] : ['signed a failure: ', h('span', { class: 'reason' }, c.reason ?? ''), ' '],
+    c === undefined ? null : h('span', { class: 'not-counted' }, `not counted (equivocated: ${how})`))
 }
 
 function fingerprintSection (decoded, builderOfKey) {
@@ -487,7 +609,7 @@ function equivocationSection (equivocators, proofs, builderOfKey) {
   }))
   for (const q of equivocators) {
     blocks.push(h('div', { class: 'callout callout-equivocation', 'data-testid': 'equivocation', 'data-builder': q.builder },
-      h('p', null, h('strong', null, q.builder), ` (${q.org}) equivocated (${q.kind === 'log-fork' ? 'two different envelopes at one position of its log' : 'two different results for the same build'}): none of its attestations count for this commit. Both signed envelopes are the proof:`),
+      h('p', null, h('strong', null, q.builder), ` (${q.org}) equivocated (${q.kind === 'log-fork' ? 'two different envelopes at one position of its log' : 'two different results for the same build'}): none of its attestations count for this commit or any other commit of this repository; what it signed here is still shown above, marked not counted. Both signed envelopes are the proof:`),
       Array.isArray(q.envelopes) && q.envelopes.length === 2 ? pairView(q.envelopes) : null))
   }
   const others = proofs.filter(p => Array.isArray(p) && p.length === 2).filter(p => {

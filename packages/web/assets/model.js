@@ -305,9 +305,97 @@ export function formatSize (n) {
   return `${v.toFixed(1)} ${units[u]}`
 }
 
-export const STATUS_TEXT = { trusted: 'TRUSTED', disputed: 'DISPUTED', failed: 'FAILED', pending: 'PENDING' }
+export const STATUS_TEXT = { trusted: 'TRUSTED', disputed: 'DISPUTED', pending: 'PENDING', failed: 'FAILED' }
 export const RESULT_TEXT = { agrees: 'agrees', dissents: 'dissents', voted: 'voted', failed: 'failed', equivocated: 'equivocated', none: 'not heard' }
 
 /** A known status word, or 'pending' for anything unexpected (never used as a class name raw). */
 export function statusOf (s) { return Object.hasOwn(STATUS_TEXT, s) ? s : 'pending' }
 export function resultOf (r) { return Object.hasOwn(RESULT_TEXT, r) && r !== 'none' ? r : 'none' }
+
+const cellsOf = (entry) => Array.isArray(entry?.builders) ? entry.builders.filter(isObj) : []
+
+/**
+ * Whether builders disagree on a commit that is not trusted: two or more different results
+ * were signed by counted builders (a tie, or a fast dissenter before the quorum is in).
+ * Reads the node's flag when it sends one, else the builder cells of a commit list entry.
+ */
+export function hasDisagreement (entry) {
+  if (!isObj(entry) || statusOf(entry.status) === 'trusted') return false
+  if (typeof entry.disagreement === 'boolean') return entry.disagreement
+  const digests = new Set(cellsOf(entry).filter(c => ['voted', 'agrees', 'dissents'].includes(c.result) && typeof c.narSha256 === 'string').map(c => c.narSha256))
+  return digests.size >= 2
+}
+
+/**
+ * A decision's summary without the digest the row already shows in its own column
+ * ("trusted: <narSha256> by 2 of 3 …" → "by 2 of 3 …").
+ */
+export function summaryText (summary, digest) {
+  if (typeof summary !== 'string') return ''
+  let s = summary
+  if (typeof digest === 'string' && digest !== '') s = s.split(digest).join('')
+  return s.replace(/^trusted:\s*/, '').replace(/\s{2,}/g, ' ').replace(/\s+([,;)])/g, '$1').trim()
+}
+
+const rate = (num, den) => den === 0 ? null : num / den
+
+/** "83% (5 of 6)", or "—" when nothing is final yet. */
+export function formatRate (r, num, den) { return r === null ? '—' : `${Math.round(r * 100)}% (${num} of ${den})` }
+
+/**
+ * Reproducibility over the newest `n` commits of a commit list (newest first):
+ * per repository, trusted among the commits with a final answer (trusted, disputed, failed);
+ * per builder, how often it built the trusted result among the trusted commits it answered.
+ */
+export function reproducibility (commits, n = 50) {
+  const recent = (Array.isArray(commits) ? commits : []).slice(0, n)
+  const repo = { commits: recent.length, trusted: 0, disputed: 0, failed: 0, pending: 0, rate: null }
+  const builders = new Map()
+  const b = (name, org) => {
+    let x = builders.get(name)
+    if (x === undefined) builders.set(name, x = { builder: name, org: typeof org === 'string' ? org : '', agrees: 0, dissents: 0, failed: 0, equivocated: 0, answered: 0, rate: null })
+    return x
+  }
+  for (const c of recent) {
+    const st = statusOf(c?.status)
+    repo[st]++
+    for (const cell of cellsOf(c)) {
+      if (typeof cell.builder !== 'string') continue
+      const x = b(cell.builder, cell.org)
+      if (cell.result === 'equivocated') { x.equivocated++; continue }
+      if (st !== 'trusted') continue
+      if (cell.result === 'agrees') { x.agrees++; x.answered++ } else if (cell.result === 'dissents') { x.dissents++; x.answered++ } else if (cell.result === 'failed') { x.failed++; x.answered++ }
+    }
+  }
+  repo.rate = rate(repo.trusted, repo.trusted + repo.disputed + repo.failed)
+  for (const x of builders.values()) x.rate = rate(x.agrees, x.answered)
+  return { repo, builders: [...builders.values()].sort((p, q) => p.builder < q.builder ? -1 : p.builder > q.builder ? 1 : 0) }
+}
+
+/**
+ * Several results' file lists side by side, with no result as the reference (none is trusted):
+ * one row per path that is not the same in all of them, with each result's entry (or undefined).
+ */
+export function sideBySide (lists) {
+  const maps = lists.map(files => new Map(files.map(f => [f.path, f])))
+  const same = (x, y) => x !== undefined && y !== undefined && x.type === y.type && x.sha256 === y.sha256 && (x.executable === true) === (y.executable === true) && x.target === y.target &&
+    (x.size === undefined || y.size === undefined || x.size === y.size)
+  const rows = []
+  for (const path of [...new Set(maps.flatMap(m => [...m.keys()]))].sort()) {
+    const entries = maps.map(m => m.get(path))
+    if (entries.every(e => same(e, entries[0]))) continue
+    rows.push({ path, entries })
+  }
+  return rows
+}
+
+/**
+ * What the commit's git metadata says, when the node sends it (from its own mirror: not signed
+ * by anyone). Accepts `{subject, author, date}` as strings; anything else gives undefined.
+ */
+export function gitInfo (x) {
+  if (!isObj(x)) return undefined
+  const out = {}
+  for (const k of ['subject', 'author', 'date']) if (typeof x[k] === 'string' && x[k] !== '') out[k] = x[k].length > 300 ? `${x[k].slice(0, 300)}…` : x[k]
+  return Object.keys(out).length > 0 ? out : undefined
+}

@@ -76,6 +76,62 @@ describe('display escaping', () => {
   })
 })
 
+describe('decision views', () => {
+  const D = (c: string): string => c.repeat(64)
+  const cell = (builder: string, result: string, narSha256?: string): Record<string, unknown> => ({ builder, org: `${builder}-org`, result, ...(narSha256 !== undefined ? { narSha256 } : {}) })
+
+  it('sees a disagreement only on an untrusted commit with two different signed results', () => {
+    expect(M.hasDisagreement({ status: 'pending', builders: [cell('a', 'voted', D('1')), cell('b', 'voted', D('2'))] })).toBe(true)
+    expect(M.hasDisagreement({ status: 'pending', builders: [cell('a', 'voted', D('1')), cell('b', 'voted', D('1'))] })).toBe(false)
+    expect(M.hasDisagreement({ status: 'trusted', builders: [cell('a', 'agrees', D('1')), cell('b', 'dissents', D('2'))] })).toBe(false)
+    expect(M.hasDisagreement({ status: 'pending', disagreement: true, builders: [] })).toBe(true)
+    expect(M.hasDisagreement({ status: 'pending', builders: [cell('a', 'voted', D('1')), cell('m', 'equivocated', D('2'))] })).toBe(false)
+  })
+
+  it('drops the digest the row already shows from the summary', () => {
+    expect(M.summaryText(`trusted: ${D('a')} by 2 of 3 organizations (threshold 2)`, D('a'))).toBe('by 2 of 3 organizations (threshold 2)')
+    expect(M.summaryText(`${D('a')} by 2 of 3 organizations (threshold 2); 1 dissenting builder: m`, D('a'))).toBe('by 2 of 3 organizations (threshold 2); 1 dissenting builder: m')
+    expect(M.summaryText('pending: no counted result yet', null)).toBe('pending: no counted result yet')
+    expect(M.summaryText(undefined, D('a'))).toBe('')
+  })
+
+  it('computes reproducibility per repository and per builder over the newest N commits', () => {
+    const commits = [
+      { status: 'pending', builders: [cell('a', 'voted', D('1'))] },
+      { status: 'trusted', builders: [cell('a', 'agrees'), cell('b', 'agrees'), cell('m', 'dissents', D('9'))] },
+      { status: 'failed', builders: [cell('a', 'failed'), cell('b', 'failed')] },
+      { status: 'trusted', builders: [cell('a', 'agrees'), cell('b', 'failed'), cell('m', 'equivocated')] },
+      { status: 'disputed', builders: [cell('a', 'voted', D('1')), cell('m', 'voted', D('2'))] }
+    ]
+    const r = M.reproducibility(commits, 4)
+    expect(r.repo).toEqual({ commits: 4, trusted: 2, disputed: 0, failed: 1, pending: 1, rate: 2 / 3 })
+    const by = Object.fromEntries(r.builders.map((x: { builder: string }) => [x.builder, x]))
+    expect(by.a).toMatchObject({ agrees: 2, answered: 2, rate: 1 })
+    expect(by.b).toMatchObject({ agrees: 1, failed: 1, answered: 2, rate: 0.5 })
+    expect(by.m).toMatchObject({ dissents: 1, equivocated: 1, answered: 1, rate: 0 })
+    expect(M.formatRate(by.b.rate, 1, 2)).toBe('50% (1 of 2)')
+    expect(M.formatRate(null, 0, 0)).toBe('—')
+    expect(M.reproducibility([], 10).repo.rate).toBeNull()
+  })
+
+  it('lines results up side by side without a reference: only paths not the same in all', () => {
+    const a = [{ path: 'a', type: 'file', sha256: D('1'), size: 1 }, { path: 'b', type: 'file', sha256: D('2') }, { path: 'l', type: 'symlink', target: 'a' }]
+    const b = [{ path: 'a', type: 'file', sha256: D('1') }, { path: 'b', type: 'file', sha256: D('3') }, { path: 'c', type: 'dir' }, { path: 'l', type: 'symlink', target: 'a' }]
+    const rows = M.sideBySide([a, b])
+    expect(rows.map((r: { path: string }) => r.path)).toEqual(['b', 'c'])
+    expect(rows[1].entries[0]).toBeUndefined()
+    // Symmetric: neither list is the base.
+    expect(M.sideBySide([b, a]).map((r: { path: string }) => r.path)).toEqual(['b', 'c'])
+  })
+
+  it('reads git metadata only as strings, cut to a bounded length', () => {
+    expect(M.gitInfo({ subject: 'fix', author: 'A <a@x>', date: '2026-01-01', extra: 1 })).toEqual({ subject: 'fix', author: 'A <a@x>', date: '2026-01-01' })
+    expect(M.gitInfo({ subject: 5 })).toBeUndefined()
+    expect(M.gitInfo(undefined)).toBeUndefined()
+    expect(M.gitInfo({ subject: 'x'.repeat(400) }).subject).toHaveLength(301)
+  })
+})
+
 describe('routes', () => {
   it('accepts the three pages and validates their parameters', () => {
     expect(M.parseRoute('')).toEqual({ view: 'home' })
