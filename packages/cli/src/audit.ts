@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync, symlinkSync, chmodSync } from 'node:fs'
-import { createHash } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import { decideQuorum, diffFileLists, escapeForDisplay, escapeMarkdown, stringifyForDisplay, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntry, type Policy } from '@quorate/core'
 import { gatherFromNodes } from './verify.js'
+import { nodeClient } from './node-client.js'
 
 /** One builder's build for the audited commit, as read from its signed envelope. */
 export interface AuditBuild {
@@ -53,22 +53,19 @@ export interface AuditFinding {
   uncounted: UncountedAttestation[]
 }
 
-const base = (url: string): string => url.replace(/\/+$/, '')
-
-async function fetchVerified (urls: string[], path: string, sha256: string): Promise<Buffer | undefined> {
+/** Content-addressed bytes from the first node that has them (checked against their sha256). */
+async function fetchVerified (urls: string[], kind: 'blob' | 'file', sha256: string): Promise<Buffer | undefined> {
   for (const url of urls) {
     try {
-      const res = await fetch(`${base(url)}${path}`, { signal: AbortSignal.timeout(20_000) })
-      if (!res.ok) continue
-      const body = Buffer.from(await res.arrayBuffer())
-      if (createHash('sha256').update(body).digest('hex') === sha256) return body
+      const body = await nodeClient(url).bytes(kind, sha256)
+      if (body !== undefined) return Buffer.from(body)
     } catch {}
   }
   return undefined
 }
 
 export async function fetchFileListFrom (urls: string[], sha256: string): Promise<{ files: FileListEntry[] } | undefined> {
-  const body = await fetchVerified(urls, `/v1/blobs/${sha256}`, sha256)
+  const body = await fetchVerified(urls, 'blob', sha256)
   return body === undefined ? undefined : JSON.parse(body.toString('utf8')) as { files: FileListEntry[] }
 }
 
@@ -252,7 +249,7 @@ export async function materializeOutput (urls: string[], fileListSha256: string,
     if (f.type === 'dir') { mkdirSync(p, { recursive: true }); continue }
     mkdirSync(dirname(p), { recursive: true })
     if (f.type === 'symlink') { symlinkSync(f.target ?? '', p); continue }
-    const body = await fetchVerified(urls, `/v1/files/${f.sha256 ?? ''}`, f.sha256 ?? '')
+    const body = await fetchVerified(urls, 'file', f.sha256 ?? '')
     if (body === undefined) throw new QuorateError('HTTP_FAILED', `file ${term(f.path)} (${f.sha256 ?? ''}) is not served by ${urls.join(', ')}`)
     writeFileSync(p, body)
     chmodSync(p, f.executable === true ? 0o755 : 0o644)

@@ -10,6 +10,7 @@ import type { Logger } from './logger.js'
 import type { Decisions } from './decisions.js'
 import type { Outputs } from './outputs.js'
 import type { MetricsRegistry } from './metrics.js'
+import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
 
@@ -54,9 +55,6 @@ export interface HttpApiComponents {
 }
 
 
-/** One cell of the builder × commit matrix: what each builder said about the commit. */
-export interface BuilderCell { builder: string, org: string, result: 'agrees' | 'dissents' | 'voted' | 'failed' | 'equivocated', narSha256?: string }
-
 function builderCells (d: Decision): BuilderCell[] {
   const cells = new Map<string, BuilderCell>()
   for (const f of d.failures) cells.set(f.builder, { builder: f.builder, org: f.org, result: 'failed' })
@@ -79,6 +77,11 @@ function sendJson (res: ServerResponse, status: number, body: unknown): void {
     'content-length': Buffer.byteLength(text)
   })
   res.end(text)
+}
+
+/** A JSON answer typed by the shared route table. */
+function reply<N extends RouteName> (_route: N, res: ServerResponse, status: number, body: ResponseOf<N>): void {
+  sendJson(res, status, body)
 }
 
 async function readBody (req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -106,15 +109,6 @@ function tokenMatches (header: string | undefined, token: string | undefined): b
   return timingSafeEqual(a, b)
 }
 
-/** Decodes one percent-encoded path segment; malformed encoding is the client's mistake (400), not the server's. */
-function decodePathSegment (raw: string): string {
-  try {
-    return decodeURIComponent(raw)
-  } catch {
-    throw new HttpError(400, 'malformed percent-encoding in the request path')
-  }
-}
-
 /**
  * The node's HTTP API: JSON, read-only without a token. Admin routes need
  * `Authorization: Bearer <adminToken>` and are refused when no token is configured.
@@ -126,13 +120,14 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
   const sseReplay = init.sseReplay ?? 200
   const sseClients = new Map<string, number>()
   let sseTotal = 0
-  const routes: Array<[string, RegExp, (m: RegExpMatchArray, req: IncomingMessage, res: ServerResponse) => Promise<void>]> = [
-    ['GET', /^\/healthz$/, async (_m, _r, res) => {
-      sendJson(res, 200, { ok: true, peerId: network.peerId, peers: network.connectedPeers().length })
-    }],
-    ['GET', /^\/v1\/status$/, async (_m, _r, res) => {
+  type Handler = (p: Record<string, string>, req: IncomingMessage, res: ServerResponse) => Promise<void>
+  const handlers: Record<RouteName, Handler> = {
+    health: async (_p, _r, res) => {
+      reply('health', res, 200, { ok: true, peerId: network.peerId, peers: network.connectedPeers().length })
+    },
+    status: async (_p, _r, res) => {
       const s = await c.status()
-      sendJson(res, 200, {
+      reply('status', res, 200, {
         name: s.name,
         builder: s.builder,
         keyid: s.keyid,
@@ -146,48 +141,48 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
         stats: { ...s.stats, network: network.stats() },
         repositories: [...policy.repositories.keys()]
       })
-    }],
-    ['GET', /^\/v1\/policy$/, async (_m, _r, res) => {
+    },
+    policy: async (_p, _r, res) => {
       // Repository URLs may carry credentials: never serve them (the digest is of the real file).
       const redacted = { ...policy.document, repositories: policy.document.repositories.map(r => ({ ...r, url: redactUrl(r.url) })) }
-      sendJson(res, 200, { digest: policy.digest, policy: redacted, urlsRedacted: true })
-    }],
-    ['GET', /^\/v1\/repos$/, async (_m, _r, res) => {
-      sendJson(res, 200, { repositories: [...policy.repositories.values()].map(r => ({ id: r.id, branches: r.branches, tags: r.tags, recipeDigest: r.recipeDigest ?? null, recipeFromRepo: r.recipeFromRepo })) })
-    }],
-    ['GET', /^\/v1\/repos\/([^/]+)\/commits$/, async (m, _r, res) => {
-      const repoId = repoParam(m[1])
+      reply('policy', res, 200, { digest: policy.digest, policy: redacted, urlsRedacted: true })
+    },
+    repos: async (_p, _r, res) => {
+      reply('repos', res, 200, { repositories: [...policy.repositories.values()].map(r => ({ id: r.id, branches: r.branches, tags: r.tags, recipeDigest: r.recipeDigest ?? null, recipeFromRepo: r.recipeFromRepo })) })
+    },
+    commits: async (p, _r, res) => {
+      const repoId = repoParam(p.repo)
       const commits = await store.commitsOf(repoId, 200)
       const out = []
       for (const commit of commits) {
         const { decision } = await decisions.decide(repoId, commit.commit)
         out.push({ commit: commit.commit, firstSeen: new Date(commit.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
       }
-      sendJson(res, 200, { repoId, commits: out })
-    }],
-    ['GET', /^\/v1\/repos\/([^/]+)\/commits\/([^/]+)$/, async (m, _r, res) => {
-      const repoId = repoParam(m[1])
-      const commit = m[2]
+      reply('commits', res, 200, { repoId, commits: out })
+    },
+    commit: async (p, _r, res) => {
+      const repoId = repoParam(p.repo)
+      const commit = p.commit
       if (!isCommitSha(commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
       const { decision, envelopes, proofs } = await decisions.decide(repoId, commit)
-      sendJson(res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await decisions.logCompleteness(decision), envelopes, equivocationProofs: proofs })
-    }],
-    ['GET', /^\/v1\/blobs\/([^/]+)$/, async (m, _r, res) => {
-      if (!isSha256Hex(m[1])) throw new HttpError(400, 'blob id must be a sha256 hex digest')
+      reply('commit', res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await decisions.logCompleteness(decision), envelopes, equivocationProofs: proofs })
+    },
+    blob: async (p, _r, res) => {
+      if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'blob id must be a sha256 hex digest')
       // Any peer holding it can serve it: fetched by content address and checked by the network layer.
-      const blob = await c.outputs.fileList(m[1], { fromPeers: true })
+      const blob = await c.outputs.fileList(p.sha256, { fromPeers: true })
       if (blob === undefined) throw new HttpError(404, 'no such blob on this node or its peers')
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength, 'x-content-type-options': 'nosniff' })
       res.end(blob)
-    }],
-    ['GET', /^\/v1\/files\/([^/]+)$/, async (m, _r, res) => {
-      if (!isSha256Hex(m[1])) throw new HttpError(400, 'file id must be a sha256 hex digest')
-      const body = await c.outputs.file(m[1])
+    },
+    file: async (p, _r, res) => {
+      if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'file id must be a sha256 hex digest')
+      const body = await c.outputs.file(p.sha256)
       if (body === undefined) throw new HttpError(404, 'no such output file on this node')
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.byteLength, 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment' })
       res.end(body)
-    }],
-    ['GET', /^\/v1\/events$/, async (_m, req, res) => {
+    },
+    events: async (_p, req, res) => {
       const address = req.socket.remoteAddress ?? '?'
       if (sseTotal >= sseMax) throw new HttpError(503, `too many event streams open on this node (${sseMax}); try again later`)
       if ((sseClients.get(address) ?? 0) >= ssePerAddress) throw new HttpError(429, `too many event streams from ${address} (${ssePerAddress}); close one first`)
@@ -212,14 +207,14 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
         const n = (sseClients.get(address) ?? 1) - 1
         if (n <= 0) sseClients.delete(address); else sseClients.set(address, n)
       })
-    }],
-    ['GET', /^\/metrics$/, async (_m, _r, res) => {
+    },
+    metrics: async (_p, _r, res) => {
       const text = c.metrics.registry.render()
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) })
       res.end(text)
-    }],
-    ['GET', /^\/v1\/repos\/([^/]+)\/latest$/, async (m, req, res) => {
-      const repoId = repoParam(m[1])
+    },
+    latest: async (p, req, res) => {
+      const repoId = repoParam(p.repo)
       const ref = new URL(req.url ?? '/', 'http://x').searchParams.get('ref') ?? ''
       if (!/^refs\/[^\s]{1,250}$/.test(ref)) throw new HttpError(400, 'give ?ref= with a full ref name such as refs/heads/main')
       for (const commit of await store.commitsOf(repoId, 1000)) {
@@ -227,38 +222,38 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
         if (decision.status !== 'trusted') continue
         const seen = refObservers(decision, ref)
         if (!seen.reached) continue
-        sendJson(res, 200, { repoId, ref, commit: commit.commit, narSha256: decision.trusted!.narSha256, supportingOrgs: decision.trusted!.supportingOrgs, observedBy: seen.orgs, firstSeen: new Date(commit.firstSeen).toISOString() })
+        reply('latest', res, 200, { repoId, ref, commit: commit.commit, narSha256: decision.trusted!.narSha256, supportingOrgs: decision.trusted!.supportingOrgs, observedBy: seen.orgs, firstSeen: new Date(commit.firstSeen).toISOString() })
         return
       }
       throw new HttpError(404, `no trusted commit that a quorum of organizations saw on ${ref} yet`)
-    }],
-    ['GET', /^\/v1\/digests\/([^/]+)$/, async (m, _r, res) => {
-      if (!isSha256Hex(m[1])) throw new HttpError(400, 'give a 64-hex narSha256')
+    },
+    digest: async (p, _r, res) => {
+      const digest = p.narSha256
+      if (!isSha256Hex(digest)) throw new HttpError(400, 'give a 64-hex narSha256')
       const out = []
-      for (const { repoId, commit } of await store.commitsWithDigest(m[1])) {
+      for (const { repoId, commit } of await store.commitsWithDigest(digest)) {
         if (!policy.repositories.has(repoId)) continue
         const { decision } = await decisions.decide(repoId, commit)
-        out.push({ repoId, commit, status: decision.status, trusted: decision.trusted?.narSha256 === m[1], attestedBy: decision.results.find(r => r.narSha256 === m[1])?.builders ?? [] })
+        out.push({ repoId, commit, status: decision.status, trusted: decision.trusted?.narSha256 === digest, attestedBy: decision.results.find(r => r.narSha256 === digest)?.builders ?? [] })
       }
-      sendJson(res, 200, { narSha256: m[1], commits: out })
-    }],
-    ['POST', /^\/v1\/webhook$/, async (_m, req, res) => {
+      reply('digest', res, 200, { narSha256: digest, commits: out })
+    },
+    webhook: async (_p, req, res) => {
       if (init.webhookSecret === undefined) throw new HttpError(403, 'webhooks are disabled: set "webhookSecret" in the node config')
       const body = await readBody(req, 1024 * 1024)
       const header = req.headers['x-hub-signature-256']
       if (!webhookSignatureMatches(body, Array.isArray(header) ? header[0] : header, init.webhookSecret)) throw new HttpError(401, 'bad or missing X-Hub-Signature-256 (HMAC-SHA256 of the body with the shared secret)')
       void c.poll()
-      sendJson(res, 202, { ok: true, polling: true })
-    }],
-    ['POST', /^\/v1\/admin\/poll$/, async (_m, req, res) => {
+      reply('webhook', res, 202, { ok: true, polling: true })
+    },
+    adminPoll: async (_p, req, res) => {
       requireAdmin(req)
       await c.poll()
-      sendJson(res, 200, { ok: true, queue: (await c.status()).queue })
-    }]
-  ]
+      reply('adminPoll', res, 200, { ok: true, queue: (await c.status()).queue })
+    }
+  }
 
-  function repoParam (raw: string): string {
-    const id = decodePathSegment(raw)
+  function repoParam (id: string): string {
     if (!isRepoId(id) || !policy.repositories.has(id)) throw new HttpError(404, 'unknown repository: not in this node\'s policy')
     return id
   }
@@ -285,11 +280,15 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
             return
           }
         }
-        const pathMatches = routes.filter(([, re]) => re.test(url.pathname))
-        if (pathMatches.length === 0) throw new HttpError(404, `no route ${url.pathname}`)
-        const route = pathMatches.find(([m]) => m === method || (m === 'GET' && method === 'HEAD'))
-        if (route === undefined) throw new HttpError(405, `${method} is not allowed on ${url.pathname}`)
-        await route[2](url.pathname.match(route[1])!, req, res)
+        let matches
+        try { matches = matchRoute(url.pathname) } catch (err) {
+          if (err instanceof MalformedPathError) throw new HttpError(400, err.message)
+          throw err
+        }
+        if (matches.length === 0) throw new HttpError(404, `no route ${url.pathname}`)
+        const match = matches.find(r => r.method === method || (r.method === 'GET' && method === 'HEAD'))
+        if (match === undefined) throw new HttpError(405, `${method} is not allowed on ${url.pathname}`)
+        await handlers[match.name](match.params, req, res)
       } catch (err) {
         const status = err instanceof HttpError ? err.status : 500
         if (status === 500) logger.error('http error', { path, error: (err as Error).message })

@@ -1,0 +1,10 @@
+import { describe, it, expect } from 'vitest'
+import * as cli from '../src/index.js'
+
+describe('@quorate/cli', () => {
+  it('exports exactly its public API', () => {
+    expect(Object.keys(cli).sort()).toEqual([
+      'auditCommit', 'hasFindings', 'materializeOutput', 'renderMarkdown', 'renderText', 'verifyCommit'
+    ])
+  })
+})
