@@ -120,8 +120,10 @@ export async function initNetwork ({ dir, builders, repoId = 'sample', repoUrl, 
  * Starts one node process. onLine(node, line) sees every log line. Resolves once the node's
  * HTTP API answers /healthz.
  */
-export async function startNodeProcess (node, { onLine, logFormat = 'json', extraArgs = [] } = {}) {
-  const child = spawn(process.execPath, [CLI, 'node', '--config', node.config, '--log-format', logFormat, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] })
+export async function startNodeProcess (node, { onLine, logFormat = 'json', extraArgs = [], wrap = [] } = {}) {
+  // wrap: an argv prefix the node runs under (e.g. unshare for a private mount namespace).
+  const argv = [...wrap, process.execPath, CLI, 'node', '--config', node.config, '--log-format', logFormat, ...extraArgs]
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
   node.child = child
   node.exited = new Promise(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
   let buf = ''

@@ -31,8 +31,11 @@ export interface RegistryAccess {
 export interface BuildRootCacheInit {
   /** The cache directory (the node's, e.g. `<dataDir>/roots`). */
   dir: string
-  /** Registries (host[:port]) the node may pull from; roots from other registries are refused. */
-  allowedRegistries: string[]
+  /**
+   * Registries (host[:port]) the node may pull from; roots from other registries are refused.
+   * A function is asked at each pull (the policy can be reloaded).
+   */
+  allowedRegistries: string[] | (() => string[])
   registries?: Record<string, RegistryAccess>
   /** Offline sources: image name (as written before `@`) → OCI image layout directory. */
   layouts?: Record<string, string>
@@ -224,9 +227,10 @@ export class BuildRootCache {
   private checkAllowed (ref: RootImageRef): string {
     const access = this.init.registries?.[ref.registry]
     const pullFrom = access?.mirror ?? ref.registry
+    const allowed = typeof this.init.allowedRegistries === 'function' ? this.init.allowedRegistries() : this.init.allowedRegistries
     for (const registry of new Set([ref.registry, pullFrom])) {
-      if (!this.init.allowedRegistries.includes(registry)) {
-        throw unavailable(ref, 'not-allowed', `the registry ${registry} is not one this node may pull from (allowed: ${this.init.allowedRegistries.join(', ') || 'none'}); name it in the policy's recipes or in the node config's roots.allowRegistries`, { registry })
+      if (!allowed.includes(registry)) {
+        throw unavailable(ref, 'not-allowed', `the registry ${registry} is not one this node may pull from (allowed: ${allowed.join(', ') || 'none'}); name it in the policy's recipes or in the node config's roots.allowRegistries`, { registry })
       }
     }
     return pullFrom
@@ -277,6 +281,7 @@ export class BuildRootCache {
 
     // 2. Every blob, checked against its digest and size; nothing is unpacked before all pass.
     const tmpRoot = join(this.init.dir, 'tmp')
+    await this.removeStaleScratch(tmpRoot)
     // The cache dir and roots/ are searchable by everyone: builds run as an unprivileged user,
     // and bubblewrap, started as that user, must reach a root to mount it. tmp/ is private.
     await mkdir(this.init.dir, { recursive: true, mode: 0o755 })
@@ -346,6 +351,15 @@ export class BuildRootCache {
       return { image: ref.image, dir: join(final, 'rootfs'), manifestDigest, ...(indexDigest !== undefined ? { indexDigest } : {}), platform, bytes: tree.bytes }
     } finally {
       await rm(scratch, { recursive: true, force: true })
+    }
+  }
+
+  /** Scratch dirs left by a crashed pull or unpack (older than any pull may take) are removed. */
+  private async removeStaleScratch (tmpRoot: string): Promise<void> {
+    const cutoff = Date.now() - 2 * (this.init.pullTimeoutMs ?? DEFAULTS.pullTimeoutMs)
+    for (const name of await readdir(tmpRoot).catch(() => [] as string[])) {
+      const st = await lstat(join(tmpRoot, name)).catch(() => null)
+      if (st !== null && st.mtimeMs < cutoff) await rm(join(tmpRoot, name), { recursive: true, force: true })
     }
   }
 

@@ -155,6 +155,21 @@ export async function auditEvidence (policy: Policy, nodes: string[], repoId: st
   }
 }
 
+/**
+ * One line per builder for its failed attempts (retries of one build key are not separate
+ * findings): "attempts 1, 2, 3 (final)" and the latest reason.
+ */
+export function groupFailures (failures: ReadonlyArray<{ builder: string, reason: string, attempt?: number, final?: boolean, seq?: number }>): Array<{ builder: string, attempts: string, reason: string }> {
+  const by = new Map<string, Array<{ reason: string, attempt?: number, final?: boolean, seq?: number }>>()
+  for (const x of failures) by.set(x.builder, [...(by.get(x.builder) ?? []), x])
+  return [...by].map(([builder, xs]) => {
+    const sorted = [...xs].sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0))
+    const last = sorted[sorted.length - 1]
+    const nums = sorted.map(x => String(x.attempt ?? 1)).join(', ')
+    return { builder, attempts: `attempt${sorted.length === 1 ? '' : 's'} ${nums}${last.final === true ? ' (final)' : ' (will retry)'}`, reason: last.reason }
+  })
+}
+
 export function hasFindings (f: AuditFinding): boolean {
   return f.status !== 'trusted' || f.differences.length > 0 || f.recipeMismatches.length > 0 || f.failures.length > 0 || f.conflictedOrgs.length > 0 || f.equivocations.length > 0 || f.uncounted.length > 0
 }
@@ -198,7 +213,7 @@ export function renderText (findings: AuditFinding[]): string {
     }
     for (const x of f.fingerprintDifferences) out.push(`  environment differs: ${term(x.field)}: ${Object.entries(x.values).map(([b, v]) => `${term(b)}=${term(v)}`).join('; ')}`)
     for (const m of f.recipeMismatches) out.push(`  recipe mismatch: ${term(m.builder)} built recipe ${short(m.recipeDigest)}`)
-    for (const x of f.failures) out.push(`  failure: ${term(x.builder)}: ${term(x.reason)}`)
+    for (const g of groupFailures(f.failures)) out.push(`  failure: ${term(g.builder)}: ${g.attempts}: ${term(g.reason)}`)
     for (const o of f.conflictedOrgs) out.push(`  conflicted organization: ${term(o)} (its builders disagree)`)
     for (const e of f.equivocations) out.push(`  EQUIVOCATION: ${term(e.builder)} (${term(e.org)}) ${e.kind}: envelopes ${e.envelopeIds.join(' and ')}`)
     for (const u of f.uncounted) out.push(`  not counted (equivocator): ${term(u.builder)} (${term(u.org)}) signed ${uncountedClaim(u, term)} as ${term(u.builderId)}, envelope ${u.envelopeId}`)
@@ -225,7 +240,7 @@ export function renderMarkdown (findings: AuditFinding[]): string {
       out.push('', '### Environment differences', '')
       for (const x of f.fingerprintDifferences) out.push(`- ${md(x.field)}: ${Object.entries(x.values).map(([b, v]) => `${md(b)} = ${md(v)}`).join('; ')}`)
     }
-    for (const x of f.failures) out.push('', `- failure: ${md(x.builder)}: ${md(x.reason)}`)
+    for (const g of groupFailures(f.failures)) out.push('', `- failure: ${md(g.builder)}: ${g.attempts}: ${md(g.reason)}`)
     for (const m of f.recipeMismatches) out.push('', `- recipe mismatch: ${md(m.builder)} built recipe \`${m.recipeDigest}\``)
     for (const o of f.conflictedOrgs) out.push('', `- conflicted organization: ${md(o)}`)
     for (const e of f.equivocations) out.push('', `- **equivocation** by ${md(e.builder)} (${md(e.org)}), ${e.kind}: \`${e.envelopeIds[0]}\` and \`${e.envelopeIds[1]}\``)

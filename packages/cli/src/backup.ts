@@ -62,8 +62,10 @@ export async function restoreDataDir (dataDir: string, backupFile: string, force
       if (existsSync(join(dataDir, part))) renameSync(join(dataDir, part), join(dataDir, `${part}.before-restore-${stamp}`))
       renameSync(join(staging, part), join(dataDir, part))
     }
-    // Open once to prove the restored store is readable.
+    // Open once to prove the restored store is readable. The backup may be older than the key's
+    // logs: the node must fetch them back from its peers before it signs again (it says so).
     const store = await Store.open(join(dataDir, 'db'))
+    await store.putState('ownlog:recover', true)
     await store.close()
     return { parts: manifest.parts }
   } finally {

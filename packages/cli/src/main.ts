@@ -89,6 +89,9 @@ async function cmdInit (args: string[]): Promise<number> {
     ...(values.loopback === true ? { loopbackNetwork: true } : {})
   }
   writeFileSync(join(dir, 'node.json'), JSON.stringify(config, null, 2) + '\n')
+  // This data directory starts the new key's logs: the node need not fetch them from peers first.
+  mkdirSync(join(dir, config.dataDir), { recursive: true, mode: 0o700 })
+  writeFileSync(join(dir, config.dataDir, 'NEW_KEY'), kp.keyid + '\n')
   const multiaddr = `${listen}/p2p/${peerId}`
   const member = { name: values.name, org: values.org, publicKey: kp.publicKeyHex, keyid: kp.keyid, peerId, multiaddr, ...(values.endpoint !== undefined ? { endpoint: values.endpoint } : {}) }
   writeFileSync(join(dir, 'member.json'), JSON.stringify(member, null, 2) + '\n')

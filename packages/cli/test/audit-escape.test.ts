@@ -39,3 +39,21 @@ describe('audit output escaping', () => {
     for (const row of out.split('\n').filter(l => l.startsWith('| added'))) expect(row.split(/(?<!\\)\|/).length).toBe(6)
   })
 })
+
+describe('audit groups a builder\'s retries', () => {
+  it('prints one failure line per builder with its attempts', async () => {
+    const { groupFailures } = await import('../src/audit.js')
+    const f = finding()
+    f.failures = [
+      { builder: 'b1', org: 'o', envelopeId: 'e1', reason: 'exit 1', exitStatus: 1, timedOut: false, attempt: 1, final: false, seq: 3 },
+      { builder: 'b1', org: 'o', envelopeId: 'e2', reason: 'exit 2', exitStatus: 2, timedOut: false, attempt: 2, final: true, seq: 5 },
+      { builder: 'c1', org: 'p', envelopeId: 'e3', reason: 'exit 1', exitStatus: 1, timedOut: false, attempt: 1, final: false, seq: 0 }
+    ] as any
+    expect(groupFailures(f.failures)).toEqual([
+      { builder: 'b1', attempts: 'attempts 1, 2 (final)', reason: 'exit 2' },
+      { builder: 'c1', attempts: 'attempt 1 (will retry)', reason: 'exit 1' }
+    ])
+    const text = renderText([f])
+    expect(text.match(/failure: b1/g)).toHaveLength(1)
+  })
+})

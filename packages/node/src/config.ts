@@ -20,19 +20,25 @@ export interface NodeConfig {
   pollIntervalSeconds: number
   backfill: number
   concurrency: number
+  /** Tries of a failing build before its failure is signed as final (failure predicate v2). Default 3. */
+  buildAttempts: number
+  /** Wait before the first retry of a failed build, doubled for each further one, in seconds. Default 30. */
+  retryBackoffSeconds: number
+  /** The operator's statement that this key never signed anything: skip fetching its logs from peers on a new data directory. */
+  keyIsNew: boolean
   loopbackNetwork: boolean
   /** Discover peers on the local network by multicast DNS (LANs only). */
   mdns: boolean
   credentials: Record<string, { token?: string, sshKeyFile?: string }>
   /** Shared secret for POST /v1/webhook (forge push webhooks, X-Hub-Signature-256). */
   webhookSecret?: string
-  /** Where to say when a decision becomes disputed or an equivocation is found. */
+  /** Where to say when a decision reaches a bad final answer (disputed, failed, a trusted commit contradicted) or an equivocation is found. */
   notify?: { webhookUrl?: string, command?: string[] }
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
 
-const ALLOWED = new Set(['name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -86,6 +92,7 @@ export function loadNodeConfig (file: string): NodeConfig {
   if (c.sandbox !== undefined && c.sandbox !== 'bwrap' && c.sandbox !== 'none') bad(file, 'sandbox', 'must be "bwrap" (default) or "none" (no isolation: builds can read this node\'s files)')
   if (c.loopbackNetwork !== undefined && typeof c.loopbackNetwork !== 'boolean') bad(file, 'loopbackNetwork', 'must be true or false')
   if (c.mdns !== undefined && typeof c.mdns !== 'boolean') bad(file, 'mdns', 'must be true or false')
+  if (c.keyIsNew !== undefined && typeof c.keyIsNew !== 'boolean') bad(file, 'keyIsNew', 'must be true or false (true only when this key has never signed anything)')
   const credentials = (c.credentials ?? {}) as Record<string, { token?: string, sshKeyFile?: string }>
   if (typeof credentials !== 'object' || Array.isArray(credentials)) bad(file, 'credentials', 'must map repository ids to {token} or {sshKeyFile}')
   for (const [id, cred] of Object.entries(credentials)) {
@@ -119,6 +126,9 @@ export function loadNodeConfig (file: string): NodeConfig {
     pollIntervalSeconds: int('pollIntervalSeconds', 30, 1, 86_400),
     backfill: int('backfill', 10, 1, 10_000),
     concurrency: int('concurrency', 1, 1, 64),
+    buildAttempts: int('buildAttempts', 3, 1, 100),
+    retryBackoffSeconds: int('retryBackoffSeconds', 30, 0, 86_400),
+    keyIsNew: c.keyIsNew === true,
     loopbackNetwork: c.loopbackNetwork === true,
     mdns: c.mdns === true,
     credentials,

@@ -1,0 +1,65 @@
+import {
+  collectRefMoves, orderByTopology, parseAttestation, parseEnvelope, refChainCandidates, refObservers,
+  type Decision, type Policy, type RefMove
+} from '@quorate/core'
+import type { Store } from '@quorate/store'
+
+/**
+ * Ref observations as the node uses them: what to sign when a ref moves (DESIGN.md "The
+ * attestation": previous, fastForward, introduced), the latest trusted commit of a ref from the
+ * observers' current chains, and the commit timeline in git order. All from signed observations,
+ * never from the time this node received something.
+ */
+
+/** What `GitMirror.refMove` answers. */
+export interface MoveFacts { introduced: string[], truncated: boolean, fastForward: boolean }
+
+/**
+ * The tip this signer last signed for `ref` (from its own log in the store), or null: a ref
+ * observation's `previous` must equal it, whatever the watcher remembers (a lost data directory
+ * forgets refs, the recovered log does not).
+ */
+export async function ownPreviousTip (store: Pick<Store, 'refObservations'>, repoId: string, ref: string, keyid: string): Promise<string | null> {
+  let best: { seq: number, commit: string } | undefined
+  for (const bytes of await store.refObservations(repoId, ref)) {
+    try {
+      const env = parseEnvelope(JSON.parse(Buffer.from(bytes).toString('utf8')))
+      if (env.keyid !== keyid) continue
+      const a = parseAttestation(env.payloadBytes)
+      if (a.kind === 'ref' && a.ref === ref && (best === undefined || a.log.seq > best.seq)) best = { seq: a.log.seq, commit: a.commit }
+    } catch {}
+  }
+  return best?.commit ?? null
+}
+
+async function movesOf (store: Pick<Store, 'refObservations' | 'equivocationProofs'>, policy: Policy, repoId: string, ref?: string): Promise<RefMove[]> {
+  const proofs = await store.equivocationProofs(repoId)
+  const equivocatorKeys = new Set(proofs.map(p => p.keyid))
+  const excludeBuilders = new Set([...equivocatorKeys].map(k => policy.keys.get(k)?.builder).filter((b): b is string => b !== undefined))
+  const raw = (await store.refObservations(repoId, ref)).map(b => JSON.parse(Buffer.from(b).toString('utf8')) as object)
+  return collectRefMoves(policy, repoId, raw, { ref, excludeBuilders })
+}
+
+export interface LatestAnswer { commit: string, decision: Decision, chainOrgs: string[], observedBy: string[] }
+
+/**
+ * The latest trusted commit of a ref: the newest (by topology) trusted commit that threshold
+ * organizations have on their current chains. A rollback makes the older commit latest again.
+ */
+export async function latestTrusted (
+  store: Pick<Store, 'refObservations' | 'equivocationProofs'>, policy: Policy, repoId: string, ref: string,
+  decide: (repoId: string, commit: string) => Promise<{ decision: Decision }>
+): Promise<LatestAnswer | undefined> {
+  const moves = await movesOf(store, policy, repoId, ref)
+  for (const c of refChainCandidates(policy, moves, ref).slice(0, 1000)) {
+    const { decision } = await decide(repoId, c.commit)
+    if (decision.status !== 'trusted') continue
+    return { commit: c.commit, decision, chainOrgs: c.orgs, observedBy: refObservers(decision, ref).orgs }
+  }
+  return undefined
+}
+
+/** Orders commits (given newest first-seen first) by git topology as the observations show it: a child before its parent. */
+export async function orderTimeline (store: Pick<Store, 'refObservations' | 'equivocationProofs'>, policy: Policy, repoId: string, commits: string[]): Promise<string[]> {
+  return orderByTopology(await movesOf(store, policy, repoId), commits)
+}
