@@ -66,11 +66,9 @@ async function cmdInit (args: string[]): Promise<number> {
   writeFileSync(keyFile, JSON.stringify(encodeBuilderKeyFile(kp), null, 2) + '\n', { mode: 0o600 })
   chmodSync(keyFile, 0o600)
   const peerKeyFile = join(dir, 'peer-key.json')
-  const { writePeerKeyFile } = await nodePkg()
-  const { peerIdFromPeerKey } = await import('@quorate/network')
-  const peerKey = await writePeerKeyFile(peerKeyFile)
+  const { initPeerKeyFile } = await import('@quorate/node/stopped-node')
+  const peerId = await initPeerKeyFile(peerKeyFile)
   chmodSync(peerKeyFile, 0o600) // also when --force replaced a file created with looser permissions
-  const peerId = peerIdFromPeerKey(peerKey)
   const listen = values.listen ?? '/ip4/0.0.0.0/tcp/4001'
   const httpPort = Number(values['http-port'] ?? 8080)
   if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) usage('--http-port must be a port number')
@@ -347,7 +345,7 @@ async function cmdKey (args: string[]): Promise<number> {
   if (values.config === undefined) usage('key rotate needs --config FILE of the (stopped) node')
   const { loadNodeConfig, loadBuilderKey } = await import('@quorate/node/config')
   const config = loadNodeConfig(values.config)
-  const { rotateBuilderKey } = await import('./key-rotate.js')
+  const { rotateBuilderKey } = await import('@quorate/node/stopped-node')
   const r = await rotateBuilderKey({ dataDir: config.dataDir, keyFile: config.builderKeyFile, oldKey: loadBuilderKey(config.builderKeyFile), policy: loadPolicyFile(config.policyFile) })
   print(`rotated the builder key of "${r.policyEntry.name}": new keyid ${r.newKey.keyid}, public key ${r.newKey.publicKeyHex}`)
   print(`re-signed ${r.resigned} stored envelopes under the new key (a new log); the old key is kept in ${r.retiredKeyFile}`)
@@ -362,7 +360,7 @@ async function cmdBackup (args: string[], restore: boolean): Promise<number> {
   if (values.config === undefined) usage(`${restore ? 'restore' : 'backup'} needs --config FILE of the (stopped) node`)
   const { loadNodeConfig } = await import('@quorate/node/config')
   const config = loadNodeConfig(values.config)
-  const { backupDataDir, restoreDataDir } = await import('./backup.js')
+  const { backupDataDir, restoreDataDir } = await import('@quorate/node/stopped-node')
   if (restore) {
     if (values.from === undefined) usage('restore needs --from BACKUP_FILE')
     const r = await restoreDataDir(config.dataDir, values.from, values.force === true)

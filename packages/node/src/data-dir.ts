@@ -8,8 +8,9 @@ import { join } from 'node:path'
  *
  * ```
  * dataDir/
- *   db/        the store (LevelDB): envelopes, indexes, logs, proofs, build queue, file lists
- *   blobs/     the store's content-addressed output files (blobs/<2 hex>/<62 hex>, read-only)
+ *   db/        the store (LevelDB): envelopes, indexes, logs, proofs, build queue, file lists,
+ *              and output files up to 64 KiB
+ *   blobs/     the store's larger output files, content-addressed (blobs/<2 hex>/<62 hex>, read-only)
  *   git/       bare git mirrors, one per repository (re-fetched when removed)
  *   work/      build scratch space (emptied at every start)
  * ```
@@ -20,7 +21,7 @@ export interface DataDir {
   readonly db: string
   /** Content-addressed output files, owned by the store. */
   readonly blobs: string
-  /** Where releases before the blob store kept output files (read and adopted at start). */
+  /** Where releases before the blob store kept output files (moved into the store at start). */
   readonly legacyFiles: string
   /** The bare git mirror of one repository. */
   gitMirror: (repoId: string) => string

@@ -8,7 +8,10 @@
  * // … later
  * await node.stop()
  */
-export { startNode, writePeerKeyFile } from './node.js'
+export { startNode } from './node.js'
+export { writePeerKeyFile, loadPeerKey, initPeerKeyFile } from './peer-key-file.js'
+export { backupDataDir, restoreDataDir, openStoppedStore, rotateBuilderKey } from './stopped-node.js'
+export type { RotationResult } from './stopped-node.js'
 export type { QuorateNode, NodeStats } from './node.js'
 export { loadNodeConfig, loadBuilderKey, loadPolicyFile, assertPrivateFile, readJsonFile } from './config.js'
 export type { NodeConfig } from './config.js'

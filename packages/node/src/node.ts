@@ -1,11 +1,12 @@
-import { readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import {
   QuorateError, makeRefObservationStatement, type BuilderKeyPair, type LogPosition, type Policy
 } from '@quorate/core'
 import { Store } from '@quorate/store'
 import { GitMirror, detectSandbox, parseImageSpec, watcher, buildWorker, type Watcher, type BuildWorker } from '@quorate/builder'
-import { startNetwork, createPeerKey, type Network } from '@quorate/network'
-import { loadBuilderKey, loadPolicyFile, assertPrivateFile, type NodeConfig } from './config.js'
+import { startNetwork, type Network } from '@quorate/network'
+import { loadBuilderKey, loadPolicyFile, type NodeConfig } from './config.js'
+import { loadPeerKey, writePeerKeyFile } from './peer-key-file.js'
 import { dataDirLayout, prepareDataDir } from './data-dir.js'
 import { EventBus } from './events.js'
 import type { Logger } from './logger.js'
@@ -46,20 +47,6 @@ export interface QuorateNode {
 
 const BUILD_ID_BASE = 'https://quorate.dev/builders/'
 
-/** Loads (or on first start creates) the libp2p peer key, a file separate from the builder key. */
-function loadPeerKey (file: string): Uint8Array {
-  assertPrivateFile(file, 'libp2p peer key')
-  const raw = JSON.parse(readFileSync(file, 'utf8')) as { type?: string, privateKey?: string }
-  if (raw.type !== 'quorate-peer-key' || typeof raw.privateKey !== 'string') throw new QuorateError('KEY_INVALID', `${file}: not a Quorate peer key file; create one with "quorate init"`)
-  return new Uint8Array(Buffer.from(raw.privateKey, 'base64'))
-}
-
-export async function writePeerKeyFile (file: string): Promise<Uint8Array> {
-  const key = await createPeerKey()
-  writeFileSync(file, JSON.stringify({ type: 'quorate-peer-key', privateKey: Buffer.from(key).toString('base64') }) + '\n', { mode: 0o600 })
-  return key
-}
-
 /** Checks what must hold before anything starts: a usable key, a sandbox that works (or was switched off explicitly). */
 async function preflight (config: NodeConfig, policy: Policy, key: BuilderKeyPair, logger: Logger): Promise<void> {
   for (const repo of policy.repositories.values()) {
@@ -96,7 +83,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   const dir = dataDirLayout(config.dataDir)
   prepareDataDir(dir)
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
-  const store = await Store.open(dir.db)
+  const store = await Store.open(dir.db, { blobsDir: dir.blobs })
   const stops: Array<() => Promise<void>> = [async () => await store.close()]
   async function stopAll (): Promise<void> {
     for (const stop of stops.splice(0).reverse()) await stop().catch(err => logger.error('stop failed', { error: (err as Error).message }))
@@ -157,7 +144,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       mirrors.set(repo.id, new GitMirror({ url: repo.url, dir: dir.gitMirror(repo.id), credentials: config.credentials[repo.id] }))
     }
     const mirrorOf = (repoId: string): GitMirror => mirrors.get(repoId)!
-    const outputs = createOutputs({ store, network, filesDir: dir.legacyFiles, logger })
+    const outputs = createOutputs({ store, network, logger })
+    await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
       { sandbox: config.sandbox, workDir: dir.work, builderId, tamperOutput: config.faultInjection?.tamperOutput },
       { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }

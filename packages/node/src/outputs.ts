@@ -1,16 +1,14 @@
-import { mkdirSync, existsSync, linkSync, copyFileSync, chmodSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { isSha256Hex } from '@quorate/core'
 import type { Store } from '@quorate/store'
 import type { Network } from '@quorate/network'
 import type { Logger } from './logger.js'
 
 export interface OutputsComponents {
-  store: Pick<Store, 'putBlob' | 'getBlob'>
+  store: Pick<Store, 'putBlob' | 'getBlob' | 'putOutputFile' | 'getOutputFile'>
   /** Peers that may hold a file list this node lacks. */
   network?: Pick<Network, 'fetchBlob'>
-  /** Where output files are kept, content-addressed. */
-  filesDir: string
   logger: Logger
 }
 
@@ -25,9 +23,12 @@ export interface BuiltOutput {
 
 /**
  * Keeps build outputs so auditors can fetch any builder's output by the hashes in its signed
- * file list: file lists in the store's blobs, output files content-addressed and read-only.
+ * file list: file lists and output files go into the store's content-addressed blob store
+ * (DESIGN.md "Builds"), never served from a build directory.
  */
 export interface Outputs {
+  /** Moves output files that releases before the blob store kept in `dir` (dataDir/files) into it, then removes `dir`. */
+  adoptLegacyFiles: (dir: string) => Promise<number>
   keep: (o: BuiltOutput) => Promise<void>
   /** A file list by digest, from the store or (when `fromPeers`) any peer holding it (checked by the network layer). */
   fileList: (sha256: string, opts?: { fromPeers?: boolean }) => Promise<Uint8Array | undefined>
@@ -36,19 +37,30 @@ export interface Outputs {
 }
 
 export function outputs (c: OutputsComponents): Outputs {
-  const { store, filesDir, logger } = c
+  const { store, logger } = c
   return {
+    async adoptLegacyFiles (dir) {
+      if (!existsSync(dir)) return 0
+      let adopted = 0
+      for (const name of readdirSync(dir)) {
+        if (!isSha256Hex(name)) continue
+        try {
+          await store.putOutputFile(name, join(dir, name))
+          adopted++
+        } catch (err) {
+          logger.warn('old output file not adopted', { file: name, error: (err as Error).message })
+        }
+      }
+      rmSync(dir, { recursive: true, force: true })
+      if (adopted > 0) logger.info('output files moved into the blob store', { files: adopted, from: dir })
+      return adopted
+    },
     async keep (o) {
       await store.putBlob(o.fileListSha256, o.fileListBytes)
-      mkdirSync(filesDir, { recursive: true })
       for (const f of o.files) {
         if (f.type !== 'file' || f.sha256 === undefined) continue
-        const dest = join(filesDir, f.sha256)
-        if (existsSync(dest)) continue
-        const src = join(o.copyDir, f.path)
         try {
-          try { linkSync(src, dest) } catch { copyFileSync(src, dest) }
-          chmodSync(dest, 0o444)
+          await store.putOutputFile(f.sha256, join(o.copyDir, f.path))
         } catch (err) {
           logger.warn('output not kept', { path: f.path, error: (err as Error).message })
         }
@@ -63,7 +75,7 @@ export function outputs (c: OutputsComponents): Outputs {
       return blob
     },
     async file (sha256) {
-      try { return await readFile(join(filesDir, sha256)) } catch { return undefined }
+      return await store.getOutputFile(sha256)
     }
   }
 }

@@ -1,6 +1,5 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import { request } from 'node:http'
-import { join } from 'node:path'
 import { httpApi, type HttpApiInit } from '../src/http-api.js'
 import { decisions } from '../src/decisions.js'
 import { outputs } from '../src/outputs.js'
@@ -22,7 +21,7 @@ async function startApi (init: Partial<HttpApiInit> = {}) {
     policy,
     decisions: d,
     store: t.store,
-    outputs: outputs({ store: t.store, filesDir: join(t.dir, 'files'), logger }),
+    outputs: outputs({ store: t.store, logger }),
     network: { peerId: '12D3KooWtest', multiaddrs: () => [], connectedPeers: () => [], stats: () => ({}) as never },
     events,
     metrics,

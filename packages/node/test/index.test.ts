@@ -5,10 +5,11 @@ describe('@quorate/node', () => {
   it('exports exactly its public API', () => {
     expect(Object.keys(node).sort()).toEqual([
       'BACKUP_PARTS', 'Counter', 'EventBus', 'Histogram', 'MAX_ATTEMPTS', 'MalformedPathError', 'MetricsRegistry', 'ROUTES',
-      'assertPrivateFile', 'buildJobs', 'collectNetworkMetrics', 'createLogger', 'createNodeMetrics', 'createNotifier',
-      'dataDirLayout', 'decisions', 'escapeForTerminal', 'httpApi', 'ingest', 'loadBuilderKey', 'loadNodeConfig',
-      'loadPolicyFile', 'matchRoute', 'outputs', 'ownLog', 'prepareDataDir', 'publisher', 'readJsonFile', 'routePath',
-      'startNode', 'webhookSignatureMatches', 'writePeerKeyFile'
+      'assertPrivateFile', 'backupDataDir', 'buildJobs', 'collectNetworkMetrics', 'createLogger', 'createNodeMetrics',
+      'createNotifier', 'dataDirLayout', 'decisions', 'escapeForTerminal', 'httpApi', 'ingest', 'initPeerKeyFile',
+      'loadBuilderKey', 'loadNodeConfig', 'loadPeerKey', 'loadPolicyFile', 'matchRoute', 'openStoppedStore', 'outputs',
+      'ownLog', 'prepareDataDir', 'publisher', 'readJsonFile', 'restoreDataDir', 'rotateBuilderKey', 'routePath', 'startNode',
+      'webhookSignatureMatches', 'writePeerKeyFile'
     ])
   })
 

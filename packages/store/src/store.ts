@@ -1,5 +1,8 @@
 import { Level } from 'level'
+import { readFileSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { QuorateError, type VerifiedAttestation } from '@quorate/core'
+import { BlobFiles, sha256Of } from './blob-files.js'
 
 /** What the store keeps per envelope, besides the raw bytes. */
 export interface StoredEnvelopeMeta {
@@ -49,6 +52,17 @@ export interface BuildJob {
 
 export interface CommitInfo { repoId: string, commit: string, firstSeen: number }
 
+export interface StoreOptions {
+  /**
+   * Where output files larger than `SMALL_BLOB_BYTES` are kept, content-addressed (default: a
+   * `blobs` directory next to the store's directory). Deleting it reclaims their space.
+   */
+  blobsDir?: string
+}
+
+/** Output files up to this size live inside the LevelDB (no filesystem block each); larger ones in the blobs directory. */
+export const SMALL_BLOB_BYTES = 64 * 1024
+
 const SEP = '!'
 const pad = (n: number): string => n.toString().padStart(16, '0')
 
@@ -74,10 +88,14 @@ export class Store {
   /** Queued jobs by due time: `pad(notBefore)!pad(queuedAt)!jobKey`. */
   private readonly due
   private readonly byRef
+  /** Small output files by sha256. */
+  private readonly outputs
+  private readonly blobFiles: BlobFiles
   private writeChain: Promise<unknown> = Promise.resolve()
 
-  private constructor (db: Level<string, Bytes>) {
+  private constructor (db: Level<string, Bytes>, blobsDir: string) {
     this.db = db
+    this.blobFiles = new BlobFiles(blobsDir)
     this.envs = db.sublevel<string, Bytes>('env', { valueEncoding: 'view' })
     this.metas = db.sublevel<string, StoredEnvelopeMeta>('meta', { valueEncoding: 'json' })
     this.byCommit = db.sublevel<string, string>('bycommit', { valueEncoding: 'utf8' })
@@ -87,12 +105,13 @@ export class Store {
     this.jobs = db.sublevel<string, BuildJob>('jobs', { valueEncoding: 'json' })
     this.state = db.sublevel<string, unknown>('state', { valueEncoding: 'json' })
     this.blobs = db.sublevel<string, Bytes>('blob', { valueEncoding: 'view' })
+    this.outputs = db.sublevel<string, Bytes>('output', { valueEncoding: 'view' })
     this.byDigest = db.sublevel<string, string>('bydigest', { valueEncoding: 'utf8' })
     this.due = db.sublevel<string, string>('due', { valueEncoding: 'utf8' })
     this.byRef = db.sublevel<string, string>('byref', { valueEncoding: 'utf8' })
   }
 
-  static async open (dir: string): Promise<Store> {
+  static async open (dir: string, opts: StoreOptions = {}): Promise<Store> {
     const db = new Level<string, Bytes>(dir, { valueEncoding: 'view' })
     try {
       await db.open()
@@ -103,7 +122,7 @@ export class Store {
       }
       throw new QuorateError('STORE_FAILED', `cannot open the store in ${dir}: ${(err as Error).message}; check the directory's permissions and free space`, { dir }, { cause: err })
     }
-    const store = new Store(db)
+    const store = new Store(db, opts.blobsDir ?? join(dirname(dir), 'blobs'))
     await store.checkFormat(dir)
     await store.indexDueJobs()
     await store.indexRefObservations()
@@ -194,10 +213,6 @@ export class Store {
     })
   }
 
-  async hasEnvelope (id: string, keyid: string): Promise<boolean> {
-    return await this.envs.get(id + SEP + keyid) !== undefined
-  }
-
   async getEnvelope (id: string, keyid: string): Promise<Bytes | undefined> {
     return await this.envs.get(id + SEP + keyid)
   }
@@ -241,17 +256,6 @@ export class Store {
       seen.set(repoId + SEP + commit, { repoId, commit })
     }
     return [...seen.values()]
-  }
-
-  async repositories (): Promise<string[]> {
-    const out = new Set<string>()
-    for await (const k of this.commits.keys()) out.add(k.slice(0, k.indexOf(SEP)))
-    return [...out].sort()
-  }
-
-  /** Every envelope's metadata (for digest lookups and audits); bounded by `limit`. */
-  async *allMetas (): AsyncGenerator<StoredEnvelopeMeta> {
-    for await (const m of this.metas.values()) yield m
   }
 
   async logHead (repoId: string, keyid: string): Promise<LogHead | undefined> {
@@ -435,6 +439,34 @@ export class Store {
 
   async getBlob (sha256: string): Promise<Bytes | undefined> {
     return await this.blobs.get(sha256)
+  }
+
+  // --- output files (content-addressed) ------------------------------------------------
+
+  /**
+   * Keeps the output file at `source` under its sha256 (as the build's file list names it):
+   * small files inside the LevelDB, larger ones as read-only files in the blobs directory.
+   * A small file whose content does not hash to `sha256` is refused.
+   */
+  async putOutputFile (sha256: string, source: string): Promise<void> {
+    if (await this.hasOutputFile(sha256)) return
+    if (statSync(source).size <= SMALL_BLOB_BYTES) {
+      const bytes = readFileSync(source)
+      if (sha256Of(bytes) !== sha256) throw new QuorateError('STORE_FAILED', `${source} does not hash to ${sha256}; the output changed after it was hashed`, { sha256 })
+      await this.outputs.put(sha256, bytes)
+      return
+    }
+    this.blobFiles.put(sha256, source)
+  }
+
+  async hasOutputFile (sha256: string): Promise<boolean> {
+    if (await this.outputs.get(sha256) !== undefined) return true
+    try { statSync(this.blobFiles.pathOf(sha256)); return true } catch { return false }
+  }
+
+  /** An output file by sha256, or undefined when this store does not keep it. */
+  async getOutputFile (sha256: string): Promise<Bytes | undefined> {
+    return await this.outputs.get(sha256) ?? await this.blobFiles.get(sha256)
   }
 }
 

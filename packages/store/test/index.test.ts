@@ -4,7 +4,7 @@ import * as store from '../src/index.js'
 describe('@quorate/store', () => {
   it('exports exactly its public API', () => {
     expect(Object.keys(store).sort()).toEqual([
-      'STORE_FORMAT', 'Store'
+      'SMALL_BLOB_BYTES', 'STORE_FORMAT', 'Store'
     ])
   })
 })
