@@ -4,11 +4,12 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, chmodSync, statSync, mkdirSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { hashOutput, GitMirror } from '@quorate/builder'
 import { keyPairFromSeed } from '@quorate/core'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, addCommit, commitAll, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+import { CLI, ROOT, createSampleRepo, addCommit, commitAll, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
 
 let work: string
 beforeAll(() => { work = mkdtempSync(join(tmpdir(), 'quorate-cli-')) })
@@ -84,6 +85,96 @@ describe('quorate init and policy', () => {
     expect(r.code).toBe(0)
     expect(r.stdout.trim()).toBe(`${(await hashOutput(d)).narSha256}  ${d}`)
     expect((await runCli(['digest', join(work, 'nope')])).code).toBe(2)
+  })
+})
+
+describe('the quorate command helps', () => {
+  const COMMANDS = ['init', 'policy', 'node', 'verify', 'bundle', 'audit', 'latest', 'which', 'key', 'backup', 'restore', 'digest', 'status']
+
+  it('gives every command its own --help with examples (exit 0), and --version', async () => {
+    for (const cmd of COMMANDS) {
+      const r = await runCli([cmd, '--help'])
+      expect(r.code, cmd).toBe(0)
+      expect(r.stdout, cmd).toMatch(new RegExp(`^Usage: quorate ${cmd} `))
+      expect(r.stdout, cmd).toMatch(/\nExamples:\n {2}(quorate|DIGEST=)/)
+      expect(r.stderr, cmd).toBe('')
+    }
+    // The flags the usage used to omit are documented.
+    const init = (await runCli(['init', '--help'])).stdout
+    for (const flag of ['--http-host', '--poll-seconds', '--loopback', '--policy', '--force']) expect(init).toContain(flag)
+    expect((await runCli(['audit', '--help'])).stdout).toContain('--limit')
+    expect((await runCli(['verify', '--help'])).stdout).toMatch(/--bundle FILE .*--repo\/--commit optional/)
+    expect((await runCli(['help', 'verify'])).stdout).toMatch(/^Usage: quorate verify/)
+    expect((await runCli(['policy', 'assemble', '--help'])).stdout).toMatch(/^Usage: quorate policy/)
+    const v = await runCli(['--version'])
+    expect(v.code).toBe(0)
+    expect(v.stdout).toBe(`quorate ${JSON.parse(readFileSync(join(ROOT, 'packages', 'cli', 'package.json'), 'utf8')).version}\n`)
+    // `npx quorate` in the workspace: the root package names an executable bin that runs the CLI.
+    const bin = join(ROOT, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).bin.quorate)
+    expect(statSync(bin).mode & 0o111).toBe(0o111)
+    expect(execFileSync(bin, ['--version'], { encoding: 'utf8' })).toBe(v.stdout)
+  })
+
+  it('answers errors in one sentence without a stack, unless --debug', async () => {
+    const r = await runCli(['status', '--node', 'http://127.0.0.1:1/v1'])
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(/^FAILED: http:\/\/127\.0\.0\.1:1\/v1: no answer .*without \/v1\)\?/)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+    const unknown = await runCli(['verify', '--bogus'])
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toBe('FAILED: usage: Unknown option \'--bogus\'; see "quorate verify --help"\n')
+    const debug = await runCli(['status', '--node', 'http://127.0.0.1:1/v1', '--debug'])
+    expect(debug.code).toBe(2)
+    expect(debug.stderr).toMatch(/\n\s+at .*main\.js/)
+  })
+
+  it('stops quietly when the reader of its output goes away (| head -1), without EPIPE', async () => {
+    const f = join(work, 'epipe-policy.json')
+    writeFileSync(f, JSON.stringify({
+      version: 1,
+      builders: [{ name: 'b1', org: 'o1', keys: [{ publicKey: keyPairFromSeed(new Uint8Array(32).fill(9)).publicKeyHex }] }],
+      repositories: Array.from({ length: 400 }, (_, i) => ({ id: `r${i}`, url: `https://example.org/r${i}.git`, branches: ['main'], recipe: { build: ['true'], output: '.', outputKind: 'dir' } })),
+      quorum: {}
+    }))
+    // The reader exits before quorate writes: every write meets a closed pipe.
+    for (const reader of ['true', 'head -1']) {
+      const out = execFileSync('bash', ['-c', `set -o pipefail; node ${CLI} policy check ${f} 2>"${f}.err" | ${reader}; echo "exit=$?"`], { encoding: 'utf8' })
+      expect(out, reader).toMatch(/exit=0\n$/)
+      expect(readFileSync(`${f}.err`, 'utf8'), reader).toBe('')
+    }
+  })
+
+  it('assembles a policy of many repositories (--repo groups and --repos FILE) and prints just its digest', async () => {
+    const dir = join(work, 'many')
+    const members: string[] = []
+    for (const [name, org] of [['m1', 'o1'], ['m2', 'o2'], ['m3', 'o3']]) {
+      expect((await runCli(['init', '--dir', join(dir, name), '--name', name, '--org', org])).code).toBe(0)
+      members.push('--member', join(dir, name, 'member.json'))
+    }
+    const recipe = join(dir, 'recipe.json')
+    writeFileSync(recipe, JSON.stringify({ build: ['make'], output: 'out', outputKind: 'dir' }))
+    writeFileSync(join(dir, 'repos.json'), JSON.stringify([{ id: 'lua', url: 'https://github.com/lua/lua.git', branches: ['master'], recipe: 'recipe.json' }]))
+    const out = join(dir, 'policy.json')
+    const r = await runCli(['policy', 'assemble', ...members,
+      '--repo', 'hello', '--url', 'https://git.example/hello.git', '--recipe', recipe,
+      '--repo', 'zlib', '--url', 'https://github.com/madler/zlib.git', '--branch', 'develop', '--tag', 'v*', '--recipe', recipe,
+      '--repos', join(dir, 'repos.json'), '--out', out])
+    expect(r.stderr).toMatch(/policy digest [0-9a-f]{64}: 3 builders, 3 organizations, 3 repositories, threshold 2/)
+    expect(r.code).toBe(0)
+    const doc = JSON.parse(readFileSync(out, 'utf8'))
+    expect(doc.repositories.map((x: { id: string, branches: string[] }) => [x.id, x.branches])).toEqual([['hello', ['main']], ['zlib', ['develop']], ['lua', ['master']]])
+    expect(doc.repositories[1].tags).toEqual(['v*'])
+    const digest = await runCli(['policy', 'digest', out])
+    expect(digest.code).toBe(0)
+    expect(digest.stdout).toMatch(/^[0-9a-f]{64}\n$/)
+    expect(r.stderr).toContain(digest.stdout.trim())
+    // Flags before any --repo, or a repository without its recipe, are usage errors that say what to do.
+    const early = await runCli(['policy', 'assemble', ...members, '--url', 'https://x.example/a.git', '--repo', 'a', '--recipe', recipe])
+    expect(early.code).toBe(2)
+    expect(early.stderr).toMatch(/--url https:\/\/x\.example\/a\.git comes before any --repo/)
+    const missing = await runCli(['policy', 'assemble', ...members, '--repo', 'a', '--url', 'https://x.example/a.git'])
+    expect(missing.stderr).toMatch(/--repo a needs its --url and --recipe/)
   })
 })
 

@@ -2,7 +2,7 @@
 // webhooks, notifications, lookups (latest trusted commit of a ref, digest -> commits),
 // `quorate audit` with file-level differences, and diffoscope on two builders' outputs.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs'
 import { createHmac } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -160,8 +160,31 @@ describe('operations', () => {
       await materializeOutput(disputedNet.nodes.map((n: any) => n.url), r.fileListSha256, dest)
       expect((await hashOutput(dest)).narSha256).toBe(r.narSha256)
     }
-    const diff = await runCli(['audit', ...disputedNet.nodes.flatMap((n: any) => ['--node', n.url]), '--policy', disputedNet.policyFile, '--diffoscope', first])
+    const temps = (): string[] => readdirSync(tmpdir()).filter(n => n.startsWith('quorate-diffoscope-'))
+    const tempsBefore = temps()
+    const nodes = disputedNet.nodes.flatMap((n: any) => ['--node', n.url])
+    const diff = await runCli(['audit', ...nodes, '--policy', disputedNet.policyFile, '--diffoscope', first])
     expect(diff.code).toBe(1)
     expect(diff.stdout).toContain('injected by a compromised builder')
+    // The real cause leads: no temporary-tree mtimes or directory metadata before it.
+    const lines = diff.stdout.split('\n')
+    expect(lines.findIndex(l => l.includes('injected by a compromised builder'))).toBeLessThan(25)
+    expect(diff.stdout).not.toMatch(/Modify: |stat \{\}|quorate-diffoscope-/)
+    expect(lines[0]).toMatch(new RegExp(`^# sample@${first}: x1 \\([0-9a-f]{16}\\) against y1 \\([0-9a-f]{16}\\): different$`))
+    expect(diff.stderr).toContain('x1 against y1: different')
+    // The auditor picks the builders and where the report goes; temporaries are removed.
+    const out = join(work, 'diffoscope.txt')
+    const picked = await runCli(['audit', ...nodes, '--policy', disputedNet.policyFile, '--diffoscope', first, '--builders', 'y1,x1', '--out', out])
+    expect(picked.code).toBe(1)
+    expect(picked.stdout).toBe('')
+    expect(readFileSync(out, 'utf8')).toMatch(/^# sample@[0-9a-f]{40}: y1 .* against x1 /)
+    expect(readFileSync(out, 'utf8')).toContain('injected by a compromised builder')
+    const same = await runCli(['audit', ...nodes, '--policy', disputedNet.policyFile, '--diffoscope', first, '--builders', 'x1,x1'])
+    expect(same.code).toBe(0)
+    expect(same.stdout).toMatch(/: identical\n/)
+    const unknown = await runCli(['audit', ...nodes, '--policy', disputedNet.policyFile, '--diffoscope', first, '--builders', 'x1,zz'])
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toMatch(/zz has no counted build result for sample@[0-9a-f]{40}; builders with one: x1, y1/)
+    expect(temps()).toEqual(tempsBefore)
   })
 })

@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises'
 import { cpus, machine, release, type } from 'node:os'
 import type { Recipe } from '@quorate/core'
 import { runCollect } from './child-process.js'
-import { BUILD_PATH, bwrapArgs, findBwrap, findOnPath } from './sandbox.js'
+import { BUILD_PATH, bwrapArgs, findOnPath, probeSandbox, sandboxLaunchArgv } from './sandbox.js'
+import { resolveBuildUser } from './build-user.js'
 
 /**
  * What a build ran on, for the attestation's internalParameters: builds that depend on the
@@ -79,9 +80,10 @@ async function toolVersion (name: string, inSandbox: boolean): Promise<string | 
   if (path === null) return null
   let argv = [path, '--version']
   if (inSandbox) {
-    const bwrap = await findBwrap()
-    if (bwrap === null) return null
-    argv = [bwrap, ...bwrapArgs({ network: false }), '--', path, '--version']
+    const user = resolveBuildUser()
+    const tools = await probeSandbox(user)
+    if (typeof tools === 'string') return null
+    argv = sandboxLaunchArgv({ tools, user, bwrapArgs: bwrapArgs({ network: false }), command: [path, '--version'] })
   }
   try {
     const r = await runCollect(argv, { env: { PATH: BUILD_PATH, HOME: '/nonexistent', LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8', TZ: 'UTC' }, timeoutMs: 10_000, maxOutputBytes: 64 * 1024 })

@@ -10,7 +10,9 @@ import { environmentFingerprint, type EnvironmentFingerprint } from './fingerpri
 import { checkCommit, type GitMirror } from './git-mirror.js'
 import { hashOutput, type OutputDigest } from './hash-output.js'
 import { packOciImage, parseImageSpec, type OciImageSpec } from './oci-image.js'
-import { BUILD_PATH, SANDBOX_HOME, SANDBOX_SRC, bwrapArgs, findBwrap, findOnPath, sandboxEtcFiles } from './sandbox.js'
+import { assertSearchable, giveTree, resolveBuildUser, type BuildUser } from './build-user.js'
+import { DEFAULT_FETCH_NETWORK, type FetchNetworkPolicy } from './fetch-network.js'
+import { BUILD_PATH, CLOSE_INHERITED_FDS, SANDBOX_HOME, SANDBOX_SRC, bwrapArgs, findFetchNetworkTools, findOnPath, probeSandbox, sandboxEtcFiles, sandboxLaunchArgv, type SandboxTools } from './sandbox.js'
 
 export type BuildPhase = 'checkout' | 'fetch' | 'build' | 'pack' | 'hash'
 
@@ -31,6 +33,10 @@ export interface BuildRequest {
   onProgress?: (phase: BuildPhase, info?: Record<string, unknown>) => void
   /** Keep workDir for inspection instead of removing it. */
   keepWorkDir?: boolean
+  /** The host user the build runs as (default: resolveBuildUser(), an unprivileged uid under a root node). */
+  user?: BuildUser
+  /** What the fetch phase may reach (default: the internet only). */
+  fetchNetwork?: FetchNetworkPolicy
 }
 
 export interface BuildDurations {
@@ -87,16 +93,27 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
   const startedOn = new Date().toISOString()
   const { recipe, limits, sandbox } = request
   checkCommit(request.commit)
-  let bwrap: string | null = null
+  const user = request.user ?? resolveBuildUser()
+  let tools: SandboxTools | null = null
+  let pasta: string | null = null
   if (sandbox === 'bwrap') {
-    bwrap = await findBwrap()
-    if (bwrap === null) {
+    const found = await probeSandbox(user)
+    if (typeof found === 'string') {
       throw new QuorateError('SANDBOX_UNAVAILABLE',
-        'bubblewrap (bwrap) is not installed or cannot create namespaces here; install it (apt-get install bubblewrap) or set "sandbox": "none" in the node config to build without isolation')
+        `${found}; or set "sandbox": "none" in the node config to build without isolation`)
+    }
+    tools = found
+    if (recipe.fetch !== undefined) {
+      const net = await findFetchNetworkTools()
+      if ('problem' in net) throw new QuorateError('SANDBOX_UNAVAILABLE', `${net.problem}; the build waits until it is there`)
+      pasta = net.pasta
     }
   }
+  const bwrap = tools?.bwrap ?? null
   checkNotAborted(request)
   await prepareWorkDir(request.workDir)
+  // The build user must reach its work dir (and, under a root node, nothing else of the node's).
+  if (tools !== null) await assertSearchable(request.workDir, user)
   if (request.outputCopyDir !== undefined && (await readdir(request.outputCopyDir).catch(() => [])).length > 0) {
     throw new QuorateError('USAGE', `the output copy directory ${request.outputCopyDir} is not empty; give a new or empty directory`, { outputCopyDir: request.outputCopyDir })
   }
@@ -132,6 +149,8 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
     await mkdir(home)
     await chmod(home, 0o755)
     if (bwrap !== null) {
+      await giveTree(src, user)
+      await giveTree(home, user)
       await mkdir(etcDir)
       for (const [name, content] of Object.entries(sandboxEtcFiles())) {
         await writeFile(join(etcDir, name), content)
@@ -186,11 +205,18 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       t = performance.now()
       log.push(`quorate: ${phase} phase: ${JSON.stringify(argv)}\n`)
       const command = ['/bin/sh', '-c', wrapper, 'sh', ...argv]
-      let full = bwrap !== null
-        ? [bwrap, ...bwrapArgs({ network, src, home, etcDir }), '--', ...command]
-        : command
       // The first process joins the build's cgroup before it starts anything else.
-      if (cgroup !== null) full = ['/bin/sh', '-c', ENROL, 'sh', ...cgroup.procsFiles, '--', ...full]
+      const enrol = cgroup !== null ? ['/bin/sh', '-c', ENROL, 'sh', ...cgroup.procsFiles, '--'] : []
+      const full = tools !== null
+        ? sandboxLaunchArgv({
+          tools,
+          user,
+          enrol,
+          network: network && pasta !== null ? { pasta, policy: request.fetchNetwork ?? DEFAULT_FETCH_NETWORK } : undefined,
+          bwrapArgs: bwrapArgs({ network, src, home, etcDir }),
+          command
+        })
+        : [...await closerPrefix(), ...enrol, ...command]
       const r = await runPhase(full, { cwd: src, env, deadline, log, signal: request.signal, cgroup, watch, limitHit })
       durationsMs[phase] = performance.now() - t
       if (r.aborted) throw cancelled(request)
@@ -290,6 +316,12 @@ Promise<{ layoutDir: string, refName: string, manifestDigest: string } | { reaso
     }
     throw err
   }
+}
+
+/** Without the sandbox, inherited descriptors are still closed where bash is there to do it. */
+async function closerPrefix (): Promise<string[]> {
+  const bash = await findOnPath('bash', `${process.env.PATH ?? BUILD_PATH}:/bin`)
+  return bash === null ? [] : [bash, '-c', CLOSE_INHERITED_FDS, 'quorate-build']
 }
 
 /** Writes its own pid into each cgroup.procs file given before `--`, then becomes the rest. */

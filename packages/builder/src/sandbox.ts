@@ -1,12 +1,15 @@
 import { lstatSync, readlinkSync } from 'node:fs'
 import { access, constants as fsConstants } from 'node:fs/promises'
 import { join } from 'node:path'
+import { QuorateError } from '@quorate/core'
+import { resolveBuildUser, type BuildUser } from './build-user.js'
 import { runCollect } from './child-process.js'
+import { FETCH_DNS_ADDRESS, fetchRoutesScript, pastaArgs, type FetchNetworkPolicy } from './fetch-network.js'
 
 /** The fixed paths every node's build sees (DESIGN.md "Builds"). */
 export const SANDBOX_SRC = '/build/src'
 export const SANDBOX_HOME = '/build/home'
-/** Builds run as this uid/gid inside the sandbox (mapped to the node's own user outside). */
+/** Builds run as this uid/gid inside the sandbox (mapped to the build user outside: see build-user.ts). */
 export const SANDBOX_UID = 1000
 export const SANDBOX_GID = 1000
 /** Size limit of the sandbox's private /tmp. */
@@ -33,8 +36,8 @@ const ETC_FILES = [
   '/etc/nsswitch.conf',
   '/etc/os-release'
 ]
-/** Name resolution for the fetch phase only. */
-const ETC_NETWORK_FILES = ['/etc/resolv.conf', '/etc/gai.conf']
+/** Name resolution for the fetch phase only (resolv.conf is generated: see sandboxEtcFiles). */
+const ETC_NETWORK_FILES = ['/etc/gai.conf']
 
 export interface SandboxLayout {
   /** Network on (fetch phase) or off (build phase). */
@@ -43,7 +46,7 @@ export interface SandboxLayout {
   src?: string
   /** Host directory bound read-write at /build/home. */
   home?: string
-  /** Host directory holding generated passwd, group and hosts files for /etc. */
+  /** Host directory holding generated passwd, group, hosts and resolv.conf files for /etc. */
   etcDir?: string
   tmpBytes?: number
 }
@@ -79,9 +82,14 @@ export function bwrapArgs (layout: SandboxLayout): string[] {
   if (layout.network) for (const path of ETC_NETWORK_FILES) args.push('--ro-bind-try', path, path)
   if (layout.etcDir !== undefined) {
     for (const name of ['passwd', 'group', 'hosts']) args.push('--ro-bind', join(layout.etcDir, name), `/etc/${name}`)
+    if (layout.network) args.push('--ro-bind', join(layout.etcDir, 'resolv.conf'), '/etc/resolv.conf')
   }
   args.push(
     '--proc', '/proc',
+    // Kernel settings stay read-only whatever the build's uid maps to (defence in depth: the
+    // build user is unprivileged on the host already; /sys is not mounted at all, and
+    // /proc/sysrq-trigger is root's, mode 0200, where the kernel has it).
+    '--ro-bind', '/proc/sys', '/proc/sys',
     '--dev', '/dev',
     '--size', String(layout.tmpBytes ?? SANDBOX_TMP_BYTES), '--tmpfs', '/tmp'
   )
@@ -94,39 +102,110 @@ export function bwrapArgs (layout: SandboxLayout): string[] {
 }
 
 /** Contents of the generated /etc files: one unprivileged build user, and loopback names. */
-export function sandboxEtcFiles (): Record<'passwd' | 'group' | 'hosts', string> {
+export function sandboxEtcFiles (): Record<'passwd' | 'group' | 'hosts' | 'resolv.conf', string> {
   return {
+    'resolv.conf': `nameserver ${FETCH_DNS_ADDRESS}\noptions edns0\n`,
     passwd: `build:x:${SANDBOX_UID}:${SANDBOX_GID}:Quorate build:${SANDBOX_HOME}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
     group: `build:x:${SANDBOX_GID}:\nnogroup:x:65534:\n`,
     hosts: '127.0.0.1 localhost quorate-build\n::1 localhost ip6-localhost ip6-loopback\n'
   }
 }
 
-let detected: Promise<string | null> | undefined
+/** The host programs a sandboxed build is started through. */
+export interface SandboxTools {
+  bwrap: string
+  /** Closes every inherited descriptor above 2 before anything else runs (see CLOSE_INHERITED_FDS). */
+  bash: string
+  /** Drops a root node to the build user; null when the node is not root. */
+  setpriv: string | null
+}
 
 /**
- * The path of a bubblewrap that can actually create the build sandbox here, or null. Checks
- * `bwrap --version` and runs `true` inside the same sandbox a build gets. A success is cached
- * per process; a failure is checked again next time (bubblewrap may have been installed since).
+ * Run first by bash in every build process chain: closes every descriptor above 2, whatever
+ * opened it (native addons such as LevelDB open files without close-on-exec, and Node's
+ * child_process has no hook between fork and exec), then execs the rest of the chain.
  */
-export async function findBwrap (): Promise<string | null> {
-  detected ??= probeBwrap()
-  const found = await detected
-  if (found === null) detected = undefined
+export const CLOSE_INHERITED_FDS = 'for f in /proc/self/fd/*; do n=${f##*/}; case $n in 0|1|2) ;; *) [ -L "/proc/self/fd/$n" ] && exec {n}>&- ;; esac; done; exec "$@"'
+
+export interface LaunchOptions {
+  tools: SandboxTools
+  user: BuildUser
+  /** Run as the node's own user before privileges are dropped (joining the build's cgroup). */
+  enrol?: string[]
+  /** The fetch phase's user-mode network: pasta's argv and the route script run inside it. */
+  network?: { pasta: string, policy: FetchNetworkPolicy }
+  bwrapArgs: string[]
+  command: string[]
+}
+
+/**
+ * The whole argv of a sandboxed process: close inherited descriptors, join the cgroup, drop to
+ * the build user (root nodes), enter the fetch phase's own network namespace (fetch phase),
+ * then bubblewrap and the command.
+ */
+export function sandboxLaunchArgv (o: LaunchOptions): string[] {
+  const argv = [o.tools.bash, '-c', CLOSE_INHERITED_FDS, 'quorate-build', ...(o.enrol ?? [])]
+  if (o.user.drop) {
+    if (o.tools.setpriv === null) throw new QuorateError('SANDBOX_UNAVAILABLE', 'setpriv (util-linux) is needed to build as an unprivileged user under a root node; install util-linux')
+    argv.push(o.tools.setpriv, `--reuid=${o.user.uid}`, `--regid=${o.user.gid}`, '--clear-groups', '--')
+  }
+  if (o.network !== undefined) argv.push(...pastaArgs(o.network.pasta), '/bin/sh', '-c', fetchRoutesScript(o.network.policy), 'sh')
+  argv.push(o.tools.bwrap, ...o.bwrapArgs, '--', ...o.command)
+  return argv
+}
+
+/** What the fetch phase needs on the host: pasta (passt) and ip (iproute2). */
+export async function findFetchNetworkTools (): Promise<{ pasta: string } | { problem: string }> {
+  const path = process.env.PATH ?? BUILD_PATH
+  const pasta = await findOnPath('pasta', `${path}:/usr/sbin:/sbin`)
+  const ip = await findOnPath('ip', `${path}:/usr/sbin:/sbin`)
+  if (pasta === null || ip === null) {
+    return { problem: `the fetch phase runs in its own network namespace and needs ${pasta === null ? 'pasta (apt-get install passt)' : ''}${pasta === null && ip === null ? ' and ' : ''}${ip === null ? 'ip (apt-get install iproute2)' : ''} on the node's host` }
+  }
+  return { pasta }
+}
+
+const probes = new Map<string, Promise<SandboxTools | string>>()
+
+/**
+ * The programs that can actually create the build sandbox here for `user`, or a sentence
+ * saying why not (with bubblewrap's own error). Runs `true` through the same launch chain a
+ * build gets. A success is cached per process and user; a failure is checked again next time.
+ */
+export async function probeSandbox (user: BuildUser = resolveBuildUser()): Promise<SandboxTools | string> {
+  const key = `${user.uid}:${user.gid}:${String(user.drop)}`
+  let p = probes.get(key)
+  if (p === undefined) probes.set(key, p = probeTools(user))
+  const found = await p
+  if (typeof found === 'string') probes.delete(key)
   return found
 }
 
-async function probeBwrap (): Promise<string | null> {
-  const bwrap = await findOnPath('bwrap', process.env.PATH ?? BUILD_PATH)
-  if (bwrap === null) return null
+/** The path of a usable bubblewrap for this node's default build user, or null. */
+export async function findBwrap (): Promise<string | null> {
+  const found = await probeSandbox()
+  return typeof found === 'string' ? null : found.bwrap
+}
+
+async function probeTools (user: BuildUser): Promise<SandboxTools | string> {
+  const path = process.env.PATH ?? BUILD_PATH
+  const bwrap = await findOnPath('bwrap', path)
+  if (bwrap === null) return 'bubblewrap is not installed (no bwrap on PATH); install it (apt-get install bubblewrap)'
+  const bash = await findOnPath('bash', `${path}:/bin`)
+  if (bash === null) return 'bash is needed to start builds with no inherited file descriptors; install it'
+  const setpriv = user.drop ? await findOnPath('setpriv', `${path}:/usr/bin:/bin`) : null
+  if (user.drop && setpriv === null) return 'setpriv (util-linux) is needed to build as an unprivileged user under a root node; install util-linux'
+  const tools = { bwrap, bash, setpriv }
   const env = { PATH: BUILD_PATH }
   try {
     const version = await runCollect([bwrap, '--version'], { env, timeoutMs: 10_000 })
-    if (version.code !== 0) return null
-    const trial = await runCollect([bwrap, ...bwrapArgs({ network: false }), '--', 'true'], { env, timeoutMs: 10_000 })
-    return trial.code === 0 ? bwrap : null
-  } catch {
-    return null
+    if (version.code !== 0) return `"bwrap --version" failed: ${version.stderr.trim()}`
+    const trial = await runCollect(sandboxLaunchArgv({ tools, user, bwrapArgs: bwrapArgs({ network: false }), command: ['true'] }), { env, timeoutMs: 10_000 })
+    if (trial.code === 0) return tools
+    const as = user.drop ? ` as the unprivileged build user ${user.uid}:${user.gid}` : ''
+    return `bubblewrap cannot create the build sandbox here${as}: ${trial.stderr.trim().slice(0, 300) || `exit status ${String(trial.code)}`}; allow unprivileged user namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1 where it exists)`
+  } catch (err) {
+    return `bubblewrap could not be started: ${(err as Error).message}`
   }
 }
 

@@ -12,7 +12,7 @@ const LIMITS: RecipeLimits = { ...DEFAULT_RECIPE_LIMITS, timeoutSeconds: 20, max
 const MiB = 1024 * 1024
 
 describe('resource containment', () => {
-  const { temp, build } = sandboxedBuildFixture('quorate-contain', LIMITS)
+  const { build, workDir: newWorkDir } = sandboxedBuildFixture('quorate-contain', LIMITS)
   let cgroups = false
   beforeAll(async () => {
     const probe = await createBuildCgroup({ maxProcesses: 8, memoryBytes: 64 * MiB })
@@ -60,7 +60,7 @@ describe('resource containment', () => {
       'the build command ["sh","-c","mkdir out && cat /dev/zero > out/endless"] exited with status 153; status 153 means a file reached the limit of 20971520 bytes (the recipe\'s maxOutputBytes); see the end of the build log')
 
     // Endless 1 MiB files, none over the per-file limit: the watchdog sees the work dir grow.
-    const workDir = join(await temp.make('quorate-contain-work-'), 'work')
+    const workDir = newWorkDir()
     const started = Date.now()
     const manyFiles = await build({ build: ['sh', '-c', 'mkdir -p junk && i=0; while :; do i=$((i+1)); head -c 1048576 /dev/zero > junk/$i; done'] }, { limits, workDir, keepWorkDir: true })
     expect(Date.now() - started).toBeLessThan(10_000)

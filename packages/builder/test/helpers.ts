@@ -1,5 +1,6 @@
 import { afterEach, beforeAll } from 'vitest'
-import { GitMirror, runBuild } from '../src/index.js'
+import { GitMirror, runBuild, prepareBuildArea, resolveBuildUser } from '../src/index.js'
+import { randomUUID } from 'node:crypto'
 import { mkdtemp, rm, mkdir, writeFile, symlink, chmod } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -99,29 +100,37 @@ export async function processesWith (marker: string): Promise<string[]> {
 export function sandboxedBuildFixture (prefix: string, limits: import('@quorate/core').RecipeLimits): {
   temp: ReturnType<typeof tempDirs>
   build: (recipe: Partial<import('@quorate/core').Recipe>, extra?: Partial<import('../src/index.js').BuildRequest>) => Promise<import('../src/index.js').BuildOutcome>
+  /** A fresh work dir path where the build user can reach it (as a node would choose). */
+  workDir: () => string
 } {
   const temp = tempDirs()
   let mirror: import('../src/index.js').GitMirror
   let commit: string
+  let area: string
   afterEach(temp.cleanup)
   beforeAll(async () => {
     const root = await mkdtemp(join(tmpdir(), `${prefix}-repo-`))
+    // Where a node would put its build work dirs: reachable by the build user (a root node's is not in its data dir).
+    area = await prepareBuildArea({ user: resolveBuildUser(), dataDir: join(root, 'data'), defaultDir: join(root, 'data', 'work') })
     const repo = await makeRepo(join(root, 'repo'))
     commit = await commitFiles(repo, { 'in.txt': 'input\n' }, 'project', 1_700_000_000)
     mirror = new GitMirror({ url: repo, dir: join(root, 'mirror.git') })
     await mirror.fetch()
-    return async () => { await rm(root, { recursive: true, force: true }) }
+    return async () => {
+      await rm(root, { recursive: true, force: true })
+      await rm(area, { recursive: true, force: true })
+    }
   })
   const build = async (recipe: Partial<import('@quorate/core').Recipe>, extra: Partial<import('../src/index.js').BuildRequest> = {}): Promise<import('../src/index.js').BuildOutcome> => await runBuild({
     repoId: 'demo',
     commit,
     ref: 'refs/heads/main',
     mirror,
-    workDir: join(await temp.make(`${prefix}-work-`), 'work'),
+    workDir: join(area, randomUUID()),
     recipe: { build: ['true'], output: 'out', outputKind: 'dir', ...recipe },
     limits,
     sandbox: 'bwrap',
     ...extra
   })
-  return { temp, build }
+  return { temp, build, workDir: () => join(area, randomUUID()) }
 }

@@ -148,6 +148,7 @@ describe('packOciImage', () => {
 
   it('runBuild packs an "oci" output after the build and reports the image as an extra subject', async () => {
     const root = await temp.make()
+    await chmod(root, 0o755) // the work dirs are in it: a root node's build user must reach them
     const repo = await makeRepo(join(root, 'repo'))
     const commit = await commitFiles(repo, { 'hello.sh': '#!/bin/sh\necho hello\n' }, 'image project', SDE)
     const mirror = new GitMirror({ url: repo, dir: join(root, 'mirror.git') })

@@ -180,7 +180,7 @@ describe('runBuild without a sandbox', () => {
     process.env.PATH = '/nonexistent'
     const noSandbox = await build({}, { sandbox: 'bwrap' }).catch((e: unknown) => e).finally(() => { process.env.PATH = path })
     expect(isQuorateError(noSandbox, 'SANDBOX_UNAVAILABLE')).toBe(true)
-    expect((noSandbox as Error).message).toBe('bubblewrap (bwrap) is not installed or cannot create namespaces here; install it (apt-get install bubblewrap) or set "sandbox": "none" in the node config to build without isolation')
+    expect((noSandbox as Error).message).toBe('bubblewrap is not installed (no bwrap on PATH); install it (apt-get install bubblewrap); or set "sandbox": "none" in the node config to build without isolation')
 
     const busy = await temp.make()
     await mkdir(join(busy, 'leftover'))

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, writeFileSync, symlinkSync, chmodSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { mkdirSync, mkdtempSync, writeFileSync, symlinkSync, chmodSync, lstatSync, readdirSync, utimesSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, dirname, join } from 'node:path'
 import { decideQuorum, diffFileLists, escapeForDisplay, escapeMarkdown, stringifyForDisplay, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntry, type Policy } from '@quorate/core'
 import { gatherFromNodes } from './verify.js'
 import { nodeClient } from './node-client.js'
@@ -271,18 +272,102 @@ export async function materializeOutput (urls: string[], fileListSha256: string,
   }
 }
 
-/** Runs diffoscope on two builders' outputs for the commit; says how to install it when missing. */
-export async function diffoscopeCommit (finding: AuditFinding, policy: Policy, nodes: string[], workDir: string): Promise<{ exitCode: number, output: string }> {
+/**
+ * The repository of a commit when `--repo` is not given: the policy's only repository, else the
+ * one whose envelopes the nodes hold for this commit. Asks for --repo when that is not exactly one.
+ */
+export async function findCommitRepository (policy: Policy, nodes: string[], commit: string): Promise<string> {
+  const ids = [...policy.repositories.keys()]
+  if (ids.length === 1) return ids[0]
+  const found: string[] = []
+  for (const repoId of ids) {
+    for (const url of nodes) {
+      try {
+        const body = await nodeClient(url).get('commit', { repo: repoId, commit })
+        if (body.envelopes.length > 0) { found.push(repoId); break }
+      } catch {}
+    }
+  }
+  if (found.length === 1) return found[0]
+  if (found.length === 0) throw new QuorateError('USAGE', `no node holds attestations for commit ${commit} in any of the policy's repositories (${ids.join(', ')}); check the commit id, or give --repo ID`)
+  throw new QuorateError('USAGE', `commit ${commit} has attestations in several repositories (${found.join(', ')}); give --repo ID`)
+}
+
+export interface DiffoscopeOptions {
+  /** The two builders to compare; default: a builder of the trusted result against one of each other result. */
+  builders?: [string, string]
+}
+
+export interface DiffoscopeReport {
+  /** 0 when every compared pair is identical, 1 when one differs, 2 when diffoscope failed. */
+  exitCode: number
+  output: string
+  pairs: Array<{ a: string, b: string, narA: string, narB: string, exitCode: number }>
+}
+
+/** Sets every mtime under dir (and dir) to the epoch: the rebuilt trees carry no time (the NAR has none), so diffoscope shows none. */
+function fixMtimes (dir: string): void {
+  const walk = (p: string): void => {
+    const st = lstatSync(p)
+    if (st.isDirectory()) for (const name of readdirSync(p)) walk(join(p, name))
+    if (!st.isSymbolicLink()) utimesSync(p, 0, 0)
+  }
+  walk(dir)
+}
+
+/**
+ * Runs diffoscope on builders' outputs for the commit, rebuilt from their signed file lists
+ * (content checked by hash) in a temporary directory that is removed afterwards. Says how to
+ * install diffoscope when it is missing.
+ */
+export async function diffoscopeCommit (finding: AuditFinding, policy: Policy, nodes: string[], opts: DiffoscopeOptions = {}): Promise<DiffoscopeReport> {
   const which = spawnSync('diffoscope', ['--version'], { encoding: 'utf8' })
   if (which.error !== undefined) throw new QuorateError('USAGE', 'diffoscope is not installed; install it with "apt-get install diffoscope" (Debian/Ubuntu) or "pip install diffoscope", then run again')
-  const results = [...new Map(finding.builds.map(b => [b.resultKey, b])).values()]
-  if (results.length < 2) throw new QuorateError('USAGE', `${finding.repoId}@${finding.commit}: the builders do not disagree; nothing to compare`)
-  const [a, b] = results.sort((x, y) => (x.narSha256 === finding.trustedNarSha256 ? -1 : 0) - (y.narSha256 === finding.trustedNarSha256 ? -1 : 0))
+  const where = `${finding.repoId}@${finding.commit}`
+  let pairs: Array<[AuditBuild, AuditBuild]>
+  if (opts.builders !== undefined) {
+    const pick = (name: string): AuditBuild => finding.builds.find(b => b.builder === name) ??
+      usageError(`${name} has no counted build result for ${where}; builders with one: ${finding.builds.map(b => b.builder).join(', ') || 'none'}`)
+    pairs = [[pick(opts.builders[0]), pick(opts.builders[1])]]
+  } else {
+    const byResult = [...new Map(finding.builds.map(b => [b.resultKey, b])).values()]
+    if (byResult.length < 2) usageError(`${where}: the builders do not disagree; nothing to compare (name two with --builders a,b to compare anyway)`)
+    // The trusted result against each dissenting one; with none trusted, the first against each other.
+    const reference = byResult.find(b => b.narSha256 === finding.trustedNarSha256) ?? byResult[0]
+    pairs = byResult.filter(b => b !== reference).map(b => [reference, b])
+  }
   const urlsFor = (builder: string): string[] => [policy.builders.get(builder)?.endpoint, ...nodes].filter((u): u is string => u !== undefined)
-  const dirA = join(workDir, `${a.builder}-${a.narSha256.slice(0, 12)}`)
-  const dirB = join(workDir, `${b.builder}-${b.narSha256.slice(0, 12)}`)
-  await materializeOutput(urlsFor(a.builder), a.fileListSha256, dirA)
-  await materializeOutput(urlsFor(b.builder), b.fileListSha256, dirB)
-  const r = spawnSync('diffoscope', ['--no-progress', '--text', '-', dirA, dirB], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 600_000 })
-  return { exitCode: r.status ?? 2, output: r.stdout + r.stderr }
+  const work = mkdtempSync(join(tmpdir(), 'quorate-diffoscope-'))
+  try {
+    const dirs = new Map<string, string>()
+    const dirOf = async (b: AuditBuild): Promise<string> => {
+      let dir = dirs.get(b.builder)
+      if (dir === undefined) {
+        dir = join(work, `${b.builder.replace(/[^A-Za-z0-9._-]/g, '_')}-${b.narSha256.slice(0, 12)}`)
+        await materializeOutput(urlsFor(b.builder), b.fileListSha256, dir)
+        fixMtimes(dir)
+        dirs.set(b.builder, dir)
+      }
+      return dir
+    }
+    const out: string[] = []
+    const report: DiffoscopeReport['pairs'] = []
+    for (const [a, b] of pairs) {
+      const [dirA, dirB] = [await dirOf(a), await dirOf(b)]
+      const r = spawnSync('diffoscope', ['--no-progress', '--exclude-directory-metadata=yes', '--text', '-', basename(dirA), basename(dirB)],
+        { cwd: work, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: 600_000 })
+      const code = r.status ?? 2
+      report.push({ a: a.builder, b: b.builder, narA: a.narSha256, narB: b.narSha256, exitCode: code })
+      out.push(`# ${where}: ${term(a.builder)} (${short(a.narSha256)}${a.narSha256 === finding.trustedNarSha256 ? ', trusted' : ''}) against ${term(b.builder)} (${short(b.narSha256)}): ${code === 0 ? 'identical' : code === 1 ? 'different' : 'diffoscope failed'}`)
+      out.push(r.stdout + (code > 1 ? r.stderr : ''))
+    }
+    const exitCode = report.some(p => p.exitCode > 1) ? 2 : report.some(p => p.exitCode === 1) ? 1 : 0
+    return { exitCode, output: out.join('\n'), pairs: report }
+  } finally {
+    rmSync(work, { recursive: true, force: true })
+  }
+}
+
+function usageError (msg: string): never {
+  throw new QuorateError('USAGE', msg)
 }

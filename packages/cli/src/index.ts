@@ -7,7 +7,7 @@
  */
 export { verifyCommit } from './verify.js'
 export type { VerifyRequest, VerifyReport, VerifyStatus, NodeAnswer } from './verify.js'
-export { auditCommit, materializeOutput, renderText, renderMarkdown, hasFindings } from './audit.js'
+export { auditCommit, auditEvidence, findCommitRepository, diffoscopeCommit, materializeOutput, renderText, renderMarkdown, renderJson, hasFindings } from './audit.js'
 export type { AuditFinding, AuditBuild } from './audit.js'
 export { nodeClient, NodeHttpError, DEFAULT_TIMEOUT_MS } from './node-client.js'
 export type { NodeClient } from './node-client.js'

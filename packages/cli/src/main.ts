@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
-import { mkdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs'
+import { mkdirSync, writeFileSync, existsSync, chmodSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import {
-  QuorateError, isQuorateError, escapeForDisplay, keyPairFromSeed, encodeBuilderKeyFile, parsePolicy, parseRecipeSpec
+  QuorateError, isQuorateError, escapeForDisplay, keyPairFromSeed, encodeBuilderKeyFile
 } from '@quorate/core'
 import { escapeForTerminal } from '@quorate/node/logger'
-import { loadPolicyFile, readJsonFile } from '@quorate/node/config'
+import { loadPolicyFile } from '@quorate/node/config'
+import { commandHelp } from './help.js'
+import { assemblePolicy } from './policy-assemble.js'
 
 // Heavy packages (libp2p, the builder) load only for the commands that use them, so that
 // `quorate verify` in a deploy pipeline starts fast.
@@ -16,23 +18,31 @@ const nodePkg = async (): Promise<typeof import('@quorate/node')> => await impor
 const USAGE = `quorate: a decentralized network of reproducible-build verifiers
 
 Usage:
-  quorate init --dir DIR --name BUILDER --org ORG [--listen MULTIADDR] [--http-port N] [--bootstrap MULTIADDR]... [--sandbox bwrap|none] [--endpoint URL]
-  quorate policy assemble --member FILE... --repo ID --url GIT_URL [--branch NAME]... [--tag GLOB]... --recipe FILE [--threshold N] [--mode majority|unanimous] [--out FILE]
+  quorate init --dir DIR --name BUILDER --org ORG [--listen MULTIADDR] [--http-host HOST] [--http-port N] [--bootstrap MULTIADDR]...
+               [--sandbox bwrap|none] [--endpoint URL] [--policy FILE] [--poll-seconds N] [--loopback] [--force]
+  quorate policy assemble --member FILE... (--repo ID --url GIT_URL [--branch NAME]... [--tag GLOB]... --recipe FILE)... [--repos FILE]
+                          [--threshold N] [--mode majority|unanimous] [--out FILE]
   quorate policy check FILE
+  quorate policy digest FILE
   quorate node --config FILE [--log-format text|json] [--debug]
   quorate verify --node URL [--node URL]... --policy FILE --repo ID --commit SHA [--digest HEX] [--ref REF] [--artifact FILE] [--image]
                  [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json]
-  quorate verify --bundle FILE --policy FILE [--digest HEX] [--ref REF] [--json]
+  quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json]
   quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--out FILE]
-  quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--json | --markdown]
-  quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT
+  quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown]
+  quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT [--builders A,B] [--out FILE]
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
   quorate which NARSHA256 --node URL... [--json]   (exit 0 only when the digest is a commit's trusted result)
   quorate key rotate --config FILE
+  quorate key show [--pem | --json] (--config FILE | --key FILE | --public HEX)
+  quorate key generate --out FILE [--force]
   quorate backup --config FILE --out BACKUP.tar.gz
   quorate restore --config FILE --from BACKUP.tar.gz [--force]
   quorate digest PATH [--json]
   quorate status --node URL [--json]
+
+Every command has its own help with examples: quorate COMMAND --help. quorate --version prints the version.
+Errors are one sentence and an exit code; add --debug for a stack trace.
 
 Exit codes of verify: 0 trusted, 1 disputed, failed (the build fails everywhere) or a failed check (--digest, --ref, --artifact, --image),
 3 pending (a quorum is still reachable; also --ref not yet seen by a quorum while organizations are open, and --wait timed out),
@@ -116,37 +126,13 @@ async function cmdPolicy (args: string[]): Promise<number> {
     for (const r of p.repositories.values()) print(`  repository ${r.id}: branches ${r.branches.join(', ')}${r.tags.length > 0 ? `, tags ${r.tags.join(', ')}` : ''}; recipe ${r.recipeDigest ?? 'from .quorate/recipe.json'}`)
     return 0
   }
-  if (sub !== 'assemble') usage('policy takes "assemble" or "check"')
-  const { values } = parseArgs({
-    args: args.slice(1),
-    options: {
-      member: { type: 'string', multiple: true }, repo: { type: 'string' }, url: { type: 'string' }, branch: { type: 'string', multiple: true },
-      tag: { type: 'string', multiple: true }, recipe: { type: 'string' }, threshold: { type: 'string' }, mode: { type: 'string' }, out: { type: 'string' }
-    }
-  })
-  if (values.member === undefined || values.repo === undefined || values.url === undefined || values.recipe === undefined) usage('policy assemble needs --member (one per builder), --repo, --url and --recipe')
-  const builders = new Map<string, { name: string, org: string, endpoint?: string, keys: Array<{ publicKey: string }> }>()
-  for (const f of values.member) {
-    const m = readJsonFile(f, 'member file') as { name?: string, org?: string, publicKey?: string, endpoint?: string }
-    if (typeof m.name !== 'string' || typeof m.org !== 'string' || typeof m.publicKey !== 'string') throw new QuorateError('CONFIG_INVALID', `${f}: not a member file; "quorate init" writes member.json`)
-    const b = builders.get(m.name) ?? { name: m.name, org: m.org, ...(m.endpoint !== undefined ? { endpoint: m.endpoint } : {}), keys: [] }
-    b.keys.push({ publicKey: m.publicKey })
-    builders.set(m.name, b)
+  if (sub === 'digest') {
+    if (args[1] === undefined || args.length > 2) usage('policy digest takes one FILE')
+    print(loadPolicyFile(args[1]).digest)
+    return 0
   }
-  const recipeRaw = readJsonFile(values.recipe, 'recipe')
-  parseRecipeSpec(recipeRaw, values.recipe)
-  const doc = {
-    version: 1,
-    builders: [...builders.values()],
-    repositories: [{ id: values.repo, url: values.url, branches: values.branch ?? ['main'], ...(values.tag !== undefined ? { tags: values.tag } : {}), recipe: recipeRaw }],
-    quorum: { ...(values.threshold !== undefined ? { threshold: Number(values.threshold) } : {}), ...(values.mode !== undefined ? { mode: values.mode } : {}) }
-  }
-  const p = parsePolicy(doc, values.out ?? 'policy')
-  const text = JSON.stringify(doc, null, 2) + '\n'
-  if (values.out !== undefined) writeFileSync(values.out, text)
-  else process.stdout.write(text)
-  printErr(`policy digest ${p.digest}: ${p.builders.size} builders, ${p.orgs.length} organizations, threshold ${p.threshold}; every member must run with this exact file`)
-  return 0
+  if (sub !== 'assemble') usage('policy takes "assemble", "check" or "digest"')
+  return assemblePolicy(args.slice(1), { print: text => process.stdout.write(text), printErr, usage })
 }
 
 async function cmdNode (args: string[]): Promise<number> {
@@ -243,22 +229,27 @@ async function cmdAudit (args: string[]): Promise<number> {
     args,
     options: {
       node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' },
-      json: { type: 'boolean' }, markdown: { type: 'boolean' }, diffoscope: { type: 'string' }, all: { type: 'boolean' }, limit: { type: 'string' }
+      json: { type: 'boolean' }, markdown: { type: 'boolean' }, diffoscope: { type: 'string' }, all: { type: 'boolean' }, limit: { type: 'string' },
+      builders: { type: 'string' }, out: { type: 'string' }
     }
   })
   if (values.node === undefined || values.policy === undefined) usage('audit needs --node URL (one or more) and --policy FILE')
   const policy = loadPolicyFile(values.policy)
   const audit = await import('./audit.js')
   if (values.diffoscope !== undefined) {
-    const repoId = values.repo ?? [...policy.repositories.keys()][0]
+    const repoId = values.repo ?? await audit.findCommitRepository(policy, values.node, values.diffoscope)
+    const pair = values.builders?.split(',').map(b => b.trim())
+    if (pair !== undefined && (pair.length !== 2 || pair.some(b => b === ''))) usage('--builders takes two builder names: --builders a,b')
     const finding = await audit.auditCommit(policy, values.node, repoId, values.diffoscope)
-    const { mkdtempSync } = await import('node:fs')
-    const { tmpdir } = await import('node:os')
-    const work = mkdtempSync(join(tmpdir(), 'quorate-diffoscope-'))
-    const r = await audit.diffoscopeCommit(finding, policy, values.node, work)
-    process.stdout.write(r.output)
-    printErr(`outputs fetched to ${work} (content checked against the signed file lists)`)
-    return r.exitCode === 0 ? 0 : 1
+    const r = await audit.diffoscopeCommit(finding, policy, values.node, pair !== undefined ? { builders: [pair[0], pair[1]] } : {})
+    if (values.out !== undefined) {
+      writeFileSync(values.out, r.output)
+      printErr(`diffoscope report written to ${values.out}`)
+    } else {
+      process.stdout.write(r.output)
+    }
+    for (const p of r.pairs) printErr(`${p.a} against ${p.b}: ${p.exitCode === 0 ? 'identical' : p.exitCode === 1 ? 'different' : 'diffoscope failed'}`)
+    return r.exitCode
   }
   const repos = values.repo !== undefined ? [values.repo] : [...policy.repositories.keys()]
   const findings = []
@@ -340,7 +331,11 @@ async function cmdWhich (args: string[]): Promise<number> {
 }
 
 async function cmdKey (args: string[]): Promise<number> {
-  if (args[0] !== 'rotate') usage('key takes "rotate"')
+  if (args[0] === 'show' || args[0] === 'generate') {
+    const { keyShow, keyGenerate } = await import('./key-show.js')
+    return await (args[0] === 'show' ? keyShow : keyGenerate)(args.slice(1), { print, usage })
+  }
+  if (args[0] !== 'rotate') usage('key takes "rotate", "show" or "generate"')
   const { values } = parseArgs({ args: args.slice(1), options: { config: { type: 'string' } } })
   if (values.config === undefined) usage('key rotate needs --config FILE of the (stopped) node')
   const { loadNodeConfig, loadBuilderKey } = await import('@quorate/node/config')
@@ -403,6 +398,9 @@ async function cmdStatus (args: string[]): Promise<number> {
 
 async function main (argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv
+  if (cmd === '--version' || cmd === '-V' || cmd === 'version') { print(`quorate ${version()}`); return 0 }
+  if (cmd === 'help' && rest[0] !== undefined) return helpFor(rest[0])
+  if (cmd !== undefined && cmd !== 'help' && (rest.includes('--help') || rest.includes('-h'))) return helpFor(cmd)
   switch (cmd) {
     case 'init': return await cmdInit(rest)
     case 'policy': return await cmdPolicy(rest)
@@ -422,13 +420,45 @@ async function main (argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(code => { process.exitCode = code }, err => {
+function helpFor (cmd: string): number {
+  const text = commandHelp(cmd)
+  if (text === undefined) return usage(`unknown command "${cmd}"`)
+  process.stdout.write(text)
+  return 0
+}
+
+function version (): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+// A reader that stops early (`quorate status | head -1`) closes the pipe: that is not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+    throw err
+  })
+}
+
+// --debug (any command) keeps stacks in error messages; `node` also takes it for debug logs.
+const argv = process.argv.slice(2)
+const debug = argv.includes('--debug')
+main(argv[0] === 'node' ? argv : argv.filter(a => a !== '--debug')).then(code => { process.exitCode = code }, err => {
+  const e = err as Error & { code?: string }
   if (isQuorateError(err)) {
     printErr(`${err.code === 'USAGE' ? 'FAILED: usage' : 'FAILED'}: ${err.message}`)
-  } else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
-    printErr(`FAILED: usage: ${(err as Error).message}\n\n${USAGE}`)
+  } else if (e.code?.startsWith('ERR_PARSE_ARGS') === true) {
+    const cmd = argv.find(a => !a.startsWith('-'))
+    printErr(`FAILED: usage: ${e.message}; see "quorate ${cmd !== undefined && commandHelp(cmd) !== undefined ? `${cmd} ` : ''}--help"`)
   } else {
-    printErr(`FAILED: unexpected error: ${(err as Error).stack ?? String(err)}`)
+    // One sentence: what failed; the stack only when asked for.
+    printErr(`FAILED: ${firstLine(e.message ?? String(err))}${e.cause instanceof Error ? ` (${firstLine(e.cause.message)})` : ''}${debug ? '' : '; run again with --debug for details'}`)
   }
+  if (debug && err instanceof Error && err.stack !== undefined) printErr(err.stack)
   process.exitCode = 2
 })
+
+function firstLine (s: string): string { return s.split('\n')[0].trim() }

@@ -51,8 +51,8 @@ export function nodeClient (url: string): NodeClient {
       res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs) })
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code
-      const what = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : cause ?? (err as Error).message
-      throw new NodeHttpError(base, 0, `${base}: ${what}; is the node running, and is this its "http" address?`)
+      const what = (err as Error).name === 'TimeoutError' ? `nothing within ${timeoutMs / 1000} s` : cause ?? (err as Error).message
+      throw new NodeHttpError(base, 0, `${base}: no answer (${what}); is the node running, and is this its "http" address (http://host:port, without /v1)?`)
     }
     return res
   }

@@ -3,7 +3,10 @@ import { QuorateError } from './errors.js'
 /**
  * RFC 8785 (JCS) canonical JSON. Keys sorted by UTF-16 code units, numbers in
  * ECMAScript shortest form (JSON.stringify gives that for finite numbers), strings
- * escaped as JSON.stringify does (which matches RFC 8785's rules).
+ * escaped as JSON.stringify does (which matches RFC 8785's rules). Strings (values and
+ * keys) must be well-formed UTF-16: a lone surrogate has no UTF-8 encoding, so two
+ * implementations could hash it differently (one escapes it, another writes U+FFFD);
+ * the reference implementation refuses it, and so do we.
  */
 export function canonicalize (value: unknown): string {
   const parts: string[] = []
@@ -21,7 +24,7 @@ function write (value: unknown, out: string[], path: string): void {
   if (value === null) { out.push('null'); return }
   switch (typeof value) {
     case 'boolean': out.push(value ? 'true' : 'false'); return
-    case 'string': out.push(JSON.stringify(value)); return
+    case 'string': out.push(jsonString(value, path)); return
     case 'number':
       if (!Number.isFinite(value)) throw new QuorateError('CANONICAL_JSON', `${path}: ${value} cannot be written as JSON`)
       out.push(JSON.stringify(value)); return
@@ -45,10 +48,18 @@ function write (value: unknown, out: string[], path: string): void {
   out.push('{')
   keys.forEach((k, i) => {
     if (i > 0) out.push(',')
-    out.push(JSON.stringify(k), ':')
+    out.push(jsonString(k, `${path} (key ${JSON.stringify(k)})`), ':')
     write(obj[k], out, `${path}.${k}`)
   })
   out.push('}')
+}
+
+function jsonString (s: string, path: string): string {
+  if (!s.isWellFormed()) {
+    const i = [...s].findIndex(ch => ch.length === 1 && ch.charCodeAt(0) >= 0xd800 && ch.charCodeAt(0) <= 0xdfff)
+    throw new QuorateError('CANONICAL_JSON', `${path}: the string has a lone UTF-16 surrogate${i >= 0 ? ` at character ${i}` : ''}, which RFC 8785 (I-JSON) does not allow; remove it or encode it`)
+  }
+  return JSON.stringify(s)
 }
 
 function compareUtf16 (a: string, b: string): number {

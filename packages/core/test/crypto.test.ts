@@ -118,6 +118,21 @@ describe('canonical JSON (RFC 8785)', () => {
     expect(() => canonicalize({ n: Number.NaN })).toThrow(/cannot be written/)
   })
 
+  it('refuses lone surrogates in strings and keys, as the reference canonicalize does', () => {
+    for (const bad of ['\ud800', 'a\udc00b', '\ude00\ud83d', 'x\ud83d']) {
+      try { canonicalize({ s: bad }); expect.fail('should throw') } catch (err) {
+        expect(isQuorateError(err, 'CANONICAL_JSON')).toBe(true)
+        expect((err as Error).message).toMatch(/\$\.s: .*lone UTF-16 surrogate/)
+      }
+    }
+    expect(() => canonicalize({ [`k\udbff`]: 1 })).toThrow(/key .*lone UTF-16 surrogate/)
+    expect(() => canonicalize([['ok', '\udfff']])).toThrow(/\$\[0\]\[1\]/)
+    // A parsed payload can carry one through a JSON escape: refused too, never hashed.
+    expect(() => canonicalize(JSON.parse('{"recipe":"\\ud800"}'))).toThrow(/lone UTF-16 surrogate/)
+    // Surrogate pairs are fine.
+    expect(canonicalize({ s: '\ud83d\ude00' })).toBe('{"s":"\ud83d\ude00"}')
+  })
+
   it('refuses JSON text with a duplicate key at any depth', () => {
     expect(() => parseJsonStrict('{"a":1,"a":2}', 'p')).toThrow(/same key twice/)
     expect(() => parseJsonStrict('{"x":{"a":1,"b":{"c":[{"a":1,"a":1}]}}}', 'p')).toThrow(/same key twice/)

@@ -6,7 +6,7 @@ import {
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
-import { runBuild, parseImageSpec, type BuildJob, type BuildQueue, type GitMirror } from '@quorate/builder'
+import { runBuild, parseImageSpec, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
@@ -19,8 +19,14 @@ const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this re
 
 export interface BuildJobsInit {
   sandbox: 'bwrap' | 'none'
-  /** Scratch space for checkouts and output copies. */
+  /** Where build work directories go: reachable by the build user, nothing else of the data directory is. */
+  buildArea: string
+  /** The node's own scratch space (output copies). */
   workDir: string
+  /** The user builds run as (an unprivileged host uid when the node is root). */
+  user: BuildUser
+  /** The fetch phase's network settings (node config `fetchNetwork`). */
+  fetchNetwork?: BuildRequest['fetchNetwork']
   builderId: string
   /** Demo and tests only: behave like a compromised CI that alters its outputs. */
   tamperOutput?: boolean
@@ -110,7 +116,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       spec = problem
     }
     const executed = init.tamperOutput === true ? tamperedRecipe(spec.recipe) : spec.recipe
-    const workDir = join(init.workDir, randomUUID())
+    const workDir = join(init.buildArea, randomUUID())
     const outputCopyDir = join(init.workDir, `${randomUUID()}.out`)
     logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
     events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
@@ -127,6 +133,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           recipe: executed,
           limits: spec.limits,
           sandbox: init.sandbox,
+          user: init.user,
+          fetchNetwork: init.fetchNetwork,
           outputCopyDir,
           signal,
           onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })

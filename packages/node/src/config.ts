@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
+import { parseFetchNetworkPolicy, type FetchNetworkPolicy } from '@quorate/builder'
 import { QuorateError, isRepoId, parseBuilderKeyFile, parseJsonStrict, parsePolicy, type BuilderKeyPair, type Policy } from '@quorate/core'
 
 /** A node's own config file (never gossiped). Paths are relative to the config file. */
@@ -17,6 +18,12 @@ export interface NodeConfig {
   http: { host: string, port: number }
   adminToken?: string
   sandbox: 'bwrap' | 'none'
+  /** Host uid/gid a root node runs its builds as (default 50999:50999); refused for non-root nodes. */
+  sandboxUser?: { uid: number, gid: number }
+  /** Where build work directories go (default: inside dataDir, or for a root node a directory of its own the build user can reach). */
+  buildDir?: string
+  /** What a fetch phase may reach beyond the internet's public addresses (and further ranges it may not). */
+  fetchNetwork: FetchNetworkPolicy
   pollIntervalSeconds: number
   backfill: number
   concurrency: number
@@ -38,7 +45,7 @@ export interface NodeConfig {
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
 
-const ALLOWED = new Set(['name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -90,6 +97,18 @@ export function loadNodeConfig (file: string): NodeConfig {
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) bad(file, 'http.port', 'must be a port number (0 picks a free one)')
   if (c.adminToken !== undefined && (typeof c.adminToken !== 'string' || c.adminToken.length < 16)) bad(file, 'adminToken', 'must be a string of at least 16 characters (e.g. from "openssl rand -hex 24")')
   if (c.sandbox !== undefined && c.sandbox !== 'bwrap' && c.sandbox !== 'none') bad(file, 'sandbox', 'must be "bwrap" (default) or "none" (no isolation: builds can read this node\'s files)')
+  const su = c.sandboxUser as { uid?: unknown, gid?: unknown } | undefined
+  const id = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0 && v < 2 ** 32 - 1
+  if (su !== undefined && (typeof su !== 'object' || su === null || Object.keys(su).some(k => k !== 'uid' && k !== 'gid') || !id(su.uid) || !id(su.gid))) {
+    bad(file, 'sandboxUser', 'must be {"uid": N, "gid": N} with unprivileged ids (never 0), e.g. {"uid": 50999, "gid": 50999}; it is used only by a node running as root')
+  }
+  if (c.buildDir !== undefined && (typeof c.buildDir !== 'string' || c.buildDir.length === 0)) bad(file, 'buildDir', 'must be a directory path')
+  let fetchNetwork: FetchNetworkPolicy
+  try {
+    fetchNetwork = parseFetchNetworkPolicy(c.fetchNetwork, 'fetchNetwork')
+  } catch (err) {
+    throw new QuorateError('CONFIG_INVALID', `${file}: ${(err as Error).message}`, { file, field: 'fetchNetwork' })
+  }
   if (c.loopbackNetwork !== undefined && typeof c.loopbackNetwork !== 'boolean') bad(file, 'loopbackNetwork', 'must be true or false')
   if (c.mdns !== undefined && typeof c.mdns !== 'boolean') bad(file, 'mdns', 'must be true or false')
   if (c.keyIsNew !== undefined && typeof c.keyIsNew !== 'boolean') bad(file, 'keyIsNew', 'must be true or false (true only when this key has never signed anything)')
@@ -123,6 +142,9 @@ export function loadNodeConfig (file: string): NodeConfig {
     http: { host, port },
     ...(c.adminToken !== undefined ? { adminToken: c.adminToken as string } : {}),
     sandbox: (c.sandbox as 'bwrap' | 'none' | undefined) ?? 'bwrap',
+    ...(su !== undefined ? { sandboxUser: { uid: su.uid as number, gid: su.gid as number } } : {}),
+    ...(c.buildDir !== undefined ? { buildDir: path('buildDir') } : {}),
+    fetchNetwork,
     pollIntervalSeconds: int('pollIntervalSeconds', 30, 1, 86_400),
     backfill: int('backfill', 10, 1, 10_000),
     concurrency: int('concurrency', 1, 1, 64),

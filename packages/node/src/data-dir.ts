@@ -12,7 +12,10 @@ import { join } from 'node:path'
  *              and output files up to 64 KiB
  *   blobs/     the store's larger output files, content-addressed (blobs/<2 hex>/<62 hex>, read-only)
  *   git/       bare git mirrors, one per repository (re-fetched when removed)
- *   work/      build scratch space (emptied at every start)
+ *   work/      the node's scratch space (output copies; emptied at every start). Builds' work
+ *              directories live in the build area (builder's prepareBuildArea): here when the
+ *              node does not drop privileges, else outside the data directory
+ *   NEW_KEY    written by `quorate init`: this directory starts a new key's logs
  * ```
  */
 export interface DataDir {

@@ -1,9 +1,10 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import {
   QuorateError, makeRefObservationStatement, type BuilderKeyPair, type LogPosition, type Policy
 } from '@quorate/core'
 import { Store } from '@quorate/store'
-import { GitMirror, detectSandbox, parseImageSpec, watcher, buildWorker, type Watcher, type BuildWorker } from '@quorate/builder'
+import { GitMirror, probeSandbox, parseImageSpec, prepareBuildArea, resolveBuildUser, watcher, buildWorker, type BuildUser, type Watcher, type BuildWorker } from '@quorate/builder'
 import { startNetwork, type Network } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, type NodeConfig } from './config.js'
 import { loadPeerKey, writePeerKeyFile } from './peer-key-file.js'
@@ -47,8 +48,11 @@ export interface QuorateNode {
 
 const BUILD_ID_BASE = 'https://quorate.dev/builders/'
 
-/** Checks what must hold before anything starts: a usable key, a sandbox that works (or was switched off explicitly). */
-async function preflight (config: NodeConfig, policy: Policy, key: BuilderKeyPair, logger: Logger): Promise<void> {
+/**
+ * Checks what must hold before anything starts: a usable key, a sandbox that works (or was
+ * switched off explicitly). Returns the user builds run as (never host uid 0).
+ */
+async function preflight (config: NodeConfig, policy: Policy, key: BuilderKeyPair, logger: Logger): Promise<BuildUser> {
   for (const repo of policy.repositories.values()) {
     if (repo.recipe?.recipe.image !== undefined) parseImageSpec(repo.recipe.recipe.image, `${config.policyFile}: repositories[${repo.id}].recipe.image`)
   }
@@ -58,14 +62,18 @@ async function preflight (config: NodeConfig, policy: Policy, key: BuilderKeyPai
   } else if (member.revoked) {
     throw new QuorateError('KEY_INVALID', `${config.builderKeyFile}: this key (${key.keyid}) is revoked in ${config.policyFile}; use the builder's current key`)
   }
+  // A root node builds as an unprivileged user of its own (never host uid 0), in a directory that user can reach.
+  const buildUser = resolveBuildUser(config.sandboxUser)
   if (config.sandbox === 'bwrap') {
-    if (await detectSandbox() === null) {
-      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but bubblewrap is not installed or cannot create namespaces here; install it (apt-get install bubblewrap) or set "sandbox": "none" to build without isolation`)
+    const probe = await probeSandbox(buildUser)
+    if (typeof probe === 'string') {
+      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but ${probe}; or set "sandbox": "none" to build without isolation`)
     }
   } else {
     logger.warn('sandbox disabled', { sandbox: 'none', hint: 'builds run without isolation and can read this node\'s files; attestations record sandbox "none"' })
   }
   if (config.faultInjection?.tamperOutput === true) logger.warn('fault injection', { tamperOutput: true, hint: 'this node simulates a compromised CI: it alters its build outputs' })
+  return buildUser
 }
 
 /**
@@ -75,13 +83,21 @@ async function preflight (config: NodeConfig, policy: Policy, key: BuilderKeyPai
 export async function startNode (config: NodeConfig, logger: Logger): Promise<QuorateNode> {
   const policy = loadPolicyFile(config.policyFile)
   const key = loadBuilderKey(config.builderKeyFile)
-  await preflight(config, policy, key, logger)
+  const buildUser = await preflight(config, policy, key, logger)
   const member = policy.keys.get(key.keyid)
   const builderName = member?.builder
   const builderId = `${BUILD_ID_BASE}${encodeURIComponent(member?.org ?? 'unknown')}/${encodeURIComponent(builderName ?? key.keyid)}`
 
   const dir = dataDirLayout(config.dataDir)
   prepareDataDir(dir)
+  const buildArea = await prepareBuildArea({
+    user: config.sandbox === 'bwrap' ? buildUser : { ...buildUser, drop: false },
+    dataDir: config.dataDir,
+    defaultDir: dir.work,
+    preferred: config.buildDir
+  })
+  // Work dirs a killed process left behind (the build area itself stays: the build user must reach it).
+  for (const name of readdirSync(buildArea)) rmSync(join(buildArea, name), { recursive: true, force: true })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
   const store = await Store.open(dir.db, { blobsDir: dir.blobs })
   const stops: Array<() => Promise<void>> = [async () => await store.close()]
@@ -147,7 +163,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const outputs = createOutputs({ store, network, logger })
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
-      { sandbox: config.sandbox, workDir: dir.work, builderId, tamperOutput: config.faultInjection?.tamperOutput },
+      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, builderId, tamperOutput: config.faultInjection?.tamperOutput },
       { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
     )
     const worker = buildWorker({ concurrency: config.concurrency }, {
