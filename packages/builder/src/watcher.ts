@@ -16,7 +16,7 @@ export interface WatcherInit {
   pollIntervalMs: number
 }
 
-/** A ref moved: the watcher saw `ref` go from `previous` (null when new) to `commit`, bringing `commits` (newest first). */
+/** A ref moved: the watcher saw `ref` go from `previous` (null when new) to `commit`, bringing `commits` (oldest first, as queued). */
 export interface RefMove { repoId: string, ref: string, commit: string, previous: string | null, commits: string[] }
 
 export interface WatcherComponents {

@@ -1,13 +1,12 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import {
-  QuorateError, makeRefObservationStatement, type BuilderKeyPair, type LogPosition, type Policy
-} from '@quorate/core'
+import { makeRefObservationStatement, type BuilderKeyPair, type LogPosition, type Policy } from '@quorate/core'
 import { Store } from '@quorate/store'
-import { GitMirror, probeSandbox, parseImageSpec, prepareBuildArea, resolveBuildUser, watcher, buildWorker, type BuildUser, type Watcher, type BuildWorker } from '@quorate/builder'
+import { GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker } from '@quorate/builder'
 import { startNetwork, type Network } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, type NodeConfig } from './config.js'
 import { loadPeerKey, writePeerKeyFile } from './peer-key-file.js'
+import { preflight } from './preflight.js'
 import { dataDirLayout, prepareDataDir } from './data-dir.js'
 import { EventBus } from './events.js'
 import type { Logger } from './logger.js'
@@ -47,34 +46,6 @@ export interface QuorateNode {
 }
 
 const BUILD_ID_BASE = 'https://quorate.dev/builders/'
-
-/**
- * Checks what must hold before anything starts: a usable key, a sandbox that works (or was
- * switched off explicitly). Returns the user builds run as (never host uid 0).
- */
-async function preflight (config: NodeConfig, policy: Policy, key: BuilderKeyPair, logger: Logger): Promise<BuildUser> {
-  for (const repo of policy.repositories.values()) {
-    if (repo.recipe?.recipe.image !== undefined) parseImageSpec(repo.recipe.recipe.image, `${config.policyFile}: repositories[${repo.id}].recipe.image`)
-  }
-  const member = policy.keys.get(key.keyid)
-  if (member === undefined) {
-    logger.warn('key not in policy', { keyid: key.keyid, hint: 'this node verifies and relays but its attestations will not count until the network adds its public key to the policy' })
-  } else if (member.revoked) {
-    throw new QuorateError('KEY_INVALID', `${config.builderKeyFile}: this key (${key.keyid}) is revoked in ${config.policyFile}; use the builder's current key`)
-  }
-  // A root node builds as an unprivileged user of its own (never host uid 0), in a directory that user can reach.
-  const buildUser = resolveBuildUser(config.sandboxUser)
-  if (config.sandbox === 'bwrap') {
-    const probe = await probeSandbox(buildUser)
-    if (typeof probe === 'string') {
-      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but ${probe}; or set "sandbox": "none" to build without isolation`)
-    }
-  } else {
-    logger.warn('sandbox disabled', { sandbox: 'none', hint: 'builds run without isolation and can read this node\'s files; attestations record sandbox "none"' })
-  }
-  if (config.faultInjection?.tamperOutput === true) logger.warn('fault injection', { tamperOutput: true, hint: 'this node simulates a compromised CI: it alters its build outputs' })
-  return buildUser
-}
 
 /**
  * Starts a node: creates its parts, starts them in dependency order (store, decisions, network,
