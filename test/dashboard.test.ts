@@ -99,6 +99,12 @@ beforeAll(async () => {
       { name: 'mallory-ci', org: 'mallory', tamper: true }
     ]
   })
+  // A failing build is signed as final at once, so a commit that fails everywhere is `failed`
+  // without waiting for retries.
+  for (const n of net.nodes) {
+    const cfg = JSON.parse(readFileSync(n.config, 'utf8'))
+    writeFileSync(n.config, JSON.stringify({ ...cfg, buildAttempts: 1 }, null, 2))
+  }
   const [b] = await Promise.all([
     chromium.launch({ executablePath: CHROMIUM, timeout: 30_000, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'] }),
     ...net.nodes.map(async n => await startNodeProcess(n, {}))
@@ -299,6 +305,14 @@ describe('the auditor dashboard in headless Chromium against a real network', ()
     await row.waitFor()
     expect(await row.getByTestId('status').textContent()).toBe(badge)
     if (d.status === 'pending') await textOf(row.getByTestId('disagreement'), /builders disagree/)
+    // The repositories page says it too, beside the latest commit.
+    await page.evaluate(() => { location.hash = '#/' })
+    const repoRow = page.locator('[data-testid=repo-row][data-repo=sample]')
+    await textOf(repoRow, new RegExp(tie.slice(0, 12)))
+    expect(await repoRow.getByTestId('disagreement').count()).toBe(d.status === 'pending' ? 1 : 0)
+    expect(await repoRow.textContent()).toMatch(/\d+ failed/)
+    await page.evaluate(() => { location.hash = '#/repo/sample' })
+    await row.waitFor()
 
     await page.evaluate((c) => { location.hash = `#/repo/sample/commit/${c}` }, tie)
     await page.getByTestId('side-by-side').waitFor()

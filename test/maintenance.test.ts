@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { parsePolicy } from '@quorate/core'
 import { loadNodeConfig } from '@quorate/node/config'
 // @ts-expect-error plain JS helper shared with the demo
-import { ROOT, createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+import { CLI, ROOT, createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
 
 let work: string
 beforeAll(() => { work = mkdtempSync(join(tmpdir(), 'quorate-maint-')) })
@@ -97,6 +97,21 @@ describe('docker-compose', () => {
     expect(ignored.status, 'compose/ is in .gitignore').toBe(0)
     const dockerignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map(l => l.trim())
     expect(dockerignore).toEqual(expect.arrayContaining(['compose/', '**/node_modules/', '**/dist/', '.git/']))
+  })
+
+  it('a node whose sandbox cannot mount /proc (Docker\'s masked paths) shows bubblewrap\'s own error and the option that fixes it', async () => {
+    const repo = join(work, 'masked-repo')
+    createSampleRepo(repo)
+    const net = await initNetwork({ dir: join(work, 'masked'), repoUrl: repo, sandbox: 'bwrap', builders: [{ name: 'masked', org: 'm' }] })
+    // What Docker does to a container's /proc (a read-only bind over /proc/sys), in a private mount namespace.
+    const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
+      'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$0" "$@"', process.execPath, CLI, 'node', '--config', net.nodes[0].config],
+    { encoding: 'utf8', timeout: 60_000 })
+    expect(r.status, r.stderr).toBe(2)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toContain('bwrap: Can\'t mount proc on /newroot/proc: Operation not permitted')
+    expect(r.stderr).toMatch(/systempaths=unconfined/)
+    expect(r.stderr).toMatch(/or set "sandbox": "none"/)
   })
 
   it('gives bubblewrap what it needs inside Docker and nothing more, on a supported Node LTS image', () => {

@@ -140,8 +140,10 @@ describe('hostile peers against a 3-node network', () => {
       await relay.publish(net.repoId, inv.bytes)
     }
     for (const e of honest) await relay.publish(net.repoId, enc.encode(JSON.stringify(e))) // exact replays
-    await waitFor(async () => (await status(beta)).stats.network.gossipReceived >= before.stats.network.gossipReceived + 20, { timeoutMs: 15_000, what: 'beta to receive them' })
-    await sleep(1500) // a heartbeat or two: a ban would show now
+    // every invented envelope validated (and ignored), then two gossip heartbeats: a graylist ban happens at a heartbeat
+    await waitFor(async () => (await status(beta)).stats.received.ignore >= before.stats.received.ignore + 20, { timeoutMs: 15_000, what: 'beta to validate them' })
+    const beats = (await status(beta)).stats.network.gossipHeartbeats
+    await waitFor(async () => (await status(beta)).stats.network.gossipHeartbeats >= beats + 2, { timeoutMs: 10_000, what: 'two gossip heartbeats on beta' })
     const after = await status(beta)
     expect(after.stats.received.reject).toBe(before.stats.received.reject) // nothing punishable
     expect(after.stats.received.ignore - before.stats.received.ignore).toBeGreaterThanOrEqual(20)
@@ -169,8 +171,9 @@ describe('hostile peers against a 3-node network', () => {
     await waitFor(async () => await bannedTotal(gamma) > bannedBefore, { timeoutMs: 15_000, what: 'gamma to ban the forger' })
     await waitFor(async () => !(await status(gamma)).peers.includes(forger.peerId), { timeoutMs: 10_000, what: 'gamma to hang up on the forger' })
     // kept out: a new connection is closed by gamma's connection gater
+    const gammaId = (await status(gamma)).peerId
     await forger.dial(gamma.member.multiaddr).catch(() => {})
-    await sleep(1000)
+    await waitFor(async () => !forger.connectedPeers().includes(gammaId), { timeoutMs: 10_000, what: 'gamma to close the forger\'s new connection' })
     expect((await status(gamma)).peers).not.toContain(forger.peerId)
     expect(forger.topicPeers(net.repoId)).not.toContain((await status(gamma)).peerId)
     for (const n of net.nodes) {

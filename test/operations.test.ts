@@ -125,7 +125,12 @@ describe('operations', () => {
     expect(cli.stdout.trim()).toBe(`${latest.commit} ${latest.narSha256}`)
     const which = await runCli(['which', latest.narSha256, '--node', trustedNet.nodes[2].url])
     expect(which.code).toBe(0)
-    expect(which.stdout.trim()).toBe(`${trustedNet.repoId}@${latest.commit} trusted`)
+    expect(which.stdout.trim()).toBe(`${trustedNet.repoId}@${latest.commit} trusted result`)
+    // The compromised builder's digest of the same trusted commit is a dissent, never "trusted".
+    const tampered = await waitFor(async () => (await getJson(`${trustedNet.nodes[0].url}/v1/repos/${trustedNet.repoId}/commits/${latest.commit}`)).decision.dissenters[0]?.narSha256, { timeoutMs: 30_000, what: 'the dissent' })
+    const dissent = await runCli(['which', tampered, '--node', trustedNet.nodes[2].url, '--json'])
+    expect(dissent.code).toBe(1)
+    expect(JSON.parse(dissent.stdout).commits).toEqual([expect.objectContaining({ commit: latest.commit, role: 'dissent' })])
     expect((await runCli(['which', 'f'.repeat(64), '--node', trustedNet.nodes[2].url])).code).toBe(1)
   })
 

@@ -1,12 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { chmod, lstat, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { chmod, chown, lchown, lstat, mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
 import { isIP } from 'node:net'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { QuorateError, parseRootImage, type RootImageRef } from '@quorate/core'
 import { runCollect } from './child-process.js'
-import { extractLayer, finishUnpack, type UnpackState } from './layer-extract.js'
-import { BUILD_PATH } from './sandbox.js'
+import { unpackLayers, type LayerSource } from './layer-extract.js'
+import { BUILD_PATH, findOnPath } from './sandbox.js'
 
 /**
  * Build roots (DESIGN.md "Builds", Build root): an OCI image named `<name>@sha256:<digest>`
@@ -49,6 +51,11 @@ export interface BuildRootCacheInit {
   architecture?: string
   /** Time allowed for one skopeo call (default 30 min). */
   pullTimeoutMs?: number
+  /**
+   * Unpack as this unprivileged host user (a node running as root): layers are unpacked by a
+   * worker process under this uid/gid, so a flaw in the unpacker cannot write as root.
+   */
+  unpackUser?: { uid: number, gid: number }
 }
 
 /** An unpacked root, ready to mount. */
@@ -92,9 +99,6 @@ const LAYER_TYPES: Record<string, 'gzip' | 'none'> = {
   'application/vnd.docker.image.rootfs.diff.tar.gzip': 'gzip',
   'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip': 'gzip'
 }
-/** Mount points the sandbox needs inside a root (made in the cached copy when the image lacks them). */
-const MOUNT_DIRS = ['build', 'build/src', 'build/home', 'tmp', 'proc', 'dev', 'etc']
-const MOUNT_FILES = ['etc/passwd', 'etc/group', 'etc/hosts', 'etc/resolv.conf', 'etc/gai.conf']
 
 interface Descriptor { mediaType?: string, digest: string, size: number, platform?: { os?: string, architecture?: string, variant?: string } }
 
@@ -218,7 +222,8 @@ export class BuildRootCache {
     for (const name of await readdir(rootsDir).catch(() => [] as string[])) {
       const entry = await this.readEntry(join(rootsDir, name))
       if (entry === null) continue
-      const st = await stat(join(rootsDir, name, 'entry.json'))
+      const st = await stat(join(rootsDir, name, 'entry.json')).catch(() => null)
+      if (st === null) continue
       out.push({ ...entry, lastUsed: st.mtimeMs, inUse: this.inUse.has(entry.manifestDigest) })
     }
     return out.sort((a, b) => b.lastUsed - a.lastUsed)
@@ -310,16 +315,17 @@ export class BuildRootCache {
       await mkdir(rootfs, { recursive: true, mode: 0o755 })
       await chmod(entryDir, 0o755)
       const cap = this.init.maxUnpackedBytes ?? DEFAULTS.maxUnpackedBytes
-      const state: UnpackState = { budget: cap, cap, dirModes: new Map() }
-      for (const [i, l] of layers.entries()) {
-        const where = `build root ${ref.image}: layers[${i}] (${l.digest})`
-        const r = await extractLayer(rootfs, { blob: blobPath(l.digest), compression: LAYER_TYPES[l.mediaType as string], where }, state)
-        if (`sha256:${r.diffId}` !== diffIds[i]) {
-          throw unavailable(ref, 'verify', `layers[${i}] unpacks to sha256:${r.diffId}, not the config's diff_id ${String(diffIds[i])}`)
+      const sources = layers.map((l, i) => ({ blob: blobPath(l.digest), compression: LAYER_TYPES[l.mediaType as string], where: `build root ${ref.image}: layers[${i}] (${l.digest})` }))
+      const got = this.init.unpackUser !== undefined
+        ? await unpackAs(this.init.unpackUser, scratch, rootfs, sources, cap)
+        : await unpackLayers(rootfs, sources, cap)
+      // Owners are not kept: everything belongs to the node's user (not the unpack user) from now on.
+      if (this.init.unpackUser !== undefined) await normalizeOwners(rootfs)
+      for (const [i, d] of got.entries()) {
+        if (`sha256:${d}` !== diffIds[i]) {
+          throw unavailable(ref, 'verify', `layers[${i}] unpacks to sha256:${d}, not the config's diff_id ${String(diffIds[i])}`)
         }
       }
-      await finishUnpack(state)
-      await makeMountPoints(rootfs)
       const tree = await treeSummary(rootfs)
       const entry: EntryFile = {
         version: ENTRY_VERSION,
@@ -334,13 +340,17 @@ export class BuildRootCache {
       await writeFile(join(entryDir, 'entry.json'), JSON.stringify(entry, null, 2) + '\n')
       await mkdir(rootsDir, { recursive: true, mode: 0o755 })
       const final = join(rootsDir, manifestDigest.slice(7))
-      await rm(final, { recursive: true, force: true }) // a half-written or corrupt entry (checked by cached())
-      try {
-        await rename(entryDir, final)
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code
-        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err
-        // Another process finished first: use its entry.
+      // Entries only appear complete (by rename): one there now was finished by another cache
+      // instance or process, and is used as is; anything else there is a damaged leftover.
+      if (await this.readEntry(final) === null) {
+        await rm(final, { recursive: true, force: true })
+        try {
+          await rename(entryDir, final)
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code
+          if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err
+          // Another process finished first: use its entry.
+        }
       }
       if (indexDigest !== undefined) {
         await mkdir(join(this.init.dir, 'index'), { recursive: true })
@@ -522,24 +532,6 @@ function isManifest (doc: Record<string, unknown>): boolean {
   return (doc.mediaType === undefined || (typeof doc.mediaType === 'string' && MANIFEST_TYPES.has(doc.mediaType))) && Array.isArray(doc.layers) && doc.config !== undefined
 }
 
-/** Empty directories and files the sandbox mounts over; things of the wrong type are replaced. */
-async function makeMountPoints (rootfs: string): Promise<void> {
-  for (const d of MOUNT_DIRS) {
-    const p = join(rootfs, d)
-    const st = await lstat(p).catch(() => null)
-    if (st !== null && st.isDirectory()) continue
-    if (st !== null) await rm(p, { recursive: true, force: true })
-    await mkdir(p, { mode: 0o755 })
-  }
-  for (const f of MOUNT_FILES) {
-    const p = join(rootfs, f)
-    const st = await lstat(p).catch(() => null)
-    if (st !== null && st.isFile()) continue
-    if (st !== null) await rm(p, { recursive: true, force: true })
-    await writeFile(p, '', { mode: 0o644 })
-  }
-}
-
 /** Counts and a digest of every path with its type, mode and size (sorted walk, no content). */
 async function treeSummary (rootfs: string): Promise<{ digest: string, files: number, bytes: number }> {
   const h = createHash('sha256')
@@ -559,4 +551,127 @@ async function treeSummary (rootfs: string): Promise<{ digest: string, files: nu
   }
   await walk(rootfs, '')
   return { digest: h.digest('hex'), files, bytes }
+}
+
+/** The node config's `roots` section (never gossiped): where roots are cached and how registries are reached. */
+export interface RootsConfig {
+  /** Cache directory (default: chosen by the node, reachable by its build user). */
+  cacheDir?: string
+  maxBytes?: number
+  maxImageBytes?: number
+  maxUnpackedBytes?: number
+  /** Registries allowed besides those the policy's recipes name. */
+  allowRegistries: string[]
+  registries: Record<string, RegistryAccess>
+  /** Offline OCI layouts: image name → directory. */
+  layouts: Record<string, string>
+}
+
+const REGISTRY_NAME = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/
+
+/**
+ * Validates the node config's `roots` (absent: defaults). `where` prefixes field names in
+ * errors; `resolvePath` makes cacheDir and layout paths absolute (relative to the config file).
+ */
+export function parseRootsConfig (raw: unknown, where: string, resolvePath: (p: string) => string = p => p): RootsConfig {
+  const bad = (field: string, msg: string): never => { throw new QuorateError('CONFIG_INVALID', `${where}.${field}: ${msg}`, { field: `${where}.${field}` }) }
+  const out: RootsConfig = { allowRegistries: [], registries: {}, layouts: {} }
+  if (raw === undefined) return out
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new QuorateError('CONFIG_INVALID', `${where}: must be an object {cacheDir?, maxBytes?, allowRegistries?, registries?, layouts?}`, { field: where })
+  const r = raw as Record<string, unknown>
+  const known = ['cacheDir', 'maxBytes', 'maxImageBytes', 'maxUnpackedBytes', 'allowRegistries', 'registries', 'layouts']
+  for (const k of Object.keys(r)) if (!known.includes(k)) bad(k, `unknown field; allowed: ${known.join(', ')}`)
+  if (r.cacheDir !== undefined) {
+    if (typeof r.cacheDir !== 'string' || r.cacheDir === '') bad('cacheDir', 'must be a directory path')
+    out.cacheDir = resolvePath(r.cacheDir as string)
+  }
+  for (const k of ['maxBytes', 'maxImageBytes', 'maxUnpackedBytes'] as const) {
+    const v = r[k]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) bad(k, 'must be a positive number of bytes')
+    out[k] = v as number
+  }
+  if (r.allowRegistries !== undefined) {
+    if (!Array.isArray(r.allowRegistries) || !r.allowRegistries.every(x => typeof x === 'string' && REGISTRY_NAME.test(x))) bad('allowRegistries', 'must list registries as host or host:port')
+    out.allowRegistries = [...r.allowRegistries as string[]]
+  }
+  if (r.registries !== undefined) {
+    if (r.registries === null || typeof r.registries !== 'object' || Array.isArray(r.registries)) bad('registries', 'must map host[:port] to {insecure?, username?, password?, mirror?}')
+    for (const [host, a] of Object.entries(r.registries as Record<string, unknown>)) {
+      const f = `registries["${host}"]`
+      if (!REGISTRY_NAME.test(host)) bad(f, 'keys must be registries as host or host:port')
+      if (a === null || typeof a !== 'object' || Array.isArray(a)) bad(f, 'must be an object {insecure?, username?, password?, mirror?}')
+      const aa = a as Record<string, unknown>
+      for (const k of Object.keys(aa)) if (!['insecure', 'username', 'password', 'mirror'].includes(k)) bad(`${f}.${k}`, 'unknown field; allowed: insecure, username, password, mirror')
+      if (aa.insecure !== undefined && typeof aa.insecure !== 'boolean') bad(`${f}.insecure`, 'must be true or false')
+      if (aa.insecure === true && !isLoopbackRegistry(host)) bad(`${f}.insecure`, `plain HTTP is allowed only for loopback registries (127.0.0.1, ::1, localhost); use TLS for ${host}`)
+      for (const k of ['username', 'password', 'mirror'] as const) if (aa[k] !== undefined && (typeof aa[k] !== 'string' || aa[k] === '')) bad(`${f}.${k}`, 'must be a non-empty string')
+      if (aa.mirror !== undefined && !REGISTRY_NAME.test(aa.mirror as string)) bad(`${f}.mirror`, 'must be a registry as host or host:port')
+      if ((aa.username === undefined) !== (aa.password === undefined)) bad(f, 'give both username and password, or neither')
+      out.registries[host] = aa as RegistryAccess
+    }
+  }
+  if (r.layouts !== undefined) {
+    if (r.layouts === null || typeof r.layouts !== 'object' || Array.isArray(r.layouts)) bad('layouts', 'must map image names (as written before @) to OCI layout directories')
+    for (const [name, dir] of Object.entries(r.layouts as Record<string, unknown>)) {
+      if (typeof dir !== 'string' || dir === '') bad(`layouts["${name}"]`, 'must be a directory path')
+      out.layouts[name] = resolvePath(dir as string)
+    }
+  }
+  return out
+}
+
+/**
+ * Runs unpackLayers in a worker process under `user` (with setpriv): the blobs are passed as
+ * open descriptors (the user needs no access to them); only the empty rootfs is the user's.
+ */
+async function unpackAs (user: { uid: number, gid: number }, scratch: string, rootfs: string, layers: Array<LayerSource & { blob: string }>, cap: number): Promise<string[]> {
+  const setpriv = await findOnPath('setpriv', `${process.env.PATH ?? BUILD_PATH}:/usr/bin:/bin`)
+  if (setpriv === null) throw new QuorateError('ROOT_UNAVAILABLE', 'setpriv (util-linux) is needed to unpack build roots as an unprivileged user; install util-linux', { kind: 'unpack' })
+  // The worker must reach rootfs (scratch and its parents are traversable, not listable) and own it.
+  await chmod(scratch, 0o711)
+  await chmod(join(scratch, '..'), 0o711)
+  await chown(rootfs, user.uid, user.gid)
+  const handles = await Promise.all(layers.map(async l => await open(l.blob, 'r')))
+  try {
+    const worker = workerPath()
+    const args = JSON.stringify({ rootfs, cap, layers: layers.map((l, i) => ({ ...l, blob: 3 + i })) })
+    const child = spawn(setpriv, [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--', process.execPath, worker, args], {
+      env: { PATH: BUILD_PATH },
+      cwd: '/',
+      stdio: ['ignore', 'pipe', 'pipe', ...handles.map(h => h.fd)]
+    })
+    let out = ''
+    let err = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    child.stderr?.on('data', (d: Buffer) => { if (err.length < 65536) err += d.toString() })
+    const code = await new Promise<number | null>((resolve, reject) => { child.once('error', reject); child.once('close', c => resolve(c)) })
+    let reply: { diffIds?: string[], error?: { code?: string, message?: string, fields?: Record<string, unknown> } } = {}
+    try { reply = JSON.parse(out) } catch { /* below */ }
+    if (code === 0 && Array.isArray(reply.diffIds)) return reply.diffIds
+    if (reply.error?.code === 'ROOT_UNAVAILABLE') throw new QuorateError('ROOT_UNAVAILABLE', reply.error.message ?? 'unpacking failed', reply.error.fields ?? {})
+    throw new QuorateError('NODE_TROUBLE', `the unpack worker failed (${reply.error?.message ?? (err.trim() || `exit status ${String(code)}`)}); this is the node's problem: nothing was cached, and the build runs again`, { kind: 'unpack' })
+  } finally {
+    for (const h of handles) await h.close()
+  }
+}
+
+/** The compiled worker next to this module (tests run the TypeScript sources: use the build output). */
+function workerPath (): string {
+  const here = fileURLToPath(import.meta.url)
+  const dir = dirname(here)
+  return here.endsWith('.ts') ? join(dir, '..', 'dist', 'unpack-worker.js') : join(dir, 'unpack-worker.js')
+}
+
+/** lchown of every entry to this process's uid/gid (never following a symlink). */
+async function normalizeOwners (dir: string): Promise<void> {
+  const uid = process.getuid?.() ?? 0
+  const gid = process.getgid?.() ?? 0
+  await lchown(dir, uid, gid)
+  for (const name of await readdir(dir)) {
+    const p = join(dir, name)
+    const st = await lstat(p)
+    if (st.isDirectory()) await normalizeOwners(p)
+    else await lchown(p, uid, gid)
+  }
 }

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises'
+import { lstat, readFile, readlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { cpus, machine, release, type } from 'node:os'
 import type { Recipe } from '@quorate/core'
 import { runCollect } from './child-process.js'
@@ -25,7 +26,19 @@ export interface EnvironmentFingerprint {
    * build (processes, memory) in its own control group; 'rlimit' = per-process limits only.
    */
   limits?: 'cgroup' | 'rlimit'
+  /**
+   * The pinned build root the build ran in (recipe.root): its manifest digest, the index digest
+   * the recipe named (when it named one), the platform and the root's own OS name. Absent for a
+   * build on the host's toolchain.
+   */
+  root?: { image: string, manifestDigest: string, indexDigest?: string, platform: string, os: string }
 }
+
+/** The part of a build root the fingerprint needs (a BuildRoot fits). */
+export interface FingerprintRoot { image: string, dir: string, manifestDigest: string, indexDigest?: string, platform: string }
+
+/** Compilers worth naming in every fingerprint: toolchain differences are the usual cause of disputes. */
+const TOOLCHAIN = ['cc', 'gcc']
 
 type HostFacts = Pick<EnvironmentFingerprint, 'os' | 'kernel' | 'arch' | 'cpuModel'>
 
@@ -37,7 +50,7 @@ const versions = new Map<string, Promise<string | null>>()
  * once per process. Under bwrap, `--version` runs inside the sandbox (with no network, no
  * checkout), because a recipe from the repository can name any program.
  */
-export async function environmentFingerprint (recipe: Pick<Recipe, 'fetch' | 'build'>, sandbox: 'bwrap' | 'none'): Promise<EnvironmentFingerprint> {
+export async function environmentFingerprint (recipe: Pick<Recipe, 'fetch' | 'build'>, sandbox: 'bwrap' | 'none', root?: FingerprintRoot): Promise<EnvironmentFingerprint> {
   hostFacts ??= readHostFacts()
   const names = ['git']
   if (sandbox === 'bwrap') names.push('bwrap')
@@ -45,20 +58,54 @@ export async function environmentFingerprint (recipe: Pick<Recipe, 'fetch' | 'bu
     const name = argv?.[0]
     if (name !== undefined && !names.includes(name)) names.push(name)
   }
+  for (const name of TOOLCHAIN) if (!names.includes(name)) names.push(name)
+  // Under a root, recipe tools run in the root; the cache is per root.
+  const where = root !== undefined && sandbox === 'bwrap' ? root.manifestDigest : 'host'
   const tools: Record<string, string> = {}
   await Promise.all(names.map(async name => {
     // git and bwrap run outside the sandbox (bwrap is the sandbox); recipe tools inside it.
     const inSandbox = sandbox === 'bwrap' && name !== 'git' && name !== 'bwrap'
-    const key = `${inSandbox ? 'bwrap' : 'none'}:${name}`
+    const key = `${inSandbox ? `bwrap@${where}` : 'none'}:${name}`
     let v = versions.get(key)
     if (v === undefined) {
-      v = toolVersion(name, inSandbox)
+      v = toolVersion(name, inSandbox, inSandbox ? root : undefined)
       versions.set(key, v)
     }
     const version = await v
     if (version !== null) tools[name] = version
   }))
-  return { ...await hostFacts, sandbox, tools: sortKeys(tools) }
+  const fp: EnvironmentFingerprint = { ...await hostFacts, sandbox, tools: sortKeys(tools) }
+  if (root !== undefined) {
+    fp.root = {
+      image: root.image,
+      manifestDigest: root.manifestDigest,
+      ...(root.indexDigest !== undefined ? { indexDigest: root.indexDigest } : {}),
+      platform: root.platform,
+      os: await rootOsName(root.dir)
+    }
+  }
+  return fp
+}
+
+/** PRETTY_NAME of a root's os-release, read without following a link out of the root. */
+async function rootOsName (dir: string): Promise<string> {
+  for (const rel of ['etc/os-release', 'usr/lib/os-release']) {
+    try {
+      let path = join(dir, rel)
+      const st = await lstat(path)
+      if (st.isSymbolicLink()) {
+        const target = await readlink(path)
+        path = target.startsWith('/') ? join(dir, target) : join(path, '..', target)
+        if (!path.startsWith(dir + '/')) continue
+        if ((await lstat(path)).isSymbolicLink()) continue
+      }
+      const m = /^PRETTY_NAME=(.*)$/m.exec(await readFile(path, 'utf8'))
+      if (m !== null) return m[1].trim().replace(/^(["'])(.*)\1$/, '$2')
+    } catch {
+      // try the next place
+    }
+  }
+  return 'unknown'
 }
 
 async function readHostFacts (): Promise<HostFacts> {
@@ -73,17 +120,26 @@ async function readHostFacts (): Promise<HostFacts> {
   return { os, kernel: release(), arch: machine(), cpuModel: cpus()[0]?.model.trim() ?? 'unknown' }
 }
 
-/** First non-empty line of `NAME --version` when NAME is a program on the build PATH and exits 0. */
-async function toolVersion (name: string, inSandbox: boolean): Promise<string | null> {
-  const hostTool = name === 'bwrap' || (name === 'git' && !inSandbox)
-  const path = await findOnPath(name, hostTool ? (process.env.PATH ?? BUILD_PATH) : BUILD_PATH)
-  if (path === null) return null
-  let argv = [path, '--version']
-  if (inSandbox) {
+/** First non-empty line of `NAME --version` when NAME is a program on the build PATH (of the root, with one) and exits 0. */
+async function toolVersion (name: string, inSandbox: boolean, root?: FingerprintRoot): Promise<string | null> {
+  let argv: string[]
+  if (inSandbox && root !== undefined) {
+    // Looked up by the shell inside the root: host paths mean nothing there.
     const user = resolveBuildUser()
     const tools = await probeSandbox(user)
     if (typeof tools === 'string') return null
-    argv = sandboxLaunchArgv({ tools, user, bwrapArgs: bwrapArgs({ network: false }), command: [path, '--version'] })
+    argv = sandboxLaunchArgv({ tools, user, bwrapArgs: bwrapArgs({ network: false, root: root.dir }), command: ['/bin/sh', '-c', 'command -v "$1" >/dev/null || exit 127; exec "$1" --version', 'sh', name] })
+  } else {
+    const hostTool = name === 'bwrap' || (name === 'git' && !inSandbox)
+    const path = await findOnPath(name, hostTool ? (process.env.PATH ?? BUILD_PATH) : BUILD_PATH)
+    if (path === null) return null
+    argv = [path, '--version']
+    if (inSandbox) {
+      const user = resolveBuildUser()
+      const tools = await probeSandbox(user)
+      if (typeof tools === 'string') return null
+      argv = sandboxLaunchArgv({ tools, user, bwrapArgs: bwrapArgs({ network: false }), command: [path, '--version'] })
+    }
   }
   try {
     const r = await runCollect(argv, { env: { PATH: BUILD_PATH, HOME: '/nonexistent', LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8', TZ: 'UTC' }, timeoutMs: 10_000, maxOutputBytes: 64 * 1024 })

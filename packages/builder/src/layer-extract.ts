@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { constants as fsConstants, createReadStream } from 'node:fs'
-import { chmod, copyFile, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises'
+import { chmod, copyFile, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline, type Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
@@ -17,8 +17,8 @@ import { QuorateError } from '@quorate/core'
  */
 
 export interface LayerSource {
-  /** Path of the (already digest-verified) blob. */
-  blob: string
+  /** Path of the (already digest-verified) blob, or an open descriptor of it. */
+  blob: string | number
   compression: 'gzip' | 'none'
   /** Names the layer in errors, e.g. "layer 2 (sha256:…)". */
   where: string
@@ -177,7 +177,9 @@ const MAX_SYMLINK_HOPS = 40
 /** One layer, applied on top of what `root` holds. */
 export async function extractLayer (root: string, layer: LayerSource, state: UnpackState): Promise<LayerResult> {
   const where = layer.where
-  const file = createReadStream(layer.blob, { highWaterMark: 256 * 1024 })
+  const file = typeof layer.blob === 'number'
+    ? createReadStream('', { fd: layer.blob, highWaterMark: 256 * 1024 })
+    : createReadStream(layer.blob, { highWaterMark: 256 * 1024 })
   let source: Readable = file
   if (layer.compression === 'gzip') {
     const gunzip = createGunzip({ chunkSize: 256 * 1024 })
@@ -392,4 +394,40 @@ export async function finishUnpack (state: UnpackState): Promise<void> {
     await chmod(dir, mode)
     await utimes(dir, mtime, mtime)
   }
+}
+
+/** Mount points the sandbox needs inside a root (made in the cached copy when the image lacks them). */
+const MOUNT_DIRS = ['build', 'build/src', 'build/home', 'tmp', 'proc', 'dev', 'etc']
+const MOUNT_FILES = ['etc/passwd', 'etc/group', 'etc/hosts', 'etc/resolv.conf', 'etc/gai.conf']
+
+/** Empty directories and files the sandbox mounts over; things of the wrong type are replaced. */
+export async function makeMountPoints (rootfs: string): Promise<void> {
+  for (const d of MOUNT_DIRS) {
+    const p = join(rootfs, d)
+    const st = await lstat(p).catch(() => null)
+    if (st !== null && st.isDirectory()) continue
+    if (st !== null) await rm(p, { recursive: true, force: true })
+    await mkdir(p, { mode: 0o755 })
+  }
+  for (const f of MOUNT_FILES) {
+    const p = join(rootfs, f)
+    const st = await lstat(p).catch(() => null)
+    if (st !== null && st.isFile()) continue
+    if (st !== null) await rm(p, { recursive: true, force: true })
+    await writeFile(p, '', { mode: 0o644 })
+  }
+}
+
+/**
+ * Every layer in order into `rootfs` (an empty directory), then the final directory modes and
+ * the sandbox's mount points; returns each layer's diff_id (hex). Runs in the node's process or
+ * in the unprivileged unpack worker (unpack-worker.ts).
+ */
+export async function unpackLayers (rootfs: string, layers: LayerSource[], cap: number): Promise<string[]> {
+  const state: UnpackState = { budget: cap, cap, dirModes: new Map() }
+  const diffIds: string[] = []
+  for (const layer of layers) diffIds.push((await extractLayer(rootfs, layer, state)).diffId)
+  await finishUnpack(state)
+  await makeMountPoints(rootfs)
+  return diffIds
 }

@@ -11,10 +11,12 @@ import { checkCommit, type GitMirror } from './git-mirror.js'
 import { hashOutput, type OutputDigest } from './hash-output.js'
 import { packOciImage, parseImageSpec, type OciImageSpec } from './oci-image.js'
 import { assertSearchable, giveTree, resolveBuildUser, type BuildUser } from './build-user.js'
+import type { BuildRootCache, BuildRootLease } from './build-root.js'
 import { DEFAULT_FETCH_NETWORK, type FetchNetworkPolicy } from './fetch-network.js'
+import { assertRoomForBuild, diskNearlyFull, isNodeTrouble, nodeTrouble } from './node-trouble.js'
 import { BUILD_PATH, CLOSE_INHERITED_FDS, SANDBOX_HOME, SANDBOX_SRC, bwrapArgs, findFetchNetworkTools, findOnPath, probeSandbox, sandboxEtcFiles, sandboxLaunchArgv, type SandboxTools } from './sandbox.js'
 
-export type BuildPhase = 'checkout' | 'fetch' | 'build' | 'pack' | 'hash'
+export type BuildPhase = 'root' | 'checkout' | 'fetch' | 'build' | 'pack' | 'hash'
 
 export interface BuildRequest {
   repoId: string
@@ -37,9 +39,16 @@ export interface BuildRequest {
   user?: BuildUser
   /** What the fetch phase may reach (default: the internet only). */
   fetchNetwork?: FetchNetworkPolicy
+  /**
+   * Where a recipe's pinned build root (recipe.root) comes from. Pulling, verifying or unpacking
+   * it failing rejects with ROOT_UNAVAILABLE (the node's trouble, never a build failure).
+   */
+  rootCache?: BuildRootCache
 }
 
 export interface BuildDurations {
+  /** Getting the build root ready (a pull and unpack, or a cache hit); recipes with a root only. */
+  root?: number
   checkout: number
   fetch: number
   build: number
@@ -110,18 +119,55 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
     }
   }
   const bwrap = tools?.bwrap ?? null
+  let root: BuildRootLease | undefined
+  let rootMs: number | undefined
+  if (recipe.root !== undefined) {
+    if (tools === null) {
+      throw new QuorateError('SANDBOX_UNAVAILABLE', `the recipe pins a build root (${recipe.root.image}), which is mounted by the bwrap sandbox; this node builds with "sandbox": "none" and cannot honour it`)
+    }
+    if (request.rootCache === undefined) {
+      throw new QuorateError('ROOT_UNAVAILABLE', `the recipe pins a build root (${recipe.root.image}) but this node has no build root cache configured`, { image: recipe.root.image, kind: 'config' })
+    }
+    request.onProgress?.('root', { image: recipe.root.image })
+    const t = performance.now()
+    root = await request.rootCache.acquire(recipe.root.image)
+    rootMs = performance.now() - t
+  }
+  try {
+    return await runBuildIn(request, { user, tools, pasta, bwrap, root, rootMs, startedOn })
+  } finally {
+    root?.release()
+  }
+}
+
+async function runBuildIn (request: BuildRequest, o: {
+  user: BuildUser
+  tools: SandboxTools | null
+  pasta: string | null
+  bwrap: string | null
+  root: BuildRootLease | undefined
+  rootMs: number | undefined
+  startedOn: string
+}): Promise<BuildOutcome> {
+  const { recipe, limits, sandbox } = request
+  const { user, tools, pasta, bwrap, root, startedOn } = o
+  // The build user (bwrap runs as it) must reach the root it mounts.
+  if (root !== undefined) await assertSearchable(root.dir, user)
   checkNotAborted(request)
   await prepareWorkDir(request.workDir)
+  // Room for the build's work-directory quota (maxOutputBytes, enforced while it runs): a build
+  // that fills it fails by its own limit; a node with less room waits (NODE_TROUBLE).
+  await assertRoomForBuild(request.workDir, limits.maxOutputBytes)
   // The build user must reach its work dir (and, under a root node, nothing else of the node's).
   if (tools !== null) await assertSearchable(request.workDir, user)
   if (request.outputCopyDir !== undefined && (await readdir(request.outputCopyDir).catch(() => [])).length > 0) {
     throw new QuorateError('USAGE', `the output copy directory ${request.outputCopyDir} is not empty; give a new or empty directory`, { outputCopyDir: request.outputCopyDir })
   }
-  const baseFingerprint = environmentFingerprint(recipe, sandbox)
+  const baseFingerprint = environmentFingerprint(recipe, sandbox, root)
   let mechanism: LimitsMechanism = 'rlimit'
   const fingerprint = async (): Promise<EnvironmentFingerprint> => ({ ...await baseFingerprint, limits: mechanism })
   const log = new LogCapture(limits.maxLogBytes)
-  const durationsMs: BuildDurations = { checkout: 0, fetch: 0, build: 0, hash: 0 }
+  const durationsMs: BuildDurations = { ...(o.rootMs !== undefined ? { root: o.rootMs } : {}), checkout: 0, fetch: 0, build: 0, hash: 0 }
   const src = join(request.workDir, 'src')
   const home = join(request.workDir, 'home')
   const etcDir = join(request.workDir, 'sandbox-etc')
@@ -140,6 +186,7 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
     if (request.keepWorkDir !== true) await removeTree(request.workDir)
     return await fail(`the recipe is invalid: ${err.message}`, null, false)
   }
+  let step = 'checking out the commit'
   try {
     request.onProgress?.('checkout', { commit: request.commit })
     let t = performance.now()
@@ -170,7 +217,7 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
     }
     cgroup = await createBuildCgroup(limits)
     if (cgroup !== null) mechanism = 'cgroup'
-    const wrapper = await limitsWrapper(limits, cgroup === null)
+    const wrapper = await limitsWrapper(limits, cgroup === null, root?.dir)
     // What the build writes is bounded while it runs: the work dir is on the node's disk.
     const diskBaseline = await diskUsage(request.workDir)
     const group = cgroup
@@ -201,6 +248,7 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
     phases.push({ phase: 'build', argv: recipe.build, network: false })
 
     for (const { phase, argv, network } of phases) {
+      step = `running the ${phase} phase`
       request.onProgress?.(phase, { argv })
       t = performance.now()
       log.push(`quorate: ${phase} phase: ${JSON.stringify(argv)}\n`)
@@ -213,7 +261,7 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
           user,
           enrol,
           network: network && pasta !== null ? { pasta, policy: request.fetchNetwork ?? DEFAULT_FETCH_NETWORK } : undefined,
-          bwrapArgs: bwrapArgs({ network, src, home, etcDir }),
+          bwrapArgs: bwrapArgs({ network, src, home, etcDir, root: root?.dir }),
           command
         })
         : [...await closerPrefix(), ...enrol, ...command]
@@ -230,6 +278,8 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       }
       log.push(`quorate: ${phase} phase exited with status ${r.exitStatus}\n`)
       if (r.exitStatus !== 0) {
+        // Within its quota, a build fails on a full disk only when something else filled it.
+        if (await diskNearlyFull(request.workDir) && await diskUsage(request.workDir) - diskBaseline <= limits.maxOutputBytes) throw nodeTrouble(Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }), step)
         const how = r.signal !== null ? `was killed by ${r.signal} (status ${r.exitStatus})` : `exited with status ${r.exitStatus}`
         // 153 = 128 + SIGXFSZ: a file reached RLIMIT_FSIZE (= maxOutputBytes).
         const why = r.exitStatus === 128 + osConstants.signals.SIGXFSZ
@@ -239,6 +289,7 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       }
     }
 
+    step = 'hashing and keeping the output'
     request.onProgress?.(imageSpec !== undefined ? 'pack' : 'hash', { output: recipe.output })
     t = performance.now()
     const checkoutRoot = bwrap !== null ? SANDBOX_SRC : src
@@ -277,6 +328,10 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
       durationsMs,
       fingerprint: await fingerprint()
     }
+  } catch (err) {
+    if (request.outputCopyDir !== undefined) await removeTree(request.outputCopyDir).catch(() => {})
+    if (isNodeTrouble(err)) throw nodeTrouble(err, step)
+    throw err
   } finally {
     await cgroup?.remove()
     if (request.keepWorkDir !== true) await removeTree(request.workDir)
@@ -428,9 +483,13 @@ async function streamEnd (stream: NodeJS.ReadableStream): Promise<void> {
  * core dumps and, without a cgroup, processes (RLIMIT_NPROC; with a cgroup, its pids.max is
  * the limit, and one that is reached can be seen and reported).
  */
-async function limitsWrapper (limits: RecipeLimits, nproc: boolean): Promise<string> {
+async function limitsWrapper (limits: RecipeLimits, nproc: boolean, root?: string): Promise<string> {
   const prefix = 'exec 2>&1; umask 022; '
-  if (await findOnPath('prlimit', BUILD_PATH) !== null) {
+  // Under a build root, prlimit must be the root's (the host's is not visible there).
+  const prlimit = root !== undefined
+    ? (await Promise.all(['usr/bin/prlimit', 'bin/prlimit'].map(async p => await lstat(join(root, p)).then(() => true, () => false)))).includes(true)
+    : await findOnPath('prlimit', BUILD_PATH) !== null
+  if (prlimit) {
     return `${prefix}exec prlimit --data=${limits.memoryBytes}${nproc ? ` --nproc=${limits.maxProcesses}` : ''} --fsize=${limits.maxOutputBytes} --core=0 -- "$@"`
   }
   // Without util-linux's prlimit, the shell can still bound memory (KiB) and file size (512-byte blocks in dash).

@@ -49,6 +49,11 @@ export interface SandboxLayout {
   /** Host directory holding generated passwd, group, hosts and resolv.conf files for /etc. */
   etcDir?: string
   tmpBytes?: number
+  /**
+   * A pinned build root (an unpacked OCI image, see build-root.ts) mounted read-only as `/`
+   * instead of the host's system paths; its mount points (/build/src, /etc/passwd …) exist.
+   */
+  root?: string
 }
 
 /**
@@ -65,21 +70,25 @@ export function bwrapArgs (layout: SandboxLayout): string[] {
     '--cap-drop', 'ALL',
     '--die-with-parent',
     '--new-session',
-    '--hostname', 'quorate-build',
-    '--perms', '0755', '--dir', '/etc',
-    '--perms', '0755', '--dir', '/build'
+    '--hostname', 'quorate-build'
   )
-  for (const dir of SYSTEM_DIRS) {
-    const link = symlinkTarget(dir)
-    if (link !== null) args.push('--symlink', link, dir)
-    else args.push('--ro-bind-try', dir, dir)
+  if (layout.root !== undefined) {
+    // The whole `/` is the pinned image, read-only: no host system path is visible.
+    args.push('--ro-bind', layout.root, '/')
+  } else {
+    args.push('--perms', '0755', '--dir', '/etc', '--perms', '0755', '--dir', '/build')
+    for (const dir of SYSTEM_DIRS) {
+      const link = symlinkTarget(dir)
+      if (link !== null) args.push('--symlink', link, dir)
+      else args.push('--ro-bind-try', dir, dir)
+    }
+    for (const path of ETC_FILES) {
+      const link = path === '/etc/os-release' ? symlinkTarget(path) : null
+      if (link !== null) args.push('--symlink', link, path)
+      else args.push('--ro-bind-try', path, path)
+    }
+    if (layout.network) for (const path of ETC_NETWORK_FILES) args.push('--ro-bind-try', path, path)
   }
-  for (const path of ETC_FILES) {
-    const link = path === '/etc/os-release' ? symlinkTarget(path) : null
-    if (link !== null) args.push('--symlink', link, path)
-    else args.push('--ro-bind-try', path, path)
-  }
-  if (layout.network) for (const path of ETC_NETWORK_FILES) args.push('--ro-bind-try', path, path)
   if (layout.etcDir !== undefined) {
     for (const name of ['passwd', 'group', 'hosts']) args.push('--ro-bind', join(layout.etcDir, name), `/etc/${name}`)
     if (layout.network) args.push('--ro-bind', join(layout.etcDir, 'resolv.conf'), '/etc/resolv.conf')

@@ -1,8 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { existsSync, readFileSync } from 'node:fs'
+import { chmodSync, existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { DEFAULT_RECIPE_LIMITS } from '@quorate/core'
 import { BuildRootCache } from '../src/index.js'
-import { tempDirs } from './helpers.js'
+import { sandboxedBuildFixture, tempDirs } from './helpers.js'
 import { debianRootLayout, pushLayout, startRegistry, type Registry } from './root-fixture.js'
 
 /**
@@ -30,11 +31,25 @@ afterAll(async () => {
   console.log(`build root timings (ms): ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])))}`)
 })
 afterEach(() => {})
+const fixture = sandboxedBuildFixture('quorate-roots-build', { ...DEFAULT_RECIPE_LIMITS, timeoutSeconds: 120 })
+
+/** Which toolchain the build saw, and that `/` is read-only. */
+const PROBE = [
+  'set -e; mkdir -p out',
+  'gcc --version | head -1 > out/gcc',
+  'if [ -e /usr/bin/gcc-11 ]; then echo host > out/toolchain; else echo root > out/toolchain; fi',
+  'if touch /usr/quorate-write-test 2>/dev/null; then echo yes > out/root-writable; else echo no > out/root-writable; fi',
+  'printf "int main(void){return 0;}\\n" > t.c && gcc -O2 -o out/t t.c'
+].join('; ')
 
 describe('a Debian build root from a real registry', () => {
   it('is pulled, verified and unpacked once, with Debian\'s gcc in it', async () => {
-    const cacheDir = join(await dirs.make('quorate-roots-debian-'), 'cache')
-    const cache = new BuildRootCache({ dir: cacheDir, allowedRegistries: [registry.host], registries: { [registry.host]: { insecure: true } } })
+    const base = await dirs.make('quorate-roots-debian-')
+    chmodSync(base, 0o755)
+    const cacheDir = join(base, 'cache')
+    // As a root node does: the layers are unpacked by a worker under an unprivileged uid.
+    const unpackUser = process.getuid?.() === 0 ? { uid: 50998, gid: 50998 } : undefined
+    const cache = new BuildRootCache({ dir: cacheDir, allowedRegistries: [registry.host], registries: { [registry.host]: { insecure: true } }, ...(unpackUser !== undefined ? { unpackUser } : {}) })
     let t = performance.now()
     const root = await cache.acquire(image)
     timings.pullUnpackMs = performance.now() - t
@@ -48,5 +63,38 @@ describe('a Debian build root from a real registry', () => {
     expect(again.dir).toBe(root.dir)
     root.release()
     again.release()
+  })
+
+  it('runs a build with the root as `/`: the root\'s gcc, not the host\'s; read-only; the fingerprint names the root', async () => {
+    const base = await dirs.make('quorate-roots-debian-build-')
+    chmodSync(base, 0o755) // bubblewrap runs as the build user and must reach the root
+    const cache = new BuildRootCache({ dir: join(base, 'cache'), allowedRegistries: [registry.host], registries: { [registry.host]: { insecure: true } } })
+    const rooted = await fixture.build({ root: { image }, build: ['sh', '-c', PROBE] }, { rootCache: cache, outputCopyDir: join(base, 'out-root') })
+    if (!rooted.ok) throw new Error(`${rooted.reason}\n${rooted.log.tail}`)
+    expect(readFileSync(join(base, 'out-root', 'toolchain'), 'utf8')).toBe('root\n')
+    expect(readFileSync(join(base, 'out-root', 'root-writable'), 'utf8')).toBe('no\n')
+    expect(rooted.fingerprint.root).toMatchObject({ image, manifestDigest: image.slice(image.indexOf('@') + 1), platform: 'linux/amd64', os: 'Debian GNU/Linux 12 (bookworm)' })
+    expect(rooted.fingerprint.tools.gcc).toMatch(/^gcc .*12\./)
+    timings.rootedFirstBuildMs = Object.values(rooted.durationsMs).reduce((a, b) => a + b, 0)
+    timings.rootAcquireFirstMs = rooted.durationsMs.root ?? -1
+    // Again (cached root), and the same build on the host toolchain: the difference is the root's overhead.
+    const again = await fixture.build({ root: { image }, build: ['sh', '-c', PROBE] }, { rootCache: cache })
+    if (!again.ok) throw new Error(again.reason)
+    expect(again.output.narSha256).toBe(rooted.output.narSha256)
+    timings.rootAcquireCachedMs = again.durationsMs.root ?? -1
+    timings.rootedBuildPhaseMs = again.durationsMs.build
+    const host = await fixture.build({ build: ['sh', '-c', PROBE] }, { outputCopyDir: join(base, 'out-host') })
+    if (!host.ok) throw new Error(host.reason)
+    expect(readFileSync(join(base, 'out-host', 'toolchain'), 'utf8')).toBe('host\n')
+    expect(host.fingerprint.root).toBeUndefined()
+    timings.hostBuildPhaseMs = host.durationsMs.build
+  })
+
+  it('is the node\'s trouble, not a build failure, when the root cannot be pulled', async () => {
+    const base = await dirs.make('quorate-roots-debian-missing-')
+    const cache = new BuildRootCache({ dir: join(base, 'cache'), allowedRegistries: [registry.host], registries: { [registry.host]: { insecure: true } } })
+    const missing = `${registry.host}/build/bookworm-gcc@sha256:${'3'.repeat(64)}`
+    await expect(fixture.build({ root: { image: missing }, build: ['true'] }, { rootCache: cache })).rejects.toMatchObject({ code: 'ROOT_UNAVAILABLE' })
+    await expect(fixture.build({ root: { image: missing }, build: ['true'] })).rejects.toMatchObject({ code: 'ROOT_UNAVAILABLE' })
   })
 })

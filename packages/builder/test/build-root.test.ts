@@ -1,9 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isQuorateError, QuorateError } from '@quorate/core'
-import { BuildRootCache } from '../src/index.js'
+import { BuildRootCache, parseRootsConfig } from '../src/index.js'
 import { tempDirs } from './helpers.js'
 import { addIndex, ociLayout, pushLayout, registryBlobPath, startRegistry, tar, type Registry } from './root-fixture.js'
 
@@ -21,8 +21,9 @@ async function rootError (p: Promise<unknown>): Promise<QuorateError> {
 }
 
 /** A cache reading images from one local OCI layout, named `local/root`. */
-async function layoutCache (layers: Buffer[], o: { maxBytes?: number, maxUnpackedBytes?: number } = {}): Promise<{ cache: BuildRootCache, image: string, layoutDir: string, cacheDir: string, outside: string }> {
+async function layoutCache (layers: Buffer[], o: { maxBytes?: number, maxUnpackedBytes?: number, unpackUser?: { uid: number, gid: number } } = {}): Promise<{ cache: BuildRootCache, image: string, layoutDir: string, cacheDir: string, outside: string }> {
   const base = await dirs.make('quorate-roots-')
+  chmodSync(base, 0o755) // an unprivileged unpack worker must reach the cache
   const layoutDir = join(base, 'layout')
   const layout = await ociLayout(layoutDir, layers)
   const cacheDir = join(base, 'cache')
@@ -61,8 +62,10 @@ describe('build roots: unpacking hostile layers', () => {
       { name: './usr/bin/tool2', type: 'hardlink', linkname: './usr/bin/tool' },
       { name: './tmp/', type: 'dir', mode: 0o1777 }
     ])
-    const { cache, image } = await layoutCache([lower, upper])
+    for (const [, opts] of modes) {
+    const { cache, image } = await layoutCache([lower, upper], opts)
     const root = await cache.acquire(image)
+    expect(statSync(join(root.dir, 'usr/bin/tool')).uid).toBe(process.getuid?.())
     const d = root.dir
     expect(readFileSync(join(d, 'usr/bin/tool'), 'utf8')).toBe('v2')
     expect(readFileSync(join(d, 'usr/bin/tool2'), 'utf8')).toBe('v2')
@@ -79,6 +82,7 @@ describe('build roots: unpacking hostile layers', () => {
     expect(root.manifestDigest).toBe(image.slice(image.indexOf('@') + 1))
     expect(root.platform).toBe('linux/amd64')
     root.release()
+    }
   })
 
   const hostile: Array<[string, Buffer[], RegExp]> = [
@@ -93,9 +97,12 @@ describe('build roots: unpacking hostile layers', () => {
     ['a hard link to a file outside the root', [tar([{ name: 'passwd', type: 'hardlink', linkname: '../../../../etc/passwd' }])], /climbs out of the root/],
     ['a hard link to an absolute path', [tar([{ name: 'passwd', type: 'hardlink', linkname: '/etc/passwd' }])], /absolute path/]
   ]
-  for (const [what, layers, message] of hostile) {
-    it(`refuses a layer with ${what}: nothing is written outside, nothing is cached`, async () => {
-      const { cache, image, cacheDir, outside } = await layoutCache(layers)
+  // As root, the unpacking also runs in a worker under an unprivileged uid: both paths are tested.
+  const modes: Array<[string, { unpackUser?: { uid: number, gid: number } }]> = [['in the node', {}]]
+  if (process.getuid?.() === 0) modes.push(['in the unprivileged worker', { unpackUser: { uid: 50998, gid: 50998 } }])
+  for (const [what, layers, message] of hostile) for (const [mode, opts] of modes) {
+    it(`refuses a layer with ${what} (${mode}): nothing is written outside, nothing is cached`, async () => {
+      const { cache, image, cacheDir, outside } = await layoutCache(layers, opts)
       const err = await rootError(cache.acquire(image))
       expect(err.code).toBe('ROOT_UNAVAILABLE')
       expect(err.message).toMatch(message)
@@ -311,5 +318,20 @@ describe('build roots: a real registry on 127.0.0.1', () => {
     } finally {
       await writeFile(path, good)
     }
+  })
+})
+
+describe('build roots: the node config', () => {
+  it('reads roots with defaults, resolves paths, and names the field of each mistake', () => {
+    expect(parseRootsConfig(undefined, 'roots')).toEqual({ allowRegistries: [], registries: {}, layouts: {} })
+    const c = parseRootsConfig({ cacheDir: 'cache', maxBytes: 1000, allowRegistries: ['registry.example.org'], registries: { '127.0.0.1:5000': { insecure: true }, 'registry.example.org': { username: 'u', password: 'p', mirror: 'mirror.example.org' } }, layouts: { 'local/root': 'layout' } }, 'roots', p => `/etc/quorate/${p}`)
+    expect(c.cacheDir).toBe('/etc/quorate/cache')
+    expect(c.layouts).toEqual({ 'local/root': '/etc/quorate/layout' })
+    const field = (raw: unknown): string => { try { parseRootsConfig(raw, 'roots'); return 'ok' } catch (e) { return `${(e as QuorateError).code} ${(e as Error).message}` } }
+    expect(field({ registries: { '10.1.2.3:5000': { insecure: true } } })).toMatch(/^CONFIG_INVALID roots.registries\["10.1.2.3:5000"\].insecure: plain HTTP is allowed only for loopback registries/)
+    expect(field({ registries: { 'r.example.org': { username: 'u' } } })).toMatch(/give both username and password/)
+    expect(field({ maxBytes: -1 })).toMatch(/roots.maxBytes: must be a positive number/)
+    expect(field({ tls: false })).toMatch(/roots.tls: unknown field/)
+    expect(field({ allowRegistries: ['https://x'] })).toMatch(/roots.allowRegistries/)
   })
 })

@@ -6,11 +6,12 @@ import { LogCapture } from '../src/index.js'
 describe('@quorate/builder', () => {
   it('exports exactly its public API', () => {
     expect(Object.keys(builder).sort()).toEqual([
-      'ALLOWED_GIT_SCHEMES', 'BUILD_PATH', 'BuildRootCache', 'DEFAULT_DENIED_RANGES', 'DEFAULT_FETCH_NETWORK', 'DEFAULT_ROOT_BUILD_ID', 'GitMirror', 'LogCapture',
-      'MAX_TOP_LEVEL_SUBJECTS', 'SANDBOX_HOME', 'SANDBOX_SRC',
-      'buildWorker', 'bwrapArgs', 'checkCommit', 'checkGitUrl', 'detectSandbox', 'environmentFingerprint', 'globToRegExp', 'hashNar',
-      'hashOutput', 'ociArchitecture', 'packOciImage', 'parseFetchNetworkPolicy', 'parseImageSpec', 'prepareBuildArea', 'probeSandbox', 'redactUrl',
-      'resolveBuildUser', 'runBuild', 'watcher'
+      'ALLOWED_GIT_SCHEMES', 'BUILD_PATH', 'BuildRootCache', 'DEFAULT_DENIED_RANGES', 'DEFAULT_FETCH_NETWORK',
+      'DEFAULT_ROOT_BUILD_ID', 'GitMirror', 'LogCapture', 'MAX_TOP_LEVEL_SUBJECTS', 'SANDBOX_HOME', 'SANDBOX_SRC',
+      'assertRoomForBuild', 'buildWorker', 'bwrapArgs', 'checkCommit', 'checkGitUrl', 'detectSandbox', 'environmentFingerprint',
+      'globToRegExp', 'hashNar', 'hashOutput', 'isNodeTrouble', 'nodeTrouble', 'ociArchitecture', 'packOciImage',
+      'parseFetchNetworkPolicy', 'parseImageSpec', 'parseRootsConfig', 'prepareBuildArea', 'probeSandbox', 'redactUrl', 'resolveBuildUser',
+      'runBuild', 'watcher'
     ])
   })
 

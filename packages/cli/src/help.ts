@@ -65,7 +65,8 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       '--artifact FILE        also require FILE to be in the trusted file list',
       '--image                print the trusted OCI image references',
       '--wait [--timeout S]   keep waiting while pending (default 600 s)',
-      '--json                 one JSON document on stdout'
+      '--json                 one JSON document on stdout',
+      '--vsa-key KEYFILE --vsa-out FILE   also write a SLSA Verification Summary (PASSED/FAILED) signed by your key (quorate key generate)'
     ],
     examples: [
       'quorate verify --node https://q1.example --node https://q2.example --policy policy.json --repo hello --commit "$GIT_SHA" --ref refs/heads/main',
@@ -73,10 +74,10 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     ]
   },
   bundle: {
-    usage: 'quorate bundle --node URL... --repo ID --commit SHA [--out FILE]',
+    usage: 'quorate bundle --node URL... --repo ID --commit SHA [--format json|intoto-jsonl] [--out FILE]',
     summary: 'Exports every envelope known for a commit (and equivocation proofs) into one file that `verify --bundle` checks offline.',
-    options: ['--node URL (repeatable)', '--repo ID --commit SHA', '--out FILE  (default: stdout)'],
-    examples: ['quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --out hello.bundle.json']
+    options: ['--node URL (repeatable)', '--repo ID --commit SHA', '--format json | intoto-jsonl   our bundle with the policy digest (default), or one DSSE envelope per line (the in-toto bundle convention)', '--out FILE  (default: stdout)'],
+    examples: ['quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --out hello.bundle.json', 'quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --format intoto-jsonl --out hello.intoto.jsonl']
   },
   audit: {
     usage: 'quorate audit --node URL... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown] | --diffoscope COMMIT',
@@ -141,6 +142,26 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     summary: 'The narSha256 of a directory or file, as builders compute it (compare with a trusted digest).',
     options: ['--json   also the file list digest, file count and bytes'],
     examples: ['quorate digest ./dist']
+  },
+  rebuild: {
+    usage: 'quorate rebuild --policy FILE --repo ID --commit SHA [--out DIR] [--node URL]... [options]',
+    summary: 'Reproduces one commit outside the network (no node, no keys): a fresh clone, the recipe, the same sandbox, paths, environment, SOURCE_DATE_EPOCH and pinned build root a node uses; prints the narSha256, and with --node whether it matches the quorum\'s trusted result and which files differ. Without a pinned root it builds with this host\'s toolchain and says so.',
+    options: [
+      '--policy FILE               the network policy (the recipe, or recipeFromRepo)',
+      '--repo ID --commit SHA      what to rebuild (a full commit id)',
+      '--out DIR                   keep the output here (a new or empty directory)',
+      '--node URL                  compare with the quorum, decided here from these nodes\' envelopes (repeatable)',
+      '--sandbox bwrap|none        default bwrap, as nodes; none differs from nodes on projects that embed paths',
+      '--root-cache DIR            where unpacked build roots are kept (default ~/.cache/quorate/roots; as root a directory under the temp dir)',
+      '--insecure-registry HOST:PORT  plain HTTP to this loopback registry (tests, local mirrors)',
+      '--keep-work                 keep the checkout and work directories',
+      '--json                      one JSON report on stdout'
+    ],
+    examples: [
+      'quorate rebuild --policy policy.json --repo hello --commit 4f2c… --node https://quorate.acme.example',
+      'quorate rebuild --policy policy.json --repo hello --commit 4f2c… --out ./hello-out --json'
+    ],
+    notes: ['Exit codes: 0 built (and matching, with --node), 1 the build failed or does not match the trusted result, 3 the network has no trusted result yet, 2 usage or I/O error.']
   },
   status: {
     usage: 'quorate status --node URL [--json]',

@@ -26,9 +26,9 @@ Usage:
   quorate policy digest FILE
   quorate node --config FILE [--log-format text|json] [--debug]
   quorate verify --node URL [--node URL]... --policy FILE --repo ID --commit SHA [--digest HEX] [--ref REF] [--artifact FILE] [--image]
-                 [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json]
-  quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json]
-  quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--out FILE]
+                 [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json] [--vsa-key KEYFILE --vsa-out FILE]
+  quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json] [--vsa-key KEYFILE --vsa-out FILE]
+  quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--format json|intoto-jsonl] [--out FILE]
   quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown]
   quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT [--builders A,B] [--out FILE]
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
@@ -39,6 +39,7 @@ Usage:
   quorate backup --config FILE --out BACKUP.tar.gz
   quorate restore --config FILE --from BACKUP.tar.gz [--force]
   quorate digest PATH [--json]
+  quorate rebuild --policy FILE --repo ID --commit SHA [--out DIR] [--node URL]... [--root-cache DIR] [--insecure-registry HOST:PORT]... [--json]
   quorate status --node URL [--json]
 
 Every command has its own help with examples: quorate COMMAND --help. quorate --version prints the version.
@@ -161,9 +162,12 @@ async function cmdVerify (args: string[]): Promise<number> {
     options: {
       node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' },
       digest: { type: 'string' }, json: { type: 'boolean' }, wait: { type: 'boolean' }, timeout: { type: 'string' }, ref: { type: 'string' },
-      'policy-digest': { type: 'string' }, artifact: { type: 'string' }, image: { type: 'boolean' }, bundle: { type: 'string' }
+      'policy-digest': { type: 'string' }, artifact: { type: 'string' }, image: { type: 'boolean' }, bundle: { type: 'string' },
+      'vsa-key': { type: 'string' }, 'vsa-out': { type: 'string' }
     }
   })
+  if ((values['vsa-key'] === undefined) !== (values['vsa-out'] === undefined)) usage('--vsa-key KEYFILE and --vsa-out FILE go together (the key signs the verification summary written to FILE)')
+  const vsaKey = values['vsa-key'] !== undefined ? (await import('@quorate/node/config')).loadBuilderKey(values['vsa-key']) : undefined
   if (values.policy === undefined) usage('verify needs --policy FILE (your own copy of the network policy)')
   if (values.bundle === undefined && (values.repo === undefined || values.commit === undefined || values.node === undefined)) usage('verify needs --node, --repo and --commit (or --bundle FILE)')
   if (values.bundle !== undefined && values.node !== undefined) usage('give either --bundle (offline) or --node, not both')
@@ -194,8 +198,15 @@ async function cmdVerify (args: string[]): Promise<number> {
       onProgress: message => printErr(`waiting: ${escapeForTerminal(message)}`)
     })
   }
+  let vsaLine: string | undefined
+  if (vsaKey !== undefined) {
+    const { writeVsa } = await import('./vsa.js')
+    const signed = writeVsa(values['vsa-out']!, { report, policy, timeVerified: new Date().toISOString(), version: version(), sources: values.bundle !== undefined ? [values.bundle] : values.node! }, vsaKey)
+    vsaLine = `verification summary (SLSA VSA, ${report.exitCode === 0 ? 'PASSED' : 'FAILED'}) signed by keyid ${vsaKey.keyid} written to ${values['vsa-out']!} (envelope ${signed.id.slice(0, 16)}…)`
+  }
   for (const w of report.warnings) printErr(`WARNING: ${escapeForTerminal(w)}`)
   printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
+  if (vsaLine !== undefined) printErr(vsaLine)
   // With --json, stdout carries exactly one JSON document (the image references are in it).
   if (values.json === true) print(JSON.stringify(verifyReportJson(report), null, 2))
   else if (values.image === true && report.exitCode === 0) for (const img of report.images) print(`${escapeForTerminal(img.name)}@sha256:${img.sha256}`)
@@ -203,8 +214,10 @@ async function cmdVerify (args: string[]): Promise<number> {
 }
 
 async function cmdBundle (args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { node: { type: 'string', multiple: true }, repo: { type: 'string' }, commit: { type: 'string' }, out: { type: 'string' } } })
+  const { values } = parseArgs({ args, options: { node: { type: 'string', multiple: true }, repo: { type: 'string' }, commit: { type: 'string' }, out: { type: 'string' }, format: { type: 'string' } } })
   if (values.node === undefined || values.repo === undefined || values.commit === undefined) usage('bundle needs --node, --repo and --commit')
+  const format = values.format ?? 'json'
+  if (format !== 'json' && format !== 'intoto-jsonl') usage('--format takes json (our bundle, with the policy digest) or intoto-jsonl (one envelope per line)')
   const { gatherFromNodes, BUNDLE_TYPE } = await import('./verify.js')
   const evidence = await gatherFromNodes(values.node, values.repo, values.commit)
   if (!evidence.nodes.some(n => n.ok)) throw new QuorateError('HTTP_FAILED', `no node answered (${evidence.nodes.map(n => `${n.url}: ${n.error ?? ''}`).join('; ')})`)
@@ -217,7 +230,7 @@ async function cmdBundle (args: string[]): Promise<number> {
     return 3
   }
   const bundle = { type: BUNDLE_TYPE, repoId: values.repo, commit: values.commit, policyDigest, createdAt: new Date().toISOString(), envelopes, equivocationProofs: evidence.proofs }
-  const text = JSON.stringify(bundle, null, 2) + '\n'
+  const text = format === 'intoto-jsonl' ? (await import('./bundle-format.js')).intotoJsonl(envelopes, evidence.proofs) : JSON.stringify(bundle, null, 2) + '\n'
   if (values.out !== undefined) writeFileSync(values.out, text)
   else process.stdout.write(text)
   printErr(`bundle of ${envelopes.length} envelopes and ${evidence.proofs.length} equivocation proofs for ${values.repo}@${values.commit.slice(0, 12)} (policy ${policyDigest.slice(0, 16)}…); check it offline with "quorate verify --bundle FILE --policy FILE"`)
@@ -414,6 +427,7 @@ async function main (argv: string[]): Promise<number> {
     case 'latest': return await cmdLatest(rest)
     case 'which': return await cmdWhich(rest)
     case 'digest': return await cmdDigest(rest)
+    case 'rebuild': return await (await import('./rebuild.js')).cmdRebuild(rest, { print, printErr })
     case 'status': return await cmdStatus(rest)
     case undefined: case '-h': case '--help': case 'help': print(USAGE); return cmd === undefined ? 2 : 0
     default: return usage(`unknown command "${cmd}"`)

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
+import { isIntotoJsonl, readIntotoJsonl, type BundleFormat } from './bundle-format.js'
 import { decideQuorum, refObservers, OCI_MANIFEST_MEDIA_TYPE, QuorateError, isCommitSha, isRepoId, isSha256Hex, parseJsonStrict, type Decision, type Policy } from '@quorate/core'
 import { nodeClient } from './node-client.js'
 
@@ -13,6 +14,8 @@ export interface Evidence {
   source: 'nodes' | 'bundle'
   /** The policy digest the bundle says it was made under (bundles only). */
   policyDigest?: string
+  /** `intoto-jsonl`: envelopes only, no policy digest to compare (bundles only). */
+  format?: BundleFormat
 }
 
 export interface VerifyChecks {
@@ -98,11 +101,14 @@ export interface Bundle {
 
 export function readBundle (file: string, repoId: string | undefined, commit: string | undefined): Evidence & { repoId: string, commit: string } {
   let raw: unknown
+  let text: string | undefined
   try {
-    raw = parseJsonStrict(readFileSync(file, 'utf8'), file)
+    text = readFileSync(file, 'utf8')
+    if (!isIntotoJsonl(text)) raw = parseJsonStrict(text, file)
   } catch (err) {
     throw new QuorateError('CONFIG_INVALID', `${file}: cannot read the bundle (${(err as Error).message}); export one with "quorate bundle"`)
   }
+  if (isIntotoJsonl(text!)) return { ...readIntotoJsonl(text!, file, repoId, commit), proofs: [], nodes: [], source: 'bundle', format: 'intoto-jsonl' }
   const b = raw as Partial<Bundle>
   if (b === null || typeof b !== 'object' || b.type !== BUNDLE_TYPE || !isRepoId(b.repoId) || !isCommitSha(b.commit)) {
     throw new QuorateError('CONFIG_INVALID', `${file}: not a Quorate bundle (type ${BUNDLE_TYPE} with repoId and commit); export one with "quorate bundle"`)
@@ -147,7 +153,7 @@ export function evaluate (policy: Policy, repoId: string, commit: string, eviden
   if (evidence.source === 'nodes' && !evidence.nodes.some(n => n.ok)) {
     return { ...head, exitCode: 2, status: 'error', narSha256: null, message: `no node answered (${evidence.nodes.map(n => `${n.url}: ${n.error ?? ''}`).join('; ')}); check the --node URLs` }
   }
-  if (evidence.source === 'bundle' && evidence.policyDigest !== policy.digest) {
+  if (evidence.source === 'bundle' && evidence.format !== 'intoto-jsonl' && evidence.policyDigest !== policy.digest) {
     const said = evidence.policyDigest ?? '(none)'
     if (checks.policyDigest !== undefined) {
       return { ...head, exitCode: 2, status: 'error', narSha256: null, message: `${short}: the bundle was made under policy ${said}, not the pinned --policy-digest ${checks.policyDigest}; export it from a node running the agreed policy` }

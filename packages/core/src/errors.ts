@@ -25,6 +25,8 @@ export type QuorateErrorCode =
   | 'HTTP_FAILED'
   | 'NOT_FOUND'
   | 'ROOT_UNAVAILABLE'
+  /** The node's own trouble (disk full, I/O error): never the build's fault; the job waits and runs again. */
+  | 'NODE_TROUBLE'
 
 export class QuorateError extends Error {
   readonly code: QuorateErrorCode

@@ -69,3 +69,35 @@ export function checkGitUrl (url: string): void {
 export function redactUrl (url: string): string {
   return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^@/?#]*@/, '$1***@')
 }
+
+/**
+ * The SLSA `resolvedDependencies[].uri` (and VSA `resourceUri`) of a repository at a revision:
+ * `git+<absolute URL, credentials, query and fragment removed>@<ref or commit>` (SPDX/SLSA
+ * convention, e.g. `git+https://git.example/hello.git@refs/heads/main`). scp-like
+ * `user@host:path` becomes `ssh://host/path`, an absolute local path `file:///path`.
+ */
+export function gitDependencyUri (url: string, revision: string): string {
+  let base: string
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(url)
+  const scp = scheme === null ? SCP_LIKE.exec(url) : null
+  if (scheme !== null) {
+    try {
+      const u = new URL(url)
+      u.username = ''
+      u.password = ''
+      u.search = ''
+      u.hash = ''
+      base = u.href
+    } catch {
+      base = redactUrl(url).replace(/[?#].*$/s, '')
+    }
+  } else if (scp !== null && !url.startsWith('/') && (url.indexOf('/') < 0 || url.indexOf(':') < url.indexOf('/'))) {
+    base = `ssh://${scp[2]}/${scp[3].replace(/^\/+/, '')}`
+  } else if (url.startsWith('/')) {
+    base = `file://${encodeURI(url)}`
+  } else {
+    // A relative local path has no absolute URI: say what it was, relative to the node.
+    base = `file:${encodeURI(url)}`
+  }
+  return `git+${base}@${revision}`
+}

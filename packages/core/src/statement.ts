@@ -1,5 +1,6 @@
 import { canonicalBytes, canonicalize, parseJsonStrict } from './canonical-json.js'
 import { QuorateError } from './errors.js'
+import { gitDependencyUri } from './git-url.js'
 import { isCommitSha, isSha256Hex, sha256Hex } from './hash.js'
 import { parseRecipeSpec, type Recipe } from './recipe.js'
 
@@ -56,6 +57,10 @@ export interface ProvenanceInput {
   logSha256: string
   fingerprint: Record<string, unknown>
   builderId: string
+  /** The repository's URL from the policy: resolvedDependencies[0].uri is `git+<URL without credentials>@<ref>` (else `git+<repoId>@<ref>`). */
+  repositoryUrl?: string
+  /** Where the build log can be fetched (the builder's endpoint or an API path), for the build-log byproduct. */
+  logUri?: string
   invocationId: string
   startedOn: string
   finishedOn: string
@@ -81,18 +86,33 @@ export function makeProvenanceStatement (i: ProvenanceInput): Record<string, unk
         buildType: BUILD_TYPE,
         externalParameters: { repository: i.repoId, ref: i.ref, commit: i.commit, recipe: i.recipe, recipeDigest: recipeDigestOf(i.recipe) },
         internalParameters: i.fingerprint,
-        resolvedDependencies: [{ uri: `git+${i.repoId}@${i.ref}`, digest: { gitCommit: i.commit } }]
+        resolvedDependencies: [{ uri: i.repositoryUrl !== undefined ? gitDependencyUri(i.repositoryUrl, i.ref) : `git+${i.repoId}@${i.ref}`, digest: { gitCommit: i.commit } }]
       },
       runDetails: {
-        builder: { id: i.builderId },
+        builder: { id: i.builderId, ...builderDependenciesOf(i.fingerprint) },
         metadata: { invocationId: i.invocationId, startedOn: i.startedOn, finishedOn: i.finishedOn, quorate_log: i.log },
         byproducts: [
           { name: 'file-list', digest: { sha256: i.fileListSha256 } },
-          { name: 'build-log', digest: { sha256: i.logSha256 } }
+          { name: 'build-log', digest: { sha256: i.logSha256 }, ...(i.logUri !== undefined ? { uri: i.logUri } : {}) }
         ]
       }
     }
   }
+}
+
+/**
+ * SLSA `builder.builderDependencies`: the tools the recipe used (from the fingerprint's `tools`,
+ * name → first line of `--version`), as resource descriptors. The fingerprint itself stays in
+ * internalParameters.
+ */
+function builderDependenciesOf (fingerprint: Record<string, unknown>): { builderDependencies?: Array<Record<string, unknown>> } {
+  const tools = fingerprint.tools
+  if (tools === null || typeof tools !== 'object' || Array.isArray(tools)) return {}
+  const deps = Object.entries(tools as Record<string, unknown>)
+    .filter((e): e is [string, string] => typeof e[1] === 'string')
+    .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+    .map(([name, version]) => ({ name, uri: `pkg:generic/${encodeURIComponent(name)}`, annotations: { version } }))
+  return deps.length > 0 ? { builderDependencies: deps } : {}
 }
 
 export interface FailureInput {

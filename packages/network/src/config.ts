@@ -29,6 +29,7 @@ export interface NetworkConfig {
   maxSyncFrameBytes: number
   syncIntervalMs: number
   syncTimeoutMs: number
+  syncIdleTimeoutMs: number
   gossipRatePerPeer: number
   maxConcurrentValidations: number
   banMs: number
@@ -86,6 +87,8 @@ function positiveInt (field: string, value: unknown, fallback: number, opts: { m
   return value
 }
 
+export const DEFAULT_SYNC_IDLE_TIMEOUT_MS = 15_000
+
 export function resolveNetworkConfig (init: NetworkInit): NetworkConfig {
   if (!(init.peerKey instanceof Uint8Array)) throw invalid('peerKey', 'must be the protobuf-encoded peer key bytes (createPeerKey())')
   if (typeof init.validate !== 'function') throw invalid('validate', 'must be a function (msg) => Promise<"accept" | "reject" | "ignore">')
@@ -106,6 +109,8 @@ export function resolveNetworkConfig (init: NetworkInit): NetworkConfig {
   const maxMessageBytes = positiveInt('maxMessageBytes', init.maxMessageBytes, DEFAULT_MAX_MESSAGE_BYTES, { max: MAX_MAX_MESSAGE_BYTES })
   const minFrame = syncFrameBytesFor(maxMessageBytes)
   const maxSyncFrameBytes = positiveInt('maxSyncFrameBytes', init.maxSyncFrameBytes, Math.max(DEFAULT_MAX_FRAME_BYTES, minFrame), { min: minFrame })
+  const syncTimeoutMs = positiveInt('syncTimeoutMs', init.syncTimeoutMs, 60_000, { min: 100 })
+  const syncIdleTimeoutMs = positiveInt('syncIdleTimeoutMs', init.syncIdleTimeoutMs, Math.min(DEFAULT_SYNC_IDLE_TIMEOUT_MS, syncTimeoutMs), { min: 100, max: syncTimeoutMs })
   return {
     listen: checkMultiaddrs('listen', init.listen),
     announce: checkMultiaddrs('announce', init.announce),
@@ -115,7 +120,8 @@ export function resolveNetworkConfig (init: NetworkInit): NetworkConfig {
     maxMessageBytes,
     maxSyncFrameBytes,
     syncIntervalMs: positiveInt('syncIntervalMs', init.syncIntervalMs, 30_000, { min: 0 }),
-    syncTimeoutMs: positiveInt('syncTimeoutMs', init.syncTimeoutMs, 60_000, { min: 100 }),
+    syncTimeoutMs,
+    syncIdleTimeoutMs,
     gossipRatePerPeer: positiveInt('gossipRatePerPeer', init.gossipRatePerPeer, 200),
     maxConcurrentValidations: positiveInt('maxConcurrentValidations', init.maxConcurrentValidations, 256),
     banMs: positiveInt('banMs', init.banMs, 600_000, { min: 0 }),

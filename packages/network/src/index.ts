@@ -2,18 +2,22 @@
  * @quorate/network: the libp2p host. Gossips attestation envelopes (one gossipsub topic per
  * repository), runs every received message through the validator the node injects, and runs the
  * sync protocol so peers that were away fetch what they missed. Transport only: it never looks
- * inside an envelope.
+ * inside an envelope. Which file does what: README.md "Where things are".
  *
  * @example
  * import { createPeerKey, startNetwork } from '@quorate/network'
+ * import { Store } from '@quorate/store'
  *
+ * const store = await Store.open(dataDir)
  * const net = await startNetwork({
  *   peerKey: await createPeerKey(),
  *   listen: ['/ip4/0.0.0.0/tcp/4001'],
  *   bootstrap: ['/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…'],
  *   repoIds: ['hello'],
- *   validate: async (msg) => await store.checkAndPut(msg.repoId, msg.data), // 'accept' | 'reject' | 'ignore'
- *   sync: store.syncSource()
+ *   // yours: check the envelope against the policy, store it (synced), then 'accept'; or 'reject' / 'ignore'
+ *   validate: async (msg) => await checkAndStore(msg.repoId, msg.data),
+ *   sync: { heads: async () => await store.logHeads(), envelopesAfter: (repoId, keyid, afterSeq) => store.envelopesAfter(repoId, keyid, afterSeq) },
+ *   blobs: { get: async (sha256) => await store.getBlob(sha256) }
  * })
  * await net.publish('hello', envelopeBytes) // { recipients: n }; 0 is fine, sync delivers later
  * await net.stop()

@@ -11,8 +11,10 @@ export type Misbehaviour =
   | 'oversized'
   /** The stream ended cleanly but without the end frame. */
   | 'truncated'
-  /** The round ran past its timeout (a stalling or trickling peer). */
+  /** The round ran past its deadline while the peer was making progress (slow, or we were slow). */
   | 'timeout'
+  /** The peer held a sync round open without sending anything while we waited for it (idle timeout, or the deadline hit while we waited). */
+  | 'stalled'
   /** An envelope received by sync that `validate` rejected (forged, malformed). */
   | 'rejected-envelope'
   /** A blob whose bytes do not hash to the requested sha256. */
@@ -20,12 +22,13 @@ export type Misbehaviour =
   /** Every FLOOD_MESSAGES gossip messages over the per-peer rate limit (flooding, even with messages that are only ignored). */
   | 'flood'
 
-/** Points per kind. With a ban at 10: two malformed or oversized frames, ten forged envelopes, five timeouts, 500 messages over the gossip rate limit. */
+/** Points per kind. With a ban at 10: two malformed or oversized frames, two stalled rounds, ten forged envelopes, five timeouts, 500 messages over the gossip rate limit. */
 export const MISBEHAVIOUR_POINTS: Record<Misbehaviour, number> = {
   malformed: 5,
   oversized: 5,
   truncated: 2,
   timeout: 2,
+  stalled: 5,
   'rejected-envelope': 1,
   'bad-blob': 5,
   flood: 2

@@ -10,7 +10,7 @@ const READ_HIGH_WATER_BYTES = 1024 * 1024
  * the stream when too much is queued and resumes once the consumer catches up. (`for await`
  * over a stream and `lpStream` both buffer without limit; PLATFORM.md "Streams".) While paused,
  * yamux stops granting window, so the remote can still send at most one window (1 MiB, see
- * network.ts) into the stream's own read buffer (4 MiB cap).
+ * host.ts) into the stream's own read buffer (4 MiB cap).
  */
 export class FrameReader {
   private readonly stream: Stream
@@ -23,16 +23,38 @@ export class FrameReader {
   private error: Error | undefined
   private wake: (() => void) | undefined
 
-  constructor (stream: Stream, maxFrameBytes: number) {
+  private readonly signal: AbortSignal | undefined
+  /** True while next() waits for the peer's next bytes (nothing is queued and the stream is not paused). */
+  waiting = false
+
+  /**
+   * `signal` ends the read from our side (a round's deadline): next() then throws its reason even
+   * when the stream's own events never come.
+   */
+  constructor (stream: Stream, maxFrameBytes: number, opts: { signal?: AbortSignal } = {}) {
     this.stream = stream
     this.decoder = new FrameDecoder(maxFrameBytes)
+    this.signal = opts.signal
     stream.addEventListener('message', this.onMessage)
     stream.addEventListener('end', this.onEnd)
     stream.addEventListener('close', this.onClose)
+    this.signal?.addEventListener('abort', this.onAbort)
+    // The stream may have been reset (a peer refusing the round at once) before we listened: its
+    // 'close' event is gone, and waiting for it would hang the round for good.
+    if (stream.status === 'aborted' || stream.status === 'reset') {
+      this.error = new QuorateError('NETWORK_FAILED', `stream was ${stream.status} before it was read (the peer refused or dropped it)`, {})
+    } else if (stream.status === 'closed') {
+      this.closed = true
+    }
+    if (this.signal?.aborted === true) this.onAbort()
   }
 
-  /** The next frame, or undefined at a clean end of stream. Throws when the stream failed or ended mid-frame. */
-  async next (): Promise<Uint8Array | undefined> {
+  /**
+   * The next frame, or undefined at a clean end of stream. Throws when the stream failed or ended
+   * mid-frame, when the signal aborted, or (with `idleMs`) when the peer sends nothing for that
+   * long while we wait for it (`fields.violation` 'stalled').
+   */
+  async next (idleMs?: number): Promise<Uint8Array | undefined> {
     for (;;) {
       const frame = this.frames.shift()
       if (frame !== undefined) {
@@ -49,7 +71,7 @@ export class FrameReader {
         }
         return undefined
       }
-      await new Promise<void>(resolve => { this.wake = resolve })
+      await this.waitForPeer(idleMs)
     }
   }
 
@@ -57,6 +79,32 @@ export class FrameReader {
     this.stream.removeEventListener('message', this.onMessage)
     this.stream.removeEventListener('end', this.onEnd)
     this.stream.removeEventListener('close', this.onClose)
+    this.signal?.removeEventListener('abort', this.onAbort)
+    this.notify()
+  }
+
+  private async waitForPeer (idleMs: number | undefined): Promise<void> {
+    this.waiting = true
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.wake = resolve
+        if (idleMs !== undefined) {
+          timer = setTimeout(() => {
+            this.wake = undefined
+            reject(new QuorateError('NETWORK_FAILED', `the peer sent nothing for ${idleMs} ms while we waited for it (stalled)`, { idleMs, violation: 'stalled' }))
+          }, idleMs)
+        }
+      })
+    } finally {
+      clearTimeout(timer)
+      this.waiting = false
+    }
+  }
+
+  private readonly onAbort = (): void => {
+    const reason: unknown = this.signal?.reason
+    this.error ??= reason instanceof Error ? reason : new QuorateError('NETWORK_FAILED', 'the read was aborted', {})
     this.notify()
   }
 
@@ -130,11 +178,14 @@ const WRITE_BATCH_BYTES = 64 * 1024
  */
 export class FrameWriter {
   private readonly stream: Stream
+  private readonly signal: AbortSignal | undefined
   private parts: Uint8Array[] = []
   private bytes = 0
 
-  constructor (stream: Stream) {
+  /** `signal` ends a wait for 'drain' from our side (a round's deadline). */
+  constructor (stream: Stream, opts: { signal?: AbortSignal } = {}) {
     this.stream = stream
+    this.signal = opts.signal
   }
 
   async write (payload: Uint8Array): Promise<void> {
@@ -149,7 +200,7 @@ export class FrameWriter {
     const batch = this.parts.length === 1 ? this.parts[0] as Uint8Array : Buffer.concat(this.parts, this.bytes)
     this.parts = []
     this.bytes = 0
-    await sendWithBackpressure(this.stream, batch)
+    await sendWithBackpressure(this.stream, batch, this.signal)
   }
 }
 
@@ -157,19 +208,26 @@ export class FrameWriter {
  * Send bytes; when the stream's send buffer is full, wait for its 'drain' event (not
  * `onDrain()`, which in @libp2p/utils 7.4 resolves immediately after its first use).
  */
-async function sendWithBackpressure (stream: Stream, bytes: Uint8Array): Promise<void> {
+async function sendWithBackpressure (stream: Stream, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+  signal?.throwIfAborted()
   if (stream.send(bytes)) return
   await new Promise<void>((resolve, reject) => {
     const cleanup = (): void => {
       stream.removeEventListener('drain', onDrain)
       stream.removeEventListener('close', onClose)
+      signal?.removeEventListener('abort', onAbort)
     }
     const onDrain = (): void => { cleanup(); resolve() }
     const onClose = (evt: StreamCloseEvent): void => {
       cleanup()
       reject(new QuorateError('NETWORK_FAILED', `stream closed while sending${evt.error !== undefined ? `: ${evt.error.message}` : ''}`, {}, { cause: evt.error }))
     }
+    const onAbort = (): void => {
+      cleanup()
+      reject(signal?.reason instanceof Error ? signal.reason : new QuorateError('NETWORK_FAILED', 'sending was aborted', {}))
+    }
     stream.addEventListener('drain', onDrain)
     stream.addEventListener('close', onClose)
+    signal?.addEventListener('abort', onAbort)
   })
 }

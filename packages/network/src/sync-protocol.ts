@@ -1,121 +1,29 @@
 import type { Stream } from '@libp2p/interface'
-import { QuorateError } from '@quorate/core'
 import { FrameReader, FrameWriter } from './stream-io.js'
-import type { Misbehaviour } from './peer-penalties.js'
-import { isRepoId } from './topics.js'
-import type { LogHead, NetworkLogger, SyncRoundResult, SyncSource, Verdict } from './types.js'
+import { HEADS_PER_FRAME, encodeSyncFrame, logKey } from './sync-frames.js'
+import type { SyncFrame } from './sync-frames.js'
+import { receiveEnvelopes, receiveHeads } from './sync-receive.js'
+import type { Deliver, PeerHeads } from './sync-receive.js'
+import type { LogHead, NetworkLogger, SyncRoundResult, SyncSource } from './types.js'
 
 /**
  * The sync protocol (DESIGN.md "Network"). Both ends run the same session:
  *
  *   1. send our heads: `{"type":"heads","repoIds":[…],"heads":[LogHead…],"more":true?}` (several
  *      frames when there are many logs; the first carries `repoIds`, the last has no `more`);
- *   2. read the peer's heads;
+ *   2. read the peer's heads (sync-receive.ts);
  *   3. for every log of a repository both sides carry where the peer's seq is lower or missing
  *      (or equal with another envelope id: a fork), stream `{"type":"env","repoId":…,"data":<base64>}`
  *      from `envelopesAfter`, seq ascending, in batched writes that wait for 'drain' when the
  *      stream is full;
  *   4. send `{"type":"end"}` and close our writable end;
- *   while reading the peer's env frames one at a time until its end frame, each through `deliver`.
+ *   while reading the peer's env frames one at a time until its end frame, each through `deliver`
+ *   (sync-receive.ts).
  *
- * So one round, opened by either side, gives both sides what they lack.
+ * So one round, opened by either side, gives both sides what they lack. Frames: sync-frames.ts;
+ * when rounds run and how long they may take: sync-rounds.ts and sync-scheduler.ts.
  */
 export const SYNC_PROTOCOL = '/quorate/sync/1.0.0'
-
-/** Heads per frame: about 200 bytes each as JSON, so a frame stays far below 128 KiB. */
-const HEADS_PER_FRAME = 256
-/** Most logs one peer may announce in a round (bounds the memory a round holds). */
-const MAX_HEADS = 200_000
-const MAX_REPO_IDS = 10_000
-/** A peer whose envelopes fail validation this often in one round is cut off. */
-const MAX_REJECTS_PER_ROUND = 10
-const TOKEN_PATTERN = /^[A-Za-z0-9._:+/=-]{1,128}$/
-
-export type SyncFrame =
-  | { type: 'heads', heads: LogHead[], repoIds?: string[], more?: boolean }
-  | { type: 'env', repoId: string, data: Uint8Array }
-  | { type: 'end' }
-
-/** A protocol violation by the peer; `fields.violation` says which kind (see Misbehaviour), for its standing. */
-function protocolError (message: string, fields: Record<string, unknown> = {}, violation: Misbehaviour = 'malformed'): QuorateError {
-  return new QuorateError('NETWORK_FAILED', `sync protocol: ${message}; the peer is misbehaving or runs an incompatible version`, { violation, ...fields })
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true })
-const utf8Encoder = new TextEncoder()
-
-function decodeBase64Strict (text: string): Uint8Array | undefined {
-  const bytes = Buffer.from(text, 'base64')
-  return bytes.toString('base64') === text ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : undefined
-}
-
-function parseHead (value: unknown, index: number): LogHead {
-  const h = value as Partial<Record<keyof LogHead, unknown>> | null
-  if (typeof h !== 'object' || h === null) throw protocolError(`heads[${index}] is not an object`)
-  if (!isRepoId(h.repoId)) throw protocolError(`heads[${index}].repoId is not a repository id`)
-  if (typeof h.keyid !== 'string' || !TOKEN_PATTERN.test(h.keyid)) throw protocolError(`heads[${index}].keyid is malformed`)
-  if (typeof h.seq !== 'number' || !Number.isSafeInteger(h.seq) || h.seq < 0) throw protocolError(`heads[${index}].seq is not a non-negative integer`)
-  if (typeof h.envelopeId !== 'string' || !TOKEN_PATTERN.test(h.envelopeId)) throw protocolError(`heads[${index}].envelopeId is malformed`)
-  const head: LogHead = { repoId: h.repoId, keyid: h.keyid, seq: h.seq, envelopeId: h.envelopeId }
-  if (h.firstMissing !== undefined) {
-    if (typeof h.firstMissing !== 'number' || !Number.isSafeInteger(h.firstMissing) || h.firstMissing < 0 || h.firstMissing >= h.seq) {
-      throw protocolError(`heads[${index}].firstMissing must be an integer from 0 to seq - 1`)
-    }
-    head.firstMissing = h.firstMissing
-  }
-  return head
-}
-
-/** Parse one sync frame; throws QuorateError('NETWORK_FAILED') naming what was wrong. */
-export function parseSyncFrame (bytes: Uint8Array): SyncFrame {
-  let value: unknown
-  try {
-    value = JSON.parse(utf8.decode(bytes))
-  } catch (err) {
-    throw protocolError(`frame is not UTF-8 JSON (${(err as Error).message})`)
-  }
-  const frame = value as Record<string, unknown> | null
-  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) throw protocolError('frame is not a JSON object')
-  switch (frame.type) {
-    case 'heads': {
-      if (!Array.isArray(frame.heads) || frame.heads.length > HEADS_PER_FRAME * 4) throw protocolError('heads frame: "heads" must be an array of at most 1024 entries')
-      const heads = frame.heads.map(parseHead)
-      const out: SyncFrame = { type: 'heads', heads }
-      if (frame.repoIds !== undefined) {
-        if (!Array.isArray(frame.repoIds) || frame.repoIds.length > MAX_REPO_IDS || !frame.repoIds.every(isRepoId)) {
-          throw protocolError('heads frame: "repoIds" must be an array of repository ids')
-        }
-        out.repoIds = frame.repoIds
-      }
-      if (frame.more !== undefined) {
-        if (typeof frame.more !== 'boolean') throw protocolError('heads frame: "more" must be a boolean')
-        out.more = frame.more
-      }
-      return out
-    }
-    case 'env': {
-      if (!isRepoId(frame.repoId)) throw protocolError('env frame: "repoId" is not a repository id')
-      const data = typeof frame.data === 'string' ? decodeBase64Strict(frame.data) : undefined
-      if (data === undefined) throw protocolError('env frame: "data" is not strict base64')
-      return { type: 'env', repoId: frame.repoId, data }
-    }
-    case 'end':
-      return { type: 'end' }
-    default:
-      throw protocolError(`unknown frame type ${JSON.stringify(frame.type)}`)
-  }
-}
-
-export function encodeSyncFrame (frame: SyncFrame): Uint8Array {
-  if (frame.type === 'env') {
-    return utf8Encoder.encode(JSON.stringify({ type: 'env', repoId: frame.repoId, data: Buffer.from(frame.data.buffer, frame.data.byteOffset, frame.data.byteLength).toString('base64') }))
-  }
-  return utf8Encoder.encode(JSON.stringify(frame))
-}
-
-function logKey (repoId: string, keyid: string): string {
-  return `${repoId}\n${keyid}`
-}
 
 export interface Transfer {
   repoId: string
@@ -156,33 +64,38 @@ export interface SyncSessionContext {
   maxMessageBytes: number
   maxFrameBytes: number
   /** Hand one received envelope to validation; resolves with the verdict. */
-  deliver: (repoId: string, data: Uint8Array) => Promise<Verdict>
+  deliver: Deliver
   log: NetworkLogger
   peerId: string
-}
-
-interface PeerHeads {
-  heads: Map<string, LogHead>
-  repoIds: Set<string>
+  /** End the session when the peer sends nothing for this long while we wait for it. */
+  idleMs: number
+  /** Ends the session from our side (the round's deadline): reads and writes stop at once. */
+  signal?: AbortSignal
+  /** Filled in by the session: whether it is waiting for the peer's next frame right now. */
+  progress?: { waitingForPeer: () => boolean }
 }
 
 /** Run one session on an open stream (either end). Aborts the stream on any failure. */
 export async function runSyncSession (stream: Stream, ctx: SyncSessionContext): Promise<SyncRoundResult> {
-  const reader = new FrameReader(stream, ctx.maxFrameBytes)
+  const reader = new FrameReader(stream, ctx.maxFrameBytes, { signal: ctx.signal })
+  if (ctx.progress !== undefined) ctx.progress.waitingForPeer = () => reader.waiting
   let firstError: unknown
   const fail = (err: unknown): void => {
     firstError ??= err
     if (stream.status === 'open' || stream.status === 'closing') stream.abort(err instanceof Error ? err : new Error(String(err)))
   }
+  const ourRepos = new Set(ctx.repoIds)
+  // our heads, read once: sent to the peer, and the filter for the peer's heads
+  const oursList = ctx.source.heads().then(heads => heads.filter(h => ourRepos.has(h.repoId)))
+  oursList.catch(() => {})
   let resolveHeads!: (heads: PeerHeads) => void
   let rejectHeads!: (err: unknown) => void
   const peerHeads = new Promise<PeerHeads>((resolve, reject) => { resolveHeads = resolve; rejectHeads = reject })
   peerHeads.catch(() => {})
 
   const send = async (): Promise<number> => {
-    const writer = new FrameWriter(stream)
-    const ourRepos = new Set(ctx.repoIds)
-    const ours = (await ctx.source.heads()).filter(h => ourRepos.has(h.repoId))
+    const writer = new FrameWriter(stream, { signal: ctx.signal })
+    const ours = await oursList
     for (let i = 0; i === 0 || i < ours.length; i += HEADS_PER_FRAME) {
       const heads = ours.slice(i, i + HEADS_PER_FRAME)
       const frame: SyncFrame = { type: 'heads', heads }
@@ -195,6 +108,7 @@ export async function runSyncSession (stream: Stream, ctx: SyncSessionContext): 
     let sent = 0
     for (const t of planTransfers(ours, theirs.heads, theirs.repoIds)) {
       for await (const data of ctx.source.envelopesAfter(t.repoId, t.keyid, t.afterSeq)) {
+        ctx.signal?.throwIfAborted()
         if (data.byteLength > ctx.maxMessageBytes) {
           ctx.log('sync-skip-oversized', { peer: ctx.peerId, repoId: t.repoId, keyid: t.keyid, bytes: data.byteLength })
           continue
@@ -209,50 +123,18 @@ export async function runSyncSession (stream: Stream, ctx: SyncSessionContext): 
     return sent
   }
 
-  const nextFrame = async (): Promise<SyncFrame | undefined> => {
-    const bytes = await reader.next()
-    return bytes === undefined ? undefined : parseSyncFrame(bytes)
-  }
-
   const receive = async (): Promise<{ received: number, accepted: number }> => {
-    const heads = new Map<string, LogHead>()
-    let repoIds: Set<string> | undefined
+    const opts = { idleMs: ctx.idleMs }
+    let heads: PeerHeads
     try {
-      for (;;) {
-        const frame = await nextFrame()
-        if (frame === undefined) throw protocolError('stream ended before the heads', {}, 'truncated')
-        if (frame.type !== 'heads') throw protocolError(`expected a heads frame, got "${frame.type}"`)
-        if (repoIds === undefined) {
-          if (frame.repoIds === undefined) throw protocolError('the first heads frame has no "repoIds"')
-          repoIds = new Set(frame.repoIds)
-        }
-        for (const h of frame.heads) {
-          if (heads.size >= MAX_HEADS) throw protocolError(`more than ${MAX_HEADS} log heads`)
-          heads.set(logKey(h.repoId, h.keyid), h)
-        }
-        if (frame.more !== true) break
-      }
+      const ours = new Map((await oursList).map(h => [logKey(h.repoId, h.keyid), h]))
+      heads = await receiveHeads(reader, ours, ourRepos, opts)
     } catch (err) {
       rejectHeads(err)
       throw err
     }
-    resolveHeads({ heads, repoIds })
-    let received = 0
-    let accepted = 0
-    let rejected = 0
-    for (;;) {
-      const frame = await nextFrame()
-      if (frame === undefined) throw protocolError('stream ended without an end frame (truncated)', {}, 'truncated')
-      if (frame.type === 'end') break
-      if (frame.type !== 'env') throw protocolError(`expected an env or end frame, got "${frame.type}"`)
-      received++
-      const verdict = await ctx.deliver(frame.repoId, frame.data)
-      if (verdict === 'accept') accepted++
-      else if (verdict === 'reject' && ++rejected >= MAX_REJECTS_PER_ROUND) {
-        throw new QuorateError('NETWORK_FAILED', `sync protocol: ${rejected} envelopes failed validation in one round; the peer is misbehaving`, { rejected })
-      }
-    }
-    return { received, accepted }
+    resolveHeads(heads)
+    return await receiveEnvelopes(reader, ctx.deliver, opts)
   }
 
   const sending = send().catch((err: unknown) => { fail(err); throw err })

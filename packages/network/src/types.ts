@@ -80,8 +80,16 @@ export interface NetworkInit {
   log?: NetworkLogger
   /** Periodic sync with every connected peer, in ms. Default 30000; 0 turns it off. */
   syncIntervalMs?: number
-  /** Abort a sync round that takes longer than this, in ms. Default 60000. */
+  /**
+   * Every sync round ends after this long, in ms, whatever it waits for; its slot and its entry
+   * are freed with it. Default 60000.
+   */
   syncTimeoutMs?: number
+  /**
+   * End a sync round when the peer sends nothing for this long while we wait for it, in ms (a
+   * peer holding a slot without progress). Default 15000, at most syncTimeoutMs.
+   */
+  syncIdleTimeoutMs?: number
   /** Largest sync frame accepted, in bytes. Default max(128 KiB, what a maxMessageBytes envelope needs). */
   maxSyncFrameBytes?: number
   /** Gossip messages accepted per second from one propagating peer before we ignore them. Default 200. */
@@ -110,6 +118,8 @@ export interface NetworkStats {
   gossipAccepted: number
   gossipRejected: number
   gossipIgnored: number
+  /** Gossipsub heartbeats so far (each one sends IHAVE gossip, grafts and prunes, and bans graylisted peers). */
+  gossipHeartbeats: number
   syncReceived: number
   syncAccepted: number
   syncRejected: number
@@ -117,6 +127,10 @@ export interface NetworkStats {
   syncSent: number
   syncRounds: number
   syncFailures: number
+  /** Inbound sync rounds refused because every slot open to that peer was taken. */
+  syncRefused: number
+  /** Rounds ended because the peer sent nothing while we waited for it (idle timeout, or the round deadline while waiting). */
+  syncStalled: number
   peersBanned: number
   blobsServed: number
   blobsFetched: number
@@ -166,4 +180,15 @@ export interface Network {
   hangUp: (peerId: string) => Promise<void>
   stats: () => NetworkStats
   stop: () => Promise<void>
+}
+
+/**
+ * The lifecycle of a network component (js-libp2p's Startable, trimmed): `start` runs before the
+ * libp2p host starts (register handlers, validators), `afterStart` once it listens (subscribe,
+ * timers), `stop` in reverse order before the host stops.
+ */
+export interface Startable {
+  start?: () => void | Promise<void>
+  afterStart?: () => void | Promise<void>
+  stop?: () => void | Promise<void>
 }

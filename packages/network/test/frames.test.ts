@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { isQuorateError } from '@quorate/core'
 import * as lp from 'it-length-prefixed'
 import { FrameDecoder, encodeFrame } from '../src/frames.js'
-import { encodeSyncFrame, parseSyncFrame, planTransfers } from '../src/sync-protocol.js'
+import { encodeSyncFrame, parseSyncFrame } from '../src/sync-frames.js'
+import { planTransfers } from '../src/sync-protocol.js'
 import type { LogHead } from '../src/index.js'
 
 const bytes = (n: number, fill = 7): Uint8Array => new Uint8Array(n).fill(fill)

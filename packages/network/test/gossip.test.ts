@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { isQuorateError } from '@quorate/core'
-import { REPO, TestNodes, makeEnvelope, sleep, waitFor } from './helpers.js'
+import { REPO, TestNodes, makeEnvelope, waitFor } from './helpers.js'
 import type { TestNode } from './helpers.js'
 
 const nodes = new TestNodes()
@@ -9,9 +9,9 @@ afterEach(async () => { await nodes.stopAll() })
 const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes)
 
 /** A hub and two spokes that bootstrap to it, with every subscription known. */
-async function star (opts: { hubRejectIf?: (text: string) => boolean, spokeMaxMessageBytes?: number, hubLog?: (event: string, fields: Record<string, unknown>) => void } = {}): Promise<{ hub: TestNode, a: TestNode, c: TestNode }> {
+async function star (opts: { hubRejectIf?: (text: string) => boolean, spokeMaxMessageBytes?: number, hubLog?: (event: string, fields: Record<string, unknown>) => void, aLog?: (event: string, fields: Record<string, unknown>) => void } = {}): Promise<{ hub: TestNode, a: TestNode, c: TestNode }> {
   const hub = await nodes.start({ rejectIf: opts.hubRejectIf, log: opts.hubLog })
-  const a = await nodes.start({ bootstrapTo: [hub], maxMessageBytes: opts.spokeMaxMessageBytes })
+  const a = await nodes.start({ bootstrapTo: [hub], maxMessageBytes: opts.spokeMaxMessageBytes, log: opts.aLog })
   const c = await nodes.start({ bootstrapTo: [hub] })
   expect(await hub.net.waitForTopicPeers(REPO, 2, 10_000)).toBe(true)
   expect(await a.net.waitForTopicPeers(REPO, 1, 10_000)).toBe(true)
@@ -46,7 +46,9 @@ describe('gossip', () => {
     await a.net.publish(REPO, new TextEncoder().encode('FORGED envelope'))
     await a.net.publish(REPO, makeEnvelope(REPO, 'key-a', 0))
     await waitFor('c to receive the valid message', () => c.source.count() === 1)
-    await sleep(1500) // more than a heartbeat: gossip (IHAVE) would have offered it by now
+    // two hub heartbeats after that: gossip (IHAVE) would have offered the forged message by now
+    const beats = hub.net.stats().gossipHeartbeats
+    await waitFor('two hub heartbeats', () => hub.net.stats().gossipHeartbeats >= beats + 2)
 
     expect(hub.seen.map(m => text(m.data)).filter(t => t.startsWith('FORGED'))).toHaveLength(1)
     expect(c.seen.some(m => text(m.data).startsWith('FORGED'))).toBe(false)
@@ -55,14 +57,19 @@ describe('gossip', () => {
 
   it('graylists and disconnects a peer that keeps sending forged messages', async () => {
     const events: string[] = []
-    const { hub, a } = await star({ hubRejectIf: t => t.startsWith('FORGED'), hubLog: (event) => { events.push(event) } })
+    const aEvents: string[] = []
+    const { hub, a } = await star({ hubRejectIf: t => t.startsWith('FORGED'), hubLog: (event) => { events.push(event) }, aLog: (event) => { aEvents.push(event) } })
     for (let i = 0; i < 4; i++) await a.net.publish(REPO, new TextEncoder().encode(`FORGED ${i}`))
     await waitFor('the hub to ban the forger', () => hub.net.stats().peersBanned === 1)
     await waitFor('the forger to be disconnected', () => !hub.net.connectedPeers().includes(a.net.peerId))
     expect(events).toContain('peer-banned')
-    // a's bootstrap keeper redials; the hub's connection gater keeps refusing it
-    await sleep(1500)
+    // a's bootstrap keeper redials (1 s backoff); the hub's connection gater keeps refusing it
+    // (the dial completes on a's side and the hub closes it at once)
+    const afterBan = aEvents.length
+    await waitFor('a to redial the hub', () => aEvents.slice(afterBan).some(e => e === 'bootstrap-connected' || e === 'bootstrap-dial-failed'), 10_000)
+    await waitFor('the redialled connection to be closed', () => !a.net.connectedPeers().includes(hub.net.peerId))
     expect(hub.net.connectedPeers()).not.toContain(a.net.peerId)
+    expect(a.net.connectedPeers()).not.toContain(hub.net.peerId)
   })
 
   it('rejects a message larger than maxMessageBytes before validate sees it', async () => {

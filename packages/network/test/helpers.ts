@@ -136,6 +136,28 @@ export async function waitFor (what: string, condition: () => boolean, timeoutMs
   return performance.now() - start
 }
 
+/**
+ * Wait until `read()` has not changed for `quietMs` (something that was moving has stopped: a
+ * sender blocked by backpressure); throws with `what` after timeoutMs. Returns the steady value.
+ */
+export async function waitForSteady (what: string, read: () => number, quietMs: number, timeoutMs = 10_000): Promise<number> {
+  const start = performance.now()
+  let value = read()
+  let since = performance.now()
+  for (;;) {
+    await new Promise(resolve => setTimeout(resolve, 10))
+    const now = performance.now()
+    const next = read()
+    if (next !== value) {
+      value = next
+      since = now
+    } else if (now - since >= quietMs) {
+      return value
+    }
+    if (now - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (still changing: ${value})`)
+  }
+}
+
 export async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
 }

@@ -3,7 +3,7 @@ import type { Libp2p, Stream, StreamCloseEvent } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { SYNC_PROTOCOL } from '../src/index.js'
 import { encodeFrame } from '../src/frames.js'
-import { MemorySyncSource, REPO, TestNodes, createRawPeer, makeEnvelope, sleep, storingValidator, waitFor } from './helpers.js'
+import { MemorySyncSource, REPO, TestNodes, createRawPeer, makeEnvelope, storingValidator, waitFor, waitForSteady } from './helpers.js'
 
 const nodes = new TestNodes()
 const rawNodes: Libp2p[] = []
@@ -39,7 +39,7 @@ describe('sync protocol', () => {
     await waitFor('both sides to hold all 55', () => b.source.count() === 55 && a.source.count() === 55)
 
     const viaSync = b.seen.filter(m => m.via === 'sync')
-    expect(viaSync).toHaveLength(50)
+    expect(viaSync).toHaveLength(50) // non-empty: the every() below checks something
     expect(viaSync.every(m => m.from === a.net.peerId && m.repoId === REPO)).toBe(true)
     // seq ascending, bytes identical to what a holds
     const seqs = viaSync.map(m => (JSON.parse(new TextDecoder().decode(m.data)) as { seq: number }).seq)
@@ -94,7 +94,8 @@ describe('sync protocol', () => {
     const store = storingValidator(bSource, [])
     const b = await nodes.start({ source: bSource, bootstrapTo: [a], validate: async (msg) => { await released; return await store(msg) } })
     await waitFor('the round to start', () => aSource.yielded > 0)
-    await sleep(1000)
+    // the sender has had its chance: it stopped reading its source (blocked on the stream)
+    await waitForSteady('the sender to be held back', () => aSource.yielded, 500)
     // a has read what fits in b's reader (1 MiB), one yamux window (1 MiB) and one write batch:
     // about 1000 envelopes, not all 8 MiB
     expect(aSource.yielded).toBeLessThan(total / 2)
@@ -188,15 +189,26 @@ describe('sync protocol', () => {
     expect(a.net.connectedPeers()).not.toContain(raw.peerId.toString())
   })
 
-  it('aborts a round that exceeds syncTimeoutMs', async () => {
+  it('ends a round at syncTimeoutMs even when the peer trickles frames, and counts it as stalled', async () => {
     const events: Array<{ event: string, fields: Record<string, unknown> }> = []
-    const a = await nodes.start({ source: sourceWith('key-a', 3), syncTimeoutMs: 300, log: (event, fields) => { events.push({ event, fields }) } })
+    const a = await nodes.start({ source: sourceWith('key-a', 3), syncTimeoutMs: 600, syncIdleTimeoutMs: 400, log: (event, fields) => { events.push({ event, fields }) } })
     const raw = await rawPeer()
     const stream = await raw.dialProtocol(multiaddr(a.net.multiaddrs()[0]), SYNC_PROTOCOL)
-    // say nothing: a waits for our heads until its timeout
-    const evt = await closed(stream, 5000)
-    expect(evt.error).toBeDefined()
+    // an empty heads frame with "more" every 100 ms: never idle for 400 ms, never done
+    const trickle = setInterval(() => {
+      try {
+        stream.send(encodeFrame(new TextEncoder().encode(JSON.stringify({ type: 'heads', repoIds: [REPO], heads: [], more: true }))))
+      } catch {}
+    }, 100)
+    try {
+      const evt = await closed(stream, 5000)
+      expect(evt.error).toBeDefined()
+    } finally {
+      clearInterval(trickle)
+    }
     await waitFor('a to count the failure', () => a.net.stats().syncFailures === 1)
-    expect(events.find(e => e.event === 'sync-failed')?.fields.error).toMatch(/timed out after 300 ms/)
+    expect(events.find(e => e.event === 'sync-failed')?.fields.error).toMatch(/timed out after 600 ms/)
+    expect(events.find(e => e.event === 'peer-misbehaved')?.fields).toMatchObject({ kind: 'stalled', points: 5 })
+    expect(a.net.stats().syncStalled).toBe(1)
   })
 })

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { parseFetchNetworkPolicy, type FetchNetworkPolicy } from '@quorate/builder'
+import { parseFetchNetworkPolicy, parseRootsConfig, type FetchNetworkPolicy, type RootsConfig } from '@quorate/builder'
 import { QuorateError, isRepoId, parseBuilderKeyFile, parseJsonStrict, parsePolicy, type BuilderKeyPair, type Policy } from '@quorate/core'
 
 /** A node's own config file (never gossiped). Paths are relative to the config file. */
@@ -24,6 +24,8 @@ export interface NodeConfig {
   buildDir?: string
   /** What a fetch phase may reach beyond the internet's public addresses (and further ranges it may not). */
   fetchNetwork: FetchNetworkPolicy
+  /** Build roots: cache, size bounds, registries (TLS, credentials, mirrors) and offline layouts. */
+  roots: RootsConfig
   pollIntervalSeconds: number
   backfill: number
   concurrency: number
@@ -45,7 +47,7 @@ export interface NodeConfig {
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
 
-const ALLOWED = new Set(['sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -112,6 +114,12 @@ export function loadNodeConfig (file: string): NodeConfig {
   if (c.loopbackNetwork !== undefined && typeof c.loopbackNetwork !== 'boolean') bad(file, 'loopbackNetwork', 'must be true or false')
   if (c.mdns !== undefined && typeof c.mdns !== 'boolean') bad(file, 'mdns', 'must be true or false')
   if (c.keyIsNew !== undefined && typeof c.keyIsNew !== 'boolean') bad(file, 'keyIsNew', 'must be true or false (true only when this key has never signed anything)')
+  let roots: RootsConfig
+  try {
+    roots = parseRootsConfig(c.roots, 'roots', p => resolve(dirname(file), p))
+  } catch (err) {
+    throw new QuorateError('CONFIG_INVALID', `${file}: ${(err as Error).message}`, { file, field: (err as QuorateError).fields?.field ?? 'roots' })
+  }
   const credentials = (c.credentials ?? {}) as Record<string, { token?: string, sshKeyFile?: string }>
   if (typeof credentials !== 'object' || Array.isArray(credentials)) bad(file, 'credentials', 'must map repository ids to {token} or {sshKeyFile}')
   for (const [id, cred] of Object.entries(credentials)) {
@@ -145,6 +153,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     ...(su !== undefined ? { sandboxUser: { uid: su.uid as number, gid: su.gid as number } } : {}),
     ...(c.buildDir !== undefined ? { buildDir: path('buildDir') } : {}),
     fetchNetwork,
+    roots,
     pollIntervalSeconds: int('pollIntervalSeconds', 30, 1, 86_400),
     backfill: int('backfill', 10, 1, 10_000),
     concurrency: int('concurrency', 1, 1, 64),

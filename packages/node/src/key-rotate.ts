@@ -59,6 +59,8 @@ export async function rotateBuilderKey (opts: { dataDir: string, keyFile: string
       const replaced = job.envelopeId !== undefined ? idMap.get(job.envelopeId) : undefined
       if (replaced !== undefined) await store.updateJob({ ...job, envelopeId: replaced })
     }
+    // The new key's logs start in this store: the node need not fetch them from peers.
+    await store.putState(`ownlog:held:${newKey.keyid}`, newKey.keyid)
   } finally {
     await store.close()
   }

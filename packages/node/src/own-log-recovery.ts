@@ -112,8 +112,10 @@ export function ownLogRecovery (init: OwnLogRecoveryInit, c: OwnLogRecoveryCompo
       .map(b => ({ name: b.name, org: b.org, endpoint: b.endpoint! }))
     status.requiredOrgs = Math.min(policy.threshold, new Set(peers.map(p => p.org)).size)
     if (status.requiredOrgs === 0) {
-      status.reason = 'no other builder in the policy has an endpoint to fetch this key\'s logs from; if this key never signed anything, set "keyIsNew": true in the node config'
-      logger.error('holding signatures', { reason: status.reason })
+      // Nobody to ask (a one-builder network, or no other builder publishes an endpoint): the
+      // store is all there is. Say so loudly rather than never signing again.
+      logger.warn('own log not checked', { reason: status.reason, hint: 'no other builder in the policy has an "endpoint" to fetch this key\'s logs from; continuing from this store' })
+      await markHeld('no other builder has an endpoint to ask: continuing from this store')
       return
     }
     logger.warn('holding signatures', { reason: status.reason, hint: `fetching this key's logs from builders of ${status.requiredOrgs} organizations before signing anything` })

@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs'
 import { QuorateError, type BuilderKeyPair, type Policy } from '@quorate/core'
 import { probeSandbox, parseImageSpec, resolveBuildUser, type BuildUser } from '@quorate/builder'
 import type { NodeConfig } from './config.js'
 import type { Logger } from './logger.js'
+import { sandboxFailureHint } from './sandbox-hint.js'
 
 /**
  * Checks what must hold before anything starts: a usable key, a sandbox that works (or was
@@ -22,7 +24,8 @@ export async function preflight (config: NodeConfig, policy: Policy, key: Builde
   if (config.sandbox === 'bwrap') {
     const probe = await probeSandbox(buildUser)
     if (typeof probe === 'string') {
-      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but ${probe}; or set "sandbox": "none" to build without isolation`)
+      const hint = sandboxFailureHint(probe, existsSync('/.dockerenv') || existsSync('/run/.containerenv'))
+      throw new QuorateError('SANDBOX_UNAVAILABLE', `${config.file}: sandbox is "bwrap" but ${probe}${hint !== undefined ? `; ${hint}` : ''}; or set "sandbox": "none" to build without isolation`)
     }
   } else {
     logger.warn('sandbox disabled', { sandbox: 'none', hint: 'builds run without isolation and can read this node\'s files; attestations record sandbox "none"' })

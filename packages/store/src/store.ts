@@ -68,6 +68,16 @@ const pad = (n: number): string => n.toString().padStart(16, '0')
 
 type Bytes = Uint8Array
 
+interface StoredPosition { repoId: string, keyid: string, seq: number, envKey: string, prev?: string | null }
+
+interface LinkedPrefix { seq: number, id: string | null }
+
+interface PendingPut { v: VerifiedAttestation, bytes: Bytes, sync: boolean, now: number, resolve: (o: PutOutcome) => void, reject: (err: unknown) => void }
+
+/** Envelopes written in one LevelDB batch at most. */
+const MAX_BATCH = 512
+const MAX_KNOWN_COMMITS = 1_000_000
+
 /**
  * The node's LevelDB: envelopes (idempotent by envelope id and signer), indexes by
  * (repository, commit), by signer and by log position, equivocation proofs, the build
@@ -91,7 +101,18 @@ export class Store {
   /** Small output files by sha256. */
   private readonly outputs
   private readonly blobFiles: BlobFiles
+  /** Per log, the end of its prefix known complete and linked (see logComplete): a cache of the logs index, written with it. */
+  private readonly linkedIndex
   private writeChain: Promise<unknown> = Promise.resolve()
+  /** putEnvelope calls waiting for the next batch. */
+  private pending: PendingPut[] = []
+  private flushQueued = false
+  /** Contiguous log heads, once scanned (see logHeads); the store stays the truth. */
+  private heads: Map<string, LogHead> | undefined
+  /** (repository, commit) keys known to be in the commits index: saves a read per envelope. */
+  private readonly knownCommits = new Set<string>()
+  /** Per log, the end of its prefix known complete and linked (see logComplete). */
+  private readonly linked = new Map<string, LinkedPrefix>()
 
   private constructor (db: Level<string, Bytes>, blobsDir: string) {
     this.db = db
@@ -109,6 +130,7 @@ export class Store {
     this.byDigest = db.sublevel<string, string>('bydigest', { valueEncoding: 'utf8' })
     this.due = db.sublevel<string, string>('due', { valueEncoding: 'utf8' })
     this.byRef = db.sublevel<string, string>('byref', { valueEncoding: 'utf8' })
+    this.linkedIndex = db.sublevel<string, LinkedPrefix>('linked', { valueEncoding: 'json' })
   }
 
   static async open (dir: string, opts: StoreOptions = {}): Promise<Store> {
@@ -126,6 +148,7 @@ export class Store {
     await store.checkFormat(dir)
     await store.indexDueJobs()
     await store.indexRefObservations()
+    for await (const [log, at] of store.linkedIndex.iterator()) store.linked.set(log, at)
     return store
   }
 
@@ -167,50 +190,159 @@ export class Store {
    * Stores a verified envelope. Idempotent: the same (envelope id, signer) is a duplicate.
    * A different envelope at an already used (repository, signer, seq) is a fork: the first
    * such pair is kept as an equivocation proof. `sync` fsyncs before resolving (own envelopes).
+   * Resolves once the envelope is written: calls made while a write is under way are stored
+   * together in the next LevelDB batch (group commit), so concurrent callers (a catch-up) pay
+   * for one batch and three multi-gets per batch instead of several reads and a batch each.
    */
   putEnvelope (v: VerifiedAttestation, bytes: Bytes, opts: { sync?: boolean, now?: number } = {}): Promise<PutOutcome> {
-    return this.exclusive(async () => {
+    return new Promise<PutOutcome>((resolve, reject) => {
+      this.pending.push({ v, bytes, sync: opts.sync === true, now: opts.now ?? Date.now(), resolve, reject })
+      if (!this.flushQueued) {
+        this.flushQueued = true
+        void this.exclusive(async () => await this.flushPending())
+      }
+    })
+  }
+
+  /** Stores many verified envelopes, in one LevelDB batch where they fit (see putEnvelope). */
+  async putEnvelopes (items: Array<{ verified: VerifiedAttestation, bytes: Bytes }>, opts: { sync?: boolean, now?: number } = {}): Promise<PutOutcome[]> {
+    return await Promise.all(items.map(async i => await this.putEnvelope(i.verified, i.bytes, opts)))
+  }
+
+  private async flushPending (): Promise<void> {
+    this.flushQueued = false
+    const items = this.pending.splice(0, MAX_BATCH)
+    if (this.pending.length > 0) {
+      this.flushQueued = true
+      void this.exclusive(async () => await this.flushPending())
+    }
+    if (items.length === 0) return
+    try {
+      const outcomes = await this.writeEnvelopes(items)
+      items.forEach((it, i) => it.resolve(outcomes[i]))
+    } catch (err) {
+      for (const it of items) it.reject(err)
+    }
+  }
+
+  /** One batch for many envelopes: the reads are three multi-gets, duplicates and forks inside the batch are seen too. */
+  private async writeEnvelopes (items: PendingPut[]): Promise<PutOutcome[]> {
+    const envKeys = items.map(it => it.v.id + SEP + it.v.keyid)
+    const logKeys = items.map(it => it.v.attestation.repoId + SEP + it.v.keyid + SEP + pad(it.v.attestation.log.seq))
+    const commitsOfItem = items.map(({ v: { attestation: a } }) => a.kind === 'ref' ? [a.commit, ...a.introduced.filter(c => c !== a.commit)] : [a.commit])
+    const commitKeys = items.flatMap((it, i) => commitsOfItem[i].map(c => it.v.attestation.repoId + SEP + c))
+    const unknownCommits = [...new Set(commitKeys.filter(k => !this.knownCommits.has(k)))]
+    const [haveEnv, atSeq, haveCommit] = await Promise.all([this.envs.getMany(envKeys), this.logs.getMany(logKeys), this.commits.getMany(unknownCommits)])
+    unknownCommits.forEach((k, i) => { if (haveCommit[i] !== undefined) this.rememberCommit(k) })
+
+    const ops: unknown[] = []
+    const outcomes: PutOutcome[] = []
+    const inBatch = new Map<string, Bytes>() // envKey -> bytes written in this batch
+    const logInBatch = new Map<string, string>() // logKey -> envKey written in this batch
+    const proofsInBatch = new Set<string>()
+    const stored: StoredPosition[] = []
+    let sync = false
+    for (const [i, it] of items.entries()) {
+      const { v, bytes, now } = it
       const a = v.attestation
-      const envKey = v.id + SEP + v.keyid
-      if (await this.envs.get(envKey) !== undefined) return { status: 'duplicate' }
-      const logKey = a.repoId + SEP + v.keyid + SEP + pad(a.log.seq)
-      const atSeq = await this.logs.get(logKey)
-      const now = opts.now ?? Date.now()
-      if (atSeq !== undefined) {
-        const existing = await this.envs.get(atSeq)
-        if (existing === undefined) throw new QuorateError('STORE_FAILED', `store index points at a missing envelope ${atSeq}; restore the data directory from a backup`)
-        const proofKey = a.repoId + SEP + v.keyid + SEP + pad(a.log.seq)
-        if (await this.proofs.get(proofKey) !== undefined) return { status: 'duplicate' }
-        await this.db.batch([
+      const envKey = envKeys[i]
+      const logKey = logKeys[i]
+      if (haveEnv[i] !== undefined || inBatch.has(envKey)) { outcomes.push({ status: 'duplicate' }); continue }
+      const holder = atSeq[i] ?? logInBatch.get(logKey)
+      if (holder !== undefined) {
+        // a second envelope at a used log position: a fork, kept once as an equivocation proof
+        const existing = inBatch.get(holder) ?? await this.envs.get(holder)
+        if (existing === undefined) throw new QuorateError('STORE_FAILED', `store index points at a missing envelope ${holder}; restore the data directory from a backup`)
+        if (proofsInBatch.has(logKey) || await this.proofs.get(logKey) !== undefined) { outcomes.push({ status: 'duplicate' }); continue }
+        ops.push(
           { type: 'put', sublevel: this.envs, key: envKey, value: bytes },
           { type: 'put', sublevel: this.metas, key: envKey, value: metaOf(v, now) },
-          { type: 'put', sublevel: this.proofs, key: proofKey, value: { repoId: a.repoId, keyid: v.keyid, a: atSeq, b: envKey, foundAt: now } }
-        ] as never, { sync: opts.sync === true })
-        return { status: 'fork', existing, proofStored: true }
+          { type: 'put', sublevel: this.proofs, key: logKey, value: { repoId: a.repoId, keyid: v.keyid, a: holder, b: envKey, foundAt: now } }
+        )
+        inBatch.set(envKey, bytes)
+        proofsInBatch.add(logKey)
+        sync ||= it.sync
+        outcomes.push({ status: 'fork', existing, proofStored: true })
+        continue
       }
-      const ops: unknown[] = [
+      ops.push(
         { type: 'put', sublevel: this.envs, key: envKey, value: bytes },
         { type: 'put', sublevel: this.metas, key: envKey, value: metaOf(v, now) },
         { type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + a.commit + SEP + envKey, value: '' },
         { type: 'put', sublevel: this.logs, key: logKey, value: envKey }
-      ]
+      )
       if (a.kind === 'build') ops.push({ type: 'put', sublevel: this.byDigest, key: a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: '' })
       // A ref observation is filed under its tip and under every commit the move introduced
       // (DESIGN.md "The attestation"): a push of several commits brought them all onto the ref.
-      const commits = a.kind === 'ref' ? [a.commit, ...a.introduced.filter(c => c !== a.commit)] : [a.commit]
       if (a.kind === 'ref') {
         ops.push({ type: 'put', sublevel: this.byRef, key: a.repoId + SEP + a.ref + SEP + v.keyid + SEP + pad(a.log.seq), value: envKey })
-        for (const c of commits.slice(1)) ops.push({ type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + c + SEP + envKey, value: '' })
+        for (const c of commitsOfItem[i].slice(1)) ops.push({ type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + c + SEP + envKey, value: '' })
       }
-      for (const c of commits) {
+      for (const c of commitsOfItem[i]) {
         const commitKey = a.repoId + SEP + c
-        if (await this.commits.get(commitKey) === undefined) {
+        if (!this.knownCommits.has(commitKey)) {
           ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: c, firstSeen: now } })
+          this.rememberCommit(commitKey)
         }
       }
-      await this.db.batch(ops as never, { sync: opts.sync === true })
-      return { status: 'stored' }
-    })
+      inBatch.set(envKey, bytes)
+      logInBatch.set(logKey, envKey)
+      stored.push({ repoId: a.repoId, keyid: v.keyid, seq: a.log.seq, envKey, prev: a.log.prev })
+      sync ||= it.sync
+      outcomes.push({ status: 'stored' })
+    }
+    const linked = this.advanceLinked(stored)
+    for (const [log, at] of linked) ops.push({ type: 'put', sublevel: this.linkedIndex, key: log, value: at })
+    if (ops.length > 0) {
+      try {
+        await this.db.batch(ops as never, { sync })
+      } catch (err) {
+        // the commits remembered above were not written after all
+        this.knownCommits.clear()
+        throw err
+      }
+    }
+    for (const [log, at] of linked) this.linked.set(log, at)
+    if (this.heads !== undefined && stored.length > 0) await this.advanceHeads(this.heads, stored)
+    return outcomes
+  }
+
+  private rememberCommit (commitKey: string): void {
+    if (this.knownCommits.size >= MAX_KNOWN_COMMITS) this.knownCommits.clear()
+    this.knownCommits.add(commitKey)
+  }
+
+  /** Extends the known-linked prefixes by positions just written in order (others are checked lazily by logComplete). */
+  private advanceLinked (stored: StoredPosition[]): Map<string, LinkedPrefix> {
+    const moved = new Map<string, LinkedPrefix>()
+    for (const s of [...stored].sort((x, y) => x.seq - y.seq)) {
+      const log = s.repoId + SEP + s.keyid
+      const at = moved.get(log) ?? this.linked.get(log) ?? { seq: -1, id: null }
+      if (s.seq === at.seq + 1 && (s.prev === undefined || s.prev === at.id)) moved.set(log, { seq: s.seq, id: s.envKey.slice(0, s.envKey.indexOf(SEP)) })
+    }
+    return moved
+  }
+
+  /** Moves the in-memory contiguous heads past newly stored positions (and past later ones already stored: a filled gap). */
+  private async advanceHeads (heads: Map<string, LogHead>, stored: StoredPosition[]): Promise<void> {
+    const touched = new Map<string, { repoId: string, keyid: string }>()
+    for (const s of stored.sort((x, y) => x.seq - y.seq)) {
+      const log = s.repoId + SEP + s.keyid
+      const head = heads.get(log)
+      if ((head === undefined && s.seq === 0) || (head !== undefined && s.seq === head.seq + 1)) {
+        heads.set(log, { repoId: s.repoId, keyid: s.keyid, seq: s.seq, envelopeId: s.envKey.slice(0, s.envKey.indexOf(SEP)) })
+        touched.set(log, s)
+      }
+    }
+    for (const [log, { repoId, keyid }] of touched) {
+      let head = heads.get(log)!
+      for (;;) {
+        const next = await this.logs.get(repoId + SEP + keyid + SEP + pad(head.seq + 1))
+        if (next === undefined) break
+        head = { repoId, keyid, seq: head.seq + 1, envelopeId: next.slice(0, next.indexOf(SEP)) }
+        heads.set(log, head)
+      }
+    }
   }
 
   async getEnvelope (id: string, keyid: string): Promise<Bytes | undefined> {
@@ -268,9 +400,15 @@ export class Store {
 
   /**
    * Per (repository, signer) log: the end of its contiguous prefix (seq 0..n all present), which
-   * is what sync asks peers to continue from, so a gap left by lost gossip is filled.
+   * is what sync asks peers to continue from, so a gap left by lost gossip is filled. Scanned from
+   * the store once, then kept in memory and moved forward by every write.
    */
   async logHeads (): Promise<LogHead[]> {
+    this.heads ??= await this.exclusive(async () => this.heads ?? await this.scanLogHeads())
+    return [...this.heads.values()].map(h => ({ ...h }))
+  }
+
+  private async scanLogHeads (): Promise<Map<string, LogHead>> {
     const heads = new Map<string, LogHead>()
     const broken = new Set<string>()
     for await (const [k, v] of this.logs.iterator()) {
@@ -286,39 +424,80 @@ export class Store {
       }
       heads.set(log, { repoId, keyid, seq, envelopeId: v.slice(0, v.indexOf(SEP)) })
     }
-    return [...heads.values()]
+    return heads
   }
 
   /**
    * Whether the signer's log is complete and linked from seq 0 up to `uptoSeq`: every position
-   * present and each envelope's prev naming the one before it.
+   * present and each envelope's prev naming the one before it. The linked prefix found is kept
+   * (in memory and, as a cache of the logs index, in the store) and extended from there by later
+   * calls and by writes, so a lookup reads only what was not checked before, not the whole log.
    */
   async logComplete (repoId: string, keyid: string, uptoSeq: number): Promise<boolean> {
-    const prefix = repoId + SEP + keyid + SEP
-    let expected = 0
-    let prevId: string | null = null
-    for await (const envKey of this.logs.values({ gte: prefix + pad(0), lte: prefix + pad(uptoSeq) })) {
-      const meta = await this.metas.get(envKey)
-      if (meta === undefined || meta.seq !== expected || (meta.prev !== undefined && meta.prev !== prevId)) return false
-      prevId = meta.id
-      expected++
+    const log = repoId + SEP + keyid
+    let at = this.linked.get(log) ?? { seq: -1, id: null }
+    if (at.seq >= uptoSeq) return true
+    at = await this.extendLinked(repoId, keyid, at, uptoSeq)
+    if (at.seq > (this.linked.get(log)?.seq ?? -1)) {
+      this.linked.set(log, at)
+      await this.linkedIndex.put(log, at) // a cache of what the logs index holds: no fsync needed
     }
-    return expected === uptoSeq + 1
+    return at.seq >= uptoSeq
   }
 
-  /** Envelopes of one log with seq > afterSeq, in order, streamed; a fork's second envelope follows the first. */
+  private async extendLinked (repoId: string, keyid: string, from: LinkedPrefix, uptoSeq: number): Promise<LinkedPrefix> {
+    const prefix = repoId + SEP + keyid + SEP
+    let at = from
+    let keys: string[] = []
+    const check = async (): Promise<boolean> => {
+      const metas = await this.metas.getMany(keys)
+      keys = []
+      for (const meta of metas) {
+        if (meta === undefined || meta.seq !== at.seq + 1 || (meta.prev !== undefined && meta.prev !== at.id)) return false
+        at = { seq: meta.seq, id: meta.id }
+      }
+      return true
+    }
+    for await (const envKey of this.logs.values({ gte: prefix + pad(from.seq + 1), lte: prefix + pad(uptoSeq) })) {
+      keys.push(envKey)
+      if (keys.length >= 1000 && !await check()) return at
+    }
+    if (keys.length > 0) await check()
+    return at
+  }
+
+  /**
+   * Envelopes of one log with seq > afterSeq, in order, streamed; a fork's second envelope follows
+   * the first. Read in chunks (two multi-gets per chunk, not two reads per envelope).
+   */
   async *envelopesAfter (repoId: string, keyid: string, afterSeq: number): AsyncGenerator<Bytes> {
     const prefix = repoId + SEP + keyid + SEP
     const range = afterSeq < 0 ? { gte: prefix, lt: prefix + '\xff' } : { gt: prefix + pad(afterSeq), lt: prefix + '\xff' }
+    let chunk = 16
+    let logKeys: string[] = []
+    let envKeys: string[] = []
+    const read = async (): Promise<Bytes[]> => {
+      const [envs, proofs] = await Promise.all([this.envs.getMany(envKeys), this.proofs.getMany(logKeys)])
+      const forks = await this.envs.getMany(proofs.filter(p => p !== undefined).map(p => p!.b))
+      const out: Bytes[] = []
+      let f = 0
+      envs.forEach((bytes, i) => {
+        if (bytes !== undefined) out.push(bytes)
+        if (proofs[i] !== undefined) { const other = forks[f++]; if (other !== undefined) out.push(other) }
+      })
+      logKeys = []
+      envKeys = []
+      return out
+    }
     for await (const [logKey, envKey] of this.logs.iterator(range)) {
-      const bytes = await this.envs.get(envKey)
-      if (bytes !== undefined) yield bytes
-      const proof = await this.proofs.get(logKey)
-      if (proof !== undefined) {
-        const other = await this.envs.get(proof.b)
-        if (other !== undefined) yield other
+      logKeys.push(logKey)
+      envKeys.push(envKey)
+      if (logKeys.length >= chunk) {
+        yield * await read()
+        chunk = Math.min(chunk * 2, 512) // small first chunks: the first envelopes go out at once
       }
     }
+    if (logKeys.length > 0) yield * await read()
   }
 
   async equivocationProofs (repoId?: string): Promise<EquivocationProof[]> {

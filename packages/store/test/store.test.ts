@@ -132,6 +132,63 @@ describe('Store logs', () => {
     await store.close()
   })
 
+  it('stores concurrent puts in one batch with the same outcomes, and moves the log heads it keeps in memory (gaps filled later)', async () => {
+    const dir = tmp()
+    let store = await Store.open(dir)
+    expect(await store.logHeads()).toEqual([]) // scanned now: later writes move the heads in memory
+    const e0 = envelope(0, 'a'); const e1 = envelope(1, 'b'); const e3 = envelope(3, 'c')
+    const fork0 = envelope(0, 'a', key, 'other time'); const fork0b = envelope(0, 'a', key, 'third time')
+    // all issued before any is written: one batch holding a duplicate, a fork and a second copy of the fork
+    const outs = await Promise.all([e0, e0, e1, e3, fork0, fork0b].map(async e => await store.putEnvelope(e.v, e.bytes)))
+    expect(outs.map(o => o.status)).toEqual(['stored', 'duplicate', 'stored', 'stored', 'fork', 'duplicate'])
+    expect(await store.equivocationProofs('hello')).toHaveLength(1)
+    expect(await store.logHeads()).toEqual([{ repoId: 'hello', keyid: key.keyid, seq: 1, envelopeId: e1.v.id }])
+    const e2 = envelope(2, 'd')
+    expect((await store.putEnvelopes([{ verified: e2.v, bytes: e2.bytes }]))[0].status).toBe('stored')
+    // seq 2 filled the gap: the head moves past the seq 3 stored before
+    expect(await store.logHeads()).toEqual([{ repoId: 'hello', keyid: key.keyid, seq: 3, envelopeId: e3.v.id }])
+    // a log without seq 0 gets a head once seq 0 arrives
+    const o1 = envelope(1, 'b', other2); const o0 = envelope(0, 'a', other2)
+    await store.putEnvelope(o1.v, o1.bytes)
+    expect((await store.logHeads()).find(h => h.keyid === other2.keyid)).toBeUndefined()
+    await store.putEnvelope(o0.v, o0.bytes)
+    expect((await store.logHeads()).find(h => h.keyid === other2.keyid)?.seq).toBe(1)
+    const inMemory = await store.logHeads()
+    await store.close()
+    store = await Store.open(dir)
+    expect(await store.logHeads()).toEqual(inMemory) // what a fresh scan of the store finds
+    expect((await store.commitsOf('hello')).length).toBe(4)
+    await store.close()
+  })
+
+  it('answers whether a log is complete and linked after writes, gap fills and a restart', async () => {
+    const dir = tmp()
+    const chain: Array<{ v: VerifiedAttestation, bytes: Uint8Array }> = []
+    for (let seq = 0; seq < 6; seq++) {
+      const s = signStatement(makeRefObservationStatement({ repoId: 'hello', ref: 'refs/heads/main', commit: 'a'.repeat(40), builderId: 'x', observedOn: String(seq), log: { seq, prev: seq === 0 ? null : chain[seq - 1].v.id } }), key)
+      const c = checkEnvelope(s.bytes, policy)
+      if (c.verdict !== 'accept') throw new Error(c.reason)
+      chain.push({ v: c.verified, bytes: s.bytes })
+    }
+    let store = await Store.open(dir)
+    for (const e of [chain[0], chain[1], chain[3]]) await store.putEnvelope(e.v, e.bytes)
+    expect(await store.logComplete('hello', key.keyid, 1)).toBe(true)
+    expect(await store.logComplete('hello', key.keyid, 3)).toBe(false) // seq 2 missing
+    await store.putEnvelope(chain[2].v, chain[2].bytes)
+    expect(await store.logComplete('hello', key.keyid, 3)).toBe(true) // the gap filled
+    await store.putEnvelope(chain[4].v, chain[4].bytes)
+    expect(await store.logComplete('hello', key.keyid, 4)).toBe(true)
+    // seq 5 linked to something else: present but not linked
+    const bad = envelope(5, 'a', key, 'bad link')
+    await store.putEnvelope(bad.v, bad.bytes)
+    expect(await store.logComplete('hello', key.keyid, 5)).toBe(false)
+    await store.close()
+    store = await Store.open(dir)
+    expect(await store.logComplete('hello', key.keyid, 4)).toBe(true)
+    expect(await store.logComplete('hello', key.keyid, 5)).toBe(false)
+    await store.close()
+  })
+
   it('streams a fork right after the envelope it contradicts', async () => {
     const store = await Store.open(tmp())
     const a = envelope(0, 'a', key, 't1'); const b = envelope(0, 'a', key, 't2')

@@ -210,7 +210,7 @@ async function viewHome () {
         h('span', { class: 'count count-pending' }, `${counts.pending} pending`), ' ',
         h('span', { class: 'count count-failed' }, `${counts.failed} failed`)),
       h('td', null, latest !== undefined && M.COMMIT_SHA.test(latest.commit ?? '')
-        ? [h('a', { href: M.commitHref(repo.id, latest.commit) }, code(M.shortHex(latest.commit, 12), latest.commit)), ' ', statusBadge(latest.status)]
+        ? [h('a', { href: M.commitHref(repo.id, latest.commit) }, code(M.shortHex(latest.commit, 12), latest.commit)), ' ', statusBadge(latest.status), M.hasDisagreement(latest) ? [' ', disagreementBadge()] : null]
         : h('span', { class: 'muted' }, 'no commits yet')))
   }))
   const p = state.policy
