@@ -10,14 +10,14 @@ describe('@quorate/core', () => {
       'REF_OBSERVATION_PREDICATE', 'REF_OBSERVATION_PREDICATE_V1', 'REPO_ID', 'STATEMENT_TYPE', 'TokenBuckets',
       'UNSAFE_DISPLAY_CHAR', 'bytesToHex', 'canonicalBytes', 'canonicalize', 'checkEnvelope', 'checkEquivocationProof',
       'checkGitUrl', 'collectRefMoves', 'currentChain', 'decideQuorum', 'decisionNotice', 'decodeBase64Strict', 'diffFileLists',
-      'encodeBuilderKeyFile', 'envelopeIdOf', 'escapeForDisplay', 'escapeJsonText', 'escapeMarkdown', 'gitUrlProblem',
-      'hasUnsafeDisplayChars', 'hexToBytes', 'isCommitSha', 'isQuorateError', 'isRepoId', 'isSha256Hex', 'keyPairFromSeed',
-      'keyidOf', 'latestTrustedCommit', 'makeFailureStatement', 'makeProvenanceStatement', 'makeRefObservationStatement',
-      'memoOf', 'orderByTopology', 'orgChains', 'parseAttestation', 'parseBuilderKeyFile', 'parseEnvelope', 'parseJsonStrict',
-      'parsePolicy', 'parsePublicKey', 'parseRecipeSpec', 'parseRootImage', 'policyDigestOf', 'preAuthEncoding',
-      'recipeDigestOf', 'redactUrl', 'refChainCandidates', 'refObservers', 'resultDigestOf', 'rootRegistriesOf', 'sha256Hex',
-      'signEd25519', 'signEnvelope', 'signStatement', 'statementBytes', 'stringifyForDisplay', 'verifyEd25519',
-      'verifyEnvelopeSignature'
+      'encodeBuilderKeyFile', 'envelopeIdOf', 'escapeForDisplay', 'escapeJsonText', 'escapeMarkdown', 'gitDependencyUri',
+      'gitUrlProblem', 'hasUnsafeDisplayChars', 'hexToBytes', 'isCommitSha', 'isQuorateError', 'isRepoId', 'isSha256Hex',
+      'keyPairFromSeed', 'keyidOf', 'latestTrustedCommit', 'makeFailureStatement', 'makeProvenanceStatement',
+      'makeRefObservationStatement', 'memoOf', 'orderByTopology', 'orgChains', 'parseAttestation', 'parseBuilderKeyFile',
+      'parseEnvelope', 'parseJsonStrict', 'parsePolicy', 'parsePublicKey', 'parseRecipeSpec', 'parseRootImage',
+      'policyDigestOf', 'preAuthEncoding', 'recipeDigestOf', 'redactUrl', 'refChainCandidates', 'refObservers',
+      'resultDigestOf', 'rootRegistriesOf', 'sha256Hex', 'signEd25519', 'signEnvelope', 'signStatement', 'statementBytes',
+      'stringifyForDisplay', 'verifyEd25519', 'verifyEnvelopeSignature'
     ])
   })
 
