@@ -119,7 +119,7 @@ describe('a local Quorate network', () => {
     expect(JSON.parse(ref.stdout).refObservedBy).toEqual(['alpha', 'beta', 'delta', 'echo', 'gamma'])
     const otherRef = await runCli([...base, '--ref', 'refs/heads/release'])
     expect(otherRef.code).toBe(1)
-    expect(otherRef.stderr).toMatch(/only 0 of the 3 organizations needed signed that they saw refs\/heads\/release/)
+    expect(otherRef.stderr).toMatch(/only 0 of the 3 organizations needed signed that refs\/heads\/release brought this commit/)
     // An artifact from an honest local build is in the trusted file list; a doctored one is not.
     const artifact = join(work, `local-${first.slice(0, 8)}`, 'dist', 'app.js')
     const art = await runCli([...base, '--artifact', artifact, '--json'])

@@ -79,6 +79,23 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     options: ['--node URL (repeatable)', '--repo ID --commit SHA', '--format json | intoto-jsonl   our bundle with the policy digest (default), or one DSSE envelope per line (the in-toto bundle convention)', '--out FILE  (default: stdout)'],
     examples: ['quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --out hello.bundle.json', 'quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --format intoto-jsonl --out hello.intoto.jsonl']
   },
+  fetch: {
+    usage: 'quorate fetch --node URL... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR) [--policy-digest HEX] [--json]',
+    summary: 'Downloads the output the quorum trusts from any node that has it, trusting none: decides like verify, checks every file by sha256 and the tree by narSha256, then moves it into DIR in one step. Exit codes as verify (2 also when no node serves a file; nothing is left in DIR).',
+    options: [
+      '--node URL             a node to ask and download from (repeatable; the supporters\' endpoints in the policy are tried too)',
+      '--policy FILE          the network policy you trust (--policy-digest HEX pins it)',
+      '--repo ID --commit SHA the commit whose trusted output to fetch',
+      '--ref REF              require the commit on REF; without --commit: the latest trusted commit a quorum saw on REF',
+      '--out DIR              where the output tree goes (must not exist, or be empty)',
+      '--oci DIR              the trusted result is an OCI image: write its image layout to DIR and print name@sha256:…',
+      '--json                 a JSON report on stdout (files, bytes, which node served what, refused copies)'
+    ],
+    examples: [
+      'quorate fetch --node https://quorate.alpha.example --node https://quorate.beta.example --policy policy.json --repo hello --ref refs/heads/main --out ./release',
+      'quorate fetch --node "$Q1" --node "$Q2" --policy policy.json --repo app --commit "$SHA" --oci ./app-oci && skopeo copy oci:./app-oci docker://registry.example/app:"$SHA"'
+    ]
+  },
   audit: {
     usage: 'quorate audit --node URL... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown] | --diffoscope COMMIT',
     summary: 'Explains disagreements, failures, recipe mismatches and equivocations: which files differ, which environments differ, what an equivocator signed (not counted).',

@@ -29,6 +29,8 @@ Usage:
                  [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json] [--vsa-key KEYFILE --vsa-out FILE]
   quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json] [--vsa-key KEYFILE --vsa-out FILE]
   quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--format json|intoto-jsonl] [--out FILE]
+  quorate fetch --node URL [--node URL]... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR)
+                [--policy-digest HEX] [--json]
   quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown]
   quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT [--builders A,B] [--out FILE]
   quorate latest --node URL... --repo ID --ref REF [--policy FILE] [--json]
@@ -211,6 +213,38 @@ async function cmdVerify (args: string[]): Promise<number> {
   if (values.json === true) print(JSON.stringify(verifyReportJson(report), null, 2))
   else if (values.image === true && report.exitCode === 0) for (const img of report.images) print(`${escapeForTerminal(img.name)}@sha256:${img.sha256}`)
   return report.exitCode
+}
+
+async function cmdFetch (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' }, ref: { type: 'string' },
+      out: { type: 'string' }, oci: { type: 'string' }, 'policy-digest': { type: 'string' }, json: { type: 'boolean' }
+    }
+  })
+  if (values.node === undefined || values.policy === undefined || values.repo === undefined) usage('fetch needs --node URL (one or more), --policy FILE and --repo ID')
+  if (values.commit === undefined && values.ref === undefined) usage('fetch needs --commit SHA, or --ref REF for the latest trusted commit on a ref')
+  if ((values.out === undefined) === (values.oci === undefined)) usage('fetch needs --out DIR (the output tree) or --oci DIR (an OCI image layout), one of them')
+  if (values.ref !== undefined && !values.ref.startsWith('refs/')) usage('--ref takes a full ref name such as refs/heads/main')
+  const policy = loadPolicyFile(values.policy)
+  if (values['policy-digest'] !== undefined && values['policy-digest'] !== policy.digest) {
+    throw new QuorateError('CONFIG_INVALID', `${values.policy}: policy digest is ${policy.digest}, not the pinned --policy-digest ${values['policy-digest']}; get the agreed policy file`)
+  }
+  const { checkVerifyArgs } = await import('./verify.js')
+  checkVerifyArgs(values.repo, values.commit ?? '0'.repeat(40), policy)
+  const { fetchTrustedOutput } = await import('./fetch.js')
+  const r = await fetchTrustedOutput({
+    nodes: values.node, policy, repoId: values.repo, ...(values.commit !== undefined ? { commit: values.commit } : {}), ...(values.ref !== undefined ? { ref: values.ref } : {}),
+    out: values.oci ?? values.out!, oci: values.oci !== undefined, onProgress: m => printErr(`fetch: ${escapeForTerminal(m)}`)
+  })
+  printErr(`${r.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(r.message)}`)
+  if (values.json === true) {
+    print(JSON.stringify({ schema: 'https://quorate.dev/fetch-report/v1', exitCode: r.exitCode, repoId: values.repo, commit: r.commit ?? null, narSha256: r.narSha256 ?? null, out: resolve(values.oci ?? values.out!), files: r.files ?? 0, bytes: r.bytes ?? 0, servedBy: r.servedBy ?? {}, rejected: r.rejected, images: r.images ?? [], message: r.message }, null, 2))
+  } else if (r.images !== undefined) {
+    for (const img of r.images) print(escapeForTerminal(img))
+  }
+  return r.exitCode
 }
 
 async function cmdBundle (args: string[]): Promise<number> {
@@ -420,6 +454,7 @@ async function main (argv: string[]): Promise<number> {
     case 'node': return await cmdNode(rest)
     case 'verify': return await cmdVerify(rest)
     case 'bundle': return await cmdBundle(rest)
+    case 'fetch': return await cmdFetch(rest)
     case 'audit': return await cmdAudit(rest)
     case 'key': return await cmdKey(rest)
     case 'backup': return await cmdBackup(rest, false)

@@ -158,9 +158,6 @@ export async function waitForSteady (what: string, read: () => number, quietMs: 
   }
 }
 
-export async function sleep (ms: number): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, ms))
-}
 
 /** A bare libp2p peer (no Quorate code) to speak broken sync at a real node; the caller stops it. */
 export async function createRawPeer (): Promise<Libp2p> {
