@@ -24,6 +24,8 @@ export interface StatusResponse {
   queue: Record<string, number>
   stats: Record<string, unknown>
   repositories: string[]
+  /** Build roots the node cannot pull or verify, with what the registry answered (those jobs wait and retry). */
+  rootProblems: Array<{ image: string, problem: string, at: string }>
 }
 export interface PolicyResponse { digest: string, policy: unknown, urlsRedacted: true }
 export interface ReposResponse { repositories: Array<{ id: string, branches: string[], tags: string[], recipeDigest: string | null, recipeFromRepo: boolean }> }
