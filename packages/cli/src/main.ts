@@ -401,7 +401,7 @@ async function cmdStatus (args: string[]): Promise<number> {
   print(`${escapeForTerminal(s.name)}: builder ${escapeForTerminal(s.builder ?? '(not in policy)')}, sandbox ${s.sandbox}, policy ${s.policyDigest.slice(0, 16)}…`)
   print(`  peer ${s.peerId}, ${s.peers.length} peers connected`)
   print(`  builds: ${Object.entries(s.queue).map(([k, v]) => `${v} ${k}`).join(', ')}`)
-  const own = (status as { ownLog?: { state: string, reason: string, answeredOrgs: string[], requiredOrgs: number } }).ownLog
+  const own = s.ownLog
   if (own !== undefined) {
     print(own.state === 'ready'
       ? `  own log: held (${escapeForTerminal(own.reason)})`
