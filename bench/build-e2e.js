@@ -3,7 +3,7 @@
 // plain clone. Reports the ratio and the fixed overhead in ms.
 //   node bench/build-e2e.js [--quick]
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DEFAULT_RECIPE_LIMITS, checkEnvelope, makeProvenanceStatement, signStatement } from '@quorate/core'
 import { GitMirror, detectSandbox, runBuild } from '@quorate/builder'
@@ -12,6 +12,7 @@ import { CACHE, QUICK, fmt, makeKeys, makePolicy, record, secs } from './lib/com
 
 const FILES = QUICK ? 1 : 8
 const root = mkdtempSync(join(CACHE, 'build-'))
+chmodSync(root, 0o755) // the build user (another uid) must reach the work directory inside
 const git = (cwd, ...args) => {
   const r = spawnSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@example', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@example', GIT_AUTHOR_DATE: '1700000000 +0000', GIT_COMMITTER_DATE: '1700000000 +0000' } })
   if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`)

@@ -32,8 +32,9 @@ async function run (n) {
   const next = () => new Promise(resolve => waiters.push(resolve))
   try {
     for (let i = 0; i < n; i++) {
-      // each node bootstraps to the first and to a random earlier one: a connected, uneven graph
-      const bootstrap = i === 0 ? [] : [...new Set([peers[0].addr, peers[Math.floor(Math.random() * i)].addr])]
+      // each node bootstraps to up to 4 random earlier ones: a connected graph where every node has
+      // a few peers (a hub that everybody dials would prune most of them out of its mesh)
+      const bootstrap = [...peers.keys()].sort(() => Math.random() - 0.5).slice(0, 4).map(j => peers[j].addr)
       const child = fork(join(here, 'lib', 'gossip-peer.js'), [JSON.stringify({ bootstrap, keys: keys.length, repo: REPO })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
       const addr = await new Promise((resolve, reject) => { child.once('message', m => resolve(m.multiaddr)); child.once('exit', c => reject(new Error(`peer ${i} exited (${c})`))) })
       child.on('message', onMessage(i))

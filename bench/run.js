@@ -53,19 +53,32 @@ const run = {
   rows
 }
 const ratio = (r) => r.ratio === null || r.ratio === undefined || !Number.isFinite(r.ratio) ? 'n/a' : r.ratio.toFixed(2)
-const table = [
+const tableOf = (rows) => [
   '| benchmark | measured | compared with (same run) | ratio | target | met | load (1/5/15 min) |',
   '|---|---|---|---|---|---|---|',
   ...rows.map(r => `| ${r.benchmark} | ${r.figure} | ${r.limit} | ${ratio(r)} | ${r.target} | ${r.meets === undefined ? '–' : r.meets ? 'yes' : '**no**'} | ${r.load} |`)
 ].join('\n')
-console.log(`\n${table}\n`)
+console.log(`\n${tableOf(rows)}\n`)
 
-// A quick run (or a partial one) never overwrites the figures of a full run in the README.
-const partial = only.length > 0
-const out = join(resultsDir, quick ? 'latest-quick.json' : partial ? 'latest-partial.json' : 'latest.json')
-writeFileSync(out, JSON.stringify(run, null, 2) + '\n')
-console.log(`results: ${out}`)
-if (!quick && !partial) {
+// A quick run never touches latest.json or the README. A partial run (names given) replaces its
+// rows in latest.json (by id; the others stay, each with its own time and load) and rewrites the
+// README table from the result; a full run replaces everything.
+if (quick) {
+  writeFileSync(join(resultsDir, 'latest-quick.json'), JSON.stringify(run, null, 2) + '\n')
+  console.log(`results: ${join(resultsDir, 'latest-quick.json')}`)
+} else {
+  const latestFile = join(resultsDir, 'latest.json')
+  let latest = run
+  if (only.length > 0 && existsSync(latestFile)) {
+    const before = JSON.parse(readFileSync(latestFile, 'utf8'))
+    const ids = new Set(rows.map(r => r.id))
+    const merged = [...before.rows.filter(r => !ids.has(r.id)), ...rows]
+    const order = (r) => { const i = before.rows.findIndex(b => b.id === r.id); return i < 0 ? 1e9 : i }
+    merged.sort((a, b) => order(a) - order(b))
+    latest = { ...before, rows: merged, partialRuns: [...(before.partialRuns ?? []), { ...run, rows: undefined }] }
+  }
+  writeFileSync(latestFile, JSON.stringify(latest, null, 2) + '\n')
+  console.log(`results: ${latestFile}`)
   const readmeFile = join(here, '..', 'README.md')
   const readme = readFileSync(readmeFile, 'utf8')
   const begin = '<!-- bench:begin -->'
@@ -75,7 +88,8 @@ if (!quick && !partial) {
   if (i < 0 || j < i) {
     console.log(`README.md has no ${begin} … ${end} block: table not written`)
   } else {
-    const block = `${begin}\nMeasured by \`npm run bench\` on ${run.startedAt.slice(0, 16).replace('T', ' ')} UTC: ${run.cpus} cores (${run.cpuModel}), Node ${run.node}, load average ${run.loadBefore.join(' ')} before and ${run.loadAfter.join(' ')} after (the machine was shared: a load above the core count slows every figure).\n\n${table}\n${end}`
+    const partial = latest.partialRuns === undefined ? '' : ` Rows re-run since then with \`node bench/run.js NAME\`: ${latest.partialRuns.map(r => `${r.scripts.join(', ')} (${r.startedAt.slice(11, 16)} UTC, load ${r.loadBefore.join(' ')})`).join('; ')}.`
+    const block = `${begin}\nMeasured by \`npm run bench\` on ${latest.startedAt.slice(0, 16).replace('T', ' ')} UTC: ${latest.cpus} cores (${latest.cpuModel}), Node ${latest.node}, load average ${latest.loadBefore.join(' ')} before and ${latest.loadAfter.join(' ')} after (the machine was shared with other engineers' test runs: a load above the core count slows every figure; the ratios compare two figures taken in the same minutes).${partial}\n\n${tableOf(latest.rows)}\n${end}`
     writeFileSync(readmeFile, readme.slice(0, i) + block + readme.slice(j + end.length))
     console.log('README.md: performance table updated')
   }

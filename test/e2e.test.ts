@@ -119,7 +119,7 @@ describe('a local Quorate network', () => {
     expect(JSON.parse(ref.stdout).refObservedBy).toEqual(['alpha', 'beta', 'delta', 'echo', 'gamma'])
     const otherRef = await runCli([...base, '--ref', 'refs/heads/release'])
     expect(otherRef.code).toBe(1)
-    expect(otherRef.stderr).toMatch(/only 0 of the 3 organizations needed signed that they saw refs\/heads\/release/)
+    expect(otherRef.stderr).toMatch(/only 0 of the 3 organizations needed signed that refs\/heads\/release brought this commit/)
     // An artifact from an honest local build is in the trusted file list; a doctored one is not.
     const artifact = join(work, `local-${first.slice(0, 8)}`, 'dist', 'app.js')
     const art = await runCli([...base, '--artifact', artifact, '--json'])
@@ -172,7 +172,10 @@ describe('a local Quorate network', () => {
     try {
       const alone = await runCli(['verify', '--node', liar, '--policy', net.policyFile, '--repo', net.repoId, '--commit', first, '--json'])
       expect(alone.code).toBe(3)
-      expect(JSON.parse(alone.stdout).ignored.every((i: { reason: string }) => /bad signature/.test(i.reason))).toBe(true)
+      const ignored = JSON.parse(alone.stdout).ignored as Array<{ reason: string }>
+      // Every forged envelope is listed as ignored, each for its signature (an empty list would prove nothing).
+      expect(ignored.length).toBeGreaterThan(0)
+      expect(ignored.filter(i => !/bad signature/.test(i.reason))).toEqual([])
       // Next to an honest node the liar can neither forge nor hide the quorum.
       const both = await runCli(['verify', '--node', liar, '--node', byName('gamma-1').url, '--policy', net.policyFile, '--repo', net.repoId, '--commit', first, '--json'])
       expect(both.code).toBe(0)

@@ -6,7 +6,7 @@ import {
 import { lstat, mkdir, readdir } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { Buffer, isUtf8 } from 'node:buffer'
-import { QuorateError, canonicalBytes, type FileListEntry } from '@quorate/core'
+import { QuorateError, canonicalize, type FileListEntry } from '@quorate/core'
 
 export type { FileListEntry }
 
@@ -77,7 +77,12 @@ const DIRECTORY_HEADER = Buffer.concat([OPEN, TYPE, str('directory')])
 const ENTRY_HEADER = Buffer.concat([str('entry'), OPEN, str('name')])
 const NODE = str('node')
 
-interface Collected { key: Buffer, entry: FileListEntry }
+/**
+ * One file-list entry as collected during the walk: its path (the sort key) and the entry's
+ * canonical JSON, written once here so the list is never canonicalized as one huge value (for
+ * 100,000 files that took 200+ MB and stalled the event loop for hundreds of milliseconds).
+ */
+interface Collected { path: string, json: string, entry: FileListEntry }
 
 class OutputWalker {
   readonly nar: Hash = createHash('sha256')
@@ -85,6 +90,8 @@ class OutputWalker {
   readonly topLevel: Array<{ name: string, sha256: string }> = []
   totalBytes = 0
   fileCount = 0
+  /** Some path holds a character where UTF-16 order and UTF-8 byte order differ (see byPathBytes). */
+  nonBmpOrder = false
   private readonly buffers = [Buffer.allocUnsafe(READ_SIZE), Buffer.allocUnsafe(READ_SIZE)]
   private readonly lengthBuf = Buffer.alloc(8)
   private lastYield = performance.now()
@@ -233,7 +240,7 @@ class OutputWalker {
   }
 
   /** The walk is mostly synchronous; give the event loop a turn every few milliseconds. */
-  private async maybeYield (): Promise<void> {
+  async maybeYield (): Promise<void> {
     const now = performance.now()
     if (now - this.lastYield < YIELD_EVERY_MS) return
     await new Promise(resolve => setImmediate(resolve))
@@ -241,7 +248,9 @@ class OutputWalker {
   }
 
   private collect (rel: string, entry: FileListEntry): void {
-    if (this.options.list) this.entries.push({ key: Buffer.from(rel, 'utf8'), entry })
+    if (!this.options.list) return
+    this.entries.push({ path: rel, json: canonicalize(entry), entry })
+    if (!this.nonBmpOrder && /[\ud800-\uffff]/.test(rel)) this.nonBmpOrder = true
   }
 }
 
@@ -254,18 +263,64 @@ class OutputWalker {
 export async function hashOutput (path: string, options: HashOutputOptions = {}): Promise<OutputDigest> {
   const walker = new OutputWalker(path, { ...options, list: true })
   await walkExplained(walker)
-  walker.entries.sort((a, b) => Buffer.compare(a.key, b.key))
-  const fileList: FileList = { version: 1, files: walker.entries.map(e => e.entry) }
-  const fileListBytes = canonicalBytes(fileList)
+  const entries = walker.entries
+  entries.sort(walker.nonBmpOrder ? byPathBytes : byPathUnits)
+  await walker.maybeYield()
+  const fileList: FileList = { version: 1, files: entries.map(e => e.entry) }
+  const { bytes: fileListBytes, sha256: fileListSha256 } = await writeFileList(entries, walker)
   return {
     narSha256: walker.nar.digest('hex'),
     fileList,
     fileListBytes,
-    fileListSha256: createHash('sha256').update(fileListBytes).digest('hex'),
+    fileListSha256,
     topLevelFiles: walker.topLevel.length <= MAX_TOP_LEVEL_SUBJECTS ? walker.topLevel : [],
     totalBytes: walker.totalBytes,
     fileCount: walker.fileCount
   }
+}
+
+/**
+ * File-list paths sort by their UTF-8 bytes. JavaScript compares strings by UTF-16 code units,
+ * which agrees with byte order except between a surrogate pair (a character above U+FFFF) and a
+ * character from U+E000 to U+FFFF; only outputs with such names take the slow comparison.
+ */
+function byPathUnits (a: Collected, b: Collected): number {
+  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0
+}
+
+function byPathBytes (a: Collected, b: Collected): number {
+  return Buffer.compare(Buffer.from(a.path, 'utf8'), Buffer.from(b.path, 'utf8'))
+}
+
+/** Bytes of the file list written per piece: each piece is hashed and the event loop gets a turn in between. */
+const FILE_LIST_PIECE = 256 * 1024
+
+/**
+ * Writes the file list's canonical JSON (`{"files":[…],"version":1}`, RFC 8785: keys sorted) from
+ * the entries' own canonical JSON, piece by piece, hashing as it goes: the same bytes as
+ * canonicalizing the whole list at once, without its hundreds of megabytes of intermediate parts.
+ */
+async function writeFileList (entries: Collected[], walker: OutputWalker): Promise<{ bytes: Uint8Array, sha256: string }> {
+  const hash = createHash('sha256')
+  const pieces: Buffer[] = []
+  let text = '{"files":['
+  const flush = (): void => {
+    const piece = Buffer.from(text, 'utf8')
+    hash.update(piece)
+    pieces.push(piece)
+    text = ''
+  }
+  for (let i = 0; i < entries.length; i++) {
+    text += i === 0 ? (entries[i] as Collected).json : `,${(entries[i] as Collected).json}`
+    if (text.length >= FILE_LIST_PIECE) {
+      flush()
+      await walker.maybeYield()
+    }
+  }
+  text += '],"version":1}'
+  flush()
+  const bytes = pieces.length === 1 ? pieces[0] as Buffer : Buffer.concat(pieces)
+  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), sha256: hash.digest('hex') }
 }
 
 /** Only the NAR SHA-256 (hex) of a path: what `nix-store --dump PATH | sha256sum` prints. */

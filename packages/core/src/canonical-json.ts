@@ -10,9 +10,17 @@ import { QuorateError } from './errors.js'
  */
 export function canonicalize (value: unknown): string {
   const parts: string[] = []
-  write(value, parts, '$')
+  write(value, parts, '$', 0)
   return parts.join('')
 }
+
+/**
+ * Deepest nesting of arrays and objects that canonical JSON and strict parsing accept. Our formats
+ * nest less than 20 levels; without a bound, a gossiped statement nested thousands of levels deep
+ * (a 64 KiB envelope holds about 24,000) overflowed the stack in canonicalize with a RangeError
+ * instead of being rejected as malformed.
+ */
+export const MAX_JSON_DEPTH = 64
 
 const encoder = new TextEncoder()
 
@@ -20,7 +28,7 @@ export function canonicalBytes (value: unknown): Uint8Array {
   return encoder.encode(canonicalize(value))
 }
 
-function write (value: unknown, out: string[], path: string): void {
+function write (value: unknown, out: string[], path: string, depth: number): void {
   if (value === null) { out.push('null'); return }
   switch (typeof value) {
     case 'boolean': out.push(value ? 'true' : 'false'); return
@@ -28,7 +36,9 @@ function write (value: unknown, out: string[], path: string): void {
     case 'number':
       if (!Number.isFinite(value)) throw new QuorateError('CANONICAL_JSON', `${path}: ${value} cannot be written as JSON`)
       out.push(JSON.stringify(value)); return
-    case 'object': break
+    case 'object':
+      if (depth >= MAX_JSON_DEPTH) throw new QuorateError('CANONICAL_JSON', `${path.slice(0, 200)}: nested deeper than ${MAX_JSON_DEPTH} levels`)
+      break
     default:
       throw new QuorateError('CANONICAL_JSON', `${path}: a ${typeof value} cannot be written as JSON`)
   }
@@ -36,7 +46,7 @@ function write (value: unknown, out: string[], path: string): void {
     out.push('[')
     value.forEach((v, i) => {
       if (i > 0) out.push(',')
-      write(v, out, `${path}[${i}]`)
+      write(v, out, `${path}[${i}]`, depth + 1)
     })
     out.push(']')
     return
@@ -49,7 +59,7 @@ function write (value: unknown, out: string[], path: string): void {
   keys.forEach((k, i) => {
     if (i > 0) out.push(',')
     out.push(jsonString(k, `${path} (key ${JSON.stringify(k)})`), ':')
-    write(obj[k], out, `${path}.${k}`)
+    write(obj[k], out, `${path}.${k}`, depth + 1)
   })
   out.push('}')
 }
@@ -78,12 +88,16 @@ export function parseJsonStrict (text: string, what: string): unknown {
   } catch (err) {
     throw new QuorateError('ENVELOPE_MALFORMED', `${what}: not valid JSON (${(err as Error).message})`)
   }
-  if (hasDuplicateKeys(text)) throw new QuorateError('ENVELOPE_MALFORMED', `${what}: an object has the same key twice`)
+  const problem = structureProblem(text)
+  if (problem !== undefined) throw new QuorateError('ENVELOPE_MALFORMED', `${what}: ${problem}`)
   return value
 }
 
-/** A small scanner over valid JSON text that tracks keys per object level. */
-function hasDuplicateKeys (text: string): boolean {
+/**
+ * A small scanner over valid JSON text that tracks keys per object level: finds duplicate keys
+ * and nesting deeper than MAX_JSON_DEPTH.
+ */
+function structureProblem (text: string): string | undefined {
   const stack: Array<Set<string> | null> = []
   let i = 0
   let expectKey = false
@@ -96,15 +110,19 @@ function hasDuplicateKeys (text: string): boolean {
       const top = stack[stack.length - 1]
       if (top != null && expectKey) {
         const key = JSON.parse(raw) as string
-        if (top.has(key)) return true
+        if (top.has(key)) return 'an object has the same key twice'
         top.add(key)
         expectKey = false
       }
       i = j + 1
       continue
     }
-    if (c === '{') { stack.push(new Set()); expectKey = true } else if (c === '[') { stack.push(null) } else if (c === '}' || c === ']') { stack.pop() } else if (c === ',') { expectKey = stack[stack.length - 1] != null }
+    if (c === '{' || c === '[') {
+      if (stack.length >= MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH} levels`
+      stack.push(c === '{' ? new Set() : null)
+      expectKey = c === '{'
+    } else if (c === '}' || c === ']') { stack.pop() } else if (c === ',') { expectKey = stack[stack.length - 1] != null }
     i++
   }
-  return false
+  return undefined
 }

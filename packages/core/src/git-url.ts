@@ -36,7 +36,14 @@ export function gitUrlProblem (url: string): string | undefined {
         return 'it is not a valid URL'
       }
       if (parsed.hostname.startsWith('-')) return 'its host starts with "-"'
-      if (decodeURIComponent(parsed.username).startsWith('-')) return 'its user name starts with "-"'
+      let user: string
+      try {
+        user = decodeURIComponent(parsed.username)
+      } catch {
+        // found by fuzzing: "https://%zz@host/x.git" threw a URIError out of the policy parser
+        return 'its user name has malformed percent-encoding'
+      }
+      if (user.startsWith('-')) return 'its user name starts with "-"'
     }
     return undefined
   }

@@ -179,9 +179,16 @@ export function parsePolicy (raw: unknown, where = 'policy'): Policy {
   if (threshold > orgCount) bad(where, 'quorum.threshold', `${threshold} exceeds the ${orgCount} organization${orgCount === 1 ? '' : 's'} listed; lower it or add builders`)
   if (threshold * 2 <= orgCount) bad(where, 'quorum.threshold', `${threshold} is not more than half of the ${orgCount} organizations, so two partial views could trust two different digests; use at least ${Math.floor(orgCount / 2) + 1}`)
 
+  let digest: string
+  try {
+    digest = policyDigestOf(raw)
+  } catch (err) {
+    // found by fuzzing: a lone surrogate ("\ud800") in any string escaped as CANONICAL_JSON without the file's name
+    throw new QuorateError('POLICY_INVALID', `${where}: ${(err as Error).message.replace(/^\$\.?/, '')}`, { field: 'digest' })
+  }
   return {
     document: raw as PolicyDocument,
-    digest: policyDigestOf(raw),
+    digest,
     keys,
     builders,
     orgs: [...orgs].sort(),

@@ -1,3 +1,4 @@
+import { canonicalize } from './canonical-json.js'
 import { QuorateError } from './errors.js'
 
 /** The part of a recipe that defines "the same build"; its canonical JSON is hashed into recipeDigest. */
@@ -129,6 +130,12 @@ export function parseRecipeSpec (raw: unknown, where: string): RecipeSpec {
     if (v === undefined) continue
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new QuorateError('RECIPE_INVALID', `${where}.${k}: must be a positive whole number`)
     limits[k] = v
+  }
+  try {
+    canonicalize(recipe) // what recipeDigest hashes must be writable: no lone surrogates, no absurd nesting
+  } catch (err) {
+    // found by fuzzing: a .quorate/recipe.json with "\ud800" in its argv parsed, then failed at signing time
+    throw new QuorateError('RECIPE_INVALID', `${where}: ${(err as Error).message.replace(/^\$\.?/, '')}`, { field: where })
   }
   return { recipe, limits }
 }

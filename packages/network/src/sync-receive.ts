@@ -8,7 +8,7 @@ import type { LogHead, NetworkLogger, NetworkStats, Verdict } from './types.js'
 
 /**
  * The receive path of a sync round, from the peer's frames to the node's validator: read the
- * peer's heads (keeping only those of logs we hold), then its envelopes one at a time until its
+ * peer's heads (keeping only those of logs we hold), then its envelopes (up to 64 in validation at once) until its
  * end frame, each through `deliver` (size and repository checks, `validate`, counters, a penalty
  * per rejected envelope). Everything a round takes in passes here.
  */
@@ -58,29 +58,47 @@ export async function receiveHeads (reader: FrameReader, ours: Map<string, LogHe
   return { heads, repoIds }
 }
 
+/** Envelopes of one round validated at once (see receiveEnvelopes). */
+export const VALIDATION_WINDOW = 64
+
 /** Hands one received envelope to validation; resolves with the verdict. */
 export type Deliver = (repoId: string, data: Uint8Array) => Promise<Verdict>
 
 /**
- * Read env frames until the end frame, delivering each in order. MAX_REJECTS_PER_ROUND rejected
+ * Read env frames until the end frame, delivering each in order, up to VALIDATION_WINDOW at once
+ * (verifying the next frames overlaps storing the previous ones). MAX_REJECTS_PER_ROUND rejected
  * envelopes end the round.
  */
 export async function receiveEnvelopes (reader: FrameReader, deliver: Deliver, opts: ReceiveOptions): Promise<{ received: number, accepted: number }> {
   let received = 0
   let accepted = 0
   let rejected = 0
-  for (;;) {
-    const frame = await nextFrame(reader, opts)
-    if (frame === undefined) throw protocolError('stream ended without an end frame (truncated)', {}, 'truncated')
-    if (frame.type === 'end') break
-    if (frame.type !== 'env') throw protocolError(`expected an env or end frame, got "${frame.type}"`)
-    received++
-    const verdict = await deliver(frame.repoId, frame.data)
+  let misbehaving: QuorateError | undefined
+  // Up to VALIDATION_WINDOW envelopes are validated at once: the next frames are parsed and
+  // verified while the store writes the previous ones (it batches concurrent writes).
+  const inFlight = new Set<Promise<void>>()
+  const settle = (verdict: Verdict): void => {
     if (verdict === 'accept') accepted++
     else if (verdict === 'reject' && ++rejected >= MAX_REJECTS_PER_ROUND) {
-      throw new QuorateError('NETWORK_FAILED', `sync protocol: ${rejected} envelopes failed validation in one round; the peer is misbehaving`, { rejected })
+      misbehaving ??= new QuorateError('NETWORK_FAILED', `sync protocol: ${rejected} envelopes failed validation in one round; the peer is misbehaving`, { rejected })
     }
   }
+  try {
+    for (;;) {
+      if (misbehaving !== undefined) throw misbehaving
+      const frame = await nextFrame(reader, opts)
+      if (frame === undefined) throw protocolError('stream ended without an end frame (truncated)', {}, 'truncated')
+      if (frame.type === 'end') break
+      if (frame.type !== 'env') throw protocolError(`expected an env or end frame, got "${frame.type}"`)
+      received++
+      const p: Promise<void> = deliver(frame.repoId, frame.data).then(settle, () => {}).finally(() => inFlight.delete(p))
+      inFlight.add(p)
+      if (inFlight.size >= VALIDATION_WINDOW) await Promise.race(inFlight)
+    }
+  } finally {
+    await Promise.all(inFlight)
+  }
+  if (misbehaving !== undefined) throw misbehaving
   return { received, accepted }
 }
 

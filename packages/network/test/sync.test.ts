@@ -53,6 +53,24 @@ describe('sync protocol', () => {
     expect(await b.net.syncWith(a.net.peerId)).toEqual({ received: 0, accepted: 0, sent: 0 })
   })
 
+  it('validates several received envelopes at once (verifying the next overlaps storing the last) and still counts every verdict', async () => {
+    const a = await nodes.start({ source: sourceWith('key-a', 200) })
+    const bSource = sourceWith('key-b', 1)
+    const store = storingValidator(bSource, [])
+    let inFlight = 0
+    let most = 0
+    const b = await nodes.start({
+      source: bSource,
+      bootstrapTo: [a],
+      // a validator whose store write takes a while, like LevelDB under load
+      validate: async (msg) => { most = Math.max(most, ++inFlight); try { await new Promise(resolve => setTimeout(resolve, 2)); return await store(msg) } finally { inFlight-- } }
+    })
+    await waitFor('b to hold all 200 of a', () => bSource.count() === 201)
+    expect(b.net.stats()).toMatchObject({ syncReceived: 200, syncAccepted: 200 })
+    expect(most).toBeGreaterThan(1)
+    expect(most).toBeLessThanOrEqual(64)
+  })
+
   it('sends only what the peer lacks, and a fork at the same seq as evidence', async () => {
     const a = await nodes.start({ source: sourceWith('key-a', 50), syncIntervalMs: 0 })
     const bSource = new MemorySyncSource()

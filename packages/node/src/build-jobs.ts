@@ -1,0 +1,264 @@
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
+import {
+  makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
+  type LogPosition, type Policy, type Recipe, type RecipeSpec
+} from '@quorate/core'
+import type { Store } from '@quorate/store'
+import { runBuild, parseImageSpec, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
+import type { EventBus } from './events.js'
+import type { Logger } from './logger.js'
+import type { NodeMetrics } from './metrics.js'
+import type { Outputs } from './outputs.js'
+
+/** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
+export const MAX_ATTEMPTS = 3
+/** The signed failure reason when the policy requires a build root and the commit's recipe has none. */
+const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this repository ("requireRoot": true), but .quorate/recipe.json has no "root"; add "root": {"image": "<name>@sha256:<digest>"} to the recipe'
+
+export interface BuildJobsInit {
+  sandbox: 'bwrap' | 'none'
+  /** Where build work directories go: reachable by the build user, nothing else of the data directory is. */
+  buildArea: string
+  /** The node's own scratch space (output copies). */
+  workDir: string
+  /** The user builds run as (an unprivileged host uid when the node is root). */
+  user: BuildUser
+  /** The fetch phase's network settings (node config `fetchNetwork`). */
+  fetchNetwork?: BuildRequest['fetchNetwork']
+  builderId: string
+  /** Demo and tests only: behave like a compromised CI that alters its outputs. */
+  tamperOutput?: boolean
+  /** Tries of a failing build; the last failure is signed as final. Default MAX_ATTEMPTS. */
+  buildAttempts?: number
+  /** Backoff before the first retry, doubled for each further one, in ms. Default 30 000. */
+  retryBackoffMs?: number
+}
+
+export interface BuildJobsComponents {
+  policy: Policy
+  keyid: string
+  mirrorOf: (repoId: string) => GitMirror
+  store: Pick<Store, 'envelopesForCommit'>
+  queue: Pick<BuildQueue, 'updateJob'>
+  /** Signs into the own log (persisted), then publishes; resolves to the envelope id. */
+  sign: (repoId: string, make: (log: LogPosition) => Record<string, unknown>) => Promise<string>
+  /**
+   * Resolves when this node may sign (its own log is held from seq 0, DESIGN.md "A node never
+   * forks its own log"); builds run meanwhile, their signatures wait. Default: at once.
+   */
+  ownLogReady?: () => Promise<void>
+  /** Publishes an envelope already in the own log again. */
+  republish: (item: { id: string, repoId: string, bytes: Uint8Array }) => void
+  outputs: Pick<Outputs, 'keep'>
+  metrics: Pick<NodeMetrics, 'builds' | 'buildSeconds'>
+  stats: { buildsSucceeded: number, buildsFailed: number }
+  events: EventBus
+  logger: Logger
+}
+
+/**
+ * Runs one build job for the build worker: resolves the recipe (the policy's, or the commit's
+ * `.quorate/recipe.json`), runs the sandboxed build, keeps the outputs, signs the result or the
+ * failure, and records the job's new state with the retry backoff. A build key this node already
+ * signed (before a crash) is republished, never rebuilt.
+ */
+export interface BuildJobs {
+  run: (job: BuildJob, signal: AbortSignal) => Promise<void>
+}
+
+/** The shell wrapper a compromised CI would use: run the real build, then slip a change into the output. */
+function tamperedRecipe (recipe: Recipe): Recipe {
+  const inject = `"$@" || exit $?; for f in $(find "${recipe.output}" -type f | sort); do printf '\\n/* injected by a compromised builder */\\n' >> "$f"; break; done`
+  return { ...recipe, build: ['sh', '-c', inject, 'sh', ...recipe.build] }
+}
+
+export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJobs {
+  const { policy, logger, events, metrics, stats, queue } = c
+  const maxAttempts = init.buildAttempts ?? MAX_ATTEMPTS
+  const backoffMs = init.retryBackoffMs ?? 30_000
+
+  /**
+   * What this key already signed for the job's commit: a build result (never sign another; the
+   * envelope is republished) or failures (the next attempt number continues after them; a final
+   * one ends the job).
+   */
+  async function ownAnswers (job: BuildJob): Promise<{ build?: { id: string, bytes: Uint8Array }, attempts: number, final?: string }> {
+    const mine = (await c.store.envelopesForCommit(job.repoId, job.commit)).filter(e => e.meta.keyid === c.keyid)
+    const build = mine.find(e => e.meta.kind === 'build')
+    let attempts = 0
+    let final: string | undefined
+    for (const e of mine.filter(x => x.meta.kind === 'failure')) {
+      try {
+        const a = parseAttestation(parseEnvelope(JSON.parse(Buffer.from(e.bytes).toString('utf8'))).payloadBytes)
+        if (a.kind !== 'failure') continue
+        attempts = Math.max(attempts, a.attempt)
+        if (a.final) final = e.meta.id
+      } catch {}
+    }
+    return { ...(build !== undefined ? { build: { id: build.meta.id, bytes: build.bytes } } : {}), attempts, ...(final !== undefined ? { final } : {}) }
+  }
+
+  /** Re-checks after the own log is ready: true when the job is already answered (and settled). */
+  async function settledByOwnLog (job: BuildJob): Promise<boolean> {
+    const own = await ownAnswers(job)
+    if (own.build !== undefined) {
+      c.republish({ id: own.build.id, repoId: job.repoId, bytes: own.build.bytes })
+      await queue.updateJob({ ...job, state: 'succeeded', envelopeId: own.build.id })
+      logger.info('build already signed', { repo: job.repoId, commit: job.commit.slice(0, 12), envelopeId: own.build.id, hint: 'republished, not signed again' })
+      return true
+    }
+    if (own.final !== undefined) {
+      await queue.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: own.final })
+      return true
+    }
+    return false
+  }
+
+  /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
+  async function recipeFromCommit (job: BuildJob, requireRoot: boolean): Promise<string | RecipeSpec> {
+    let bytes: Uint8Array | undefined
+    try {
+      bytes = await c.mirrorOf(job.repoId).readFile(job.commit, '.quorate/recipe.json')
+    } catch (err) {
+      return `cannot read .quorate/recipe.json: ${(err as Error).message}`
+    }
+    if (bytes === undefined) return 'the commit has no .quorate/recipe.json, and the policy says the recipe comes from the repository'
+    try {
+      const parsed = parseRecipeSpec(parseJsonStrict(Buffer.from(bytes).toString('utf8'), '.quorate/recipe.json'), '.quorate/recipe.json')
+      if (parsed.recipe.image !== undefined) parseImageSpec(parsed.recipe.image, '.quorate/recipe.json: image')
+      if (requireRoot && parsed.recipe.root === undefined) return REQUIRE_ROOT_REASON
+      const limits = { ...parsed.limits }
+      for (const k of Object.keys(limits) as Array<keyof typeof limits>) limits[k] = Math.min(limits[k], DEFAULT_RECIPE_LIMITS[k])
+      return { recipe: parsed.recipe, limits }
+    } catch (err) {
+      return (err as Error).message
+    }
+  }
+
+  async function run (job: BuildJob, signal: AbortSignal): Promise<void> {
+    const repo = policy.repositories.get(job.repoId)
+    if (repo === undefined) return
+    // An envelope for this build key may exist from before a crash: republish it, never rebuild.
+    if (await settledByOwnLog(job)) return
+    let spec: RecipeSpec
+    if (repo.recipe !== undefined) {
+      spec = repo.recipe
+    } else {
+      const problem = await recipeFromCommit(job, repo.requireRoot)
+      if (typeof problem === 'string') {
+        await c.ownLogReady?.()
+        if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+        if (await settledByOwnLog(job)) return
+        const attempt = (await ownAnswers(job)).attempts + 1
+        // Retrying cannot change the commit's recipe: final at once.
+        const id = await c.sign(job.repoId, log => makeFailureStatement({
+          repoId: job.repoId, ref: job.ref, commit: job.commit, exitStatus: null, timedOut: false, reason: problem,
+          logSha256: sha256Hex(''), fingerprint: { sandbox: init.sandbox }, builderId: init.builderId, finishedOn: new Date().toISOString(), log,
+          attempt, final: true
+        }))
+        await queue.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: id, lastError: problem })
+        logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: problem, retry: false })
+        return
+      }
+      spec = problem
+    }
+    const executed = init.tamperOutput === true ? tamperedRecipe(spec.recipe) : spec.recipe
+    const workDir = join(init.buildArea, randomUUID())
+    const outputCopyDir = join(init.workDir, `${randomUUID()}.out`)
+    logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
+    events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
+    const t0 = Date.now()
+    try {
+      let outcome
+      try {
+        outcome = await runBuild({
+          repoId: job.repoId,
+          commit: job.commit,
+          ref: job.ref,
+          mirror: c.mirrorOf(job.repoId),
+          workDir,
+          recipe: executed,
+          limits: spec.limits,
+          sandbox: init.sandbox,
+          user: init.user,
+          fetchNetwork: init.fetchNetwork,
+          outputCopyDir,
+          signal,
+          onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
+        })
+      } catch (err) {
+        if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+        const message = (err as Error).message
+        logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
+        await queue.updateJob({ ...job, state: job.attempts >= maxAttempts ? 'failed' : 'queued', notBefore: Date.now() + backoffMs * 2 ** (job.attempts - 1), lastError: message })
+        return
+      }
+      if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+      const recipe = spec.recipe
+      // Held until this node holds its own log (a lost data directory): then a build key it
+      // already signed is republished, never signed a second time.
+      await c.ownLogReady?.()
+      if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+      if (await settledByOwnLog(job)) return
+      if (outcome.ok) {
+        const o = outcome.output
+        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir })
+        const id = await c.sign(job.repoId, log => makeProvenanceStatement({
+          repoId: job.repoId,
+          ref: job.ref,
+          commit: job.commit,
+          recipe,
+          narSha256: o.narSha256,
+          fileListSha256: o.fileListSha256,
+          topLevelFiles: o.topLevelFiles,
+          ...(outcome.images !== undefined ? { images: outcome.images.map(i => ({ name: i.name, sha256: i.sha256.replace(/^sha256:/, '') })) } : {}),
+          logSha256: outcome.log.sha256,
+          fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
+          builderId: init.builderId,
+          invocationId: randomUUID(),
+          startedOn: outcome.startedOn,
+          finishedOn: outcome.finishedOn,
+          log
+        }))
+        stats.buildsSucceeded++
+        metrics.builds.inc({ outcome: 'success' })
+        metrics.buildSeconds.observe((Date.now() - t0) / 1000, { outcome: 'success' })
+        await queue.updateJob({ ...job, state: 'succeeded', envelopeId: id })
+        logger.info('build succeeded', { repo: job.repoId, commit: job.commit.slice(0, 12), narSha256: o.narSha256, files: o.fileCount, ms: Date.now() - t0, ...Object.fromEntries(Object.entries(outcome.durationsMs).map(([k, v]) => [k, Math.round(v as number)])) })
+        events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
+      } else {
+        const attempt = (await ownAnswers(job)).attempts + 1
+        const retry = attempt < maxAttempts
+        const id = await c.sign(job.repoId, log => makeFailureStatement({
+          repoId: job.repoId,
+          ref: job.ref,
+          commit: job.commit,
+          recipe,
+          exitStatus: outcome.exitStatus,
+          timedOut: outcome.timedOut,
+          reason: outcome.reason,
+          logSha256: outcome.log.sha256,
+          fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
+          builderId: init.builderId,
+          finishedOn: outcome.finishedOn,
+          log,
+          attempt,
+          final: !retry
+        }))
+        stats.buildsFailed++
+        metrics.builds.inc({ outcome: 'failure' })
+        metrics.buildSeconds.observe((Date.now() - t0) / 1000, { outcome: 'failure' })
+        await queue.updateJob({ ...job, state: retry ? 'queued' : 'failed', notBefore: retry ? Date.now() + backoffMs * 2 ** (attempt - 1) : Number.MAX_SAFE_INTEGER, envelopeId: id, lastError: outcome.reason })
+        logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: outcome.reason, exitStatus: outcome.exitStatus, timedOut: outcome.timedOut, attempt, final: !retry, retry, logTail: outcome.log.tail.slice(-400) })
+        events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: false, durationMs: Date.now() - t0 })
+      }
+    } finally {
+      rmSync(workDir, { recursive: true, force: true })
+      rmSync(outputCopyDir, { recursive: true, force: true })
+    }
+  }
+
+  return { run }
+}
