@@ -183,6 +183,8 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       res.end(body)
     },
     events: async (_p, req, res) => {
+      // found by fuzzing: a HEAD got no answer at all (the head of an event stream is only sent with its first body bytes, which HEAD drops)
+      if (req.method === 'HEAD') { res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }); res.end(); return }
       const address = req.socket.remoteAddress ?? '?'
       if (sseTotal >= sseMax) throw new HttpError(503, `too many event streams open on this node (${sseMax}); try again later`)
       if ((sseClients.get(address) ?? 0) >= ssePerAddress) throw new HttpError(429, `too many event streams from ${address} (${ssePerAddress}); close one first`)
