@@ -24,6 +24,8 @@ export interface StatusResponse {
   queue: Record<string, number>
   stats: Record<string, unknown>
   repositories: string[]
+  /** Build roots the node cannot pull or verify, with what the registry answered (those jobs wait and retry). */
+  rootProblems: Array<{ image: string, problem: string, at: string }>
   /** Whether the node may sign: it holds its own logs ('ready'), or it is fetching them back from peers ('recovering': signatures held). */
   ownLog?: { state: 'ready' | 'recovering', reason: string, answeredOrgs: string[], requiredOrgs: number, recovered: number }
 }

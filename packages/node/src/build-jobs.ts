@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
-  makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
+  isQuorateError, makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
@@ -27,6 +27,8 @@ export interface BuildJobsInit {
   user: BuildUser
   /** The fetch phase's network settings (node config `fetchNetwork`). */
   fetchNetwork?: BuildRequest['fetchNetwork']
+  /** Where pinned build roots (recipe.root) come from. */
+  rootCache?: BuildRequest['rootCache']
   builderId: string
   /** Demo and tests only: behave like a compromised CI that alters its outputs. */
   tamperOutput?: boolean
@@ -184,6 +186,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           sandbox: init.sandbox,
           user: init.user,
           fetchNetwork: init.fetchNetwork,
+          ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
           outputCopyDir,
           signal,
           onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
@@ -192,7 +195,14 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const message = (err as Error).message
         logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
-        await queue.updateJob({ ...job, state: job.attempts >= maxAttempts ? 'failed' : 'queued', notBefore: Date.now() + backoffMs * 2 ** (job.attempts - 1), lastError: message })
+        // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up.
+        const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
+        await queue.updateJob({
+          ...job,
+          state: rootTrouble || job.attempts < maxAttempts ? 'queued' : 'failed',
+          notBefore: Date.now() + (rootTrouble ? Math.min(300_000, 5_000 * 2 ** Math.min(job.attempts, 6)) : backoffMs * 2 ** (job.attempts - 1)),
+          lastError: message
+        })
         return
       }
       if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
