@@ -175,6 +175,25 @@ describe('quorate fetch from a network of untrusted nodes', () => {
     expect(served.toString('utf8')).toMatch(/quorate: build phase/)
   })
 
+  it('the same real envelope verifies with openssl pkeyutl -rawin from the node\'s PEM key (key show --pem --config)', async () => {
+    const node = net.nodes[0] as DevNode & { config: string }
+    const pemFile = join(work, 'alpha.pem')
+    const shown = await runCli(['key', 'show', '--pem', '--config', node.config])
+    expect(shown.code).toBe(0)
+    writeFileSync(pemFile, shown.stdout)
+    const body = await (await fetch(`${node.url}/v1/repos/${net.repoId}/commits/${commit}`)).json() as { envelopes: Array<{ payloadType: string, payload: string, signatures: Array<{ keyid: string, sig: string }> }> }
+    const keyid = (JSON.parse((await runCli(['key', 'show', '--json', '--config', node.config])).stdout) as { keyid: string }).keyid
+    const mine = body.envelopes.filter(e => e.signatures[0].keyid === keyid)
+    expect(mine.length).toBeGreaterThan(0)
+    for (const [i, e] of mine.entries()) {
+      const payload = Buffer.from(e.payload, 'base64')
+      writeFileSync(join(work, `pae-${i}.bin`), Buffer.concat([Buffer.from(`DSSEv1 ${e.payloadType.length} ${e.payloadType} ${payload.length} `), payload]))
+      writeFileSync(join(work, `sig-${i}.bin`), Buffer.from(e.signatures[0].sig, 'base64'))
+      const out = execFileSync('openssl', ['pkeyutl', '-verify', '-rawin', '-pubin', '-inkey', pemFile, '-sigfile', join(work, `sig-${i}.bin`), '-in', join(work, `pae-${i}.bin`)], { encoding: 'utf8' })
+      expect(out).toMatch(/Signature Verified Successfully/)
+    }
+  })
+
   it('--oci writes an image layout that skopeo pushes to a registry and pulls back with the same digest', async () => {
     const layout = join(work, 'oci')
     const r = await runCli(['fetch', ...nodeArgs(), '--policy', policyFile, '--repo', net.repoId, '--commit', commit, '--oci', layout])
