@@ -114,6 +114,7 @@ async function latestOnRef (req: FetchRequest & { ref: string }): Promise<{ comm
     } catch {}
   }))
   if (votes.size === 0) return { message: `no node knows a trusted commit that a quorum saw on ${req.ref}` }
+  if (votes.size > 1) req.onProgress?.(`the nodes name ${votes.size} different latest commits on ${req.ref} (${[...votes].map(([c, n]) => `${c.slice(0, 12)} by ${n}`).join(', ')}); trying the most named first`)
   let last: VerifyReport | undefined
   // Nodes only suggest: each candidate is decided locally, with the ref check, like verify --ref.
   for (const [commit] of [...votes].sort((a, b) => b[1] - a[1])) {
@@ -214,6 +215,13 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
   // Staged next to the destination (same filesystem), so the final step is one rename.
   const staging = mkdtempSync(join(dirname(dest), `.${basename(dest)}.quorate-fetch-`))
   const tree = join(staging, 'tree')
+  // Interrupted (Ctrl-C, a CI job cancelled): the staging directory goes too, DIR was never touched.
+  const interrupted = (signal: NodeJS.Signals): void => {
+    rmSync(staging, { recursive: true, force: true })
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.once('SIGINT', interrupted)
+  process.once('SIGTERM', interrupted)
   mkdirSync(tree, { mode: 0o755 })
   try {
     const servedBy: Record<string, number> = {}
@@ -293,6 +301,8 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
       commit, report, narSha256: trusted.narSha256, files, bytes, servedBy, rejected, ...(images !== undefined ? { images } : {})
     }
   } finally {
+    process.off('SIGINT', interrupted)
+    process.off('SIGTERM', interrupted)
     rmSync(staging, { recursive: true, force: true })
   }
 }
