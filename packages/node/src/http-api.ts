@@ -11,7 +11,8 @@ import type { Decisions } from './decisions.js'
 import type { Outputs } from './outputs.js'
 import type { MetricsRegistry } from './metrics.js'
 import type { OwnLogStatus } from './own-log-recovery.js'
-import { latestTrusted, orderTimeline } from './ref-views.js'
+import { latestTrusted } from './ref-views.js'
+import { commitCandidates } from './commit-views.js'
 import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
@@ -49,7 +50,9 @@ export interface NodeStatus {
 export interface HttpApiComponents {
   policy: Policy
   decisions: Pick<Decisions, 'decide' | 'logCompleteness'>
-  store: Pick<Store, 'commitsOf' | 'commitsWithDigest' | 'refObservations' | 'equivocationProofs' | 'envelopesAfter'>
+  store: Pick<Store, 'commitInfos' | 'commitsWithDigest' | 'recentRefObservations' | 'equivocationProofs' | 'envelopesAfter'>
+  /** This node's own builder key: its ref observations come from the node's own git mirror (they verify a commit). */
+  ownKeyid?: string
   outputs: Pick<Outputs, 'fileList' | 'file'>
   network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
   events: Pick<EventBus, 'since' | 'subscribe'>
@@ -161,17 +164,19 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     },
     commits: async (p, _r, res) => {
       const repoId = repoParam(p.repo)
-      // Newest first by git topology as the signed ref observations show it (a push of two
-      // commits lists the child first); first-seen time only where they say nothing.
-      const known = await store.commitsOf(repoId, 200)
-      const byCommit = new Map(known.map(k => [k.commit, k]))
-      const commits = (await orderTimeline(store, policy, repoId, known.map(k => k.commit))).map(k => byCommit.get(k)!)
+      // Verified commits (threshold organizations observed them on a ref, or this node's own
+      // mirror has them), newest first by git topology, never by first-seen time: one member key
+      // flooding observations of invented commits fills only its own organization's slice, and
+      // those commits are shown apart as unverified claims (issue 14 item 5).
+      const candidates = await commitCandidates(store, policy, repoId, { ownKeyid: c.ownKeyid, limit: 200 })
+      const infos = await store.commitInfos(repoId, candidates.verified.map(v => v.commit))
       const out = []
-      for (const commit of commits) {
-        const { decision } = await decisions.decide(repoId, commit.commit)
-        out.push({ commit: commit.commit, firstSeen: new Date(commit.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
+      for (const [i, { commit }] of candidates.verified.entries()) {
+        const { decision } = await decisions.decide(repoId, commit)
+        const firstSeen = infos[i]?.firstSeen ?? 0
+        out.push({ commit, firstSeen: new Date(firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
       }
-      reply('commits', res, 200, { repoId, commits: out })
+      reply('commits', res, 200, { repoId, commits: out, unverifiedClaims: candidates.unverified, unverifiedClaimants: candidates.claimants })
     },
     commit: async (p, _r, res) => {
       const repoId = repoParam(p.repo)
