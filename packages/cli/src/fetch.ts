@@ -18,6 +18,7 @@ import {
 import { basename, dirname, join, resolve } from 'node:path'
 import { QuorateError, isCommitSha, isSha256Hex, parseJsonStrict, type Policy } from '@quorate/core'
 import { verifyCommit, type VerifyReport } from './verify.js'
+import { nodeClient, nodeBaseUrl as base } from './node-client.js'
 
 export interface FetchRequest {
   nodes: string[]
@@ -56,7 +57,6 @@ export interface FetchResult {
   images?: string[]
 }
 
-const base = (url: string): string => url.replace(/\/+$/, '')
 const MAX_FILE_LIST_BYTES = 256 * 1024 * 1024
 const MAX_ENTRIES = 2_000_000
 
@@ -109,13 +109,12 @@ async function latestOnRef (req: FetchRequest & { ref: string }): Promise<{ comm
   const votes = new Map<string, number>()
   await Promise.all(req.nodes.map(async url => {
     try {
-      const res = await fetch(`${base(url)}/v1/repos/${encodeURIComponent(req.repoId)}/latest?ref=${encodeURIComponent(req.ref)}`, { signal: AbortSignal.timeout(req.timeoutMs ?? 20_000) })
-      if (!res.ok) return
-      const c = ((await res.json()) as { commit?: unknown }).commit
+      const c = (await nodeClient(url).get('latest', { repo: req.repoId }, { query: { ref: req.ref }, timeoutMs: req.timeoutMs })).commit
       if (isCommitSha(c)) votes.set(c, (votes.get(c) ?? 0) + 1)
     } catch {}
   }))
   if (votes.size === 0) return { message: `no node knows a trusted commit that a quorum saw on ${req.ref}` }
+  if (votes.size > 1) req.onProgress?.(`the nodes name ${votes.size} different latest commits on ${req.ref} (${[...votes].map(([c, n]) => `${c.slice(0, 12)} by ${n}`).join(', ')}); trying the most named first`)
   let last: VerifyReport | undefined
   // Nodes only suggest: each candidate is decided locally, with the ref check, like verify --ref.
   for (const [commit] of [...votes].sort((a, b) => b[1] - a[1])) {
@@ -129,28 +128,11 @@ async function latestOnRef (req: FetchRequest & { ref: string }): Promise<{ comm
 async function fetchFileListBytes (sources: string[], sha256: string, timeoutMs: number): Promise<Uint8Array | undefined> {
   for (const url of sources) {
     try {
-      const res = await fetch(`${base(url)}/v1/blobs/${sha256}`, { signal: AbortSignal.timeout(timeoutMs) })
-      if (!res.ok) continue
-      const bytes = await readCapped(res, MAX_FILE_LIST_BYTES)
-      if (bytes !== undefined && createHash('sha256').update(bytes).digest('hex') === sha256) return bytes
+      const bytes = await nodeClient(url).bytes('blob', sha256, { timeoutMs, maxBytes: MAX_FILE_LIST_BYTES })
+      if (bytes !== undefined) return bytes
     } catch {}
   }
   return undefined
-}
-
-async function readCapped (res: Response, max: number): Promise<Uint8Array | undefined> {
-  const reader = res.body?.getReader()
-  if (reader === undefined) return new Uint8Array()
-  const chunks: Uint8Array[] = []
-  let n = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    n += value.byteLength
-    if (n > max) { await reader.cancel(); return undefined }
-    chunks.push(value)
-  }
-  return Buffer.concat(chunks)
 }
 
 /**
@@ -160,9 +142,9 @@ async function readCapped (res: Response, max: number): Promise<Uint8Array | und
 async function downloadInto (fd: number, url: string, sha256: string, size: number, timeoutMs: number): Promise<string | undefined> {
   let res: Response
   try {
-    res = await fetch(`${base(url)}/v1/files/${sha256}`, { signal: AbortSignal.timeout(timeoutMs) })
+    res = await nodeClient(url).response('file', { sha256 }, { timeoutMs })
   } catch (err) {
-    return `no answer (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`
+    return (err as Error).message
   }
   if (!res.ok) { await res.body?.cancel().catch(() => {}); return `HTTP ${res.status}` }
   const hash = createHash('sha256')
@@ -233,6 +215,13 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
   // Staged next to the destination (same filesystem), so the final step is one rename.
   const staging = mkdtempSync(join(dirname(dest), `.${basename(dest)}.quorate-fetch-`))
   const tree = join(staging, 'tree')
+  // Interrupted (Ctrl-C, a CI job cancelled): the staging directory goes too, DIR was never touched.
+  const interrupted = (signal: NodeJS.Signals): void => {
+    rmSync(staging, { recursive: true, force: true })
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.once('SIGINT', interrupted)
+  process.once('SIGTERM', interrupted)
   mkdirSync(tree, { mode: 0o755 })
   try {
     const servedBy: Record<string, number> = {}
@@ -312,6 +301,8 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
       commit, report, narSha256: trusted.narSha256, files, bytes, servedBy, rejected, ...(images !== undefined ? { images } : {})
     }
   } finally {
+    process.off('SIGINT', interrupted)
+    process.off('SIGTERM', interrupted)
     rmSync(staging, { recursive: true, force: true })
   }
 }

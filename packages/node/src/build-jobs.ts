@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
-  makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
+  isQuorateError, makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
@@ -11,6 +11,7 @@ import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Outputs } from './outputs.js'
+import { routePath } from './api-routes.js'
 
 /** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
@@ -27,6 +28,8 @@ export interface BuildJobsInit {
   user: BuildUser
   /** The fetch phase's network settings (node config `fetchNetwork`). */
   fetchNetwork?: BuildRequest['fetchNetwork']
+  /** Where pinned build roots (recipe.root) come from. */
+  rootCache?: BuildRequest['rootCache']
   builderId: string
   /** Demo and tests only: behave like a compromised CI that alters its outputs. */
   tamperOutput?: boolean
@@ -184,6 +187,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           sandbox: init.sandbox,
           user: init.user,
           fetchNetwork: init.fetchNetwork,
+          ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
           outputCopyDir,
           signal,
           onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
@@ -192,7 +196,14 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const message = (err as Error).message
         logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
-        await queue.updateJob({ ...job, state: job.attempts >= maxAttempts ? 'failed' : 'queued', notBefore: Date.now() + backoffMs * 2 ** (job.attempts - 1), lastError: message })
+        // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up.
+        const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
+        await queue.updateJob({
+          ...job,
+          state: rootTrouble || job.attempts < maxAttempts ? 'queued' : 'failed',
+          notBefore: Date.now() + (rootTrouble ? Math.min(300_000, 5_000 * 2 ** Math.min(job.attempts, 6)) : backoffMs * 2 ** (job.attempts - 1)),
+          lastError: message
+        })
         return
       }
       if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
@@ -204,7 +215,11 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       if (await settledByOwnLog(job)) return
       if (outcome.ok) {
         const o = outcome.output
-        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir })
+        // The whole log, when the build runner kept all of it (short logs): served at /v1/blobs/<sha256> and named in the statement.
+        const logBytes = Buffer.from(outcome.log.head, 'utf8')
+        const logKept = logBytes.length === outcome.log.totalBytes && sha256Hex(logBytes) === outcome.log.sha256
+        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir, ...(logKept ? { log: { sha256: outcome.log.sha256, bytes: logBytes } } : {}) })
+        const endpoint = policy.builders.get(policy.keys.get(c.keyid)?.builder ?? '')?.endpoint
         const id = await c.sign(job.repoId, log => makeProvenanceStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -217,6 +232,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           logSha256: outcome.log.sha256,
           fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
           builderId: init.builderId,
+          repositoryUrl: repo.url,
+          ...(logKept ? { logUri: `${endpoint?.replace(/\/+$/, '') ?? ''}${routePath('blob', { sha256: outcome.log.sha256 })}` } : {}),
           invocationId: randomUUID(),
           startedOn: outcome.startedOn,
           finishedOn: outcome.finishedOn,
