@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, commitAll, sleep } from '../scripts/devnet.js'
 
 const N = Number(process.env.QUORATE_BENCH_FILES ?? 100_000)
-const BLOB_CAP = 8 * 1024 * 1024
+const { DEFAULT_MAX_BLOB_BYTES: BLOB_CAP } = await import('../packages/network/dist/index.js')
 const work = mkdtempSync(join(tmpdir(), 'quorate-bench-files-'))
 
 const memKb = (pid, field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN)
