@@ -1,10 +1,10 @@
-import type { Decision, DecisionStatus } from '@quorate/core'
+import { QuorateError, type Decision, type DecisionStatus } from '@quorate/core'
 
 /**
  * The node's HTTP contract, shared by the server (`http-api.ts`) and the typed client in the
  * cli: every route's method, path template and response type. Paths are built with `routePath`
  * (which percent-encodes every parameter) and matched with `matchRoute` (which decodes them).
- * This module imports nothing at run time, so a client loads it without libp2p or LevelDB.
+ * It imports only core at run time, so a client loads it without libp2p or LevelDB.
  */
 
 /** One cell of the builder × commit matrix: what each builder said about the commit. */
@@ -24,6 +24,10 @@ export interface StatusResponse {
   queue: Record<string, number>
   stats: Record<string, unknown>
   repositories: string[]
+  /** Build roots the node cannot pull or verify, with what the registry answered (those jobs wait and retry). */
+  rootProblems: Array<{ image: string, problem: string, at: string }>
+  /** Builds held back by the node's own trouble (disk full, I/O error, sandbox tools missing); they run when it clears. */
+  nodeProblems: Array<{ repoId: string, commit: string, problem: string, since: string, retries: number }>
   /** Whether the node may sign: it holds its own logs ('ready'), or it is fetching them back from peers ('recovering': signatures held). */
   ownLog?: { state: 'ready' | 'recovering', reason: string, answeredOrgs: string[], requiredOrgs: number, recovered: number }
 }
@@ -97,6 +101,8 @@ export function routePath<N extends RouteName> (name: N, params: Record<ParamsOf
   const path = ROUTES[name].path.replace(/:([a-zA-Z0-9]+)/g, (_m, p: string) => {
     const v = values[p]
     if (v === undefined) throw new TypeError(`route ${name}: parameter "${p}" missing`)
+    // URL parsers resolve these segments (also percent-encoded) before sending: they would reach another route.
+    if (v === '' || v === '.' || v === '..') throw new QuorateError('USAGE', `${p}: "${v}" cannot be a path segment of ${ROUTES[name].path}`)
     return encodeURIComponent(v)
   })
   const q = query === undefined ? '' : new URLSearchParams(query).toString()

@@ -2,15 +2,16 @@ import { readdir, rm, rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
-  makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
+  isQuorateError, makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
-import { runBuild, parseImageSpec, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
+import { runBuild, parseImageSpec, isNodeTrouble, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Outputs } from './outputs.js'
+import { routePath } from './api-routes.js'
 
 /** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
@@ -27,6 +28,8 @@ export interface BuildJobsInit {
   user: BuildUser
   /** The fetch phase's network settings (node config `fetchNetwork`). */
   fetchNetwork?: BuildRequest['fetchNetwork']
+  /** Where pinned build roots (recipe.root) come from. */
+  rootCache?: BuildRequest['rootCache']
   builderId: string
   /** Demo and tests only: behave like a compromised CI that alters its outputs. */
   tamperOutput?: boolean
@@ -66,7 +69,15 @@ export interface BuildJobsComponents {
  */
 export interface BuildJobs {
   run: (job: BuildJob, signal: AbortSignal) => Promise<void>
+  /** Jobs waiting on the node's own trouble (disk full, I/O error, sandbox tools missing), with what was wrong. */
+  nodeProblems: () => NodeProblem[]
 }
+
+/** A job held back by the node's own trouble: it is not the build's fault, nothing was signed. */
+export interface NodeProblem { repoId: string, commit: string, problem: string, since: string, retries: number }
+
+/** How long a job waits after the node's own trouble before it is tried again (the check is cheap). */
+export const NODE_TROUBLE_RETRY_MS = 10_000
 
 /** The shell wrapper a compromised CI would use: run the real build, then slip a change into the output. */
 function tamperedRecipe (recipe: Recipe): Recipe {
@@ -78,6 +89,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
   const { policy, logger, events, metrics, stats, queue } = c
   const maxAttempts = init.buildAttempts ?? MAX_ATTEMPTS
   const backoffMs = init.retryBackoffMs ?? 30_000
+  const problems = new Map<string, NodeProblem>()
 
   /**
    * What this key already signed for the job's commit: a build result (never sign another; the
@@ -184,6 +196,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           sandbox: init.sandbox,
           user: init.user,
           fetchNetwork: init.fetchNetwork,
+          ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
           outputCopyDir,
           signal,
           onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
@@ -192,10 +205,28 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const message = (err as Error).message
         logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
-        await queue.updateJob({ ...job, state: job.attempts >= maxAttempts ? 'failed' : 'queued', notBefore: Date.now() + backoffMs * 2 ** (job.attempts - 1), lastError: message })
+        // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up.
+        const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
+        // So is the node's disk filling up, an I/O error, or a sandbox tool gone missing: the job
+        // waits without using one of the build's attempts, and runs when the condition clears.
+        if (!rootTrouble && (isNodeTrouble(err) || isQuorateError(err, 'SANDBOX_UNAVAILABLE'))) {
+          const key = `${job.repoId}@${job.commit}`
+          const was = problems.get(key)
+          problems.set(key, { repoId: job.repoId, commit: job.commit, problem: message, since: was?.since ?? new Date().toISOString(), retries: (was?.retries ?? -1) + 1 })
+          logger.warn('build waits: node trouble', { repo: job.repoId, commit: job.commit.slice(0, 12), problem: message, retryInSeconds: NODE_TROUBLE_RETRY_MS / 1000 })
+          await queue.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1), notBefore: Date.now() + NODE_TROUBLE_RETRY_MS, lastError: message })
+          return
+        }
+        await queue.updateJob({
+          ...job,
+          state: rootTrouble || job.attempts < maxAttempts ? 'queued' : 'failed',
+          notBefore: Date.now() + (rootTrouble ? Math.min(300_000, 5_000 * 2 ** Math.min(job.attempts, 6)) : backoffMs * 2 ** (job.attempts - 1)),
+          lastError: message
+        })
         return
       }
       if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+      problems.delete(`${job.repoId}@${job.commit}`)
       const recipe = spec.recipe
       // Held until this node holds its own log (a lost data directory): then a build key it
       // already signed is republished, never signed a second time.
@@ -204,7 +235,11 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       if (await settledByOwnLog(job)) return
       if (outcome.ok) {
         const o = outcome.output
-        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir })
+        // The whole log, when the build runner kept all of it (short logs): served at /v1/blobs/<sha256> and named in the statement.
+        const logBytes = Buffer.from(outcome.log.head, 'utf8')
+        const logKept = logBytes.length === outcome.log.totalBytes && sha256Hex(logBytes) === outcome.log.sha256
+        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir, ...(logKept ? { log: { sha256: outcome.log.sha256, bytes: logBytes } } : {}) })
+        const endpoint = policy.builders.get(policy.keys.get(c.keyid)?.builder ?? '')?.endpoint
         const id = await c.sign(job.repoId, log => makeProvenanceStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -217,6 +252,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           logSha256: outcome.log.sha256,
           fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
           builderId: init.builderId,
+          repositoryUrl: repo.url,
+          ...(logKept ? { logUri: `${endpoint?.replace(/\/+$/, '') ?? ''}${routePath('blob', { sha256: outcome.log.sha256 })}` } : {}),
           invocationId: randomUUID(),
           startedOn: outcome.startedOn,
           finishedOn: outcome.finishedOn,
@@ -260,7 +297,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     }
   }
 
-  return { run }
+  return { run, nodeProblems: () => [...problems.values()] }
 }
 
 /**

@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { QuorateError, makeRefObservationStatement, type BuilderKeyPair, type LogPosition, type Policy } from '@quorate/core'
+import { QuorateError, makeRefObservationStatement, rootRegistriesOf, type BuilderKeyPair, type LogPosition, type Policy } from '@quorate/core'
 import { Store } from '@quorate/store'
-import { GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker } from '@quorate/builder'
+import { BuildRootCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker } from '@quorate/builder'
 import { startNetwork, type Network } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, type NodeConfig } from './config.js'
 import { loadPeerKey, writePeerKeyFile } from './peer-key-file.js'
@@ -71,6 +71,21 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   })
   // Work dirs a killed process left behind (the build area itself stays: the build user must reach it).
   for (const name of readdirSync(buildArea)) rmSync(join(buildArea, name), { recursive: true, force: true })
+  // Build roots (recipe.root): pulled only from the policy's registries and those the config adds.
+  // A root node keeps them beside its build area, where the build user can reach them, and unpacks as uid 50998.
+  const dropping = config.sandbox === 'bwrap' && buildUser.drop
+  const rootCache = new BuildRootCache({
+    dir: config.roots.cacheDir ?? (dropping
+      ? await prepareBuildArea({ user: buildUser, dataDir: config.dataDir, defaultDir: join(config.dataDir, 'roots'), preferred: `${buildArea}-roots` })
+      : join(config.dataDir, 'roots')),
+    allowedRegistries: () => [...new Set([...rootRegistriesOf(policy), ...config.roots.allowRegistries])],
+    registries: config.roots.registries,
+    layouts: config.roots.layouts,
+    ...(config.roots.maxBytes !== undefined ? { maxBytes: config.roots.maxBytes } : {}),
+    ...(config.roots.maxImageBytes !== undefined ? { maxImageBytes: config.roots.maxImageBytes } : {}),
+    ...(config.roots.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: config.roots.maxUnpackedBytes } : {}),
+    ...(dropping ? { unpackUser: { uid: ROOT_UNPACK_ID, gid: ROOT_UNPACK_ID } } : {})
+  })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
   const store = await Store.open(dir.db, { blobsDir: dir.blobs })
   const stops: Array<() => Promise<void>> = [async () => await store.close()]
@@ -146,7 +161,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const outputs = createOutputs({ store, network, logger })
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
-      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000 },
+      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000 },
       { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
     )
     const worker = buildWorker({ concurrency: config.concurrency }, {
@@ -199,7 +214,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       network,
       events,
       metrics,
-      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status() }),
+      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems() }),
       poll: async (repoId) => await watch.pollNow(repoId),
       logger
     })
@@ -246,4 +261,12 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     await stopAll()
     throw err
   }
+}
+
+/** The host uid/gid a root node unpacks build roots as (neither the build user's nor root). */
+const ROOT_UNPACK_ID = 50998
+
+/** Build roots the node could not pull or verify, with what the registry answered (jobs wait and retry). */
+function rootProblems (cache: BuildRootCache): Array<{ image: string, problem: string, at: string }> {
+  return [...cache.problems].map(([image, p]) => ({ image, problem: p.message, at: new Date(p.at).toISOString() }))
 }
