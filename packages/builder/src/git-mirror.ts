@@ -33,6 +33,26 @@ export interface RefPatterns {
   tags?: string[]
 }
 
+/** What a first clone has done so far (git's own progress line, e.g. "Receiving objects:  45% (450/1000), 1.2 MiB"). */
+export interface CloneProgress {
+  url: string
+  elapsedMs: number
+  line: string
+}
+
+export interface FetchOptions {
+  /** For a first clone (no mirror yet): called every progressIntervalMs with git's latest progress line. */
+  onCloneProgress?: (progress: CloneProgress) => void
+  /** Default 15 s. */
+  progressIntervalMs?: number
+}
+
+/** Watched branch patterns that match no branch of the remote, and the branches it has. */
+export interface MissingBranches {
+  missing: string[]
+  branches: string[]
+}
+
 const COMMIT_HEX = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
 const LOCAL_TIMEOUT_MS = 5 * 60 * 1000
 
@@ -81,27 +101,66 @@ export class GitMirror {
   }
 
   /** Creates the bare mirror if needed, then fetches all branches and tags, pruning deleted ones. */
-  async fetch (): Promise<void> {
-    const run = this.fetching.then(async () => await this.fetchNow())
+  async fetch (options: FetchOptions = {}): Promise<void> {
+    const run = this.fetching.then(async () => await this.fetchNow(options))
     this.fetching = run.catch(() => {})
     await run
   }
 
-  private async fetchNow (): Promise<void> {
-    if (!await exists(join(this.dir, 'HEAD'))) {
+  private async fetchNow (options: FetchOptions): Promise<void> {
+    const first = !await exists(join(this.dir, 'HEAD'))
+    if (first) {
       await mkdir(dirname(this.dir), { recursive: true })
       await this.git(['init', '--quiet', '--bare', '--template=', this.dir], { what: `create the mirror at ${this.dir}` })
     }
-    const result = await this.rawGit([
-      '-C', this.dir, 'fetch', '--quiet', '--prune', '--no-tags', '--no-recurse-submodules', '--no-write-fetch-head',
-      '--', this.url, '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'
-    ], { timeoutMs: this.fetchTimeoutMs, network: true })
+    const report = first ? options.onCloneProgress : undefined
+    let line = 'connecting'
+    const started = performance.now()
+    const timer = report === undefined
+      ? undefined
+      : setInterval(() => report({ url: this.displayUrl, elapsedMs: Math.round(performance.now() - started), line }), options.progressIntervalMs ?? 15_000)
+    timer?.unref()
+    let result: CollectResult
+    try {
+      result = await this.rawGit([
+        '-C', this.dir, 'fetch', report !== undefined ? '--progress' : '--quiet', '--prune', '--no-tags', '--no-recurse-submodules', '--no-write-fetch-head',
+        '--', this.url, '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'
+      ], {
+        timeoutMs: this.fetchTimeoutMs,
+        network: true,
+        onStderr: report === undefined
+          ? undefined
+          : chunk => {
+            const lines = chunk.toString('utf8').split(/[\r\n]/).map(l => l.trim()).filter(l => l.length > 0)
+            if (lines.length > 0) line = this.redact(lines[lines.length - 1]).slice(0, 200)
+          }
+      })
+    } finally {
+      if (timer !== undefined) clearInterval(timer)
+    }
     if (result.timedOut || result.code !== 0) {
       const why = result.timedOut ? `no answer within ${Math.round(this.fetchTimeoutMs / 1000)} s` : this.firstErrorLine(result.stderr)
       throw new QuorateError('GIT_FAILED',
         `could not fetch ${this.displayUrl}: ${why}; check the repository URL in the policy and the node's credentials`,
         { url: this.displayUrl, exitStatus: result.code, stderr: this.redact(result.stderr) })
     }
+  }
+
+  /** The branch names the remote had at the last fetch (the mirror keeps exactly those). */
+  async branches (): Promise<string[]> {
+    await this.requireMirror()
+    const listed = await this.git(['-C', this.dir, 'for-each-ref', '--format=%(refname:lstrip=2)', 'refs/heads'], { what: 'list branches' })
+    return listed.split('\n').filter(b => b.length > 0)
+  }
+
+  /** Which of the watched branch patterns match no branch of the remote (as of the last fetch). */
+  async missingBranches (patterns: string[]): Promise<MissingBranches> {
+    const branches = await this.branches()
+    const missing = patterns.filter(p => {
+      const re = globToRegExp(stripPrefix(p, 'refs/heads/'))
+      return !branches.some(b => re.test(b))
+    })
+    return { missing, branches }
   }
 
   /** Full ref name → commit for every branch and tag matching the patterns; annotated tags are peeled. */
@@ -288,7 +347,7 @@ export class GitMirror {
     return r.stdout.replace(/\n$/, '')
   }
 
-  private async rawGit (args: string[], options: { timeoutMs: number, input?: string, network?: boolean, maxOutputBytes?: number, umask022?: boolean }): Promise<CollectResult> {
+  private async rawGit (args: string[], options: { timeoutMs: number, input?: string, network?: boolean, maxOutputBytes?: number, umask022?: boolean, onStderr?: (chunk: Buffer) => void }): Promise<CollectResult> {
     // A umask is per process: set it in a shell that then becomes git (no shell parses args).
     const prefix = options.umask022 === true ? ['/bin/sh', '-c', 'umask 022 && exec "$@"', 'sh'] : []
     try {
@@ -296,7 +355,8 @@ export class GitMirror {
         env: this.environment(options.network === true),
         timeoutMs: options.timeoutMs,
         input: options.input,
-        maxOutputBytes: options.maxOutputBytes
+        maxOutputBytes: options.maxOutputBytes,
+        onStderr: options.onStderr
       })
       if (prefix.length > 0 && r.code === 127) throw Object.assign(new Error(r.stderr), { code: 'ENOENT' })
       return r

@@ -11,6 +11,28 @@ describe('GitMirror', () => {
   const temp = tempDirs()
   afterEach(temp.cleanup)
 
+  it('names watched branches the remote lacks, with the branches it has, and reports a first clone\'s progress', async () => {
+    const root = await temp.make()
+    const repo = await makeRepo(join(root, 'repo'))
+    await commitFiles(repo, { 'a.txt': 'one' }, 'c1', T0)
+    await git(repo, ['branch', 'develop'])
+    await git(repo, ['branch', 'release/1.0'])
+    const mirror = new GitMirror({ url: repo, dir: join(root, 'mirror.git') })
+    const progress: Array<{ url: string, elapsedMs: number, line: string }> = []
+    await mirror.fetch({ progressIntervalMs: 1, onCloneProgress: p => progress.push(p) })
+    expect(progress.length).toBeGreaterThan(0)
+    expect(progress[0].url).toBe(repo)
+    expect(await mirror.branches()).toEqual(['develop', 'main', 'release/1.0'])
+    expect(await mirror.missingBranches(['master', 'main', 'release/*', 'refs/heads/feature/**'])).toEqual({
+      missing: ['master', 'refs/heads/feature/**'],
+      branches: ['develop', 'main', 'release/1.0']
+    })
+    // Later fetches are not clones: no progress.
+    const count = progress.length
+    await mirror.fetch({ progressIntervalMs: 1, onCloneProgress: p => progress.push(p) })
+    expect(progress.length).toBe(count)
+  })
+
   it('fetches a local repository, resolves ref globs, lists commits and checks out', async () => {
     const root = await temp.make()
     const repo = await makeRepo(join(root, 'repo'))
