@@ -47,6 +47,14 @@ export interface FetchOptions {
   progressIntervalMs?: number
 }
 
+/** What git says about a commit (the author's own words and clock: never signed by a builder). */
+export interface CommitSummary {
+  subject: string
+  author: string
+  /** The author date, ISO 8601 with the author's UTC offset. */
+  date: string
+}
+
 /** Watched branch patterns that match no branch of the remote, and the branches it has. */
 export interface MissingBranches {
   missing: string[]
@@ -144,6 +152,38 @@ export class GitMirror {
         `could not fetch ${this.displayUrl}: ${why}; check the repository URL in the policy and the node's credentials`,
         { url: this.displayUrl, exitStatus: result.code, stderr: this.redact(result.stderr) })
     }
+  }
+
+  /**
+   * Subject line, author name and author date of each commit the mirror has (one git process
+   * for all of them); commits it lacks are left out.
+   */
+  async commitSummaries (commits: string[]): Promise<Map<string, CommitSummary>> {
+    const out = new Map<string, CommitSummary>()
+    const wanted = [...new Set(commits)].filter(c => COMMIT_HEX.test(c))
+    if (wanted.length === 0 || !await exists(join(this.dir, 'HEAD'))) return out
+    const r = await this.rawGit(['-C', this.dir, 'cat-file', '--batch'], { timeoutMs: LOCAL_TIMEOUT_MS, input: wanted.map(c => `${c}\n`).join(''), maxOutputBytes: 256 * 1024 * 1024 })
+    if (r.code !== 0 || r.timedOut) return out
+    const bytes = r.stdoutBytes
+    let at = 0
+    while (at < bytes.length) {
+      const nl = bytes.indexOf(0x0a, at)
+      if (nl < 0) break
+      const [sha, type, size] = bytes.subarray(at, nl).toString('utf8').split(' ')
+      if (type === 'missing' || size === undefined) { at = nl + 1; continue }
+      const n = Number(size)
+      const body = bytes.subarray(nl + 1, nl + 1 + n).toString('utf8')
+      at = nl + 1 + n + 1
+      if (type !== 'commit') continue
+      const end = body.indexOf('\n\n')
+      const headers = (end < 0 ? body : body.slice(0, end)).split('\n')
+      const message = end < 0 ? '' : body.slice(end + 2)
+      const author = headers.find(h => h.startsWith('author '))
+      const m = author === undefined ? null : /^author (.*) <[^>]*> (\d+) ([+-])(\d{2})(\d{2})$/.exec(author)
+      const subject = message.split('\n\n')[0].replace(/\s*\n\s*/g, ' ').trim()
+      out.set(sha, { subject: subject.slice(0, 1000), author: m?.[1] ?? '', date: m === null ? '' : authorDate(Number(m[2]), m[3], Number(m[4]), Number(m[5])) })
+    }
+    return out
   }
 
   /** The branch names the remote had at the last fetch (the mirror keeps exactly those). */
@@ -441,6 +481,15 @@ export function globToRegExp (pattern: string): RegExp {
 }
 
 /** Throws unless `commit` is a full lowercase hex object name. */
+/** A git timestamp with its UTC offset as ISO 8601 in that offset ("2026-01-01T09:00:00+02:00"). */
+function authorDate (unix: number, sign: string, hours: number, minutes: number): string {
+  const offset = (sign === '-' ? -1 : 1) * (hours * 60 + minutes)
+  if (!Number.isSafeInteger(unix) || Math.abs(unix) > 8.64e12) return ''
+  const local = new Date((unix + offset * 60) * 1000).toISOString().slice(0, 19)
+  if (offset === 0) return `${local}Z`
+  return `${local}${sign}${String(hours).padStart(2, '0')}:${String(minutes).padStart(2, '0')}`
+}
+
 export function checkCommit (commit: string): void {
   if (!COMMIT_HEX.test(commit)) {
     throw new QuorateError('USAGE', `"${commit.slice(0, 80)}" is not a full commit id; give 40 (or 64) lowercase hex digits`, { commit: commit.slice(0, 80) })

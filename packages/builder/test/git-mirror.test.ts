@@ -27,6 +27,13 @@ describe('GitMirror', () => {
       missing: ['master', 'refs/heads/feature/**'],
       branches: ['develop', 'main', 'release/1.0']
     })
+    // Subject, author and author date (in the author's offset) for the dashboard, unsigned.
+    const c2 = await git(repo, ['commit', '-q', '--allow-empty', '-m', 'Fix the <b>parser</b>\ncontinued\n\nbody text'], { GIT_AUTHOR_NAME: 'Ada Lovelace', GIT_AUTHOR_DATE: `@${T0} +0200`, GIT_COMMITTER_DATE: `@${T0} +0000` })
+      .then(async () => await git(repo, ['rev-parse', 'HEAD']))
+    await mirror.fetch()
+    const info = await mirror.commitSummaries([c2, 'f'.repeat(40), 'not-a-commit'])
+    expect([...info.keys()]).toEqual([c2])
+    expect(info.get(c2)).toEqual({ subject: 'Fix the <b>parser</b> continued', author: 'Ada Lovelace', date: new Date((T0 + 7200) * 1000).toISOString().slice(0, 19) + '+02:00' })
     // Later fetches are not clones: no progress.
     const count = progress.length
     await mirror.fetch({ progressIntervalMs: 1, onCloneProgress: p => progress.push(p) })

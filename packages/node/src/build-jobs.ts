@@ -30,6 +30,21 @@ export interface BuildJobsInit {
   builderId: string
   /** Demo and tests only: behave like a compromised CI that alters its outputs. */
   tamperOutput?: boolean
+  /** How often a running build logs its phase, elapsed time and log size at info level (default 15 s). */
+  progressIntervalMs?: number
+}
+
+/** A build this node is running now, as `quorate status` shows it. */
+export interface RunningBuild {
+  repoId: string
+  commit: string
+  ref: string
+  attempt: number
+  phase: string
+  startedAt: string
+  elapsedSeconds: number
+  phaseElapsedSeconds: number
+  logBytes: number
 }
 
 export interface BuildJobsComponents {
@@ -42,8 +57,8 @@ export interface BuildJobsComponents {
   sign: (repoId: string, make: (log: LogPosition) => Record<string, unknown>) => Promise<string>
   /** Publishes an envelope already in the own log again. */
   republish: (item: { id: string, repoId: string, bytes: Uint8Array }) => void
-  outputs: Pick<Outputs, 'keep'>
-  metrics: Pick<NodeMetrics, 'builds' | 'buildSeconds'>
+  outputs: Pick<Outputs, 'keepBuild'>
+  metrics: Pick<NodeMetrics, 'builds' | 'buildSeconds' | 'buildPhaseSeconds'>
   stats: { buildsSucceeded: number, buildsFailed: number }
   events: EventBus
   logger: Logger
@@ -57,6 +72,8 @@ export interface BuildJobsComponents {
  */
 export interface BuildJobs {
   run: (job: BuildJob, signal: AbortSignal) => Promise<void>
+  /** The builds running now, with their phase and elapsed time. */
+  running: () => RunningBuild[]
 }
 
 /** The shell wrapper a compromised CI would use: run the real build, then slip a change into the output. */
@@ -67,6 +84,7 @@ function tamperedRecipe (recipe: Recipe): Recipe {
 
 export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJobs {
   const { policy, logger, events, metrics, stats, queue } = c
+  const running = new Map<string, { job: BuildJob, phase: string, started: number, phaseStarted: number, logBytes: number }>()
 
   /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
   async function recipeFromCommit (job: BuildJob, requireRoot: boolean): Promise<string | RecipeSpec> {
@@ -121,6 +139,19 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
     events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
     const t0 = Date.now()
+    const runKey = `${job.repoId}@${job.commit}@${job.recipeKey}`
+    const live = { job, phase: 'starting', started: t0, phaseStarted: t0, logBytes: 0 }
+    running.set(runKey, live)
+    const onProgress = (phase: string, info?: Record<string, unknown>): void => {
+      if (info?.tick === true) {
+        live.logBytes = typeof info.logBytes === 'number' ? info.logBytes : live.logBytes
+        logger.info('build running', { repo: job.repoId, commit: job.commit.slice(0, 12), phase, elapsedS: Math.round((Date.now() - t0) / 1000), phaseElapsedS: Math.round((Date.now() - live.phaseStarted) / 1000), logBytes: live.logBytes })
+        return
+      }
+      live.phase = phase
+      live.phaseStarted = Date.now()
+      logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
+    }
     try {
       let outcome
       try {
@@ -137,7 +168,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           fetchNetwork: init.fetchNetwork,
           outputCopyDir,
           signal,
-          onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
+          onProgress,
+          progressIntervalMs: init.progressIntervalMs
         })
       } catch (err) {
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
@@ -150,7 +182,15 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       const recipe = spec.recipe
       if (outcome.ok) {
         const o = outcome.output
-        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir })
+        await c.outputs.keepBuild({
+          repoId: job.repoId,
+          commit: job.commit,
+          log: outcome.log,
+          output: { narSha256: o.narSha256, fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir }
+        })
+        for (const [phase, ms] of Object.entries(outcome.durationsMs)) {
+          if (typeof ms === 'number') metrics.buildPhaseSeconds.observe(ms / 1000, { phase })
+        }
         const id = await c.sign(job.repoId, log => makeProvenanceStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -175,6 +215,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         logger.info('build succeeded', { repo: job.repoId, commit: job.commit.slice(0, 12), narSha256: o.narSha256, files: o.fileCount, ms: Date.now() - t0, ...Object.fromEntries(Object.entries(outcome.durationsMs).map(([k, v]) => [k, Math.round(v as number)])) })
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
       } else {
+        await c.outputs.keepBuild({ repoId: job.repoId, commit: job.commit, log: outcome.log })
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -198,10 +239,27 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: false, durationMs: Date.now() - t0 })
       }
     } finally {
+      running.delete(runKey)
       rmSync(workDir, { recursive: true, force: true })
       rmSync(outputCopyDir, { recursive: true, force: true })
     }
   }
 
-  return { run }
+  return {
+    run,
+    running: () => {
+      const now = Date.now()
+      return [...running.values()].map(r => ({
+        repoId: r.job.repoId,
+        commit: r.job.commit,
+        ref: r.job.ref,
+        attempt: r.job.attempts,
+        phase: r.phase,
+        startedAt: new Date(r.started).toISOString(),
+        elapsedSeconds: Math.round((now - r.started) / 1000),
+        phaseElapsedSeconds: Math.round((now - r.phaseStarted) / 1000),
+        logBytes: r.logBytes
+      }))
+    }
+  }
 }

@@ -2,7 +2,7 @@ import { decideQuorum, type Decision, type Policy, type VerifiedAttestation } fr
 import type { Store } from '@quorate/store'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
-import type { MetricsRegistry } from './metrics.js'
+import type { Counter, MetricsRegistry } from './metrics.js'
 import type { Notice } from './notifier.js'
 
 /** A decision with what it rests on: every envelope stored for the commit and the repository's equivocation proofs. */
@@ -31,7 +31,7 @@ export interface DecisionsComponents {
   events: EventBus
   logger: Logger
   notify: (notice: Omit<Notice, 'node' | 'time'>) => void
-  metrics?: { registry: MetricsRegistry }
+  metrics?: { registry: MetricsRegistry, decisions?: Counter }
 }
 
 /**
@@ -127,6 +127,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     lastStatus.delete(k); lastStatus.set(k, decision.status)
     if (lastSig.size > 10_000) lastSig.delete(lastSig.keys().next().value as string)
     if (lastStatus.size > 10_000) lastStatus.delete(lastStatus.keys().next().value as string)
+    c.metrics?.decisions?.inc({ status: decision.status })
     if (decision.status === 'disputed' && !wasDisputed) c.notify({ type: 'disputed', repoId, commit, summary: decision.summary })
     logger.info('decision', {
       repo: repoId,
