@@ -444,6 +444,16 @@ async function cmdStatus (args: string[]): Promise<number> {
   print(`${escapeForTerminal(s.name)}: builder ${escapeForTerminal(s.builder ?? '(not in policy)')}, sandbox ${s.sandbox}, policy ${s.policyDigest.slice(0, 16)}…`)
   print(`  peer ${s.peerId}, ${s.peers.length} peers connected`)
   print(`  builds: ${Object.entries(s.queue).map(([k, v]) => `${v} ${k}`).join(', ')}`)
+  const own = s.ownLog
+  if (own !== undefined) {
+    print(own.state === 'ready'
+      ? `  own log: held (${escapeForTerminal(own.reason)})`
+      : `  own log: HOLDING SIGNATURES: ${escapeForTerminal(own.reason)}; fetching it back from peers (${own.answeredOrgs.length} of ${own.requiredOrgs} organizations answered)`)
+  }
+  for (const p of s.rootProblems ?? []) print(`  build root ${escapeForTerminal(p.image)} unavailable: ${escapeForTerminal(p.problem)}`)
+  for (const p of s.nodeProblems ?? []) {
+    print(`  WAITING ON THIS NODE: ${escapeForTerminal(p.repoId)}@${p.commit.slice(0, 12)} since ${p.since} (${p.retries} retries): ${escapeForTerminal(p.problem)}`)
+  }
   for (const r of s.running ?? []) {
     print(`  running: ${escapeForTerminal(r.repoId)}@${r.commit.slice(0, 12)} (${escapeForTerminal(r.ref)}, attempt ${r.attempt}): ${r.phase} phase for ${duration(r.phaseElapsedSeconds)}, ${duration(r.elapsedSeconds)} in all, log ${r.logBytes} bytes`)
   }

@@ -1,10 +1,10 @@
-import type { Decision, DecisionStatus } from '@quorate/core'
+import { QuorateError, type Decision, type DecisionStatus } from '@quorate/core'
 
 /**
  * The node's HTTP contract, shared by the server (`http-api.ts`) and the typed client in the
  * cli: every route's method, path template and response type. Paths are built with `routePath`
  * (which percent-encodes every parameter) and matched with `matchRoute` (which decodes them).
- * This module imports nothing at run time, so a client loads it without libp2p or LevelDB.
+ * It imports only core at run time, so a client loads it without libp2p or LevelDB.
  */
 
 /** One cell of the builder × commit matrix: what each builder said about the commit. */
@@ -31,6 +31,12 @@ export interface StatusResponse {
   repositories: string[]
   running: RunningBuildStatus[]
   problems: WatchProblemStatus[]
+  /** Build roots the node cannot pull or verify, with what the registry answered (those jobs wait and retry). */
+  rootProblems: Array<{ image: string, problem: string, at: string }>
+  /** Builds held back by the node's own trouble (disk full, I/O error, sandbox tools missing); they run when it clears. */
+  nodeProblems: Array<{ repoId: string, commit: string, problem: string, since: string, retries: number }>
+  /** Whether the node may sign: it holds its own logs ('ready'), or it is fetching them back from peers ('recovering': signatures held). */
+  ownLog?: { state: 'ready' | 'recovering', reason: string, answeredOrgs: string[], requiredOrgs: number, recovered: number }
 }
 export interface PolicyResponse { digest: string, policy: unknown, urlsRedacted: true }
 export interface ReposResponse { repositories: Array<{ id: string, branches: string[], tags: string[], recipeDigest: string | null, recipeFromRepo: boolean }> }
@@ -50,7 +56,10 @@ export interface CommitResponse {
   envelopes: unknown[]
   equivocationProofs: Array<[unknown, unknown]>
 }
-export interface LatestResponse { repoId: string, ref: string, commit: string, narSha256: string, supportingOrgs: string[], observedBy: string[], firstSeen: string }
+/** The latest trusted commit of a ref; `onChainOf`: the organizations that have it on their current chains of the ref. */
+export interface LatestResponse { repoId: string, ref: string, commit: string, narSha256: string, supportingOrgs: string[], onChainOf: string[], observedBy: string[] }
+/** One signer's whole log of a repository, oldest first (untrusted envelopes: check them). */
+export interface LogResponse { repoId: string, keyid: string, envelopes: unknown[] }
 export interface DigestResponse { narSha256: string, commits: Array<{ repoId: string, commit: string, status: DecisionStatus, trusted: boolean, attestedBy: string[] }> }
 export interface PollResponse { ok: true, queue: Record<string, number> }
 export interface WebhookResponse { ok: true, polling: true }
@@ -79,6 +88,8 @@ export const ROUTES = {
   /** `?ref=refs/heads/main` */
   latest: route<'repo', LatestResponse>('GET', '/v1/repos/:repo/latest'),
   digest: route<'narSha256', DigestResponse>('GET', '/v1/digests/:narSha256'),
+  /** One signer's log: how a node that lost its data directory gets its own log back. */
+  log: route<'repo' | 'keyid', LogResponse>('GET', '/v1/logs/:repo/:keyid'),
   /** File lists by digest (bytes). */
   blob: route<'sha256', Uint8Array>('GET', '/v1/blobs/:sha256'),
   /** Output files by sha256 (bytes). */
@@ -88,7 +99,7 @@ export const ROUTES = {
    * when the log outgrew the recipe's maxLogBytes: then only its head and tail are kept, and
    * the body does not hash to the signed digest.
    */
-  log: route<'sha256', Uint8Array>('GET', '/v1/logs/:sha256'),
+  buildLog: route<'sha256', Uint8Array>('GET', '/v1/logs/:sha256'),
   /** Server-sent events. */
   events: route<never, string>('GET', '/v1/events'),
   /** Prometheus text. */
@@ -107,6 +118,8 @@ export function routePath<N extends RouteName> (name: N, params: Record<ParamsOf
   const path = ROUTES[name].path.replace(/:([a-zA-Z0-9]+)/g, (_m, p: string) => {
     const v = values[p]
     if (v === undefined) throw new TypeError(`route ${name}: parameter "${p}" missing`)
+    // URL parsers resolve these segments (also percent-encoded) before sending: they would reach another route.
+    if (v === '' || v === '.' || v === '..') throw new QuorateError('USAGE', `${p}: "${v}" cannot be a path segment of ${ROUTES[name].path}`)
     return encodeURIComponent(v)
   })
   const q = query === undefined ? '' : new URLSearchParams(query).toString()

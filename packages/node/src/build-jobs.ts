@@ -2,17 +2,18 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
-  makeFailureStatement, makeProvenanceStatement, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
+  isQuorateError, makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
-import { runBuild, parseImageSpec, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
+import { runBuild, parseImageSpec, isNodeTrouble, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Outputs } from './outputs.js'
+import { routePath } from './api-routes.js'
 
-/** Build attempts (a failing build or a runner error) before a job stays failed. */
+/** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
 /** The signed failure reason when the policy requires a build root and the commit's recipe has none. */
 const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this repository ("requireRoot": true), but .quorate/recipe.json has no "root"; add "root": {"image": "<name>@sha256:<digest>"} to the recipe'
@@ -27,9 +28,15 @@ export interface BuildJobsInit {
   user: BuildUser
   /** The fetch phase's network settings (node config `fetchNetwork`). */
   fetchNetwork?: BuildRequest['fetchNetwork']
+  /** Where pinned build roots (recipe.root) come from. */
+  rootCache?: BuildRequest['rootCache']
   builderId: string
   /** Demo and tests only: behave like a compromised CI that alters its outputs. */
   tamperOutput?: boolean
+  /** Tries of a failing build; the last failure is signed as final. Default MAX_ATTEMPTS. */
+  buildAttempts?: number
+  /** Backoff before the first retry, doubled for each further one, in ms. Default 30 000. */
+  retryBackoffMs?: number
   /** How often a running build logs its phase, elapsed time and log size at info level (default 15 s). */
   progressIntervalMs?: number
 }
@@ -55,6 +62,11 @@ export interface BuildJobsComponents {
   queue: Pick<BuildQueue, 'updateJob'>
   /** Signs into the own log (persisted), then publishes; resolves to the envelope id. */
   sign: (repoId: string, make: (log: LogPosition) => Record<string, unknown>) => Promise<string>
+  /**
+   * Resolves when this node may sign (its own log is held from seq 0, DESIGN.md "A node never
+   * forks its own log"); builds run meanwhile, their signatures wait. Default: at once.
+   */
+  ownLogReady?: () => Promise<void>
   /** Publishes an envelope already in the own log again. */
   republish: (item: { id: string, repoId: string, bytes: Uint8Array }) => void
   outputs: Pick<Outputs, 'keepBuild'>
@@ -72,9 +84,17 @@ export interface BuildJobsComponents {
  */
 export interface BuildJobs {
   run: (job: BuildJob, signal: AbortSignal) => Promise<void>
+  /** Jobs waiting on the node's own trouble (disk full, I/O error, sandbox tools missing), with what was wrong. */
+  nodeProblems: () => NodeProblem[]
   /** The builds running now, with their phase and elapsed time. */
   running: () => RunningBuild[]
 }
+
+/** A job held back by the node's own trouble: it is not the build's fault, nothing was signed. */
+export interface NodeProblem { repoId: string, commit: string, problem: string, since: string, retries: number }
+
+/** How long a job waits after the node's own trouble before it is tried again (the check is cheap). */
+export const NODE_TROUBLE_RETRY_MS = 10_000
 
 /** The shell wrapper a compromised CI would use: run the real build, then slip a change into the output. */
 function tamperedRecipe (recipe: Recipe): Recipe {
@@ -84,7 +104,47 @@ function tamperedRecipe (recipe: Recipe): Recipe {
 
 export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJobs {
   const { policy, logger, events, metrics, stats, queue } = c
+  const maxAttempts = init.buildAttempts ?? MAX_ATTEMPTS
+  const backoffMs = init.retryBackoffMs ?? 30_000
+  const problems = new Map<string, NodeProblem>()
   const running = new Map<string, { job: BuildJob, phase: string, started: number, phaseStarted: number, logBytes: number }>()
+
+  /**
+   * What this key already signed for the job's commit: a build result (never sign another; the
+   * envelope is republished) or failures (the next attempt number continues after them; a final
+   * one ends the job).
+   */
+  async function ownAnswers (job: BuildJob): Promise<{ build?: { id: string, bytes: Uint8Array }, attempts: number, final?: string }> {
+    const mine = (await c.store.envelopesForCommit(job.repoId, job.commit)).filter(e => e.meta.keyid === c.keyid)
+    const build = mine.find(e => e.meta.kind === 'build')
+    let attempts = 0
+    let final: string | undefined
+    for (const e of mine.filter(x => x.meta.kind === 'failure')) {
+      try {
+        const a = parseAttestation(parseEnvelope(JSON.parse(Buffer.from(e.bytes).toString('utf8'))).payloadBytes)
+        if (a.kind !== 'failure') continue
+        attempts = Math.max(attempts, a.attempt)
+        if (a.final) final = e.meta.id
+      } catch {}
+    }
+    return { ...(build !== undefined ? { build: { id: build.meta.id, bytes: build.bytes } } : {}), attempts, ...(final !== undefined ? { final } : {}) }
+  }
+
+  /** Re-checks after the own log is ready: true when the job is already answered (and settled). */
+  async function settledByOwnLog (job: BuildJob): Promise<boolean> {
+    const own = await ownAnswers(job)
+    if (own.build !== undefined) {
+      c.republish({ id: own.build.id, repoId: job.repoId, bytes: own.build.bytes })
+      await queue.updateJob({ ...job, state: 'succeeded', envelopeId: own.build.id })
+      logger.info('build already signed', { repo: job.repoId, commit: job.commit.slice(0, 12), envelopeId: own.build.id, hint: 'republished, not signed again' })
+      return true
+    }
+    if (own.final !== undefined) {
+      await queue.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: own.final })
+      return true
+    }
+    return false
+  }
 
   /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
   async function recipeFromCommit (job: BuildJob, requireRoot: boolean): Promise<string | RecipeSpec> {
@@ -111,21 +171,22 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     const repo = policy.repositories.get(job.repoId)
     if (repo === undefined) return
     // An envelope for this build key may exist from before a crash: republish it, never rebuild.
-    const own = (await c.store.envelopesForCommit(job.repoId, job.commit)).find(e => e.meta.keyid === c.keyid && e.meta.kind === 'build')
-    if (own !== undefined) {
-      c.republish({ id: own.meta.id, repoId: job.repoId, bytes: own.bytes })
-      await queue.updateJob({ ...job, state: 'succeeded', envelopeId: own.meta.id })
-      return
-    }
+    if (await settledByOwnLog(job)) return
     let spec: RecipeSpec
     if (repo.recipe !== undefined) {
       spec = repo.recipe
     } else {
       const problem = await recipeFromCommit(job, repo.requireRoot)
       if (typeof problem === 'string') {
+        await c.ownLogReady?.()
+        if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+        if (await settledByOwnLog(job)) return
+        const attempt = (await ownAnswers(job)).attempts + 1
+        // Retrying cannot change the commit's recipe: final at once.
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId, ref: job.ref, commit: job.commit, exitStatus: null, timedOut: false, reason: problem,
-          logSha256: sha256Hex(''), fingerprint: { sandbox: init.sandbox }, builderId: init.builderId, finishedOn: new Date().toISOString(), log
+          logSha256: sha256Hex(''), fingerprint: { sandbox: init.sandbox }, builderId: init.builderId, finishedOn: new Date().toISOString(), log,
+          attempt, final: true
         }))
         await queue.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: id, lastError: problem })
         logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: problem, retry: false })
@@ -166,6 +227,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           sandbox: init.sandbox,
           user: init.user,
           fetchNetwork: init.fetchNetwork,
+          ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
           outputCopyDir,
           signal,
           onProgress,
@@ -175,13 +237,39 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const message = (err as Error).message
         logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
-        await queue.updateJob({ ...job, state: job.attempts >= MAX_ATTEMPTS ? 'failed' : 'queued', notBefore: Date.now() + 30_000 * 2 ** job.attempts, lastError: message })
+        // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up.
+        const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
+        // So is the node's disk filling up, an I/O error, or a sandbox tool gone missing: the job
+        // waits without using one of the build's attempts, and runs when the condition clears.
+        if (!rootTrouble && (isNodeTrouble(err) || isQuorateError(err, 'SANDBOX_UNAVAILABLE'))) {
+          const key = `${job.repoId}@${job.commit}`
+          const was = problems.get(key)
+          problems.set(key, { repoId: job.repoId, commit: job.commit, problem: message, since: was?.since ?? new Date().toISOString(), retries: (was?.retries ?? -1) + 1 })
+          logger.warn('build waits: node trouble', { repo: job.repoId, commit: job.commit.slice(0, 12), problem: message, retryInSeconds: NODE_TROUBLE_RETRY_MS / 1000 })
+          await queue.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1), notBefore: Date.now() + NODE_TROUBLE_RETRY_MS, lastError: message })
+          return
+        }
+        await queue.updateJob({
+          ...job,
+          state: rootTrouble || job.attempts < maxAttempts ? 'queued' : 'failed',
+          notBefore: Date.now() + (rootTrouble ? Math.min(300_000, 5_000 * 2 ** Math.min(job.attempts, 6)) : backoffMs * 2 ** (job.attempts - 1)),
+          lastError: message
+        })
         return
       }
       if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+      problems.delete(`${job.repoId}@${job.commit}`)
       const recipe = spec.recipe
+      // Held until this node holds its own log (a lost data directory): then a build key it
+      // already signed is republished, never signed a second time.
+      await c.ownLogReady?.()
+      if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+      if (await settledByOwnLog(job)) return
       if (outcome.ok) {
         const o = outcome.output
+        // The log is kept (whole, or head and tail when it outgrew maxLogBytes) and served at
+        // /v1/logs/<sha256>; a whole one is also a blob (/v1/blobs/<sha256>, peers) named in the statement.
+        const logKept = outcome.log.complete
         await c.outputs.keepBuild({
           repoId: job.repoId,
           commit: job.commit,
@@ -191,6 +279,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         for (const [phase, ms] of Object.entries(outcome.durationsMs)) {
           if (typeof ms === 'number') metrics.buildPhaseSeconds.observe(ms / 1000, { phase })
         }
+        const endpoint = policy.builders.get(policy.keys.get(c.keyid)?.builder ?? '')?.endpoint
         const id = await c.sign(job.repoId, log => makeProvenanceStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -203,6 +292,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           logSha256: outcome.log.sha256,
           fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
           builderId: init.builderId,
+          repositoryUrl: repo.url,
+          ...(logKept ? { logUri: `${endpoint?.replace(/\/+$/, '') ?? ''}${routePath('blob', { sha256: outcome.log.sha256 })}` } : {}),
           invocationId: randomUUID(),
           startedOn: outcome.startedOn,
           finishedOn: outcome.finishedOn,
@@ -216,6 +307,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
       } else {
         await c.outputs.keepBuild({ repoId: job.repoId, commit: job.commit, log: outcome.log })
+        const attempt = (await ownAnswers(job)).attempts + 1
+        const retry = attempt < maxAttempts
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -228,14 +321,15 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
           builderId: init.builderId,
           finishedOn: outcome.finishedOn,
-          log
+          log,
+          attempt,
+          final: !retry
         }))
         stats.buildsFailed++
         metrics.builds.inc({ outcome: 'failure' })
         metrics.buildSeconds.observe((Date.now() - t0) / 1000, { outcome: 'failure' })
-        const retry = job.attempts < MAX_ATTEMPTS
-        await queue.updateJob({ ...job, state: retry ? 'queued' : 'failed', notBefore: Date.now() + 30_000 * 2 ** (job.attempts - 1), envelopeId: id, lastError: outcome.reason })
-        logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: outcome.reason, exitStatus: outcome.exitStatus, timedOut: outcome.timedOut, retry, logTail: outcome.log.tail.slice(-400) })
+        await queue.updateJob({ ...job, state: retry ? 'queued' : 'failed', notBefore: retry ? Date.now() + backoffMs * 2 ** (attempt - 1) : Number.MAX_SAFE_INTEGER, envelopeId: id, lastError: outcome.reason })
+        logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: outcome.reason, exitStatus: outcome.exitStatus, timedOut: outcome.timedOut, attempt, final: !retry, retry, logTail: outcome.log.tail.slice(-400) })
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: false, durationMs: Date.now() - t0 })
       }
     } finally {
@@ -247,6 +341,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
 
   return {
     run,
+    nodeProblems: () => [...problems.values()],
     running: () => {
       const now = Date.now()
       return [...running.values()].map(r => ({

@@ -22,6 +22,8 @@ export interface BuiltOutput {
   files: Array<{ path: string, type: string, sha256?: string }>
   /** A copy of the output directory made by the build runner. */
   copyDir: string
+  /** The whole build log, when the runner kept all of it: kept as a blob under its sha256. */
+  log?: { sha256: string, bytes: Uint8Array }
 }
 
 /** A build's log as the runner captured it (see @quorate/builder CapturedLog). */
@@ -75,6 +77,7 @@ export function outputs (c: OutputsComponents): Outputs {
   const privateRepos = c.privateRepos ?? new Set<string>()
   async function keep (o: BuiltOutput): Promise<void> {
     await store.putBlob(o.fileListSha256, o.fileListBytes)
+    if (o.log !== undefined) await store.putBlob(o.log.sha256, o.log.bytes)
     for (const f of o.files) {
       if (f.type !== 'file' || f.sha256 === undefined) continue
       try {

@@ -74,6 +74,17 @@ describe('HTTP API', () => {
     expect(logger.lines.filter(l => l.level === 'error')).toEqual([])
   })
 
+  it('answers a request target that is not a URL path (GET //) with 400 and keeps serving', async () => {
+    const { api, logger } = await startApi()
+    for (const path of ['//', '//x:y@', '/%', '//[']) {
+      const r = await get(api.url, path)
+      expect(r.status, path).toBeLessThan(500)
+    }
+    expect((await get(api.url, '//')).status).toBe(400)
+    expect((await get(api.url, '/healthz')).status).toBe(200)
+    expect(logger.lines.filter(l => l.level === 'error')).toEqual([])
+  })
+
   it('caps event streams per client address and in total, and frees a slot when a client leaves', async () => {
     const { api } = await startApi({ sseMaxClients: 3, sseMaxClientsPerAddress: 2 })
     const a = await openEvents(api.url)
