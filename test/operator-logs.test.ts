@@ -17,7 +17,7 @@ const READ_TOKEN = 'read-token-0123456789abcdef'
 const SLOW_BUILD = `#!/bin/sh
 set -eu
 echo "building at $(od -An -N8 -tx8 /dev/urandom)"
-sleep 3
+sleep 4
 rm -rf dist && mkdir -p dist
 cat src/*.js > dist/app.js
 printf 'version %s\\n' "$(cat VERSION)" > dist/BUILDINFO
@@ -84,7 +84,8 @@ beforeAll(async () => {
     '--repo', 'wrongbranch', '--url', repo, '--branch', 'master', '--recipe', recipe,
     '--out', net.policyFile])
   expect(assembled.code, assembled.stderr).toBe(0)
-  for (const n of net.nodes) editConfig(n, c => { c.progressIntervalSeconds = 1 })
+  // One attempt: a failing build's failure is final at once, so the commit is failed.
+  for (const n of net.nodes) editConfig(n, c => { c.progressIntervalSeconds = 1; c.buildAttempts = 1 })
   editConfig(net.nodes[0], c => { c.private = ['secret']; c.readToken = READ_TOKEN })
   await Promise.all(net.nodes.map(async (n: any) => await startNodeProcess(n, {})))
 }, 120_000)
@@ -111,9 +112,13 @@ describe('operators: progress, logs, branches, metrics, private repositories', (
       missingBranches: ['master'],
       remoteBranches: ['develop', 'main']
     })
-    const status = await runCli(['status', '--node', a1.url])
+    // The next build (of the other repository id) runs right after: catch one in `quorate status`.
+    const status = await waitFor(async () => {
+      const out = await runCli(['status', '--node', a1.url])
+      return /running: /.test(out.stdout) ? out : undefined
+    }, { timeoutMs: 30_000, intervalMs: 50, what: 'a running build in quorate status' })
     expect(status.code).toBe(0)
-    expect(status.stdout).toMatch(/running: (sample|secret)@[0-9a-f]{12} \(refs\/heads\/main, attempt 1\): build phase for \d+ s, \d+ s in all, log \d+ bytes/)
+    expect(status.stdout).toMatch(/running: (sample|secret)@[0-9a-f]{12} \(refs\/heads\/main, attempt 1\): \w+ phase for \d+ s, \d+ s in all, log \d+ bytes/)
     expect(status.stdout).toContain('PROBLEM: wrongbranch: the remote has no branch matching "master" (it has only develop, main)')
     // Progress at info level while the build runs (every progressIntervalSeconds), with the log size.
     const progress = await waitFor(async () => (a1.log as string).split('\n').filter(l => l.includes('"build running"')).map(l => JSON.parse(l)).find(l => l.phase === 'build' && l.logBytes > 0), { timeoutMs: 30_000, what: 'a progress line' })
@@ -196,16 +201,21 @@ describe('operators: progress, logs, branches, metrics, private repositories', (
     expect(withToken.stdout).toContain('building at')
   }, 120_000)
 
-  it('keeps a failed build\'s log too, and `quorate audit` shows its end', async () => {
+  it('keeps a failed build\'s log too, and `quorate audit` and `quorate verify` show its end', async () => {
     const [a1] = net.nodes
     writeFileSync(join(repo, 'build.sh'), FAILING_BUILD, { mode: 0o755 })
     const broken = commitAll(repo, 'Break the build')
-    await waitFor(async () => (await getJson(`${a1.url}/v1/repos/sample/commits/${broken}`)).decision.failures.length >= 2, { timeoutMs: 60_000, what: 'both failures' })
+    await waitFor(async () => (await getJson(`${a1.url}/v1/repos/sample/commits/${broken}`)).decision.status === 'failed', { timeoutMs: 60_000, what: 'the commit failed everywhere' })
     const digest = await logDigestOf(a1, 'sample', broken, 'a1', 'failure')
     const body = await (await fetch(`${a1.url}/v1/logs/${digest}`)).text()
     expect(sha256(body)).toBe(digest)
     expect(body).toContain("widget.c:3: error: expected ';' before '}' token")
     const audit = await runCli(['audit', '--node', a1.url, '--policy', net.policyFile, '--repo', 'sample', '--commit', broken])
     expect(audit.stdout).toMatch(/build log of a1 \(a\), attempt 1, sha256 [0-9a-f]{64}, last 10 lines \(checked against the signed digest; from http:\/\/127\.0\.0\.1:\d+\):\n {6}quorate: build phase: \["sh","build.sh"\]\n {6}compiling widget.c\n {6}widget.c:3: error: expected ';' before '}' token\n/)
+    const verify = await runCli(['verify', '--node', a1.url, '--policy', net.policyFile, '--repo', 'sample', '--commit', broken])
+    expect(verify.code).toBe(1)
+    expect(verify.stderr).toMatch(/^FAILED: sample@[0-9a-f]{12} failed to build: .*\n/)
+    for (const b of ['a1 (a)', 'b1 (b)']) expect(verify.stderr).toContain(`build log of ${b}, attempt 1, sha256 `)
+    expect(verify.stderr).toMatch(/last 15 lines \(checked against the signed digest; from http:\/\/127\.0\.0\.1:\d+\):\n {4}quorate: build phase: \["sh","build.sh"\]\n {4}compiling widget.c\n {4}widget.c:3: error: expected ';' before '}' token\n/)
   }, 90_000)
 })
