@@ -114,6 +114,7 @@ async function latestOnRef (req: FetchRequest & { ref: string }): Promise<{ comm
     } catch {}
   }))
   if (votes.size === 0) return { message: `no node knows a trusted commit that a quorum saw on ${req.ref}` }
+  if (votes.size > 1) req.onProgress?.(`the nodes name ${votes.size} different latest commits on ${req.ref} (${[...votes].map(([c, n]) => `${c.slice(0, 12)} by ${n}`).join(', ')}); trying the most named first`)
   let last: VerifyReport | undefined
   // Nodes only suggest: each candidate is decided locally, with the ref check, like verify --ref.
   for (const [commit] of [...votes].sort((a, b) => b[1] - a[1])) {

@@ -11,6 +11,7 @@ import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Outputs } from './outputs.js'
+import { routePath } from './api-routes.js'
 
 /** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
@@ -214,7 +215,11 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       if (await settledByOwnLog(job)) return
       if (outcome.ok) {
         const o = outcome.output
-        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir })
+        // The whole log, when the build runner kept all of it (short logs): served at /v1/blobs/<sha256> and named in the statement.
+        const logBytes = Buffer.from(outcome.log.head, 'utf8')
+        const logKept = logBytes.length === outcome.log.totalBytes && sha256Hex(logBytes) === outcome.log.sha256
+        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir, ...(logKept ? { log: { sha256: outcome.log.sha256, bytes: logBytes } } : {}) })
+        const endpoint = policy.builders.get(policy.keys.get(c.keyid)?.builder ?? '')?.endpoint
         const id = await c.sign(job.repoId, log => makeProvenanceStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -227,6 +232,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           logSha256: outcome.log.sha256,
           fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
           builderId: init.builderId,
+          repositoryUrl: repo.url,
+          ...(logKept ? { logUri: `${endpoint?.replace(/\/+$/, '') ?? ''}${routePath('blob', { sha256: outcome.log.sha256 })}` } : {}),
           invocationId: randomUUID(),
           startedOn: outcome.startedOn,
           finishedOn: outcome.finishedOn,

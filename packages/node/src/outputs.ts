@@ -19,6 +19,8 @@ export interface BuiltOutput {
   files: Array<{ path: string, type: string, sha256?: string }>
   /** A copy of the output directory made by the build runner. */
   copyDir: string
+  /** The whole build log, when the runner kept all of it: kept as a blob under its sha256. */
+  log?: { sha256: string, bytes: Uint8Array }
 }
 
 /**
@@ -57,6 +59,7 @@ export function outputs (c: OutputsComponents): Outputs {
     },
     async keep (o) {
       await store.putBlob(o.fileListSha256, o.fileListBytes)
+      if (o.log !== undefined) await store.putBlob(o.log.sha256, o.log.bytes)
       for (const f of o.files) {
         if (f.type !== 'file' || f.sha256 === undefined) continue
         try {
