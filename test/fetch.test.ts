@@ -8,15 +8,15 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { hashOutput } from '@quorate/builder'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, runCli } from '../scripts/devnet.js'
+import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, runCli, CLI } from '../scripts/devnet.js'
 import { startRegistry, type Registry } from '../packages/builder/test/root-fixture.js'
 
 interface DevNode { name: string, org: string, url: string }
-interface Proxy { url: string, server: Server, corrupt: boolean, append: boolean, hide: Set<string> }
+interface Proxy { url: string, server: Server, corrupt: boolean, append: boolean, stall: boolean, hide: Set<string> }
 
 let work: string
 let repoDir: string
@@ -28,10 +28,11 @@ let registry: Registry | undefined
 
 /** An HTTP proxy in front of one node; /v1/files answers can be corrupted or withheld. */
 async function startProxy (target: string): Promise<Proxy> {
-  const p: Proxy = { url: '', server: createServer(), corrupt: false, append: false, hide: new Set() }
+  const p: Proxy = { url: '', server: createServer(), corrupt: false, append: false, stall: false, hide: new Set() }
   p.server.on('request', (req, res) => {
     void (async () => {
       const m = /^\/v1\/files\/([0-9a-f]{64})$/.exec(req.url ?? '')
+      if (m !== null && p.stall) { res.writeHead(200, { 'content-type': 'application/octet-stream' }); res.write('x'); return } // never ends
       if (m !== null && p.hide.has(m[1])) { res.writeHead(404, { 'content-type': 'application/json' }); res.end('{"error":"no such output file on this node"}'); return }
       const upstream = await fetch(`${target}${req.url ?? '/'}`)
       let body = Buffer.from(await upstream.arrayBuffer())
@@ -128,6 +129,22 @@ describe('quorate fetch from a network of untrusted nodes', () => {
       expect(readdirSync(out)).toEqual([])
     } finally {
       for (const p of proxies) p.hide.clear()
+    }
+  })
+
+  it('a fetch stopped mid-download (SIGTERM) leaves neither DIR nor its staging directory', async () => {
+    for (const p of proxies) p.stall = true
+    try {
+      const out = join(work, 'out-stopped')
+      const child = spawn(process.execPath, [CLI, 'fetch', ...nodeArgs(), '--policy', policyFile, '--repo', net.repoId, '--commit', commit, '--out', out], { stdio: 'ignore' })
+      const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+      await waitFor(() => readdirSync(work).some(n => n.startsWith('.out-stopped.quorate-fetch-')), { timeoutMs: 30_000, what: 'the staging directory' })
+      child.kill('SIGTERM')
+      expect(await exited).toBe(143)
+      expect(existsSync(out)).toBe(false)
+      expect(readdirSync(work).filter(n => n.includes('quorate-fetch'))).toEqual([])
+    } finally {
+      for (const p of proxies) p.stall = false
     }
   })
 

@@ -21,7 +21,7 @@ async function rootError (p: Promise<unknown>): Promise<QuorateError> {
 }
 
 /** A cache reading images from one local OCI layout, named `local/root`. */
-async function layoutCache (layers: Buffer[], o: { maxBytes?: number, maxUnpackedBytes?: number, unpackUser?: { uid: number, gid: number } } = {}): Promise<{ cache: BuildRootCache, image: string, layoutDir: string, cacheDir: string, outside: string }> {
+async function layoutCache (layers: Buffer[], o: { maxBytes?: number, maxImageBytes?: number, maxUnpackedBytes?: number, unpackUser?: { uid: number, gid: number } } = {}): Promise<{ cache: BuildRootCache, image: string, layoutDir: string, cacheDir: string, outside: string }> {
   const base = await dirs.make('quorate-roots-')
   chmodSync(base, 0o755) // an unprivileged unpack worker must reach the cache
   const layoutDir = join(base, 'layout')
@@ -133,6 +133,13 @@ describe('build roots: unpacking hostile layers', () => {
     expect(existsSync('/tmp/not-here')).toBe(false)
     expect(readdirSync(outside)).toEqual([])
     root.release()
+  })
+
+  it('caps the image size before fetching its layers', async () => {
+    const { cache, image, cacheDir } = await layoutCache([tar([{ name: 'big', body: Buffer.alloc(64 * 1024) }])], { maxImageBytes: 16 * 1024 })
+    const err = await rootError(cache.acquire(image))
+    expect(err.message).toMatch(/bytes, more than this node's cap of 16384 \(roots.maxImageBytes\)/)
+    expect(cachedRoots(cacheDir)).toEqual([])
   })
 
   it('caps the decompressed size', async () => {
@@ -261,6 +268,13 @@ describe('build roots: a real registry on 127.0.0.1', () => {
     expect(err.message).toMatch(new RegExp(`registry ${registry.host} is not one this node may pull from \\(allowed: registry.example.org\\)`))
     expect(() => new BuildRootCache({ dir: '/nonexistent', allowedRegistries: ['10.0.0.5:5000'], registries: { '10.0.0.5:5000': { insecure: true } } }))
       .toThrow(/plain HTTP is allowed only for loopback registries/)
+  })
+
+  it('uses TLS unless the node config names the loopback registry insecure', async () => {
+    const { cache } = await cacheFor({ registries: {} })
+    const err = await rootError(cache.acquire(image))
+    expect(err.code).toBe('ROOT_UNAVAILABLE')
+    expect(err.message).toMatch(/HTTP response to HTTPS client|https/i)
   })
 
   it('says which image and what the registry answered when the digest is unknown or the registry is down', async () => {

@@ -36,6 +36,8 @@ export interface FetchRequest {
   timeoutMs?: number
   /** Per-file download timeout, ms (default 10 minutes). */
   fileTimeoutMs?: number
+  /** Files downloaded at once (default 8). */
+  concurrency?: number
   onProgress?: (message: string) => void
 }
 
@@ -215,51 +217,70 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
   // Staged next to the destination (same filesystem), so the final step is one rename.
   const staging = mkdtempSync(join(dirname(dest), `.${basename(dest)}.quorate-fetch-`))
   const tree = join(staging, 'tree')
+  // Interrupted (Ctrl-C, a CI job cancelled): the staging directory goes too, DIR was never touched.
+  const interrupted = (signal: NodeJS.Signals): void => {
+    rmSync(staging, { recursive: true, force: true })
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.once('SIGINT', interrupted)
+  process.once('SIGTERM', interrupted)
   mkdirSync(tree, { mode: 0o755 })
   try {
     const servedBy: Record<string, number> = {}
-    const have = new Map<string, string>()
     let bytes = 0
-    let fileIndex = 0
     const files = entries.filter(e => e.type === 'file').length
+    // Directories first (parents before children: the list is sorted by path bytes).
+    for (const e of entries) if (e.type === 'dir') mkdirSync(join(tree, e.path), { mode: 0o755 })
+    // Each distinct content is downloaded once, several at a time; other paths with it are copies.
+    const firstPath = new Map<string, FetchFileEntry>()
+    const copies: FetchFileEntry[] = []
     for (const e of entries) {
-      const p = join(tree, e.path)
-      if (e.type === 'dir') { mkdirSync(p, { mode: 0o755 }); continue }
       if (e.type !== 'file') continue
-      const mode = e.executable === true ? 0o755 : 0o644
-      const already = have.get(e.sha256!)
-      if (already !== undefined) {
-        copyFileSync(already, p, constants.COPYFILE_EXCL)
-        const fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW)
-        try { fchmodSync(fd, mode) } finally { closeSync(fd) }
-        bytes += e.size!
-        continue
-      }
-      const fd = openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
-      let got = false
-      try {
-        // Spread the load: each file starts at another source, and goes round all of them.
-        for (let k = 0; k < sources.length && !got; k++) {
-          const url = sources[(fileIndex + k) % sources.length]
-          const why = await downloadInto(fd, url, e.sha256!, e.size!, req.fileTimeoutMs ?? 600_000)
-          if (why === undefined) { got = true; servedBy[url] = (servedBy[url] ?? 0) + 1; break }
-          ftruncateSync(fd, 0)
-          if (!why.startsWith('HTTP 404')) {
-            rejected.push({ url, path: e.path, sha256: e.sha256!, reason: why })
-            req.onProgress?.(`refused ${e.path} from ${url}: ${why}; trying another node`)
+      if (firstPath.has(e.sha256!)) copies.push(e)
+      else firstPath.set(e.sha256!, e)
+    }
+    const unique = [...firstPath.values()]
+    let next = 0
+    let done = 0
+    let missing: FetchFileEntry | undefined
+    const worker = async (): Promise<void> => {
+      while (missing === undefined && next < unique.length) {
+        const index = next++
+        const e = unique[index]
+        const fd = openSync(join(tree, e.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+        let got = false
+        try {
+          // Spread the load: each file starts at another source, and goes round all of them.
+          for (let k = 0; k < sources.length && !got; k++) {
+            const url = sources[(index + k) % sources.length]
+            const why = await downloadInto(fd, url, e.sha256!, e.size!, req.fileTimeoutMs ?? 600_000)
+            if (why === undefined) { got = true; servedBy[url] = (servedBy[url] ?? 0) + 1; break }
+            ftruncateSync(fd, 0)
+            if (!why.startsWith('HTTP 404')) {
+              rejected.push({ url, path: e.path, sha256: e.sha256!, reason: why })
+              req.onProgress?.(`refused ${e.path} from ${url}: ${why}; trying another node`)
+            }
           }
+          fchmodSync(fd, e.executable === true ? 0o755 : 0o644)
+        } finally {
+          closeSync(fd)
         }
-        fchmodSync(fd, mode)
-      } finally {
-        closeSync(fd)
+        if (!got) { missing ??= e; return }
+        bytes += e.size!
+        if (++done % 100 === 0) req.onProgress?.(`${done} of ${unique.length} files`)
       }
-      fileIndex++
-      if (!got) {
-        return { exitCode: 2, message: `${short}: no node served ${JSON.stringify(e.path)} (sha256 ${e.sha256}, ${e.size} bytes) with the right content (asked ${sources.join(', ')}${rejected.length > 0 ? `; refused ${rejected.length} wrong copies` : ''}); nothing was written to ${dest}`, commit, report, rejected }
-      }
-      have.set(e.sha256!, p)
+    }
+    await Promise.all(Array.from({ length: Math.min(req.concurrency ?? 8, Math.max(1, unique.length)) }, worker))
+    if (missing !== undefined) {
+      const e = missing
+      return { exitCode: 2, message: `${short}: no node served ${JSON.stringify(e.path)} (sha256 ${e.sha256}, ${e.size} bytes) with the right content (asked ${sources.join(', ')}${rejected.length > 0 ? `; refused ${rejected.length} wrong copies` : ''}); nothing was written to ${dest}`, commit, report, rejected }
+    }
+    for (const e of copies) {
+      const p = join(tree, e.path)
+      copyFileSync(join(tree, firstPath.get(e.sha256!)!.path), p, constants.COPYFILE_EXCL)
+      const fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW)
+      try { fchmodSync(fd, e.executable === true ? 0o755 : 0o644) } finally { closeSync(fd) }
       bytes += e.size!
-      if (fileIndex % 100 === 0) req.onProgress?.(`${fileIndex} of ${files} files`)
     }
     // Symlinks last: nothing above is ever written through one.
     for (const e of entries) if (e.type === 'symlink') symlinkSync(e.target!, join(tree, e.path))
@@ -294,6 +315,8 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
       commit, report, narSha256: trusted.narSha256, files, bytes, servedBy, rejected, ...(images !== undefined ? { images } : {})
     }
   } finally {
+    process.off('SIGINT', interrupted)
+    process.off('SIGTERM', interrupted)
     rmSync(staging, { recursive: true, force: true })
   }
 }

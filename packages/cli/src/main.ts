@@ -441,6 +441,10 @@ async function cmdStatus (args: string[]): Promise<number> {
       ? `  own log: held (${escapeForTerminal(own.reason)})`
       : `  own log: HOLDING SIGNATURES: ${escapeForTerminal(own.reason)}; fetching it back from peers (${own.answeredOrgs.length} of ${own.requiredOrgs} organizations answered)`)
   }
+  for (const p of s.rootProblems ?? []) print(`  build root ${escapeForTerminal(p.image)} unavailable: ${escapeForTerminal(p.problem)}`)
+  for (const p of s.nodeProblems ?? []) {
+    print(`  WAITING ON THIS NODE: ${escapeForTerminal(p.repoId)}@${p.commit.slice(0, 12)} since ${p.since} (${p.retries} retries): ${escapeForTerminal(p.problem)}`)
+  }
   for (const repo of s.repositories) {
     const body = await client.get('commits', { repo }, { timeoutMs: 10_000 })
     print(`  ${repo}: ${body.commits.length} commits`)

@@ -26,6 +26,8 @@ export interface StatusResponse {
   repositories: string[]
   /** Build roots the node cannot pull or verify, with what the registry answered (those jobs wait and retry). */
   rootProblems: Array<{ image: string, problem: string, at: string }>
+  /** Builds held back by the node's own trouble (disk full, I/O error, sandbox tools missing); they run when it clears. */
+  nodeProblems: Array<{ repoId: string, commit: string, problem: string, since: string, retries: number }>
   /** Whether the node may sign: it holds its own logs ('ready'), or it is fetching them back from peers ('recovering': signatures held). */
   ownLog?: { state: 'ready' | 'recovering', reason: string, answeredOrgs: string[], requiredOrgs: number, recovered: number }
 }

@@ -6,7 +6,7 @@ import {
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
-import { runBuild, parseImageSpec, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
+import { runBuild, parseImageSpec, isNodeTrouble, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
@@ -69,7 +69,15 @@ export interface BuildJobsComponents {
  */
 export interface BuildJobs {
   run: (job: BuildJob, signal: AbortSignal) => Promise<void>
+  /** Jobs waiting on the node's own trouble (disk full, I/O error, sandbox tools missing), with what was wrong. */
+  nodeProblems: () => NodeProblem[]
 }
+
+/** A job held back by the node's own trouble: it is not the build's fault, nothing was signed. */
+export interface NodeProblem { repoId: string, commit: string, problem: string, since: string, retries: number }
+
+/** How long a job waits after the node's own trouble before it is tried again (the check is cheap). */
+export const NODE_TROUBLE_RETRY_MS = 10_000
 
 /** The shell wrapper a compromised CI would use: run the real build, then slip a change into the output. */
 function tamperedRecipe (recipe: Recipe): Recipe {
@@ -81,6 +89,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
   const { policy, logger, events, metrics, stats, queue } = c
   const maxAttempts = init.buildAttempts ?? MAX_ATTEMPTS
   const backoffMs = init.retryBackoffMs ?? 30_000
+  const problems = new Map<string, NodeProblem>()
 
   /**
    * What this key already signed for the job's commit: a build result (never sign another; the
@@ -198,6 +207,16 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
         // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up.
         const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
+        // So is the node's disk filling up, an I/O error, or a sandbox tool gone missing: the job
+        // waits without using one of the build's attempts, and runs when the condition clears.
+        if (!rootTrouble && (isNodeTrouble(err) || isQuorateError(err, 'SANDBOX_UNAVAILABLE'))) {
+          const key = `${job.repoId}@${job.commit}`
+          const was = problems.get(key)
+          problems.set(key, { repoId: job.repoId, commit: job.commit, problem: message, since: was?.since ?? new Date().toISOString(), retries: (was?.retries ?? -1) + 1 })
+          logger.warn('build waits: node trouble', { repo: job.repoId, commit: job.commit.slice(0, 12), problem: message, retryInSeconds: NODE_TROUBLE_RETRY_MS / 1000 })
+          await queue.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1), notBefore: Date.now() + NODE_TROUBLE_RETRY_MS, lastError: message })
+          return
+        }
         await queue.updateJob({
           ...job,
           state: rootTrouble || job.attempts < maxAttempts ? 'queued' : 'failed',
@@ -207,6 +226,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         return
       }
       if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+      problems.delete(`${job.repoId}@${job.commit}`)
       const recipe = spec.recipe
       // Held until this node holds its own log (a lost data directory): then a build key it
       // already signed is republished, never signed a second time.
@@ -277,5 +297,5 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     }
   }
 
-  return { run }
+  return { run, nodeProblems: () => [...problems.values()] }
 }

@@ -40,6 +40,7 @@ export interface NodeStatus {
   queue: Record<string, number>
   stats: Record<string, unknown>
   rootProblems?: Array<{ image: string, problem: string, at: string }>
+  nodeProblems?: Array<{ repoId: string, commit: string, problem: string, since: string, retries: number }>
   /** Whether this node may sign: it holds its own logs, or it is fetching them back from peers (DESIGN.md "A node never forks its own log"). */
   ownLog?: OwnLogStatus
 }
@@ -146,6 +147,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
         stats: { ...s.stats, network: network.stats() },
         repositories: [...policy.repositories.keys()],
         rootProblems: s.rootProblems ?? [],
+        nodeProblems: s.nodeProblems ?? [],
         ...(s.ownLog !== undefined ? { ownLog: s.ownLog } : {})
       })
     },

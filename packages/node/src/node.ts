@@ -214,7 +214,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       network,
       events,
       metrics,
-      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache) }),
+      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems() }),
       poll: async (repoId) => await watch.pollNow(repoId),
       logger
     })

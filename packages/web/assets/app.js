@@ -588,7 +588,19 @@ function fingerprintSection (decoded, builderOfKey) {
     note('What each builder reports it built on (the attestation\'s internalParameters): OS, kernel, CPU model, tool versions and sandbox. Builds that depend on the CPU model or a tool version can differ for honest reasons.'),
     h('p', { class: cmp.differing > 0 ? 'fp-summary fp-differ' : 'fp-summary', 'data-testid': 'fingerprint-summary' },
       cmp.differing > 0 ? `${cmp.differing} field${cmp.differing === 1 ? '' : 's'} differ between builders (marked ≠).` : 'All builders report the same environment.'),
+    rootNote(cmp),
     table(null, ['Field', ...cmp.builders], rows, { class: 'fp-table', 'data-testid': 'fingerprint-table' }))
+}
+
+/** What the fingerprints say about build roots (recipe.root): different roots, or differing host toolchains without one. */
+function rootNote (cmp) {
+  const differs = cmp.fields.filter(f => f.differs).map(f => f.key)
+  const rooted = cmp.fields.some(f => f.key === 'root.manifestDigest')
+  let text = null
+  if (differs.some(k => k.startsWith('root.'))) text = 'The builders used different build roots (or some none): compare root.manifestDigest.'
+  else if (differs.some(k => k.startsWith('tools.') && k !== 'tools.git' && k !== 'tools.bwrap')) text = rooted ? 'The builders report different tool versions inside the same build root.' : 'No common build root: the builders used their hosts\' toolchains, which differ. Pinning one (recipe.root) makes them build with the same compiler.'
+  else if (rooted) text = 'All builders built in the same pinned build root.'
+  return text === null ? null : h('p', { class: 'fp-summary', 'data-testid': 'fingerprint-root' }, text)
 }
 
 function equivocationSection (equivocators, proofs, builderOfKey) {
