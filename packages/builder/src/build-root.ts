@@ -457,7 +457,9 @@ export class BuildRootCache {
   }
 
   private registrySource (ref: RootImageRef, pullFrom: string): Source {
-    const access = this.init.registries?.[ref.registry]
+    // TLS and credentials are those of the registry actually contacted: a mirror has its own
+    // entry, and never gets the origin's credentials.
+    const access = this.init.registries?.[pullFrom]
     const remote = (d: string): string => `docker://${pullFrom}/${ref.repository}@${d}`
     /** A private auth file: credentials never appear on a command line (ps) or in a message. */
     const authFile = async (scratch: string): Promise<string | null> => {

@@ -284,6 +284,16 @@ describe('build roots: a real registry on 127.0.0.1', () => {
     root.release()
   })
 
+  it('pulls through a mirror named in the node config (the digest keeps the mirror honest)', async () => {
+    const { cache } = await cacheFor({
+      allowedRegistries: ['registry.example.org', registry.host],
+      registries: { 'registry.example.org': { mirror: registry.host }, [registry.host]: { insecure: true } }
+    })
+    const root = await cache.acquire(`registry.example.org/build/tiny@${manifestDigest}`)
+    expect(readFileSync(join(root.dir, 'usr/from-registry'), 'utf8')).toBe('pulled')
+    root.release()
+  })
+
   it('refuses registries the node is not allowed to pull from, and plain HTTP to a non-loopback registry', async () => {
     const { cache } = await cacheFor({ allowedRegistries: ['registry.example.org'] })
     const err = await rootError(cache.acquire(image))
