@@ -75,9 +75,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   // A root node keeps them beside its build area, where the build user can reach them, and unpacks as uid 50998.
   const dropping = config.sandbox === 'bwrap' && buildUser.drop
   const rootCache = new BuildRootCache({
-    dir: config.roots.cacheDir ?? (dropping
-      ? await prepareBuildArea({ user: buildUser, dataDir: config.dataDir, defaultDir: join(config.dataDir, 'roots'), preferred: `${buildArea}-roots` })
-      : join(config.dataDir, 'roots')),
+    // Made on first use; the cache checks it is its own and not writable by others.
+    dir: config.roots.cacheDir ?? (dropping ? `${buildArea}-roots` : join(config.dataDir, 'roots')),
     allowedRegistries: () => [...new Set([...rootRegistriesOf(policy), ...config.roots.allowRegistries])],
     registries: config.roots.registries,
     layouts: config.roots.layouts,
