@@ -83,6 +83,7 @@ export const ROUTES = {
   status: route<never, StatusResponse>('GET', '/v1/status'),
   policy: route<never, PolicyResponse>('GET', '/v1/policy'),
   repos: route<never, ReposResponse>('GET', '/v1/repos'),
+  /** `?limit=N` (1–1000, default 200): newest first. */
   commits: route<'repo', CommitsResponse>('GET', '/v1/repos/:repo/commits'),
   commit: route<'repo' | 'commit', CommitResponse>('GET', '/v1/repos/:repo/commits/:commit'),
   /** `?ref=refs/heads/main` */

@@ -54,7 +54,7 @@ export interface NodeStatus {
 /** The narrow parts of the node the HTTP API reads (and the two admin actions it may trigger). */
 export interface HttpApiComponents {
   policy: Policy
-  decisions: Pick<Decisions, 'decide' | 'logCompleteness'>
+  decisions: Pick<Decisions, 'decide' | 'decision' | 'logCompleteness' | 'refEpoch'>
   store: Pick<Store, 'commitsOf' | 'commitsWithDigest' | 'refObservations' | 'equivocationProofs' | 'envelopesAfter'>
   outputs: Pick<Outputs, 'fileList' | 'file' | 'log' | 'isPrivate'>
   network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
@@ -169,17 +169,20 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     repos: async (_p, _r, res) => {
       reply('repos', res, 200, { repositories: [...policy.repositories.values()].map(r => ({ id: r.id, branches: r.branches, tags: r.tags, recipeDigest: r.recipeDigest ?? null, recipeFromRepo: r.recipeFromRepo })) })
     },
-    commits: async (p, _r, res) => {
+    commits: async (p, req, res) => {
       const repoId = repoParam(p.repo)
+      const limitText = new URL(req.url ?? '/', 'http://x').searchParams.get('limit')
+      const limit = limitText === null ? 200 : Number(limitText)
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, '?limit= takes a whole number from 1 to 1000 (default 200)')
       // Newest first by git topology as the signed ref observations show it (a push of two
       // commits lists the child first); first-seen time only where they say nothing.
-      const known = await store.commitsOf(repoId, 200)
+      const known = await store.commitsOf(repoId, limit)
       const byCommit = new Map(known.map(k => [k.commit, k]))
-      const commits = (await orderTimeline(store, policy, repoId, known.map(k => k.commit))).map(k => byCommit.get(k)!)
+      const commits = (await timeline(repoId, known.map(k => k.commit))).map(k => byCommit.get(k)!)
       const git = await gitOf(repoId, commits.map(x => x.commit))
       const out = []
       for (const commit of commits) {
-        const { decision } = await decisions.decide(repoId, commit.commit)
+        const decision = await decisions.decision(repoId, commit.commit)
         const g = git.get(commit.commit)
         out.push({ ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}), commit: commit.commit, firstSeen: new Date(commit.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
       }
@@ -265,7 +268,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       if (!/^refs\/[^\s]{1,250}$/.test(ref)) throw new HttpError(400, 'give ?ref= with a full ref name such as refs/heads/main')
       // DESIGN.md: the newest trusted commit that threshold organizations have on their current
       // chains of the ref (built from their signed observations, never from arrival time).
-      const latest = await latestTrusted(store, policy, repoId, ref, decisions.decide)
+      const latest = await latestTrusted(store, policy, repoId, ref, async (r, c) => ({ decision: await decisions.decision(r, c) }))
       if (latest === undefined) throw new HttpError(404, `no trusted commit that threshold organizations have on their current chains of ${ref} yet`)
       reply('latest', res, 200, { repoId, ref, commit: latest.commit, narSha256: latest.decision.trusted!.narSha256, supportingOrgs: latest.decision.trusted!.supportingOrgs, onChainOf: latest.chainOrgs, observedBy: latest.observedBy })
     },
@@ -284,7 +287,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       const out = []
       for (const { repoId, commit } of await store.commitsWithDigest(digest)) {
         if (!policy.repositories.has(repoId)) continue
-        const { decision } = await decisions.decide(repoId, commit)
+        const decision = await decisions.decision(repoId, commit)
         out.push({ repoId, commit, status: decision.status, trusted: decision.trusted?.narSha256 === digest, attestedBy: decision.results.find(r => r.narSha256 === digest)?.builders ?? [] })
       }
       reply('digest', res, 200, { narSha256: digest, commits: out })
@@ -312,6 +315,22 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       logger.debug('git metadata unavailable', { repo: repoId, error: (err as Error).message })
       return new Map()
     }
+  }
+
+  // The commit timeline of a repository follows its ref observations: recomputed only when they
+  // (or the list of commits) changed, not on every page request.
+  const timelines = new Map<string, { epoch: number, commits: string, order: Promise<string[]> }>() // by repository and page size
+  function timeline (repoId: string, commits: string[]): Promise<string[]> {
+    const epoch = decisions.refEpoch(repoId)
+    const key = commits.join(',')
+    const slot = `${repoId}#${commits.length}`
+    const hit = timelines.get(slot)
+    if (hit !== undefined && hit.epoch === epoch && hit.commits === key) return hit.order
+    const order = orderTimeline(store, policy, repoId, commits)
+    if (timelines.size > 1000) timelines.clear()
+    timelines.set(slot, { epoch, commits: key, order })
+    order.catch(() => { if (timelines.get(slot)?.order === order) timelines.delete(slot) })
+    return order
   }
 
   function repoParam (id: string): string {
