@@ -715,7 +715,10 @@ async function loadNodeInfo () {
   try {
     const s = await getJson('/v1/status')
     const peers = Array.isArray(s?.peers) ? s.peers.length : 0
-    $nodeInfo.textContent = M.displayText(`node ${typeof s?.name === 'string' ? s.name : '?'}${typeof s?.builder === 'string' ? ` (builder ${s.builder})` : ''} · ${peers} peer${peers === 1 ? '' : 's'}`)
+    // Build roots the node cannot pull or verify: which image, and what the registry answered (the jobs wait).
+    const roots = Array.isArray(s?.rootProblems) ? s.rootProblems.filter(p => typeof p?.image === 'string' && typeof p?.problem === 'string') : []
+    const rootText = roots.length === 0 ? '' : ` · build root unavailable: ${roots.map(p => p.problem).join('; ')}`
+    $nodeInfo.textContent = M.displayText(`node ${typeof s?.name === 'string' ? s.name : '?'}${typeof s?.builder === 'string' ? ` (builder ${s.builder})` : ''} · ${peers} peer${peers === 1 ? '' : 's'}${rootText}`)
   } catch {
     $nodeInfo.textContent = ''
   }
