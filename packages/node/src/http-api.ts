@@ -12,8 +12,8 @@ import type { Outputs } from './outputs.js'
 import type { MetricsRegistry } from './metrics.js'
 import type { OwnLogStatus } from './own-log-recovery.js'
 import { latestTrusted } from './ref-views.js'
-import { commitCandidates } from './commit-views.js'
-import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf } from './api-routes.js'
+import { commitCandidates, type CommitCandidates } from './commit-views.js'
+import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
 
@@ -23,6 +23,8 @@ export interface HttpApiInit {
   /** Named in error messages (the node config file). */
   configFile: string
   adminToken?: string
+  /** Reads private repositories' outputs, logs and file lists (as does the adminToken). */
+  readToken?: string
   webhookSecret?: string
   /** Server-sent events: clients at once in total (default 64) and per client address (default 8). */
   sseMaxClients?: number
@@ -40,6 +42,10 @@ export interface NodeStatus {
   sandbox: string
   queue: Record<string, number>
   stats: Record<string, unknown>
+  /** Builds running now, with phase and elapsed time. */
+  running?: RunningBuildStatus[]
+  /** What keeps the node from watching a repository (fetch errors, watched branches the remote lacks). */
+  problems?: WatchProblemStatus[]
   rootProblems?: Array<{ image: string, problem: string, at: string }>
   nodeProblems?: Array<{ repoId: string, commit: string, problem: string, since: string, retries: number }>
   /** Whether this node may sign: it holds its own logs, or it is fetching them back from peers (DESIGN.md "A node never forks its own log"). */
@@ -49,15 +55,17 @@ export interface NodeStatus {
 /** The narrow parts of the node the HTTP API reads (and the two admin actions it may trigger). */
 export interface HttpApiComponents {
   policy: Policy
-  decisions: Pick<Decisions, 'decide' | 'logCompleteness'>
+  decisions: Pick<Decisions, 'decide' | 'decision' | 'logCompleteness' | 'refEpoch'>
   store: Pick<Store, 'commitInfos' | 'commitsWithDigest' | 'recentRefObservations' | 'equivocationProofs' | 'envelopesAfter'>
   /** This node's own builder key: its ref observations come from the node's own git mirror (they verify a commit). */
   ownKeyid?: string
-  outputs: Pick<Outputs, 'fileList' | 'file'>
+  outputs: Pick<Outputs, 'fileList' | 'file' | 'log' | 'isPrivate'>
   network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
   events: Pick<EventBus, 'since' | 'subscribe'>
-  metrics: { registry: Pick<MetricsRegistry, 'render'> }
+  metrics: { registry: Pick<MetricsRegistry, 'exposition'> }
   status: () => Promise<NodeStatus>
+  /** Subject, author and date of commits from the node's git mirror (unsigned); commits it lacks are left out. */
+  gitInfo?: (repoId: string, commits: string[]) => Promise<Map<string, { subject: string, author: string, date: string }>>
   /** Fetches repositories now (webhook, admin poll). */
   poll: (repoId?: string) => Promise<void>
   logger: Logger
@@ -149,6 +157,8 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
         queue: s.queue,
         stats: { ...s.stats, network: network.stats() },
         repositories: [...policy.repositories.keys()],
+        running: s.running ?? [],
+        problems: s.problems ?? [],
         rootProblems: s.rootProblems ?? [],
         nodeProblems: s.nodeProblems ?? [],
         ...(s.ownLog !== undefined ? { ownLog: s.ownLog } : {})
@@ -162,19 +172,23 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     repos: async (_p, _r, res) => {
       reply('repos', res, 200, { repositories: [...policy.repositories.values()].map(r => ({ id: r.id, branches: r.branches, tags: r.tags, recipeDigest: r.recipeDigest ?? null, recipeFromRepo: r.recipeFromRepo })) })
     },
-    commits: async (p, _r, res) => {
+    commits: async (p, req, res) => {
       const repoId = repoParam(p.repo)
+      const limitText = new URL(req.url ?? '/', 'http://x').searchParams.get('limit')
+      const limit = limitText === null ? 200 : Number(limitText)
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, '?limit= takes a whole number from 1 to 1000 (default 200)')
       // Verified commits (threshold organizations observed them on a ref, or this node's own
       // mirror has them), newest first by git topology, never by first-seen time: one member key
       // flooding observations of invented commits fills only its own organization's slice, and
       // those commits are shown apart as unverified claims (issue 14 item 5).
-      const candidates = await commitCandidates(store, policy, repoId, { ownKeyid: c.ownKeyid, limit: 200 })
-      const infos = await store.commitInfos(repoId, candidates.verified.map(v => v.commit))
+      const candidates = await candidatesOf(repoId)
+      const commits = candidates.verified.slice(0, limit).map(v => v.commit)
+      const [infos, git] = await Promise.all([store.commitInfos(repoId, commits), gitOf(repoId, commits)])
       const out = []
-      for (const [i, { commit }] of candidates.verified.entries()) {
-        const { decision } = await decisions.decide(repoId, commit)
-        const firstSeen = infos[i]?.firstSeen ?? 0
-        out.push({ commit, firstSeen: new Date(firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
+      for (const [i, commit] of commits.entries()) {
+        const decision = await decisions.decision(repoId, commit)
+        const g = git.get(commit)
+        out.push({ ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}), commit, firstSeen: new Date(infos[i]?.firstSeen ?? 0).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
       }
       reply('commits', res, 200, { repoId, commits: out, unverifiedClaims: candidates.unverified, unverifiedClaimants: candidates.claimants })
     },
@@ -183,22 +197,41 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       const commit = p.commit
       if (!isCommitSha(commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
       const { decision, envelopes, proofs } = await decisions.decide(repoId, commit)
-      reply('commit', res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await decisions.logCompleteness(decision), envelopes, equivocationProofs: proofs })
+      const g = (await gitOf(repoId, [commit])).get(commit)
+      reply('commit', res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await decisions.logCompleteness(decision), envelopes, equivocationProofs: proofs, ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}) })
     },
-    blob: async (p, _r, res) => {
+    blob: async (p, req, res) => {
       if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'blob id must be a sha256 hex digest')
+      await requireReader(p.sha256, req)
       // Any peer holding it can serve it: fetched by content address and checked by the network layer.
       const blob = await c.outputs.fileList(p.sha256, { fromPeers: true })
       if (blob === undefined) throw new HttpError(404, 'no such blob on this node or its peers')
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength, 'x-content-type-options': 'nosniff' })
       res.end(blob)
     },
-    file: async (p, _r, res) => {
+    file: async (p, req, res) => {
       if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'file id must be a sha256 hex digest')
+      await requireReader(p.sha256, req)
       const body = await c.outputs.file(p.sha256)
       if (body === undefined) throw new HttpError(404, 'no such output file on this node')
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.byteLength, 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment' })
       res.end(body)
+    },
+    buildLog: async (p, req, res) => {
+      if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'log id must be the sha256 hex digest of the build-log byproduct')
+      await requireReader(p.sha256, req)
+      const log = await c.outputs.log(p.sha256, { fromPeers: true })
+      if (log === undefined) throw new HttpError(404, 'no build log with this digest on this node or its peers (a node keeps the logs of its own builds, within its retention)')
+      res.writeHead(200, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': log.bytes.byteLength,
+        'x-content-type-options': 'nosniff',
+        'content-security-policy': 'sandbox',
+        'cache-control': 'no-store',
+        'x-quorate-log-complete': String(log.complete),
+        'x-quorate-log-total-bytes': String(log.totalBytes)
+      })
+      res.end(log.bytes)
     },
     events: async (_p, req, res) => {
       // found by fuzzing: a HEAD got no answer at all (the head of an event stream is only sent with its first body bytes, which HEAD drops)
@@ -229,7 +262,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       })
     },
     metrics: async (_p, _r, res) => {
-      const text = c.metrics.registry.render()
+      const text = await c.metrics.registry.exposition()
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) })
       res.end(text)
     },
@@ -239,7 +272,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       if (!/^refs\/[^\s]{1,250}$/.test(ref)) throw new HttpError(400, 'give ?ref= with a full ref name such as refs/heads/main')
       // DESIGN.md: the newest trusted commit that threshold organizations have on their current
       // chains of the ref (built from their signed observations, never from arrival time).
-      const latest = await latestTrusted(store, policy, repoId, ref, decisions.decide)
+      const latest = await latestTrusted(store, policy, repoId, ref, async (r, c) => ({ decision: await decisions.decision(r, c) }))
       if (latest === undefined) throw new HttpError(404, `no trusted commit that threshold organizations have on their current chains of ${ref} yet`)
       reply('latest', res, 200, { repoId, ref, commit: latest.commit, narSha256: latest.decision.trusted!.narSha256, supportingOrgs: latest.decision.trusted!.supportingOrgs, onChainOf: latest.chainOrgs, observedBy: latest.observedBy })
     },
@@ -258,7 +291,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       const out = []
       for (const { repoId, commit } of await store.commitsWithDigest(digest)) {
         if (!policy.repositories.has(repoId)) continue
-        const { decision } = await decisions.decide(repoId, commit)
+        const decision = await decisions.decision(repoId, commit)
         out.push({ repoId, commit, status: decision.status, trusted: decision.trusted?.narSha256 === digest, attestedBy: decision.results.find(r => r.narSha256 === digest)?.builders ?? [] })
       }
       reply('digest', res, 200, { narSha256: digest, commits: out })
@@ -278,9 +311,40 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     }
   }
 
+  async function gitOf (repoId: string, commits: string[]): Promise<Map<string, { subject: string, author: string, date: string }>> {
+    if (c.gitInfo === undefined) return new Map()
+    try {
+      return await c.gitInfo(repoId, commits)
+    } catch (err) {
+      logger.debug('git metadata unavailable', { repo: repoId, error: (err as Error).message })
+      return new Map()
+    }
+  }
+
+  // Which commits to list follows the repository's ref observations: recomputed only when they
+  // (or the equivocation proofs) changed, not on every page request.
+  const candidateCache = new Map<string, { epoch: number, value: Promise<CommitCandidates> }>()
+  function candidatesOf (repoId: string): Promise<CommitCandidates> {
+    const epoch = decisions.refEpoch(repoId)
+    const hit = candidateCache.get(repoId)
+    if (hit !== undefined && hit.epoch === epoch) return hit.value
+    const value = commitCandidates(store, policy, repoId, { ownKeyid: c.ownKeyid, limit: 1000 })
+    candidateCache.set(repoId, { epoch, value })
+    value.catch(() => { if (candidateCache.get(repoId)?.value === value) candidateCache.delete(repoId) })
+    return value
+  }
+
   function repoParam (id: string): string {
     if (!isRepoId(id) || !policy.repositories.has(id)) throw new HttpError(404, 'unknown repository: not in this node\'s policy')
     return id
+  }
+
+  /** Private repositories' content needs the read (or admin) token; everything else is public. */
+  async function requireReader (sha256: string, req: IncomingMessage): Promise<void> {
+    if (!await c.outputs.isPrivate(sha256)) return
+    const auth = req.headers.authorization
+    if (tokenMatches(auth, init.readToken) || tokenMatches(auth, init.adminToken)) return
+    throw new HttpError(401, 'this belongs to a private repository: send "Authorization: Bearer <readToken>" (quorate … --token TOKEN)')
   }
 
   function requireAdmin (req: IncomingMessage): void {
