@@ -24,19 +24,24 @@ describe('backup and restore', () => {
     try {
       await startNodeProcess(node, {})
       const before = await waitFor(async () => { const r = await getJson(`${node.url}/v1/repos/${net.repoId}/commits/${commit}`); return r.decision.status === 'trusted' ? r : undefined }, { timeoutMs: 30_000, what: 'trusted' })
+      // An output file, served from the store's blob store by the hash in the signed file list.
+      const fileList = JSON.parse(Buffer.from(await (await fetch(`${node.url}/v1/blobs/${before.decision.trusted.fileListSha256}`)).arrayBuffer()).toString('utf8'))
+      const outputFile = fileList.files.find((f: { type: string }) => f.type === 'file')
+      const served = await fetch(`${node.url}/v1/files/${outputFile.sha256}`)
+      expect(served.status).toBe(200)
       const live = await runCli(['backup', '--config', node.config, '--out', backup])
       expect(live.code).toBe(2)
       expect(live.stderr).toMatch(/a node is running on .*; stop it before you back it up/)
       await stopNodeProcess(node)
       const made = await runCli(['backup', '--config', node.config, '--out', backup])
       expect(made.code).toBe(0)
-      expect(made.stdout).toMatch(/backed up db, files of /)
+      expect(made.stdout).toMatch(/backed up db(, blobs)? of /)
       const dataDir = loadNodeConfig(node.config).dataDir
       const refused = await runCli(['restore', '--config', node.config, '--from', backup])
       expect(refused.code).toBe(2)
       expect(refused.stderr).toMatch(/already holds a store; pass --force/)
       rmSync(join(dataDir, 'db'), { recursive: true, force: true })
-      rmSync(join(dataDir, 'files'), { recursive: true, force: true })
+      rmSync(join(dataDir, 'blobs'), { recursive: true, force: true })
       const restored = await runCli(['restore', '--config', node.config, '--from', backup])
       expect(restored.code).toBe(0)
       node.log = ''
@@ -44,7 +49,13 @@ describe('backup and restore', () => {
       const after = await getJson(`${node.url}/v1/repos/${net.repoId}/commits/${commit}`)
       expect(after.decision.trusted.narSha256).toBe(before.decision.trusted.narSha256)
       expect(after.envelopes).toHaveLength(before.envelopes.length)
-      await new Promise(resolve => setTimeout(resolve, 2500))
+      expect(Buffer.from(await (await fetch(`${node.url}/v1/files/${outputFile.sha256}`)).arrayBuffer())).toEqual(Buffer.from(await served.arrayBuffer()))
+      // The restored node had its chance to build: it polled the repository and its queue is
+      // empty and idle. It built nothing (the restored store holds the result).
+      await waitFor(async () => {
+        const s = await getJson(`${node.url}/v1/status`)
+        return s.stats.polls >= 1 && s.queue.queued === 0 && s.queue.running === 0 && s.stats.buildsRunning === 0 ? s : undefined
+      }, { timeoutMs: 30_000, what: 'a finished poll and an idle build queue' })
       expect(node.log).not.toMatch(/build started/)
       const garbage = join(work, 'garbage.tar.gz')
       writeFileSync(garbage, 'not a tarball')

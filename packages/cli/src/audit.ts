@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, writeFileSync, symlinkSync, chmodSync, lstatSync, readdirSync, utimesSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { createHash } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import { decideQuorum, diffFileLists, escapeForDisplay, escapeMarkdown, stringifyForDisplay, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntry, type Policy } from '@quorate/core'
 import { gatherFromNodes } from './verify.js'
+import { nodeClient } from './node-client.js'
 
 /** One builder's build for the audited commit, as read from its signed envelope. */
 export interface AuditBuild {
@@ -54,22 +54,19 @@ export interface AuditFinding {
   uncounted: UncountedAttestation[]
 }
 
-const base = (url: string): string => url.replace(/\/+$/, '')
-
-async function fetchVerified (urls: string[], path: string, sha256: string): Promise<Buffer | undefined> {
+/** Content-addressed bytes from the first node that has them (checked against their sha256). */
+async function fetchVerified (urls: string[], kind: 'blob' | 'file', sha256: string): Promise<Buffer | undefined> {
   for (const url of urls) {
     try {
-      const res = await fetch(`${base(url)}${path}`, { signal: AbortSignal.timeout(20_000) })
-      if (!res.ok) continue
-      const body = Buffer.from(await res.arrayBuffer())
-      if (createHash('sha256').update(body).digest('hex') === sha256) return body
+      const body = await nodeClient(url).bytes(kind, sha256)
+      if (body !== undefined) return Buffer.from(body)
     } catch {}
   }
   return undefined
 }
 
 export async function fetchFileListFrom (urls: string[], sha256: string): Promise<{ files: FileListEntry[] } | undefined> {
-  const body = await fetchVerified(urls, `/v1/blobs/${sha256}`, sha256)
+  const body = await fetchVerified(urls, 'blob', sha256)
   return body === undefined ? undefined : JSON.parse(body.toString('utf8')) as { files: FileListEntry[] }
 }
 
@@ -268,7 +265,7 @@ export async function materializeOutput (urls: string[], fileListSha256: string,
     if (f.type === 'dir') { mkdirSync(p, { recursive: true }); continue }
     mkdirSync(dirname(p), { recursive: true })
     if (f.type === 'symlink') { symlinkSync(f.target ?? '', p); continue }
-    const body = await fetchVerified(urls, `/v1/files/${f.sha256 ?? ''}`, f.sha256 ?? '')
+    const body = await fetchVerified(urls, 'file', f.sha256 ?? '')
     if (body === undefined) throw new QuorateError('HTTP_FAILED', `file ${term(f.path)} (${f.sha256 ?? ''}) is not served by ${urls.join(', ')}`)
     writeFileSync(p, body)
     chmodSync(p, f.executable === true ? 0o755 : 0o644)
@@ -286,10 +283,8 @@ export async function findCommitRepository (policy: Policy, nodes: string[], com
   for (const repoId of ids) {
     for (const url of nodes) {
       try {
-        const res = await fetch(`${base(url)}/v1/repos/${encodeURIComponent(repoId)}/commits/${commit}`, { signal: AbortSignal.timeout(20_000) })
-        if (!res.ok) continue
-        const body = await res.json() as { envelopes?: unknown[] }
-        if (Array.isArray(body.envelopes) && body.envelopes.length > 0) { found.push(repoId); break }
+        const body = await nodeClient(url).get('commit', { repo: repoId, commit })
+        if (body.envelopes.length > 0) { found.push(repoId); break }
       } catch {}
     }
   }

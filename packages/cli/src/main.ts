@@ -79,11 +79,9 @@ async function cmdInit (args: string[]): Promise<number> {
   writeFileSync(keyFile, JSON.stringify(encodeBuilderKeyFile(kp), null, 2) + '\n', { mode: 0o600 })
   chmodSync(keyFile, 0o600)
   const peerKeyFile = join(dir, 'peer-key.json')
-  const { writePeerKeyFile } = await nodePkg()
-  const { peerIdFromPeerKey } = await import('@quorate/network')
-  const peerKey = await writePeerKeyFile(peerKeyFile)
+  const { initPeerKeyFile } = await import('@quorate/node/stopped-node')
+  const peerId = await initPeerKeyFile(peerKeyFile)
   chmodSync(peerKeyFile, 0o600) // also when --force replaced a file created with looser permissions
-  const peerId = peerIdFromPeerKey(peerKey)
   const listen = values.listen ?? '/ip4/0.0.0.0/tcp/4001'
   const httpPort = Number(values['http-port'] ?? 8080)
   if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) usage('--http-port must be a port number')
@@ -257,7 +255,8 @@ async function cmdBundle (args: string[]): Promise<number> {
   const { gatherFromNodes, BUNDLE_TYPE } = await import('./verify.js')
   const evidence = await gatherFromNodes(values.node, values.repo, values.commit)
   if (!evidence.nodes.some(n => n.ok)) throw new QuorateError('HTTP_FAILED', `no node answered (${evidence.nodes.map(n => `${n.url}: ${n.error ?? ''}`).join('; ')})`)
-  const policyDigest = ((await (await fetch(`${values.node[0].replace(/\/+$/, '')}/v1/policy`)).json()) as { digest: string }).digest
+  const { nodeClient } = await import('./node-client.js')
+  const policyDigest = (await nodeClient(values.node[0]).get('policy', {})).digest
   const seen = new Set<string>()
   const envelopes = evidence.envelopes.filter(e => { const k = JSON.stringify(e); if (seen.has(k)) return false; seen.add(k); return true })
   if (envelopes.length === 0) {
@@ -307,11 +306,10 @@ async function cmdAudit (args: string[]): Promise<number> {
     if (values.commit !== undefined) commits = [values.commit]
     else {
       const seen = new Set<string>()
+      const { nodeClient } = await import('./node-client.js')
       for (const url of values.node) {
         try {
-          const res = await fetch(`${url.replace(/\/+$/, '')}/v1/repos/${encodeURIComponent(repoId)}/commits`, { signal: AbortSignal.timeout(20_000) })
-          if (!res.ok) continue
-          for (const c of ((await res.json()) as { commits: Array<{ commit: string }> }).commits) seen.add(c.commit)
+          for (const c of (await nodeClient(url).get('commits', { repo: repoId })).commits) seen.add(c.commit)
         } catch {}
       }
       commits = [...seen].slice(0, limit)
@@ -334,12 +332,14 @@ async function cmdLatest (args: string[]): Promise<number> {
   if (policy !== undefined && !policy.repositories.has(values.repo)) usage(`--repo: "${values.repo}" is not in the policy ${values.policy}`)
   let answer: { commit: string, narSha256: string } | undefined
   let unknownRepo = 0
+  const { nodeClient, NodeHttpError } = await import('./node-client.js')
   for (const url of values.node) {
     try {
-      const res = await fetch(`${url.replace(/\/+$/, '')}/v1/repos/${encodeURIComponent(values.repo)}/latest?ref=${encodeURIComponent(values.ref)}`, { signal: AbortSignal.timeout(20_000) })
-      if (res.ok) { answer = await res.json() as { commit: string, narSha256: string }; break }
-      if (res.status === 404 && /unknown repository/.test(((await res.json().catch(() => ({}))) as { error?: string }).error ?? '')) unknownRepo++
-    } catch {}
+      answer = await nodeClient(url).get('latest', { repo: values.repo }, { query: { ref: values.ref } })
+      break
+    } catch (err) {
+      if (err instanceof NodeHttpError && err.status === 404 && /unknown repository/.test(err.message)) unknownRepo++
+    }
   }
   if (answer === undefined && unknownRepo === values.node.length) usage(`--repo: no node knows a repository "${values.repo}" (check the id against the policy)`)
   if (answer === undefined) { printErr(`FAILED: no node knows a trusted commit that a quorum saw on ${values.ref}`); return 3 }
@@ -360,11 +360,10 @@ async function cmdWhich (args: string[]): Promise<number> {
   if (positionals.length !== 1 || values.node === undefined) usage('which takes a narSha256 and --node URL')
   const digest = positionals[0]
   const found = new Map<string, { repoId: string, commit: string, status: string, trusted: boolean }>()
+  const { nodeClient } = await import('./node-client.js')
   for (const url of values.node) {
     try {
-      const res = await fetch(`${url.replace(/\/+$/, '')}/v1/digests/${encodeURIComponent(digest)}`, { signal: AbortSignal.timeout(20_000) })
-      if (!res.ok) continue
-      for (const c of ((await res.json()) as { commits: Array<{ repoId: string, commit: string, status: string, trusted: boolean }> }).commits) found.set(`${c.repoId}@${c.commit}`, c)
+      for (const c of (await nodeClient(url).get('digest', { narSha256: digest })).commits) found.set(`${c.repoId}@${c.commit}`, c)
     } catch {}
   }
   // Per digest, not per commit: a tampered build of a trusted commit is a dissent, never "trusted".
@@ -388,7 +387,7 @@ async function cmdKey (args: string[]): Promise<number> {
   if (values.config === undefined) usage('key rotate needs --config FILE of the (stopped) node')
   const { loadNodeConfig, loadBuilderKey } = await import('@quorate/node/config')
   const config = loadNodeConfig(values.config)
-  const { rotateBuilderKey } = await import('./key-rotate.js')
+  const { rotateBuilderKey } = await import('@quorate/node/stopped-node')
   const r = await rotateBuilderKey({ dataDir: config.dataDir, keyFile: config.builderKeyFile, oldKey: loadBuilderKey(config.builderKeyFile), policy: loadPolicyFile(config.policyFile) })
   print(`rotated the builder key of "${r.policyEntry.name}": new keyid ${r.newKey.keyid}, public key ${r.newKey.publicKeyHex}`)
   print(`re-signed ${r.resigned} stored envelopes under the new key (a new log); the old key is kept in ${r.retiredKeyFile}`)
@@ -403,7 +402,7 @@ async function cmdBackup (args: string[], restore: boolean): Promise<number> {
   if (values.config === undefined) usage(`${restore ? 'restore' : 'backup'} needs --config FILE of the (stopped) node`)
   const { loadNodeConfig } = await import('@quorate/node/config')
   const config = loadNodeConfig(values.config)
-  const { backupDataDir, restoreDataDir } = await import('./backup.js')
+  const { backupDataDir, restoreDataDir } = await import('@quorate/node/stopped-node')
   if (restore) {
     if (values.from === undefined) usage('restore needs --from BACKUP_FILE')
     const r = await restoreDataDir(config.dataDir, values.from, values.force === true)
@@ -429,23 +428,15 @@ async function cmdDigest (args: string[]): Promise<number> {
 async function cmdStatus (args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { node: { type: 'string' }, json: { type: 'boolean' } } })
   if (values.node === undefined) usage('status needs --node URL')
-  const base = values.node.replace(/\/+$/, '')
-  let status: Record<string, unknown>
-  try {
-    const res = await fetch(`${base}/v1/status`, { signal: AbortSignal.timeout(10_000) })
-    if (!res.ok) throw new Error(`HTTP ${res.status} for ${base}/v1/status`)
-    status = await res.json() as Record<string, unknown>
-  } catch (err) {
-    throw new QuorateError('HTTP_FAILED', `${base}: no answer (${(err as Error).message}); is the node running, and is this its "http" address (http://host:port, without /v1)?`)
-  }
-  if (values.json === true) { print(JSON.stringify(status, null, 2)); return 0 }
-  const s = status as { name: string, builder: string | null, peerId: string, peers: string[], queue: Record<string, number>, repositories: string[], sandbox: string, policyDigest: string }
+  const { nodeClient } = await import('./node-client.js')
+  const client = nodeClient(values.node)
+  const s = await client.get('status', {}, { timeoutMs: 10_000 })
+  if (values.json === true) { print(JSON.stringify(s, null, 2)); return 0 }
   print(`${escapeForTerminal(s.name)}: builder ${escapeForTerminal(s.builder ?? '(not in policy)')}, sandbox ${s.sandbox}, policy ${s.policyDigest.slice(0, 16)}…`)
   print(`  peer ${s.peerId}, ${s.peers.length} peers connected`)
   print(`  builds: ${Object.entries(s.queue).map(([k, v]) => `${v} ${k}`).join(', ')}`)
   for (const repo of s.repositories) {
-    const res = await fetch(`${base}/v1/repos/${repo}/commits`, { signal: AbortSignal.timeout(10_000) })
-    const body = await res.json() as { commits: Array<{ commit: string, status: string, narSha256: string | null }> }
+    const body = await client.get('commits', { repo }, { timeoutMs: 10_000 })
     print(`  ${repo}: ${body.commits.length} commits`)
     for (const c of body.commits.slice(0, 10)) print(`    ${c.commit.slice(0, 12)} ${c.status.padEnd(8)} ${c.narSha256 ?? ''}`)
   }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { isIntotoJsonl, readIntotoJsonl, type BundleFormat } from './bundle-format.js'
 import { decideQuorum, refObservers, OCI_MANIFEST_MEDIA_TYPE, QuorateError, isCommitSha, isRepoId, isSha256Hex, parseJsonStrict, type Decision, type Policy } from '@quorate/core'
+import { nodeClient } from './node-client.js'
 
 export interface NodeAnswer { url: string, ok: boolean, envelopes: number, error?: string }
 
@@ -56,18 +57,6 @@ export function checkVerifyArgs (repoId: string, commit: string, policy: Policy,
   if (!policy.repositories.has(repoId)) throw new QuorateError('USAGE', `--repo: "${repoId}" is not in the policy`)
 }
 
-const base = (url: string): string => url.replace(/\/+$/, '')
-
-async function fetchJson (url: string, timeoutMs: number): Promise<unknown> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
-  if (!res.ok) {
-    let detail = ''
-    try { detail = ((await res.json()) as { error?: string }).error ?? '' } catch {}
-    throw new Error(`HTTP ${res.status}${detail === '' ? '' : `: ${detail}`}`)
-  }
-  return await res.json()
-}
-
 function objects (v: unknown): object[] {
   return Array.isArray(v) ? v.filter((e): e is object => typeof e === 'object' && e !== null) : []
 }
@@ -83,7 +72,7 @@ export async function gatherFromNodes (nodes: string[], repoId: string, commit: 
   const proofs: Array<[object, object]> = []
   const answers = await Promise.all(nodes.map(async (url): Promise<NodeAnswer> => {
     try {
-      const body = await fetchJson(`${base(url)}/v1/repos/${encodeURIComponent(repoId)}/commits/${commit}`, timeoutMs) as { envelopes?: unknown, equivocationProofs?: unknown }
+      const body = await nodeClient(url).get('commit', { repo: repoId, commit }, { timeoutMs })
       const got = objects(body.envelopes)
       envelopes.push(...got)
       proofs.push(...pairs(body.equivocationProofs))
@@ -144,11 +133,9 @@ export function sha256File (path: string): string {
 export async function fetchFileList (nodes: string[], sha256: string): Promise<{ files: Array<Record<string, unknown>> } | undefined> {
   for (const url of nodes) {
     try {
-      const res = await fetch(`${base(url)}/v1/blobs/${sha256}`, { signal: AbortSignal.timeout(10_000) })
-      if (!res.ok) continue
-      const bytes = Buffer.from(await res.arrayBuffer())
-      if (createHash('sha256').update(bytes).digest('hex') !== sha256) continue
-      return JSON.parse(bytes.toString('utf8')) as { files: Array<Record<string, unknown>> }
+      const bytes = await nodeClient(url).bytes('blob', sha256, { timeoutMs: 10_000 })
+      if (bytes === undefined) continue
+      return JSON.parse(Buffer.from(bytes).toString('utf8')) as { files: Array<Record<string, unknown>> }
     } catch {}
   }
   return undefined

@@ -17,9 +17,32 @@ export interface VerifiedAttestation {
   attestation: Attestation
 }
 
+/**
+ * Why an envelope was refused, as a code that metrics and the API use (the prose in `reason`
+ * is for people and may change). Rejects punish the sender; ignores do not.
+ */
+export type EnvelopeCheckCode =
+  /** reject: larger than the size cap. */
+  | 'oversized'
+  /** reject: not UTF-8 JSON, not a DSSE envelope, or not a statement of ours. */
+  | 'malformed'
+  /** reject: the statement names another repository than the topic it came on. */
+  | 'topic-mismatch'
+  /** ignore: the repository is not in this policy. */
+  | 'unknown-repository'
+  /** ignore: the key is not in this policy (an honest relay may run a newer one). */
+  | 'unknown-key'
+  /** ignore: the key is revoked in this policy. */
+  | 'revoked-key'
+  /** reject: the signature does not verify under the key. */
+  | 'bad-signature'
+
+export const ENVELOPE_CHECK_CODES: readonly EnvelopeCheckCode[] = ['oversized', 'malformed', 'topic-mismatch', 'unknown-repository', 'unknown-key', 'revoked-key', 'bad-signature']
+
 export type EnvelopeCheck =
   | { verdict: 'accept', verified: VerifiedAttestation }
-  | { verdict: 'reject' | 'ignore', reason: string, id?: string, keyid?: string }
+  /** `code` is what went wrong, `reason` says it in words (with the offending value). */
+  | { verdict: 'reject' | 'ignore', code: EnvelopeCheckCode, reason: string, id?: string, keyid?: string }
 
 export const MAX_ENVELOPE_BYTES = 64 * 1024
 
@@ -43,27 +66,27 @@ export function checkEnvelope (input: Uint8Array | string | object, policy: Poli
   try {
     if (input instanceof Uint8Array || typeof input === 'string') {
       const size = typeof input === 'string' ? Buffer.byteLength(input) : input.byteLength
-      if (size > maxBytes) return { verdict: 'reject', reason: `oversized: ${size} bytes > ${maxBytes}` }
+      if (size > maxBytes) return { verdict: 'reject', code: 'oversized', reason: `oversized: ${size} bytes > ${maxBytes}` }
       const text = typeof input === 'string' ? input : decoder.decode(input)
       raw = parseJsonStrict(text, 'envelope')
     }
     const parsed = parseEnvelope(raw)
     const attestation = parseAttestation(parsed.payloadBytes)
     if (opts.repoId !== undefined && attestation.repoId !== opts.repoId) {
-      return { verdict: 'reject', reason: `topic mismatch: envelope is for repository "${attestation.repoId}"`, id: parsed.id, keyid: parsed.keyid }
+      return { verdict: 'reject', code: 'topic-mismatch', reason: `topic mismatch: envelope is for repository "${attestation.repoId}"`, id: parsed.id, keyid: parsed.keyid }
     }
     if (!policy.repositories.has(attestation.repoId)) {
-      return { verdict: 'ignore', reason: 'repository not in this policy', id: parsed.id, keyid: parsed.keyid }
+      return { verdict: 'ignore', code: 'unknown-repository', reason: 'repository not in this policy', id: parsed.id, keyid: parsed.keyid }
     }
     const key: KeyInfo | undefined = policy.keys.get(parsed.keyid)
-    if (key === undefined) return { verdict: 'ignore', reason: 'unknown key: not in the network policy', id: parsed.id, keyid: parsed.keyid }
-    if (key.revoked) return { verdict: 'ignore', reason: `revoked key of builder "${key.builder}"`, id: parsed.id, keyid: parsed.keyid }
+    if (key === undefined) return { verdict: 'ignore', code: 'unknown-key', reason: 'unknown key: not in the network policy', id: parsed.id, keyid: parsed.keyid }
+    if (key.revoked) return { verdict: 'ignore', code: 'revoked-key', reason: `revoked key of builder "${key.builder}"`, id: parsed.id, keyid: parsed.keyid }
     if (opts.verifiedIds?.has(parsed.id) !== true && !verifyEnvelopeSignature(parsed, key.publicKey)) {
-      return { verdict: 'reject', reason: `bad signature: does not verify under the key of builder "${key.builder}"`, id: parsed.id, keyid: parsed.keyid }
+      return { verdict: 'reject', code: 'bad-signature', reason: `bad signature: does not verify under the key of builder "${key.builder}"`, id: parsed.id, keyid: parsed.keyid }
     }
     return { verdict: 'accept', verified: { id: parsed.id, keyid: parsed.keyid, builder: key.builder, org: key.org, envelope: parsed.envelope, attestation } }
   } catch (err) {
-    if (isQuorateError(err) || err instanceof TypeError) return { verdict: 'reject', reason: `malformed: ${(err as Error).message}` }
+    if (isQuorateError(err) || err instanceof TypeError) return { verdict: 'reject', code: 'malformed', reason: `malformed: ${(err as Error).message}` }
     throw err
   }
 }

@@ -1,18 +1,59 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { timingSafeEqual, createHash, createHmac } from 'node:crypto'
-import { isCommitSha, isRepoId, isSha256Hex, refObservers, type Decision } from '@quorate/core'
+import { isCommitSha, isRepoId, isSha256Hex, refObservers, type Decision, type Policy } from '@quorate/core'
 import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
 import { redactUrl } from '@quorate/builder'
-import type { QuorateNode } from './node.js'
-import type { NodeEvent } from './events.js'
+import type { Store } from '@quorate/store'
+import type { Network } from '@quorate/network'
+import type { EventBus, NodeEvent } from './events.js'
 import type { Logger } from './logger.js'
+import type { Decisions } from './decisions.js'
+import type { Outputs } from './outputs.js'
+import type { MetricsRegistry } from './metrics.js'
+import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
 
-/** One cell of the builder × commit matrix: what each builder said about the commit. */
-export interface BuilderCell { builder: string, org: string, result: 'agrees' | 'dissents' | 'voted' | 'failed' | 'equivocated', narSha256?: string }
+export interface HttpApiInit {
+  host: string
+  port: number
+  /** Named in error messages (the node config file). */
+  configFile: string
+  adminToken?: string
+  webhookSecret?: string
+  /** Server-sent events: clients at once in total (default 64) and per client address (default 8). */
+  sseMaxClients?: number
+  sseMaxClientsPerAddress?: number
+  /** Events at most replayed to a reconnecting client (Last-Event-ID), newest kept. Default 200. */
+  sseReplay?: number
+}
+
+/** What `/v1/status` reports besides the parts below. */
+export interface NodeStatus {
+  name: string
+  builder: string | null
+  keyid: string
+  publicKey: string
+  sandbox: string
+  queue: Record<string, number>
+  stats: Record<string, unknown>
+}
+
+/** The narrow parts of the node the HTTP API reads (and the two admin actions it may trigger). */
+export interface HttpApiComponents {
+  policy: Policy
+  decisions: Pick<Decisions, 'decide' | 'logCompleteness'>
+  store: Pick<Store, 'commitsOf' | 'commitsWithDigest'>
+  outputs: Pick<Outputs, 'fileList' | 'file'>
+  network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
+  events: Pick<EventBus, 'since' | 'subscribe'>
+  metrics: { registry: Pick<MetricsRegistry, 'render'> }
+  status: () => Promise<NodeStatus>
+  /** Fetches repositories now (webhook, admin poll). */
+  poll: (repoId?: string) => Promise<void>
+  logger: Logger
+}
+
 
 function builderCells (d: Decision): BuilderCell[] {
   const cells = new Map<string, BuilderCell>()
@@ -36,6 +77,11 @@ function sendJson (res: ServerResponse, status: number, body: unknown): void {
     'content-length': Buffer.byteLength(text)
   })
   res.end(text)
+}
+
+/** A JSON answer typed by the shared route table. */
+function reply<N extends RouteName> (_route: N, res: ServerResponse, status: number, body: ResponseOf<N>): void {
+  sendJson(res, status, body)
 }
 
 async function readBody (req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -67,144 +113,165 @@ function tokenMatches (header: string | undefined, token: string | undefined): b
  * The node's HTTP API: JSON, read-only without a token. Admin routes need
  * `Authorization: Bearer <adminToken>` and are refused when no token is configured.
  */
-export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<HttpApi> {
-  const { config, policy, store } = node
-  const routes: Array<[string, RegExp, (m: RegExpMatchArray, req: IncomingMessage, res: ServerResponse) => Promise<void>]> = [
-    ['GET', /^\/healthz$/, async (_m, _r, res) => {
-      sendJson(res, 200, { ok: true, peerId: node.network.peerId, peers: node.network.connectedPeers().length })
-    }],
-    ['GET', /^\/v1\/status$/, async (_m, _r, res) => {
-      sendJson(res, 200, {
-        name: config.name,
-        builder: node.builderName ?? null,
-        keyid: node.key.keyid,
-        publicKey: node.key.publicKeyHex,
-        peerId: node.network.peerId,
-        multiaddrs: node.network.multiaddrs(),
-        peers: node.network.connectedPeers(),
+export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise<HttpApi> {
+  const { policy, store, decisions, network, logger } = c
+  const sseMax = init.sseMaxClients ?? 64
+  const ssePerAddress = init.sseMaxClientsPerAddress ?? 8
+  const sseReplay = init.sseReplay ?? 200
+  const sseClients = new Map<string, number>()
+  let sseTotal = 0
+  type Handler = (p: Record<string, string>, req: IncomingMessage, res: ServerResponse) => Promise<void>
+  const handlers: Record<RouteName, Handler> = {
+    health: async (_p, _r, res) => {
+      reply('health', res, 200, { ok: true, peerId: network.peerId, peers: network.connectedPeers().length })
+    },
+    status: async (_p, _r, res) => {
+      const s = await c.status()
+      reply('status', res, 200, {
+        name: s.name,
+        builder: s.builder,
+        keyid: s.keyid,
+        publicKey: s.publicKey,
+        peerId: network.peerId,
+        multiaddrs: network.multiaddrs(),
+        peers: network.connectedPeers(),
         policyDigest: policy.digest,
-        sandbox: config.sandbox,
-        queue: await node.queueSummary(),
-        stats: { ...node.stats, network: node.network.stats() },
+        sandbox: s.sandbox,
+        queue: s.queue,
+        stats: { ...s.stats, network: network.stats() },
         repositories: [...policy.repositories.keys()]
       })
-    }],
-    ['GET', /^\/v1\/policy$/, async (_m, _r, res) => {
+    },
+    policy: async (_p, _r, res) => {
       // Repository URLs may carry credentials: never serve them (the digest is of the real file).
       const redacted = { ...policy.document, repositories: policy.document.repositories.map(r => ({ ...r, url: redactUrl(r.url) })) }
-      sendJson(res, 200, { digest: policy.digest, policy: redacted, urlsRedacted: true })
-    }],
-    ['GET', /^\/v1\/repos$/, async (_m, _r, res) => {
-      sendJson(res, 200, { repositories: [...policy.repositories.values()].map(r => ({ id: r.id, branches: r.branches, tags: r.tags, recipeDigest: r.recipeDigest ?? null, recipeFromRepo: r.recipeFromRepo })) })
-    }],
-    ['GET', /^\/v1\/repos\/([^/]+)\/commits$/, async (m, _r, res) => {
-      const repoId = repoParam(m[1])
+      reply('policy', res, 200, { digest: policy.digest, policy: redacted, urlsRedacted: true })
+    },
+    repos: async (_p, _r, res) => {
+      reply('repos', res, 200, { repositories: [...policy.repositories.values()].map(r => ({ id: r.id, branches: r.branches, tags: r.tags, recipeDigest: r.recipeDigest ?? null, recipeFromRepo: r.recipeFromRepo })) })
+    },
+    commits: async (p, _r, res) => {
+      const repoId = repoParam(p.repo)
       const commits = await store.commitsOf(repoId, 200)
       const out = []
-      for (const c of commits) {
-        const { decision } = await node.decide(repoId, c.commit)
-        out.push({ commit: c.commit, firstSeen: new Date(c.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
+      for (const commit of commits) {
+        const { decision } = await decisions.decide(repoId, commit.commit)
+        out.push({ commit: commit.commit, firstSeen: new Date(commit.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
       }
-      sendJson(res, 200, { repoId, commits: out })
-    }],
-    ['GET', /^\/v1\/repos\/([^/]+)\/commits\/([^/]+)$/, async (m, _r, res) => {
-      const repoId = repoParam(m[1])
-      const commit = m[2]
+      reply('commits', res, 200, { repoId, commits: out })
+    },
+    commit: async (p, _r, res) => {
+      const repoId = repoParam(p.repo)
+      const commit = p.commit
       if (!isCommitSha(commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
-      const { decision, envelopes, proofs } = await node.decide(repoId, commit)
-      sendJson(res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await node.logCompleteness(decision), envelopes, equivocationProofs: proofs })
-    }],
-    ['GET', /^\/v1\/blobs\/([^/]+)$/, async (m, _r, res) => {
-      if (!isSha256Hex(m[1])) throw new HttpError(400, 'blob id must be a sha256 hex digest')
-      let blob = await store.getBlob(m[1])
-      if (blob === undefined) {
-        // Any peer holding it can serve it: fetched by content address and checked by the network layer.
-        blob = await node.network.fetchBlob(m[1], { timeoutMs: 10_000 })
-        if (blob !== undefined) await store.putBlob(m[1], blob)
-      }
+      const { decision, envelopes, proofs } = await decisions.decide(repoId, commit)
+      reply('commit', res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await decisions.logCompleteness(decision), envelopes, equivocationProofs: proofs })
+    },
+    blob: async (p, _r, res) => {
+      if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'blob id must be a sha256 hex digest')
+      // Any peer holding it can serve it: fetched by content address and checked by the network layer.
+      const blob = await c.outputs.fileList(p.sha256, { fromPeers: true })
       if (blob === undefined) throw new HttpError(404, 'no such blob on this node or its peers')
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength, 'x-content-type-options': 'nosniff' })
       res.end(blob)
-    }],
-    ['GET', /^\/v1\/files\/([^/]+)$/, async (m, _r, res) => {
-      if (!isSha256Hex(m[1])) throw new HttpError(400, 'file id must be a sha256 hex digest')
-      let body: Buffer
-      try { body = await readFile(join(config.dataDir, 'files', m[1])) } catch { throw new HttpError(404, 'no such output file on this node') }
+    },
+    file: async (p, _r, res) => {
+      if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'file id must be a sha256 hex digest')
+      const body = await c.outputs.file(p.sha256)
+      if (body === undefined) throw new HttpError(404, 'no such output file on this node')
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.byteLength, 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment' })
       res.end(body)
-    }],
-    ['GET', /^\/v1\/events$/, async (_m, req, res) => {
+    },
+    events: async (_p, req, res) => {
+      const address = req.socket.remoteAddress ?? '?'
+      if (sseTotal >= sseMax) throw new HttpError(503, `too many event streams open on this node (${sseMax}); try again later`)
+      if ((sseClients.get(address) ?? 0) >= ssePerAddress) throw new HttpError(429, `too many event streams from ${address} (${ssePerAddress}); close one first`)
+      sseTotal++
+      sseClients.set(address, (sseClients.get(address) ?? 0) + 1)
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
       res.write(': quorate events\n\n')
-      const write = (e: NodeEvent, id: number): void => { res.write(`id: ${id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`) }
-      // A reconnecting client (EventSource sends Last-Event-ID) gets what it missed first.
+      const write = (e: NodeEvent, id: number): void => {
+        // A client that stops reading is dropped rather than buffered without bound.
+        if (res.writableLength > 1024 * 1024) { res.destroy(); return }
+        res.write(`id: ${id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`)
+      }
+      // A reconnecting client (EventSource sends Last-Event-ID) gets what it missed first, at most the newest `sseReplay`.
       const last = Number(req.headers['last-event-id'])
-      if (Number.isSafeInteger(last) && last >= 0) for (const h of node.events.since(last)) write(h.event, h.id)
-      const unsubscribe = node.events.subscribe(write)
+      if (Number.isSafeInteger(last) && last >= 0) for (const h of c.events.since(last).slice(-sseReplay)) write(h.event, h.id)
+      const unsubscribe = c.events.subscribe(write)
       const ping = setInterval(() => res.write(': ping\n\n'), 15_000)
-      req.on('close', () => { clearInterval(ping); unsubscribe() })
-    }],
-    ['GET', /^\/metrics$/, async (_m, _r, res) => {
-      const text = node.metrics.registry.render()
+      res.on('close', () => {
+        clearInterval(ping)
+        unsubscribe()
+        sseTotal--
+        const n = (sseClients.get(address) ?? 1) - 1
+        if (n <= 0) sseClients.delete(address); else sseClients.set(address, n)
+      })
+    },
+    metrics: async (_p, _r, res) => {
+      const text = c.metrics.registry.render()
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) })
       res.end(text)
-    }],
-    ['GET', /^\/v1\/repos\/([^/]+)\/latest$/, async (m, req, res) => {
-      const repoId = repoParam(m[1])
+    },
+    latest: async (p, req, res) => {
+      const repoId = repoParam(p.repo)
       const ref = new URL(req.url ?? '/', 'http://x').searchParams.get('ref') ?? ''
       if (!/^refs\/[^\s]{1,250}$/.test(ref)) throw new HttpError(400, 'give ?ref= with a full ref name such as refs/heads/main')
-      for (const c of await store.commitsOf(repoId, 1000)) {
-        const { decision } = await node.decide(repoId, c.commit)
+      for (const commit of await store.commitsOf(repoId, 1000)) {
+        const { decision } = await decisions.decide(repoId, commit.commit)
         if (decision.status !== 'trusted') continue
         const seen = refObservers(decision, ref)
         if (!seen.reached) continue
-        sendJson(res, 200, { repoId, ref, commit: c.commit, narSha256: decision.trusted!.narSha256, supportingOrgs: decision.trusted!.supportingOrgs, observedBy: seen.orgs, firstSeen: new Date(c.firstSeen).toISOString() })
+        reply('latest', res, 200, { repoId, ref, commit: commit.commit, narSha256: decision.trusted!.narSha256, supportingOrgs: decision.trusted!.supportingOrgs, observedBy: seen.orgs, firstSeen: new Date(commit.firstSeen).toISOString() })
         return
       }
       throw new HttpError(404, `no trusted commit that a quorum of organizations saw on ${ref} yet`)
-    }],
-    ['GET', /^\/v1\/digests\/([^/]+)$/, async (m, _r, res) => {
-      if (!isSha256Hex(m[1])) throw new HttpError(400, 'give a 64-hex narSha256')
+    },
+    digest: async (p, _r, res) => {
+      const digest = p.narSha256
+      if (!isSha256Hex(digest)) throw new HttpError(400, 'give a 64-hex narSha256')
       const out = []
-      for (const { repoId, commit } of await store.commitsWithDigest(m[1])) {
+      for (const { repoId, commit } of await store.commitsWithDigest(digest)) {
         if (!policy.repositories.has(repoId)) continue
-        const { decision } = await node.decide(repoId, commit)
-        out.push({ repoId, commit, status: decision.status, trusted: decision.trusted?.narSha256 === m[1], attestedBy: decision.results.find(r => r.narSha256 === m[1])?.builders ?? [] })
+        const { decision } = await decisions.decide(repoId, commit)
+        out.push({ repoId, commit, status: decision.status, trusted: decision.trusted?.narSha256 === digest, attestedBy: decision.results.find(r => r.narSha256 === digest)?.builders ?? [] })
       }
-      sendJson(res, 200, { narSha256: m[1], commits: out })
-    }],
-    ['POST', /^\/v1\/webhook$/, async (_m, req, res) => {
-      if (config.webhookSecret === undefined) throw new HttpError(403, 'webhooks are disabled: set "webhookSecret" in the node config')
+      reply('digest', res, 200, { narSha256: digest, commits: out })
+    },
+    webhook: async (_p, req, res) => {
+      if (init.webhookSecret === undefined) throw new HttpError(403, 'webhooks are disabled: set "webhookSecret" in the node config')
       const body = await readBody(req, 1024 * 1024)
       const header = req.headers['x-hub-signature-256']
-      if (!webhookSignatureMatches(body, Array.isArray(header) ? header[0] : header, config.webhookSecret)) throw new HttpError(401, 'bad or missing X-Hub-Signature-256 (HMAC-SHA256 of the body with the shared secret)')
-      void node.pollNow()
-      sendJson(res, 202, { ok: true, polling: true })
-    }],
-    ['POST', /^\/v1\/admin\/poll$/, async (_m, req, res) => {
+      if (!webhookSignatureMatches(body, Array.isArray(header) ? header[0] : header, init.webhookSecret)) throw new HttpError(401, 'bad or missing X-Hub-Signature-256 (HMAC-SHA256 of the body with the shared secret)')
+      void c.poll()
+      reply('webhook', res, 202, { ok: true, polling: true })
+    },
+    adminPoll: async (_p, req, res) => {
       requireAdmin(req)
-      await node.pollNow()
-      sendJson(res, 200, { ok: true, queue: await node.queueSummary() })
-    }]
-  ]
+      await c.poll()
+      reply('adminPoll', res, 200, { ok: true, queue: (await c.status()).queue })
+    }
+  }
 
-  function repoParam (raw: string): string {
-    const id = decodeURIComponent(raw)
+  function repoParam (id: string): string {
     if (!isRepoId(id) || !policy.repositories.has(id)) throw new HttpError(404, 'unknown repository: not in this node\'s policy')
     return id
   }
 
   function requireAdmin (req: IncomingMessage): void {
-    if (config.adminToken === undefined) throw new HttpError(403, 'admin endpoints are disabled: set "adminToken" in the node config')
-    if (!tokenMatches(req.headers.authorization, config.adminToken)) throw new HttpError(401, 'admin endpoints need "Authorization: Bearer <adminToken>"')
+    if (init.adminToken === undefined) throw new HttpError(403, 'admin endpoints are disabled: set "adminToken" in the node config')
+    if (!tokenMatches(req.headers.authorization, init.adminToken)) throw new HttpError(401, 'admin endpoints need "Authorization: Bearer <adminToken>"')
   }
 
   const sockets = new Set<import('node:net').Socket>()
   const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://x')
     const method = req.method ?? 'GET'
+    let path = '(unparsable)'
     void (async () => {
       try {
+        let url: URL
+        try { url = new URL(req.url ?? '/', 'http://x') } catch { throw new HttpError(400, 'the request path is not a valid URL path') }
+        path = url.pathname
         if (method === 'GET' || method === 'HEAD') {
           const asset = webAsset(url.pathname)
           if (asset !== undefined) {
@@ -213,14 +280,18 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
             return
           }
         }
-        const pathMatches = routes.filter(([, re]) => re.test(url.pathname))
-        if (pathMatches.length === 0) throw new HttpError(404, `no route ${url.pathname}`)
-        const route = pathMatches.find(([m]) => m === method || (m === 'GET' && method === 'HEAD'))
-        if (route === undefined) throw new HttpError(405, `${method} is not allowed on ${url.pathname}`)
-        await route[2](url.pathname.match(route[1])!, req, res)
+        let matches
+        try { matches = matchRoute(url.pathname) } catch (err) {
+          if (err instanceof MalformedPathError) throw new HttpError(400, err.message)
+          throw err
+        }
+        if (matches.length === 0) throw new HttpError(404, `no route ${url.pathname}`)
+        const match = matches.find(r => r.method === method || (r.method === 'GET' && method === 'HEAD'))
+        if (match === undefined) throw new HttpError(405, `${method} is not allowed on ${url.pathname}`)
+        await handlers[match.name](match.params, req, res)
       } catch (err) {
         const status = err instanceof HttpError ? err.status : 500
-        if (status === 500) logger.error('http error', { path: url.pathname, error: (err as Error).message })
+        if (status === 500) logger.error('http error', { path, error: (err as Error).message })
         if (!res.headersSent) sendJson(res, status, { error: err instanceof HttpError ? err.message : 'internal error' })
         else res.end()
       }
@@ -228,8 +299,8 @@ export async function startHttpApi (node: QuorateNode, logger: Logger): Promise<
   })
   server.on('connection', s => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(Object.assign(new Error(`${config.file}: http: cannot listen on ${config.http.host}:${config.http.port} (${err.code ?? err.message}); pick another port`), { code: 'CONFIG_INVALID' })))
-    server.listen(config.http.port, config.http.host, () => resolve())
+    server.once('error', (err: NodeJS.ErrnoException) => reject(Object.assign(new Error(`${init.configFile}: http: cannot listen on ${init.host}:${init.port} (${err.code ?? err.message}); pick another port`), { code: 'CONFIG_INVALID' })))
+    server.listen(init.port, init.host, () => resolve())
   })
   const addr = server.address() as import('node:net').AddressInfo
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address

@@ -1,4 +1,5 @@
 /** A small Prometheus registry: counters, gauges and histograms with labels, text exposition format 0.0.4. */
+import type { Network } from '@quorate/network'
 type Labels = Record<string, string>
 
 function labelKey (labels: Labels): string {
@@ -91,4 +92,23 @@ export function createNodeMetrics (): NodeMetrics {
     gossipLatency: registry.histogram('quorate_attestation_latency_seconds', 'From the signer\'s finish time to our acceptance (signer clocks: informative).', [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]),
     publishes: registry.counter('quorate_publishes_total', 'Own envelopes published, by result (delivered, no-peers, error).')
   }
+}
+
+/** Registers the network layer's gauges and counters (read from `network.stats()` when scraped). */
+export function collectNetworkMetrics (registry: MetricsRegistry, network: Pick<Network, 'connectedPeers' | 'stats'>): void {
+  registry.collect('quorate_peers', 'Connected libp2p peers.', 'gauge', () => [[{}, network.connectedPeers().length]])
+  registry.collect('quorate_network_messages_total', 'Gossip and sync messages by path and verdict, as the network layer counted them.', 'counter', () => {
+    const s = network.stats()
+    return [
+      [{ path: 'gossip', verdict: 'received' }, s.gossipReceived], [{ path: 'gossip', verdict: 'accepted' }, s.gossipAccepted],
+      [{ path: 'gossip', verdict: 'rejected' }, s.gossipRejected], [{ path: 'gossip', verdict: 'ignored' }, s.gossipIgnored],
+      [{ path: 'sync', verdict: 'received' }, s.syncReceived], [{ path: 'sync', verdict: 'accepted' }, s.syncAccepted],
+      [{ path: 'sync', verdict: 'rejected' }, s.syncRejected], [{ path: 'sync', verdict: 'ignored' }, s.syncIgnored]
+    ]
+  })
+  registry.collect('quorate_sync_rounds_total', 'Sync rounds by result.', 'counter', () => {
+    const s = network.stats()
+    return [[{ result: 'ok' }, s.syncRounds], [{ result: 'failed' }, s.syncFailures]]
+  })
+  registry.collect('quorate_peers_banned_total', 'Peers disconnected and kept out for bad behaviour.', 'counter', () => [[{}, network.stats().peersBanned]])
 }

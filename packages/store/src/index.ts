@@ -7,5 +7,5 @@
  * await store.putEnvelope(verified, bytes, { sync: true })
  * const envs = await store.envelopesForCommit('hello', commit)
  */
-export { Store, STORE_FORMAT } from './store.js'
-export type { StoredEnvelopeMeta, PutOutcome, LogHead, EquivocationProof, BuildJob, BuildJobState, CommitInfo } from './store.js'
+export { Store, STORE_FORMAT, SMALL_BLOB_BYTES } from './store.js'
+export type { StoreOptions, StoredEnvelopeMeta, PutOutcome, LogHead, EquivocationProof, BuildJob, BuildJobState, CommitInfo } from './store.js'

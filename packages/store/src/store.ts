@@ -1,5 +1,8 @@
 import { Level } from 'level'
+import { readFileSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { QuorateError, type VerifiedAttestation } from '@quorate/core'
+import { BlobFiles, sha256Of } from './blob-files.js'
 
 /** What the store keeps per envelope, besides the raw bytes. */
 export interface StoredEnvelopeMeta {
@@ -49,6 +52,17 @@ export interface BuildJob {
 
 export interface CommitInfo { repoId: string, commit: string, firstSeen: number }
 
+export interface StoreOptions {
+  /**
+   * Where output files larger than `SMALL_BLOB_BYTES` are kept, content-addressed (default: a
+   * `blobs` directory next to the store's directory). Deleting it reclaims their space.
+   */
+  blobsDir?: string
+}
+
+/** Output files up to this size live inside the LevelDB (no filesystem block each); larger ones in the blobs directory. */
+export const SMALL_BLOB_BYTES = 64 * 1024
+
 const SEP = '!'
 const pad = (n: number): string => n.toString().padStart(16, '0')
 
@@ -81,7 +95,12 @@ export class Store {
   private readonly state
   private readonly blobs
   private readonly byDigest
+  /** Queued jobs by due time: `pad(notBefore)!pad(queuedAt)!jobKey`. */
+  private readonly due
   private readonly byRef
+  /** Small output files by sha256. */
+  private readonly outputs
+  private readonly blobFiles: BlobFiles
   /** Per log, the end of its prefix known complete and linked (see logComplete): a cache of the logs index, written with it. */
   private readonly linkedIndex
   private writeChain: Promise<unknown> = Promise.resolve()
@@ -95,8 +114,9 @@ export class Store {
   /** Per log, the end of its prefix known complete and linked (see logComplete). */
   private readonly linked = new Map<string, LinkedPrefix>()
 
-  private constructor (db: Level<string, Bytes>) {
+  private constructor (db: Level<string, Bytes>, blobsDir: string) {
     this.db = db
+    this.blobFiles = new BlobFiles(blobsDir)
     this.envs = db.sublevel<string, Bytes>('env', { valueEncoding: 'view' })
     this.metas = db.sublevel<string, StoredEnvelopeMeta>('meta', { valueEncoding: 'json' })
     this.byCommit = db.sublevel<string, string>('bycommit', { valueEncoding: 'utf8' })
@@ -106,12 +126,14 @@ export class Store {
     this.jobs = db.sublevel<string, BuildJob>('jobs', { valueEncoding: 'json' })
     this.state = db.sublevel<string, unknown>('state', { valueEncoding: 'json' })
     this.blobs = db.sublevel<string, Bytes>('blob', { valueEncoding: 'view' })
+    this.outputs = db.sublevel<string, Bytes>('output', { valueEncoding: 'view' })
     this.byDigest = db.sublevel<string, string>('bydigest', { valueEncoding: 'utf8' })
+    this.due = db.sublevel<string, string>('due', { valueEncoding: 'utf8' })
     this.byRef = db.sublevel<string, string>('byref', { valueEncoding: 'utf8' })
     this.linkedIndex = db.sublevel<string, LinkedPrefix>('linked', { valueEncoding: 'json' })
   }
 
-  static async open (dir: string): Promise<Store> {
+  static async open (dir: string, opts: StoreOptions = {}): Promise<Store> {
     const db = new Level<string, Bytes>(dir, { valueEncoding: 'view' })
     try {
       await db.open()
@@ -122,8 +144,9 @@ export class Store {
       }
       throw new QuorateError('STORE_FAILED', `cannot open the store in ${dir}: ${(err as Error).message}; check the directory's permissions and free space`, { dir }, { cause: err })
     }
-    const store = new Store(db)
+    const store = new Store(db, opts.blobsDir ?? join(dirname(dir), 'blobs'))
     await store.checkFormat(dir)
+    await store.indexDueJobs()
     await store.indexRefObservations()
     for await (const [log, at] of store.linkedIndex.iterator()) store.linked.set(log, at)
     return store
@@ -322,10 +345,6 @@ export class Store {
     }
   }
 
-  async hasEnvelope (id: string, keyid: string): Promise<boolean> {
-    return await this.envs.get(id + SEP + keyid) !== undefined
-  }
-
   async getEnvelope (id: string, keyid: string): Promise<Bytes | undefined> {
     return await this.envs.get(id + SEP + keyid)
   }
@@ -369,17 +388,6 @@ export class Store {
       seen.set(repoId + SEP + commit, { repoId, commit })
     }
     return [...seen.values()]
-  }
-
-  async repositories (): Promise<string[]> {
-    const out = new Set<string>()
-    for await (const k of this.commits.keys()) out.add(k.slice(0, k.indexOf(SEP)))
-    return [...out].sort()
-  }
-
-  /** Every envelope's metadata (for digest lookups and audits); bounded by `limit`. */
-  async *allMetas (): AsyncGenerator<StoredEnvelopeMeta> {
-    for await (const m of this.metas.values()) yield m
   }
 
   async logHead (repoId: string, keyid: string): Promise<LogHead | undefined> {
@@ -517,21 +525,81 @@ export class Store {
     return this.exclusive(async () => {
       const key = this.jobKey(job.repoId, job.commit, job.recipeKey)
       if (await this.jobs.get(key) !== undefined) return false
-      await this.jobs.put(key, { ...job, state: 'queued', attempts: 0, notBefore: now }, { sync: true } as never)
+      const queued: BuildJob = { ...job, state: 'queued', attempts: 0, notBefore: now }
+      await this.db.batch([
+        { type: 'put', sublevel: this.jobs, key, value: queued },
+        { type: 'put', sublevel: this.due, key: dueKey(queued, key), value: '' }
+      ] as never, { sync: true })
       return true
     })
   }
 
+  /** Writes a job's new state (fsync), keeping the due index in step. */
   updateJob (job: BuildJob): Promise<void> {
     return this.exclusive(async () => {
-      await this.jobs.put(this.jobKey(job.repoId, job.commit, job.recipeKey), job, { sync: true } as never)
+      const key = this.jobKey(job.repoId, job.commit, job.recipeKey)
+      const old = await this.jobs.get(key)
+      const ops: unknown[] = []
+      if (old?.state === 'queued') ops.push({ type: 'del', sublevel: this.due, key: dueKey(old, key) })
+      ops.push({ type: 'put', sublevel: this.jobs, key, value: job })
+      if (job.state === 'queued') ops.push({ type: 'put', sublevel: this.due, key: dueKey(job, key), value: '' })
+      await this.db.batch(ops as never, { sync: true })
     })
+  }
+
+  /** The queued job due first (lowest notBefore, then queuedAt) with notBefore ≤ now, read from the due index. */
+  async nextDueJob (now: number): Promise<BuildJob | undefined> {
+    for await (const k of this.due.keys({ lte: pad(now) + SEP + '\xff' })) {
+      const job = await this.jobs.get(k.slice(k.indexOf(SEP, k.indexOf(SEP) + 1) + 1))
+      if (job?.state === 'queued' && job.notBefore <= now) return job
+    }
+    return undefined
+  }
+
+  /** Jobs left `running` by a process that died go back to the queue (their attempt does not count). */
+  async requeueInterrupted (): Promise<number> {
+    let n = 0
+    for (const job of await this.jobsList()) {
+      if (job.state !== 'running') continue
+      await this.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1) })
+      n++
+    }
+    return n
+  }
+
+  /** Build jobs by state. */
+  async jobCounts (): Promise<Record<BuildJobState, number>> {
+    const out: Record<BuildJobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 }
+    for await (const j of this.jobs.values()) out[j.state]++
+    return out
   }
 
   async jobsList (): Promise<BuildJob[]> {
     const out: BuildJob[] = []
     for await (const j of this.jobs.values()) out.push(j)
     return out
+  }
+
+  /** Builds the due index once for a store written before it existed. */
+  private async indexDueJobs (): Promise<void> {
+    if (await this.state.get('dueIndex') === 1) return
+    const ops: unknown[] = []
+    for await (const [key, job] of this.jobs.iterator()) {
+      if (job.state === 'queued') ops.push({ type: 'put', sublevel: this.due, key: dueKey(job, key), value: '' })
+    }
+    ops.push({ type: 'put', sublevel: this.state, key: 'dueIndex', value: 1 })
+    await this.db.batch(ops as never, { sync: true })
+  }
+
+  // --- the watcher's memory of refs ---------------------------------------------------
+
+  /** The last commit the watcher saw per ref of a repository. */
+  async seenRefs (repoId: string): Promise<Record<string, string>> {
+    return (await this.state.get(`refs/${repoId}`) as Record<string, string> | undefined) ?? {}
+  }
+
+  async rememberRefs (repoId: string, refs: Record<string, string>): Promise<void> {
+    await this.state.put(`refs/${repoId}`, refs)
   }
 
   // --- node state and blobs ----------------------------------------------------------
@@ -551,9 +619,41 @@ export class Store {
   async getBlob (sha256: string): Promise<Bytes | undefined> {
     return await this.blobs.get(sha256)
   }
+
+  // --- output files (content-addressed) ------------------------------------------------
+
+  /**
+   * Keeps the output file at `source` under its sha256 (as the build's file list names it):
+   * small files inside the LevelDB, larger ones as read-only files in the blobs directory.
+   * A small file whose content does not hash to `sha256` is refused.
+   */
+  async putOutputFile (sha256: string, source: string): Promise<void> {
+    if (await this.hasOutputFile(sha256)) return
+    if (statSync(source).size <= SMALL_BLOB_BYTES) {
+      const bytes = readFileSync(source)
+      if (sha256Of(bytes) !== sha256) throw new QuorateError('STORE_FAILED', `${source} does not hash to ${sha256}; the output changed after it was hashed`, { sha256 })
+      await this.outputs.put(sha256, bytes)
+      return
+    }
+    this.blobFiles.put(sha256, source)
+  }
+
+  async hasOutputFile (sha256: string): Promise<boolean> {
+    if (await this.outputs.get(sha256) !== undefined) return true
+    try { statSync(this.blobFiles.pathOf(sha256)); return true } catch { return false }
+  }
+
+  /** An output file by sha256, or undefined when this store does not keep it. */
+  async getOutputFile (sha256: string): Promise<Bytes | undefined> {
+    return await this.outputs.get(sha256) ?? await this.blobFiles.get(sha256)
+  }
 }
 
 export const STORE_FORMAT = 1
+
+function dueKey (job: BuildJob, jobKey: string): string {
+  return pad(Math.min(job.notBefore, Number.MAX_SAFE_INTEGER)) + SEP + pad(job.queuedAt) + SEP + jobKey
+}
 
 function metaOf (v: VerifiedAttestation, now: number): StoredEnvelopeMeta {
   const a = v.attestation

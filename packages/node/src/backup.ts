@@ -3,20 +3,32 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, mkdtem
 import { join, dirname } from 'node:path'
 import { QuorateError } from '@quorate/core'
 import { Store, STORE_FORMAT } from '@quorate/store'
+import { BACKUP_PARTS, dataDirLayout } from './data-dir.js'
 
-/** What a backup holds: the store (envelopes, logs, queue, blobs) and the content-addressed output files. */
-const PARTS = ['db', 'files']
+/**
+ * What a backup holds: the store (envelopes, logs, queue, file lists, small outputs) and its
+ * larger content-addressed output files; `files` is where older releases kept outputs.
+ */
+const PARTS: readonly string[] = BACKUP_PARTS
 const MANIFEST = 'quorate-backup.json'
 
-async function assertStopped (dataDir: string, verb: string): Promise<void> {
-  if (!existsSync(join(dataDir, 'db'))) return
+/**
+ * Opens the store of a stopped node's data directory for a maintenance command (backup, restore,
+ * key rotation); when a node holds it, says which command to stop first (`verb`: what the user wanted).
+ */
+export async function openStoppedStore (dataDir: string, verb: string): Promise<Store> {
+  const dir = dataDirLayout(dataDir)
   try {
-    const store = await Store.open(join(dataDir, 'db'))
-    await store.close()
+    return await Store.open(dir.db, { blobsDir: dir.blobs })
   } catch (err) {
     if ((err as QuorateError).code === 'STORE_LOCKED') throw new QuorateError('STORE_LOCKED', `a node is running on ${dataDir}; stop it before you ${verb} (a copy of a live LevelDB directory is not consistent)`)
     throw err
   }
+}
+
+async function assertStopped (dataDir: string, verb: string): Promise<void> {
+  if (!existsSync(dataDirLayout(dataDir).db)) return
+  await (await openStoppedStore(dataDir, verb)).close()
 }
 
 /**

@@ -2,10 +2,11 @@ import { existsSync, renameSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import {
-  QuorateError, encodeBuilderKeyFile, keyPairFromSeed, parseAttestation, parseEnvelope, parseJsonStrict, signStatement,
+  QuorateError, encodeBuilderKeyFile, keyPairFromSeed, parseEnvelope, parseJsonStrict,
   type BuilderKeyPair, type Policy
 } from '@quorate/core'
-import { Store } from '@quorate/store'
+import { openStoppedStore } from './backup.js'
+import { ownLog } from './own-log.js'
 
 export interface RotationResult {
   oldKeyid: string
@@ -31,34 +32,26 @@ export async function rotateBuilderKey (opts: { dataDir: string, keyFile: string
   const { oldKey, policy } = opts
   const member = policy.keys.get(oldKey.keyid)
   if (member === undefined) throw new QuorateError('KEY_INVALID', `${opts.keyFile}: this key is not in the policy, so there is no builder identity to rotate`)
-  let store: Store
-  try {
-    store = await Store.open(join(opts.dataDir, 'db'))
-  } catch (err) {
-    if ((err as QuorateError).code === 'STORE_LOCKED') throw new QuorateError('STORE_LOCKED', `the node is running on ${opts.dataDir}; stop it first, then rotate its key`)
-    throw err
-  }
+  const store = await openStoppedStore(opts.dataDir, 'rotate its key').catch((err: QuorateError) => {
+    throw err.code === 'STORE_LOCKED' ? new QuorateError('STORE_LOCKED', `the node is running on ${opts.dataDir}; stop it first, then rotate its key`) : err
+  })
   const newKey = keyPairFromSeed(new Uint8Array(randomBytes(32)))
   const retiredKeyFile = join(dirname(opts.keyFile), `builder-key.${oldKey.keyid.slice(0, 16)}.retired.json`)
   let resigned = 0
   try {
     const idMap = new Map<string, string>()
+    // The new key's log is written by the one own-log writer, as the node would: the key is not
+    // in the policy yet, so the builder identity is given.
+    const log = ownLog({ store, key: newKey, policy, identity: { builder: member.builder, org: member.org } })
     for (const repoId of policy.repositories.keys()) {
-      let prev: string | null = null
-      let seq = 0
       const old: Uint8Array[] = []
       for await (const bytes of store.envelopesAfter(repoId, oldKey.keyid, -1)) old.push(bytes)
       for (const bytes of old) {
         const parsed = parseEnvelope(parseJsonStrict(Buffer.from(bytes).toString('utf8'), 'stored envelope'))
         if (parsed.keyid !== oldKey.keyid) continue
         const statement = JSON.parse(Buffer.from(parsed.payloadBytes).toString('utf8')) as Record<string, unknown>
-        setLog(statement, { seq, prev })
-        const signed = signStatement(statement, newKey)
-        const attestation = parseAttestation(new Uint8Array(Buffer.from(signed.envelope.payload, 'base64')))
-        await store.putEnvelope({ id: signed.id, keyid: newKey.keyid, builder: member.builder, org: member.org, envelope: signed.envelope, attestation }, signed.bytes, { sync: true })
+        const signed = await log.append(repoId, position => { setLog(statement, position); return statement })
         idMap.set(parsed.id, signed.id)
-        prev = signed.id
-        seq++
         resigned++
       }
     }

@@ -1,0 +1,128 @@
+import type { Decision, DecisionStatus } from '@quorate/core'
+
+/**
+ * The node's HTTP contract, shared by the server (`http-api.ts`) and the typed client in the
+ * cli: every route's method, path template and response type. Paths are built with `routePath`
+ * (which percent-encodes every parameter) and matched with `matchRoute` (which decodes them).
+ * This module imports nothing at run time, so a client loads it without libp2p or LevelDB.
+ */
+
+/** One cell of the builder × commit matrix: what each builder said about the commit. */
+export interface BuilderCell { builder: string, org: string, result: 'agrees' | 'dissents' | 'voted' | 'failed' | 'equivocated', narSha256?: string }
+
+export interface HealthResponse { ok: true, peerId: string, peers: number }
+export interface StatusResponse {
+  name: string
+  builder: string | null
+  keyid: string
+  publicKey: string
+  peerId: string
+  multiaddrs: string[]
+  peers: string[]
+  policyDigest: string
+  sandbox: string
+  queue: Record<string, number>
+  stats: Record<string, unknown>
+  repositories: string[]
+}
+export interface PolicyResponse { digest: string, policy: unknown, urlsRedacted: true }
+export interface ReposResponse { repositories: Array<{ id: string, branches: string[], tags: string[], recipeDigest: string | null, recipeFromRepo: boolean }> }
+export interface CommitSummary { commit: string, firstSeen: string, status: DecisionStatus, narSha256: string | null, supportingOrgs: string[], summary: string, builders: BuilderCell[] }
+export interface CommitsResponse { repoId: string, commits: CommitSummary[] }
+export interface CommitResponse {
+  repoId: string
+  commit: string
+  policyDigest: string
+  /** This node's own verdict: informative only (a client decides itself from `envelopes`). */
+  decision: Decision
+  logs: Array<{ builder: string, keyid: string, seq: number, complete: boolean }>
+  envelopes: unknown[]
+  equivocationProofs: Array<[unknown, unknown]>
+}
+export interface LatestResponse { repoId: string, ref: string, commit: string, narSha256: string, supportingOrgs: string[], observedBy: string[], firstSeen: string }
+export interface DigestResponse { narSha256: string, commits: Array<{ repoId: string, commit: string, status: DecisionStatus, trusted: boolean, attestedBy: string[] }> }
+export interface PollResponse { ok: true, queue: Record<string, number> }
+export interface WebhookResponse { ok: true, polling: true }
+export interface ErrorResponse { error: string }
+
+/** A route: method, path template (`:name` parameters, one path segment each) and what it answers. */
+export interface Route<Params extends string = string, Body = unknown> {
+  method: 'GET' | 'POST'
+  path: string
+  /** Present only to carry the response type. */
+  readonly body?: Body
+  readonly params?: Params
+}
+
+function route<Params extends string, Body> (method: 'GET' | 'POST', path: string): Route<Params, Body> {
+  return { method, path }
+}
+
+export const ROUTES = {
+  health: route<never, HealthResponse>('GET', '/healthz'),
+  status: route<never, StatusResponse>('GET', '/v1/status'),
+  policy: route<never, PolicyResponse>('GET', '/v1/policy'),
+  repos: route<never, ReposResponse>('GET', '/v1/repos'),
+  commits: route<'repo', CommitsResponse>('GET', '/v1/repos/:repo/commits'),
+  commit: route<'repo' | 'commit', CommitResponse>('GET', '/v1/repos/:repo/commits/:commit'),
+  /** `?ref=refs/heads/main` */
+  latest: route<'repo', LatestResponse>('GET', '/v1/repos/:repo/latest'),
+  digest: route<'narSha256', DigestResponse>('GET', '/v1/digests/:narSha256'),
+  /** File lists by digest (bytes). */
+  blob: route<'sha256', Uint8Array>('GET', '/v1/blobs/:sha256'),
+  /** Output files by sha256 (bytes). */
+  file: route<'sha256', Uint8Array>('GET', '/v1/files/:sha256'),
+  /** Server-sent events. */
+  events: route<never, string>('GET', '/v1/events'),
+  /** Prometheus text. */
+  metrics: route<never, string>('GET', '/metrics'),
+  webhook: route<never, WebhookResponse>('POST', '/v1/webhook'),
+  adminPoll: route<never, PollResponse>('POST', '/v1/admin/poll')
+} as const
+
+export type RouteName = keyof typeof ROUTES
+export type ResponseOf<N extends RouteName> = NonNullable<(typeof ROUTES)[N]['body']>
+export type ParamsOf<N extends RouteName> = NonNullable<(typeof ROUTES)[N]['params']>
+
+/** The path of a route with its parameters filled in, each percent-encoded. */
+export function routePath<N extends RouteName> (name: N, params: Record<ParamsOf<N>, string>, query?: Record<string, string>): string {
+  const values = params as Record<string, string>
+  const path = ROUTES[name].path.replace(/:([a-zA-Z0-9]+)/g, (_m, p: string) => {
+    const v = values[p]
+    if (v === undefined) throw new TypeError(`route ${name}: parameter "${p}" missing`)
+    return encodeURIComponent(v)
+  })
+  const q = query === undefined ? '' : new URLSearchParams(query).toString()
+  return q === '' ? path : `${path}?${q}`
+}
+
+/** A path segment with malformed percent-encoding: the client's mistake (HTTP 400). */
+export class MalformedPathError extends Error {}
+
+const compiled = Object.entries(ROUTES).map(([name, r]) => {
+  const names: string[] = []
+  const re = new RegExp('^' + r.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:([a-zA-Z0-9]+)/g, (_m, p: string) => { names.push(p); return '([^/]+)' }) + '$')
+  return { name: name as RouteName, method: r.method, re, names }
+})
+
+/**
+ * Finds the routes whose path matches `pathname` (any method) and decodes their parameters.
+ * Throws MalformedPathError when a parameter's percent-encoding is broken.
+ */
+export function matchRoute (pathname: string): Array<{ name: RouteName, method: 'GET' | 'POST', params: Record<string, string> }> {
+  const out = []
+  for (const r of compiled) {
+    const m = r.re.exec(pathname)
+    if (m === null) continue
+    const params: Record<string, string> = {}
+    r.names.forEach((p, i) => {
+      try {
+        params[p] = decodeURIComponent(m[i + 1])
+      } catch {
+        throw new MalformedPathError(`malformed percent-encoding in the request path (parameter "${p}")`)
+      }
+    })
+    out.push({ name: r.name, method: r.method, params })
+  }
+  return out
+}

@@ -1,0 +1,195 @@
+import { decideQuorum, type Decision, type Policy, type VerifiedAttestation } from '@quorate/core'
+import type { Store } from '@quorate/store'
+import type { EventBus } from './events.js'
+import type { Logger } from './logger.js'
+import type { MetricsRegistry } from './metrics.js'
+import type { Notice } from './notifier.js'
+
+/** A decision with what it rests on: every envelope stored for the commit and the repository's equivocation proofs. */
+export interface CommitDecision {
+  decision: Decision
+  envelopes: unknown[]
+  proofs: Array<[unknown, unknown]>
+}
+
+/** Per counted builder: whether this node holds its log complete and linked up to the attestation that counted. */
+export interface LogCompleteness { builder: string, keyid: string, seq: number, complete: boolean }
+
+/** What decisions read from the store. */
+export type DecisionReads = Pick<Store, 'envelopesForCommit' | 'equivocationProofs' | 'logComplete'>
+
+export interface DecisionsInit {
+  /** Decisions are recomputed once per commit per this many ms, however many envelopes arrive. Default 50. */
+  announceDelayMs?: number
+  /** Commits whose decision is kept in memory. Default 1024. */
+  cacheSize?: number
+}
+
+export interface DecisionsComponents {
+  store: DecisionReads
+  policy: Policy
+  events: EventBus
+  logger: Logger
+  notify: (notice: Omit<Notice, 'node' | 'time'>) => void
+  metrics?: { registry: MetricsRegistry }
+}
+
+/**
+ * Decides, caches, invalidates and announces. `decide` answers from a cache that is dropped
+ * for a commit when a new envelope for it is stored, for a whole repository when an
+ * equivocation proof is stored (a proof changes every commit of that repository), and for
+ * everything when the policy changes. Changed decisions are logged, announced on the event bus
+ * and, when a commit turns disputed, notified. The HTTP API and the notifier read it.
+ */
+export interface Decisions {
+  decide: (repoId: string, commit: string) => Promise<CommitDecision>
+  logCompleteness: (decision: Decision) => Promise<LogCompleteness[]>
+  /** A verified envelope was stored: the decisions of its commits (a ref observation's tip and the commits it introduced) are recomputed and announced if they changed. */
+  envelopeAdded: (v: VerifiedAttestation) => void
+  /** An equivocation proof was stored for this repository. */
+  proofAdded: (repoId: string, commit: string) => void
+  /** The policy changed: every cached decision is dropped. */
+  policyChanged: (policy: Policy) => void
+  /** Commits by the latest status this node announced since it started. */
+  statusCounts: () => Record<string, number>
+  /** Resolves when every scheduled announcement is done (tests wait on this). */
+  settled: () => Promise<void>
+  start: () => void
+  stop: () => Promise<void>
+}
+
+const MAX_VERIFIED_IDS = 100_000
+
+function parseEnvelopeJson (bytes: Uint8Array): unknown {
+  return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'))
+}
+
+export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisions {
+  const { store, events, logger } = c
+  let policy = c.policy
+  const delay = init.announceDelayMs ?? 50
+  const cacheSize = init.cacheSize ?? 1024
+  const cache = new Map<string, Promise<CommitDecision>>()
+  // Envelope ids already verified against the policy: lets decideQuorum skip signature checks (a cache, never a source of trust).
+  const verifiedIds = new Set<string>()
+  const lastSig = new Map<string, string>()
+  const lastStatus = new Map<string, string>()
+  const due = new Set<string>()
+  let timer: NodeJS.Timeout | undefined
+  let announcing: Promise<void> = Promise.resolve()
+  let stopping = false
+
+  async function compute (repoId: string, commit: string): Promise<CommitDecision> {
+    const [stored, proofsStored] = await Promise.all([store.envelopesForCommit(repoId, commit), store.equivocationProofs(repoId)])
+    const envelopes = stored.map(s => parseEnvelopeJson(s.bytes))
+    const proofs = proofsStored.map(p => [parseEnvelopeJson(p.envelopes[0]), parseEnvelopeJson(p.envelopes[1])] as [unknown, unknown])
+    const decision = decideQuorum({ policy, repoId, commit, envelopes: envelopes as object[], equivocationProofs: proofs as Array<[object, object]>, verifiedIds })
+    return { decision, envelopes, proofs }
+  }
+
+  function decide (repoId: string, commit: string): Promise<CommitDecision> {
+    const k = `${repoId}@${commit}`
+    let p = cache.get(k)
+    if (p !== undefined) {
+      cache.delete(k); cache.set(k, p) // most recently used last
+      return p
+    }
+    p = compute(repoId, commit)
+    cache.set(k, p)
+    p.catch(() => { if (cache.get(k) === p) cache.delete(k) })
+    if (cache.size > cacheSize) cache.delete(cache.keys().next().value as string)
+    return p
+  }
+
+  function schedule (repoId: string, commit: string): void {
+    due.add(`${repoId}@${commit}`)
+    timer ??= setTimeout(() => {
+      timer = undefined
+      const keys = [...due]
+      due.clear()
+      announcing = announcing.then(async () => {
+        for (const k of keys) {
+          if (stopping) return
+          const at = k.indexOf('@')
+          await announce(k.slice(0, at), k.slice(at + 1)).catch(err => logger.error('decision failed', { error: (err as Error).message }))
+        }
+      })
+    }, delay)
+  }
+
+  async function announce (repoId: string, commit: string): Promise<void> {
+    const { decision } = await decide(repoId, commit)
+    const k = `${repoId}@${commit}`
+    const sig = `${decision.status}/${decision.trusted?.resultKey ?? ''}/${decision.results.map(r => r.supportingOrgs.length).join(',')}`
+    if (lastSig.get(k) === sig) return
+    const wasDisputed = lastStatus.get(k) === 'disputed'
+    lastSig.delete(k); lastSig.set(k, sig)
+    lastStatus.delete(k); lastStatus.set(k, decision.status)
+    if (lastSig.size > 10_000) lastSig.delete(lastSig.keys().next().value as string)
+    if (lastStatus.size > 10_000) lastStatus.delete(lastStatus.keys().next().value as string)
+    if (decision.status === 'disputed' && !wasDisputed) c.notify({ type: 'disputed', repoId, commit, summary: decision.summary })
+    logger.info('decision', {
+      repo: repoId,
+      commit: commit.slice(0, 12),
+      status: decision.status,
+      digest: decision.trusted?.narSha256,
+      agreed: decision.trusted?.supportingOrgs.join(','),
+      dissent: decision.dissenters.map(d => `${d.builder}:${d.narSha256.slice(0, 12)}`).join(',') || undefined
+    })
+    events.emit({ type: 'decision', repoId, commit, status: decision.status, narSha256: decision.trusted?.narSha256, supportingOrgs: decision.trusted?.supportingOrgs, summary: decision.summary })
+  }
+
+  function statusCounts (): Record<string, number> {
+    const counts: Record<string, number> = { trusted: 0, pending: 0, disputed: 0, failed: 0 }
+    for (const st of lastStatus.values()) counts[st] = (counts[st] ?? 0) + 1
+    return counts
+  }
+
+  c.metrics?.registry.collect('quorate_decisions', 'Commits by the latest decision status this node computed since it started.', 'gauge',
+    () => Object.entries(statusCounts()).map(([status, n]) => [{ status }, n]))
+
+  return {
+    decide,
+    async logCompleteness (decision) {
+      const stored = await store.envelopesForCommit(decision.repoId, decision.commit)
+      const out: LogCompleteness[] = []
+      for (const v of decision.votes) {
+        const meta = stored.find(x => x.meta.id === v.envelopeId && x.meta.keyid === v.keyid)?.meta
+        if (meta === undefined) continue
+        out.push({ builder: v.builder, keyid: v.keyid, seq: meta.seq, complete: await store.logComplete(decision.repoId, v.keyid, meta.seq) })
+      }
+      return out
+    },
+    envelopeAdded (v) {
+      if (verifiedIds.size >= MAX_VERIFIED_IDS) verifiedIds.clear()
+      verifiedIds.add(v.id)
+      const a = v.attestation
+      // A ref observation counts for its tip and for every commit the move introduced.
+      for (const commit of new Set(a.kind === 'ref' ? [a.commit, ...a.introduced] : [a.commit])) {
+        cache.delete(`${a.repoId}@${commit}`)
+        schedule(a.repoId, commit)
+      }
+    },
+    proofAdded (repoId, commit) {
+      for (const k of [...cache.keys()]) if (k.startsWith(`${repoId}@`)) cache.delete(k)
+      schedule(repoId, commit)
+    },
+    policyChanged (next) {
+      policy = next
+      cache.clear()
+      verifiedIds.clear()
+    },
+    statusCounts,
+    async settled () {
+      while (timer !== undefined || due.size > 0) await new Promise(resolve => setTimeout(resolve, delay))
+      await announcing
+    },
+    start () { stopping = false },
+    async stop () {
+      stopping = true
+      clearTimeout(timer)
+      timer = undefined
+      await announcing
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import { describe, it, expect, afterEach } from 'vitest'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { GitMirror, watcher, type RefMove } from '@quorate/builder'
+import { tempStore } from './helpers.js'
+
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => { for (const c of cleanups.splice(0)) await c() })
+
+let tick = 0
+function git (cwd: string, args: string[]): string {
+  const date = `@${1_700_000_000 + (++tick) * 60} +0000`
+  return execFileSync('git', args, {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@x', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@x', GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date }
+  }).trim()
+}
+function commit (repo: string, file: string, text: string): string {
+  writeFileSync(join(repo, file), text)
+  git(repo, ['add', '-A'])
+  git(repo, ['commit', '-q', '-m', text])
+  return git(repo, ['rev-parse', 'HEAD'])
+}
+
+describe('watcher over a real git repository and the store\'s queue', () => {
+  it('queues the backfill on first sight, then each new commit once, remembers refs across restarts, and reports every move', async () => {
+    const t = await tempStore()
+    cleanups.push(t.cleanup)
+    const repo = join(t.dir, 'repo')
+    mkdirSync(repo)
+    git(repo, ['init', '-q', '-b', 'main'])
+    const c1 = commit(repo, 'a', 'one')
+    const c2 = commit(repo, 'a', 'two')
+    const mirror = new GitMirror({ url: repo, dir: join(t.dir, 'git', 'hello.git') })
+    const moves: RefMove[] = []
+    let queuedSignals = 0
+    const make = () => watcher(
+      { repositories: [{ id: 'hello', branches: ['main'], tags: [], recipeKey: 'r' }], backfill: 1, pollIntervalMs: 0 },
+      { mirrorOf: () => mirror, queue: t.store, refs: t.store, onRefMoved: async m => { moves.push(m) }, onQueued: () => { queuedSignals++ } }
+    )
+    const w = make()
+    await w.pollNow()
+    expect(w.polls()).toBe(1)
+    // backfill 1: only the tip on first sight
+    expect((await t.store.jobsList()).map(j => j.commit)).toEqual([c2])
+    expect(moves).toEqual([{ repoId: 'hello', ref: 'refs/heads/main', commit: c2, previous: null, commits: [c2] }])
+    await w.pollNow()
+    expect(moves).toHaveLength(1)
+    const c3 = commit(repo, 'a', 'three')
+    const c4 = commit(repo, 'a', 'four')
+    // A new watcher (a restarted node) continues from the refs the store remembers.
+    const again = make()
+    await again.pollNow()
+    expect((await t.store.jobsList()).map(j => j.commit).sort()).toEqual([c2, c3, c4].sort())
+    expect(moves[1]).toMatchObject({ previous: c2, commit: c4, commits: [c3, c4] })
+    expect(queuedSignals).toBe(2)
+    expect(c1).not.toBe(c2)
+  })
+
+  it('runs one poll at a time: a request during a poll gets one more poll after it', async () => {
+    const t = await tempStore()
+    cleanups.push(t.cleanup)
+    const repo = join(t.dir, 'repo')
+    mkdirSync(repo)
+    git(repo, ['init', '-q', '-b', 'main'])
+    commit(repo, 'a', 'one')
+    const mirror = new GitMirror({ url: repo, dir: join(t.dir, 'git', 'hello.git') })
+    const w = watcher(
+      { repositories: [{ id: 'hello', branches: ['main'], tags: [], recipeKey: 'r' }], backfill: 5, pollIntervalMs: 0 },
+      { mirrorOf: () => mirror, queue: t.store, refs: t.store }
+    )
+    await Promise.all([w.pollNow(), w.pollNow(), w.pollNow()])
+    expect(w.polls()).toBe(2)
+  })
+})

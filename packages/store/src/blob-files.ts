@@ -1,0 +1,50 @@
+import { createHash } from 'node:crypto'
+import { chmodSync, copyFileSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+
+/**
+ * Large blobs as read-only files named by their SHA-256 (`<dir>/<2 hex>/<62 hex>`), next to the
+ * LevelDB that holds the small ones. A file appears under its final name only when complete
+ * (link, or copy to a temporary name then rename), so a crash never leaves a truncated blob.
+ */
+export class BlobFiles {
+  constructor (readonly dir: string) {}
+
+  pathOf (sha256: string): string {
+    return join(this.dir, sha256.slice(0, 2), sha256.slice(2))
+  }
+
+  /** Keeps `source` under its digest: a hard link when it shares the filesystem, else a copy. */
+  put (sha256: string, source: string): void {
+    const dest = this.pathOf(sha256)
+    mkdirSync(dirname(dest), { recursive: true })
+    try {
+      linkSync(source, dest)
+      chmodSync(dest, 0o444)
+      return
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return
+    }
+    const tmp = `${dest}.${process.pid}.tmp`
+    try {
+      copyFileSync(source, tmp)
+      chmodSync(tmp, 0o444)
+      renameSync(tmp, dest)
+    } finally {
+      rmSync(tmp, { force: true })
+    }
+  }
+
+  async get (sha256: string): Promise<Uint8Array | undefined> {
+    try {
+      return await readFile(this.pathOf(sha256))
+    } catch {
+      return undefined
+    }
+  }
+}
+
+export function sha256Of (bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
