@@ -31,7 +31,8 @@ for (const script of scripts) {
   const t0 = Date.now()
   const r = spawnSync(process.execPath, ['--expose-gc', join(here, script), ...(quick ? ['--quick'] : [])], {
     stdio: 'inherit',
-    env: { ...process.env, BENCH_RESULTS: rowsFile }
+    // quick: small sizes, also for scripts that take their size from the environment
+    env: { ...process.env, BENCH_RESULTS: rowsFile, ...(quick ? { BENCH_QUICK: '1', QUORATE_BENCH_FILES: process.env.QUORATE_BENCH_FILES ?? '5000' } : {}) }
   })
   if (r.status !== 0) failed++
   console.log(`=== ${script}: ${r.status === 0 ? 'done' : `FAILED (exit ${r.status ?? r.signal})`} in ${((Date.now() - t0) / 1000).toFixed(1)} s ===`)
