@@ -213,6 +213,8 @@ export function renderText (findings: AuditFinding[]): string {
       for (const c of d.diff.changed) out.push(`    changed  ${term(c.path)}  ${c.differs.join('+')}: ${c.before.size ?? ''} ${short(c.before.sha256)} -> ${c.after.size ?? ''} ${short(c.after.sha256)}`)
     }
     for (const x of f.fingerprintDifferences) out.push(`  environment differs: ${term(x.field)}: ${Object.entries(x.values).map(([b, v]) => `${term(b)}=${term(v)}`).join('; ')}`)
+    const rootNote = buildRootNote(f.fingerprintDifferences)
+    if (rootNote !== null) out.push(`  ${rootNote}`)
     for (const m of f.recipeMismatches) out.push(`  recipe mismatch: ${term(m.builder)} built recipe ${short(m.recipeDigest)}`)
     for (const g of groupFailures(f.failures)) out.push(`  failure: ${term(g.builder)}: ${g.attempts}: ${term(g.reason)}`)
     for (const o of f.conflictedOrgs) out.push(`  conflicted organization: ${term(o)} (its builders disagree)`)
@@ -370,4 +372,14 @@ export async function diffoscopeCommit (finding: AuditFinding, policy: Policy, n
 
 function usageError (msg: string): never {
   throw new QuorateError('USAGE', msg)
+}
+
+/**
+ * What the fingerprint differences say about build roots: builders in different pinned roots,
+ * or on their hosts' differing toolchains (no root pinned). Null when neither.
+ */
+function buildRootNote (diffs: Array<{ field: string }>): string | null {
+  if (diffs.some(d => d.field.startsWith('root.'))) return 'the builders used different build roots (or some none): compare root.manifestDigest above'
+  if (diffs.some(d => d.field.startsWith('tools.') && d.field !== 'tools.git' && d.field !== 'tools.bwrap')) return 'no common build root: the builders used their hosts\' toolchains, which differ (see tools above); pin one with recipe.root (README: Pinning the build root)'
+  return null
 }

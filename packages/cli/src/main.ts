@@ -435,6 +435,12 @@ async function cmdStatus (args: string[]): Promise<number> {
   print(`${escapeForTerminal(s.name)}: builder ${escapeForTerminal(s.builder ?? '(not in policy)')}, sandbox ${s.sandbox}, policy ${s.policyDigest.slice(0, 16)}…`)
   print(`  peer ${s.peerId}, ${s.peers.length} peers connected`)
   print(`  builds: ${Object.entries(s.queue).map(([k, v]) => `${v} ${k}`).join(', ')}`)
+  const own = s.ownLog
+  if (own !== undefined) {
+    print(own.state === 'ready'
+      ? `  own log: held (${escapeForTerminal(own.reason)})`
+      : `  own log: HOLDING SIGNATURES: ${escapeForTerminal(own.reason)}; fetching it back from peers (${own.answeredOrgs.length} of ${own.requiredOrgs} organizations answered)`)
+  }
   for (const repo of s.repositories) {
     const body = await client.get('commits', { repo }, { timeoutMs: 10_000 })
     print(`  ${repo}: ${body.commits.length} commits`)

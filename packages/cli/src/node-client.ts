@@ -30,7 +30,8 @@ const REQUIRED: Record<JsonRoute, Record<string, 'string' | 'array' | 'object' |
   commits: { commits: 'array' },
   commit: { envelopes: 'array', equivocationProofs: 'array' },
   latest: { commit: 'string', narSha256: 'string' },
-  digest: { commits: 'array' }
+  digest: { commits: 'array' },
+  log: { envelopes: 'array' }
 }
 
 /** An HTTP failure of one node: its status (0 when it did not answer) and what it said. */

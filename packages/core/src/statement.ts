@@ -172,6 +172,8 @@ export interface RefObservationInput {
    * more than MAX_INTRODUCED are cut to that many and marked truncated. Default: just the commit.
    */
   introduced?: string[]
+  /** More commits came than `introduced` lists (also when `previous` could not be walked back to). */
+  truncated?: boolean
   builderId: string
   observedOn: string
   log: LogPosition
@@ -192,7 +194,7 @@ export function makeRefObservationStatement (i: RefObservationInput): Record<str
       previous,
       fastForward: previous !== null && (i.fastForward ?? false),
       introduced,
-      truncated: all.length > introduced.length,
+      truncated: i.truncated === true || all.length > introduced.length,
       builder: { id: i.builderId },
       observedOn: i.observedOn,
       quorate_log: i.log

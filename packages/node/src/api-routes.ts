@@ -24,6 +24,10 @@ export interface StatusResponse {
   queue: Record<string, number>
   stats: Record<string, unknown>
   repositories: string[]
+  /** Build roots the node cannot pull or verify, with what the registry answered (those jobs wait and retry). */
+  rootProblems: Array<{ image: string, problem: string, at: string }>
+  /** Whether the node may sign: it holds its own logs ('ready'), or it is fetching them back from peers ('recovering': signatures held). */
+  ownLog?: { state: 'ready' | 'recovering', reason: string, answeredOrgs: string[], requiredOrgs: number, recovered: number }
 }
 export interface PolicyResponse { digest: string, policy: unknown, urlsRedacted: true }
 export interface ReposResponse { repositories: Array<{ id: string, branches: string[], tags: string[], recipeDigest: string | null, recipeFromRepo: boolean }> }
@@ -39,7 +43,10 @@ export interface CommitResponse {
   envelopes: unknown[]
   equivocationProofs: Array<[unknown, unknown]>
 }
-export interface LatestResponse { repoId: string, ref: string, commit: string, narSha256: string, supportingOrgs: string[], observedBy: string[], firstSeen: string }
+/** The latest trusted commit of a ref; `onChainOf`: the organizations that have it on their current chains of the ref. */
+export interface LatestResponse { repoId: string, ref: string, commit: string, narSha256: string, supportingOrgs: string[], onChainOf: string[], observedBy: string[] }
+/** One signer's whole log of a repository, oldest first (untrusted envelopes: check them). */
+export interface LogResponse { repoId: string, keyid: string, envelopes: unknown[] }
 export interface DigestResponse { narSha256: string, commits: Array<{ repoId: string, commit: string, status: DecisionStatus, trusted: boolean, attestedBy: string[] }> }
 export interface PollResponse { ok: true, queue: Record<string, number> }
 export interface WebhookResponse { ok: true, polling: true }
@@ -68,6 +75,8 @@ export const ROUTES = {
   /** `?ref=refs/heads/main` */
   latest: route<'repo', LatestResponse>('GET', '/v1/repos/:repo/latest'),
   digest: route<'narSha256', DigestResponse>('GET', '/v1/digests/:narSha256'),
+  /** One signer's log: how a node that lost its data directory gets its own log back. */
+  log: route<'repo' | 'keyid', LogResponse>('GET', '/v1/logs/:repo/:keyid'),
   /** File lists by digest (bytes). */
   blob: route<'sha256', Uint8Array>('GET', '/v1/blobs/:sha256'),
   /** Output files by sha256 (bytes). */

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
-  makeFailureStatement, makeProvenanceStatement, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
+  isQuorateError, makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
@@ -12,7 +12,7 @@ import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Outputs } from './outputs.js'
 
-/** Build attempts (a failing build or a runner error) before a job stays failed. */
+/** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
 /** The signed failure reason when the policy requires a build root and the commit's recipe has none. */
 const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this repository ("requireRoot": true), but .quorate/recipe.json has no "root"; add "root": {"image": "<name>@sha256:<digest>"} to the recipe'
@@ -27,9 +27,15 @@ export interface BuildJobsInit {
   user: BuildUser
   /** The fetch phase's network settings (node config `fetchNetwork`). */
   fetchNetwork?: BuildRequest['fetchNetwork']
+  /** Where pinned build roots (recipe.root) come from. */
+  rootCache?: BuildRequest['rootCache']
   builderId: string
   /** Demo and tests only: behave like a compromised CI that alters its outputs. */
   tamperOutput?: boolean
+  /** Tries of a failing build; the last failure is signed as final. Default MAX_ATTEMPTS. */
+  buildAttempts?: number
+  /** Backoff before the first retry, doubled for each further one, in ms. Default 30 000. */
+  retryBackoffMs?: number
 }
 
 export interface BuildJobsComponents {
@@ -40,6 +46,11 @@ export interface BuildJobsComponents {
   queue: Pick<BuildQueue, 'updateJob'>
   /** Signs into the own log (persisted), then publishes; resolves to the envelope id. */
   sign: (repoId: string, make: (log: LogPosition) => Record<string, unknown>) => Promise<string>
+  /**
+   * Resolves when this node may sign (its own log is held from seq 0, DESIGN.md "A node never
+   * forks its own log"); builds run meanwhile, their signatures wait. Default: at once.
+   */
+  ownLogReady?: () => Promise<void>
   /** Publishes an envelope already in the own log again. */
   republish: (item: { id: string, repoId: string, bytes: Uint8Array }) => void
   outputs: Pick<Outputs, 'keep'>
@@ -67,6 +78,45 @@ function tamperedRecipe (recipe: Recipe): Recipe {
 
 export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJobs {
   const { policy, logger, events, metrics, stats, queue } = c
+  const maxAttempts = init.buildAttempts ?? MAX_ATTEMPTS
+  const backoffMs = init.retryBackoffMs ?? 30_000
+
+  /**
+   * What this key already signed for the job's commit: a build result (never sign another; the
+   * envelope is republished) or failures (the next attempt number continues after them; a final
+   * one ends the job).
+   */
+  async function ownAnswers (job: BuildJob): Promise<{ build?: { id: string, bytes: Uint8Array }, attempts: number, final?: string }> {
+    const mine = (await c.store.envelopesForCommit(job.repoId, job.commit)).filter(e => e.meta.keyid === c.keyid)
+    const build = mine.find(e => e.meta.kind === 'build')
+    let attempts = 0
+    let final: string | undefined
+    for (const e of mine.filter(x => x.meta.kind === 'failure')) {
+      try {
+        const a = parseAttestation(parseEnvelope(JSON.parse(Buffer.from(e.bytes).toString('utf8'))).payloadBytes)
+        if (a.kind !== 'failure') continue
+        attempts = Math.max(attempts, a.attempt)
+        if (a.final) final = e.meta.id
+      } catch {}
+    }
+    return { ...(build !== undefined ? { build: { id: build.meta.id, bytes: build.bytes } } : {}), attempts, ...(final !== undefined ? { final } : {}) }
+  }
+
+  /** Re-checks after the own log is ready: true when the job is already answered (and settled). */
+  async function settledByOwnLog (job: BuildJob): Promise<boolean> {
+    const own = await ownAnswers(job)
+    if (own.build !== undefined) {
+      c.republish({ id: own.build.id, repoId: job.repoId, bytes: own.build.bytes })
+      await queue.updateJob({ ...job, state: 'succeeded', envelopeId: own.build.id })
+      logger.info('build already signed', { repo: job.repoId, commit: job.commit.slice(0, 12), envelopeId: own.build.id, hint: 'republished, not signed again' })
+      return true
+    }
+    if (own.final !== undefined) {
+      await queue.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: own.final })
+      return true
+    }
+    return false
+  }
 
   /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
   async function recipeFromCommit (job: BuildJob, requireRoot: boolean): Promise<string | RecipeSpec> {
@@ -93,21 +143,22 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     const repo = policy.repositories.get(job.repoId)
     if (repo === undefined) return
     // An envelope for this build key may exist from before a crash: republish it, never rebuild.
-    const own = (await c.store.envelopesForCommit(job.repoId, job.commit)).find(e => e.meta.keyid === c.keyid && e.meta.kind === 'build')
-    if (own !== undefined) {
-      c.republish({ id: own.meta.id, repoId: job.repoId, bytes: own.bytes })
-      await queue.updateJob({ ...job, state: 'succeeded', envelopeId: own.meta.id })
-      return
-    }
+    if (await settledByOwnLog(job)) return
     let spec: RecipeSpec
     if (repo.recipe !== undefined) {
       spec = repo.recipe
     } else {
       const problem = await recipeFromCommit(job, repo.requireRoot)
       if (typeof problem === 'string') {
+        await c.ownLogReady?.()
+        if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+        if (await settledByOwnLog(job)) return
+        const attempt = (await ownAnswers(job)).attempts + 1
+        // Retrying cannot change the commit's recipe: final at once.
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId, ref: job.ref, commit: job.commit, exitStatus: null, timedOut: false, reason: problem,
-          logSha256: sha256Hex(''), fingerprint: { sandbox: init.sandbox }, builderId: init.builderId, finishedOn: new Date().toISOString(), log
+          logSha256: sha256Hex(''), fingerprint: { sandbox: init.sandbox }, builderId: init.builderId, finishedOn: new Date().toISOString(), log,
+          attempt, final: true
         }))
         await queue.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: id, lastError: problem })
         logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: problem, retry: false })
@@ -135,6 +186,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           sandbox: init.sandbox,
           user: init.user,
           fetchNetwork: init.fetchNetwork,
+          ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
           outputCopyDir,
           signal,
           onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
@@ -143,11 +195,23 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const message = (err as Error).message
         logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
-        await queue.updateJob({ ...job, state: job.attempts >= MAX_ATTEMPTS ? 'failed' : 'queued', notBefore: Date.now() + 30_000 * 2 ** job.attempts, lastError: message })
+        // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up.
+        const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
+        await queue.updateJob({
+          ...job,
+          state: rootTrouble || job.attempts < maxAttempts ? 'queued' : 'failed',
+          notBefore: Date.now() + (rootTrouble ? Math.min(300_000, 5_000 * 2 ** Math.min(job.attempts, 6)) : backoffMs * 2 ** (job.attempts - 1)),
+          lastError: message
+        })
         return
       }
       if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
       const recipe = spec.recipe
+      // Held until this node holds its own log (a lost data directory): then a build key it
+      // already signed is republished, never signed a second time.
+      await c.ownLogReady?.()
+      if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+      if (await settledByOwnLog(job)) return
       if (outcome.ok) {
         const o = outcome.output
         await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir })
@@ -175,6 +239,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         logger.info('build succeeded', { repo: job.repoId, commit: job.commit.slice(0, 12), narSha256: o.narSha256, files: o.fileCount, ms: Date.now() - t0, ...Object.fromEntries(Object.entries(outcome.durationsMs).map(([k, v]) => [k, Math.round(v as number)])) })
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
       } else {
+        const attempt = (await ownAnswers(job)).attempts + 1
+        const retry = attempt < maxAttempts
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -187,14 +253,15 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
           builderId: init.builderId,
           finishedOn: outcome.finishedOn,
-          log
+          log,
+          attempt,
+          final: !retry
         }))
         stats.buildsFailed++
         metrics.builds.inc({ outcome: 'failure' })
         metrics.buildSeconds.observe((Date.now() - t0) / 1000, { outcome: 'failure' })
-        const retry = job.attempts < MAX_ATTEMPTS
-        await queue.updateJob({ ...job, state: retry ? 'queued' : 'failed', notBefore: Date.now() + 30_000 * 2 ** (job.attempts - 1), envelopeId: id, lastError: outcome.reason })
-        logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: outcome.reason, exitStatus: outcome.exitStatus, timedOut: outcome.timedOut, retry, logTail: outcome.log.tail.slice(-400) })
+        await queue.updateJob({ ...job, state: retry ? 'queued' : 'failed', notBefore: retry ? Date.now() + backoffMs * 2 ** (attempt - 1) : Number.MAX_SAFE_INTEGER, envelopeId: id, lastError: outcome.reason })
+        logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: outcome.reason, exitStatus: outcome.exitStatus, timedOut: outcome.timedOut, attempt, final: !retry, retry, logTail: outcome.log.tail.slice(-400) })
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: false, durationMs: Date.now() - t0 })
       }
     } finally {

@@ -1,4 +1,4 @@
-import { decideQuorum, type Decision, type Policy, type VerifiedAttestation } from '@quorate/core'
+import { decideQuorum, decisionNotice, memoOf, type DecisionMemo, type Decision, type Policy, type VerifiedAttestation } from '@quorate/core'
 import type { Store } from '@quorate/store'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
@@ -74,6 +74,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   const verifiedIds = new Set<string>()
   const lastSig = new Map<string, string>()
   const lastStatus = new Map<string, string>()
+  const lastMemo = new Map<string, DecisionMemo>()
   const due = new Set<string>()
   let timer: NodeJS.Timeout | undefined
   let announcing: Promise<void> = Promise.resolve()
@@ -122,12 +123,15 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     const k = `${repoId}@${commit}`
     const sig = `${decision.status}/${decision.trusted?.resultKey ?? ''}/${decision.results.map(r => r.supportingOrgs.length).join(',')}`
     if (lastSig.get(k) === sig) return
-    const wasDisputed = lastStatus.get(k) === 'disputed'
+    const notice = decisionNotice(lastMemo.get(k), decision)
+    lastMemo.delete(k); lastMemo.set(k, memoOf(decision))
+    if (lastMemo.size > 10_000) lastMemo.delete(lastMemo.keys().next().value as string)
     lastSig.delete(k); lastSig.set(k, sig)
     lastStatus.delete(k); lastStatus.set(k, decision.status)
     if (lastSig.size > 10_000) lastSig.delete(lastSig.keys().next().value as string)
     if (lastStatus.size > 10_000) lastStatus.delete(lastStatus.keys().next().value as string)
-    if (decision.status === 'disputed' && !wasDisputed) c.notify({ type: 'disputed', repoId, commit, summary: decision.summary })
+    // Only final bad answers page anyone, once per change (a pending disagreement does not).
+    if (notice !== undefined) c.notify({ type: notice.type, repoId, commit, summary: `${decision.status}: ${decision.summary}`, reason: notice.reason })
     logger.info('decision', {
       repo: repoId,
       commit: commit.slice(0, 12),

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual, createHash, createHmac } from 'node:crypto'
-import { isCommitSha, isRepoId, isSha256Hex, refObservers, type Decision, type Policy } from '@quorate/core'
+import { isCommitSha, isRepoId, isSha256Hex, type Decision, type Policy } from '@quorate/core'
 import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
 import { redactUrl } from '@quorate/builder'
 import type { Store } from '@quorate/store'
@@ -10,6 +10,8 @@ import type { Logger } from './logger.js'
 import type { Decisions } from './decisions.js'
 import type { Outputs } from './outputs.js'
 import type { MetricsRegistry } from './metrics.js'
+import type { OwnLogStatus } from './own-log-recovery.js'
+import { latestTrusted, orderTimeline } from './ref-views.js'
 import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
@@ -37,13 +39,16 @@ export interface NodeStatus {
   sandbox: string
   queue: Record<string, number>
   stats: Record<string, unknown>
+  rootProblems?: Array<{ image: string, problem: string, at: string }>
+  /** Whether this node may sign: it holds its own logs, or it is fetching them back from peers (DESIGN.md "A node never forks its own log"). */
+  ownLog?: OwnLogStatus
 }
 
 /** The narrow parts of the node the HTTP API reads (and the two admin actions it may trigger). */
 export interface HttpApiComponents {
   policy: Policy
   decisions: Pick<Decisions, 'decide' | 'logCompleteness'>
-  store: Pick<Store, 'commitsOf' | 'commitsWithDigest'>
+  store: Pick<Store, 'commitsOf' | 'commitsWithDigest' | 'refObservations' | 'equivocationProofs' | 'envelopesAfter'>
   outputs: Pick<Outputs, 'fileList' | 'file'>
   network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
   events: Pick<EventBus, 'since' | 'subscribe'>
@@ -139,7 +144,9 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
         sandbox: s.sandbox,
         queue: s.queue,
         stats: { ...s.stats, network: network.stats() },
-        repositories: [...policy.repositories.keys()]
+        repositories: [...policy.repositories.keys()],
+        rootProblems: s.rootProblems ?? [],
+        ...(s.ownLog !== undefined ? { ownLog: s.ownLog } : {})
       })
     },
     policy: async (_p, _r, res) => {
@@ -152,7 +159,11 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     },
     commits: async (p, _r, res) => {
       const repoId = repoParam(p.repo)
-      const commits = await store.commitsOf(repoId, 200)
+      // Newest first by git topology as the signed ref observations show it (a push of two
+      // commits lists the child first); first-seen time only where they say nothing.
+      const known = await store.commitsOf(repoId, 200)
+      const byCommit = new Map(known.map(k => [k.commit, k]))
+      const commits = (await orderTimeline(store, policy, repoId, known.map(k => k.commit))).map(k => byCommit.get(k)!)
       const out = []
       for (const commit of commits) {
         const { decision } = await decisions.decide(repoId, commit.commit)
@@ -183,6 +194,8 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       res.end(body)
     },
     events: async (_p, req, res) => {
+      // found by fuzzing: a HEAD got no answer at all (the head of an event stream is only sent with its first body bytes, which HEAD drops)
+      if (req.method === 'HEAD') { res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }); res.end(); return }
       const address = req.socket.remoteAddress ?? '?'
       if (sseTotal >= sseMax) throw new HttpError(503, `too many event streams open on this node (${sseMax}); try again later`)
       if ((sseClients.get(address) ?? 0) >= ssePerAddress) throw new HttpError(429, `too many event streams from ${address} (${ssePerAddress}); close one first`)
@@ -217,15 +230,20 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       const repoId = repoParam(p.repo)
       const ref = new URL(req.url ?? '/', 'http://x').searchParams.get('ref') ?? ''
       if (!/^refs\/[^\s]{1,250}$/.test(ref)) throw new HttpError(400, 'give ?ref= with a full ref name such as refs/heads/main')
-      for (const commit of await store.commitsOf(repoId, 1000)) {
-        const { decision } = await decisions.decide(repoId, commit.commit)
-        if (decision.status !== 'trusted') continue
-        const seen = refObservers(decision, ref)
-        if (!seen.reached) continue
-        reply('latest', res, 200, { repoId, ref, commit: commit.commit, narSha256: decision.trusted!.narSha256, supportingOrgs: decision.trusted!.supportingOrgs, observedBy: seen.orgs, firstSeen: new Date(commit.firstSeen).toISOString() })
-        return
-      }
-      throw new HttpError(404, `no trusted commit that a quorum of organizations saw on ${ref} yet`)
+      // DESIGN.md: the newest trusted commit that threshold organizations have on their current
+      // chains of the ref (built from their signed observations, never from arrival time).
+      const latest = await latestTrusted(store, policy, repoId, ref, decisions.decide)
+      if (latest === undefined) throw new HttpError(404, `no trusted commit that threshold organizations have on their current chains of ${ref} yet`)
+      reply('latest', res, 200, { repoId, ref, commit: latest.commit, narSha256: latest.decision.trusted!.narSha256, supportingOrgs: latest.decision.trusted!.supportingOrgs, onChainOf: latest.chainOrgs, observedBy: latest.observedBy })
+    },
+    log: async (p, _r, res) => {
+      // One signer's whole log: how a node that lost its data directory fetches its own log
+      // back before it signs again (only its own signatures count, so it is safe to serve).
+      const repoId = repoParam(p.repo)
+      if (!/^[0-9a-f]{64}$/.test(p.keyid)) throw new HttpError(400, 'give a keyid (64 lowercase hex)')
+      const envelopes: unknown[] = []
+      for await (const bytes of store.envelopesAfter(repoId, p.keyid, -1)) envelopes.push(JSON.parse(Buffer.from(bytes).toString('utf8')))
+      reply('log', res, 200, { repoId, keyid: p.keyid, envelopes })
     },
     digest: async (p, _r, res) => {
       const digest = p.narSha256

@@ -1,4 +1,4 @@
-import { TokenBuckets, checkEnvelope, type Policy } from '@quorate/core'
+import { TokenBuckets, checkEnvelope, parseAttestation, parseEnvelope, type Policy, type VerifiedAttestation } from '@quorate/core'
 import type { Store } from '@quorate/store'
 import type { IncomingMessage, Verdict } from '@quorate/network'
 import type { Decisions } from './decisions.js'
@@ -20,7 +20,7 @@ export interface IngestInit {
 }
 
 export interface IngestComponents {
-  store: Pick<Store, 'putEnvelope'>
+  store: Pick<Store, 'putEnvelope' | 'priorRefObservation' | 'logComplete'>
   policy: Policy
   decisions: Pick<Decisions, 'envelopeAdded' | 'proofAdded'>
   events: EventBus
@@ -60,9 +60,20 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
       return check.verdict
     }
     const v = check.verified
-    if (msg.via === 'gossip' && !signerBudget.take(v.keyid, Date.now())) {
+    // A ref observation costs one token per commit it lists: a member key cannot flood the
+    // store's commit index with huge `introduced` lists faster than with many envelopes.
+    const cost = v.attestation.kind === 'ref' ? Math.max(1, v.attestation.introduced.length) : 1
+    if (msg.via === 'gossip' && !signerBudget.take(v.keyid, Date.now(), cost)) {
       stats.received.ignore++
       metrics.attestations.inc({ verdict: 'ignored', reason: 'signer-rate-limit' })
+      return 'ignore'
+    }
+    const discontinuous = await refDiscontinuity(v)
+    if (discontinuous !== undefined) {
+      stats.received.ignore++
+      stats.rejectReasons['ref-discontinuous'] = (stats.rejectReasons['ref-discontinuous'] ?? 0) + 1
+      metrics.attestations.inc({ verdict: 'ignored', reason: 'ref-discontinuous' })
+      logger.warn('ref observation refused', { builder: v.builder, seq: v.attestation.log.seq, reason: discontinuous })
       return 'ignore'
     }
     const out = await store.putEnvelope(v, msg.data)
@@ -85,6 +96,25 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
     events.emit({ type: 'attestation', repoId: a.repoId, commit: a.commit, envelopeId: v.id, builder: v.builder, kind: a.kind, via: msg.via })
     c.decisions.envelopeAdded(v)
     return 'accept'
+  }
+
+  /**
+   * DESIGN.md "The attestation": a ref observation's `previous` must be the tip its signer last
+   * signed for that ref. Checked once this node holds the signer's log up to the position before
+   * (an earlier gap may still be filled by sync), so a signer cannot rewrite where a ref came from.
+   */
+  async function refDiscontinuity (v: VerifiedAttestation): Promise<string | undefined> {
+    const a = v.attestation
+    if (a.kind !== 'ref') return undefined
+    if (a.log.seq > 0 && !await store.logComplete(a.repoId, v.keyid, a.log.seq - 1)) return undefined
+    const priorBytes = await store.priorRefObservation(a.repoId, a.ref, v.keyid, a.log.seq)
+    let prior: string | null = null
+    if (priorBytes !== undefined) {
+      const p = parseAttestation(parseEnvelope(JSON.parse(Buffer.from(priorBytes).toString('utf8'))).payloadBytes)
+      prior = p.kind === 'ref' ? p.commit : null
+    }
+    if (prior === a.previous) return undefined
+    return `previous ${a.previous ?? 'null'} is not the signer's prior tip ${prior ?? '(none)'} of ${a.ref}`
   }
 
   return { validate, stats }

@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { makeRefObservationStatement, type BuilderKeyPair, type LogPosition, type Policy } from '@quorate/core'
+import { QuorateError, makeRefObservationStatement, rootRegistriesOf, type BuilderKeyPair, type LogPosition, type Policy } from '@quorate/core'
 import { Store } from '@quorate/store'
-import { GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker } from '@quorate/builder'
+import { BuildRootCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker } from '@quorate/builder'
 import { startNetwork, type Network } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, type NodeConfig } from './config.js'
 import { loadPeerKey, writePeerKeyFile } from './peer-key-file.js'
@@ -14,6 +14,8 @@ import { httpApi, type HttpApi } from './http-api.js'
 import { createNodeMetrics, collectNetworkMetrics, type NodeMetrics } from './metrics.js'
 import { createNotifier } from './notifier.js'
 import { ownLog } from './own-log.js'
+import { ownLogRecovery } from './own-log-recovery.js'
+import { ownPreviousTip } from './ref-views.js'
 import { publisher, type Publisher } from './publisher.js'
 import { ingest, type IngestStats } from './ingest.js'
 import { decisions as createDecisions, type Decisions } from './decisions.js'
@@ -69,6 +71,21 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   })
   // Work dirs a killed process left behind (the build area itself stays: the build user must reach it).
   for (const name of readdirSync(buildArea)) rmSync(join(buildArea, name), { recursive: true, force: true })
+  // Build roots (recipe.root): pulled only from the policy's registries and those the config adds.
+  // A root node keeps them beside its build area, where the build user can reach them, and unpacks as uid 50998.
+  const dropping = config.sandbox === 'bwrap' && buildUser.drop
+  const rootCache = new BuildRootCache({
+    dir: config.roots.cacheDir ?? (dropping
+      ? await prepareBuildArea({ user: buildUser, dataDir: config.dataDir, defaultDir: join(config.dataDir, 'roots'), preferred: `${buildArea}-roots` })
+      : join(config.dataDir, 'roots')),
+    allowedRegistries: () => [...new Set([...rootRegistriesOf(policy), ...config.roots.allowRegistries])],
+    registries: config.roots.registries,
+    layouts: config.roots.layouts,
+    ...(config.roots.maxBytes !== undefined ? { maxBytes: config.roots.maxBytes } : {}),
+    ...(config.roots.maxImageBytes !== undefined ? { maxImageBytes: config.roots.maxImageBytes } : {}),
+    ...(config.roots.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: config.roots.maxUnpackedBytes } : {}),
+    ...(dropping ? { unpackUser: { uid: ROOT_UNPACK_ID, gid: ROOT_UNPACK_ID } } : {})
+  })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
   const store = await Store.open(dir.db, { blobsDir: dir.blobs })
   const stops: Array<() => Promise<void>> = [async () => await store.close()]
@@ -105,10 +122,20 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     collectNetworkMetrics(metrics.registry, network)
 
     // Own envelopes: signed into the own log (persisted with fsync), announced, then published.
+    // Nothing is signed before this data directory holds the key's logs (fetched back from peers
+    // after a data-directory loss): DESIGN.md "A node never forks its own log".
+    const recovery = ownLogRecovery({ dataDir: config.dataDir, keyIsNew: config.keyIsNew }, { policy, keyid: key.keyid, store, logger })
+    let stopSigning!: () => void
+    const signingStopped = new Promise<void>(resolve => { stopSigning = resolve })
+    stops.push(async () => { stopSigning(); await recovery.stop() })
+    /** Resolves when this node may sign, or when it stops (then signing throws). */
+    const ownLogReady = async (): Promise<void> => { await Promise.race([recovery.ready(), signingStopped]) }
     const log = ownLog({ store, key, policy })
     const publish = publisher({}, { network, metrics, logger })
     stops.push(async () => { await log.idle(); await publish.stop() })
     async function sign (repoId: string, make: (log: LogPosition) => Record<string, unknown>): Promise<string> {
+      await ownLogReady()
+      if (recovery.status().state !== 'ready') throw new QuorateError('STORE_FAILED', 'the node is stopping before its own log was recovered: nothing signed')
       const own = await log.append(repoId, make)
       if (config.faultInjection?.crashAfterPersist === true && own.verified?.attestation.kind === 'build') {
         logger.warn('fault injection: crashing between persist and publish', { envelopeId: own.id })
@@ -134,8 +161,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const outputs = createOutputs({ store, network, logger })
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
-      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, builderId, tamperOutput: config.faultInjection?.tamperOutput },
-      { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
+      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000 },
+      { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
     )
     const worker = buildWorker({ concurrency: config.concurrency }, {
       queue: store,
@@ -152,7 +179,16 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       refs: store,
       onRefMoved: async (move) => {
         if (member === undefined) return
-        await sign(move.repoId, position => makeRefObservationStatement({ repoId: move.repoId, ref: move.ref, commit: move.commit, builderId, observedOn: new Date().toISOString(), log: position }))
+        // `previous` is the tip this key last signed for the ref (its own log, recovered if need
+        // be), not what the watcher remembers; the commits in between come from git.
+        await ownLogReady()
+        const previous = await ownPreviousTip(store, move.repoId, move.ref, key.keyid)
+        if (previous === move.commit) return
+        const facts = await mirrorOf(move.repoId).refMove(move.commit, previous)
+        await sign(move.repoId, position => makeRefObservationStatement({
+          repoId: move.repoId, ref: move.ref, commit: move.commit, previous, fastForward: facts.fastForward, introduced: facts.introduced, truncated: facts.truncated,
+          builderId, observedOn: new Date().toISOString(), log: position
+        }))
       },
       onQueued: () => worker.kick(),
       log: (level, event, fields) => logger.log(level, event, fields)
@@ -178,13 +214,17 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       network,
       events,
       metrics,
-      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() } }),
+      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache) }),
       poll: async (repoId) => await watch.pollNow(repoId),
       logger
     })
     stops.push(async () => await http.close())
+    // Stopping runs in reverse: release whatever waits to sign first, so the watcher and the
+    // build worker can finish while the own log is still being recovered.
+    stops.push(async () => { stopSigning() })
 
     publish.start()
+    await recovery.start()
     if (member !== undefined) await worker.start()
     watch.start()
     logger.info('node started', {
@@ -221,4 +261,12 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     await stopAll()
     throw err
   }
+}
+
+/** The host uid/gid a root node unpacks build roots as (neither the build user's nor root). */
+const ROOT_UNPACK_ID = 50998
+
+/** Build roots the node could not pull or verify, with what the registry answered (jobs wait and retry). */
+function rootProblems (cache: BuildRootCache): Array<{ image: string, problem: string, at: string }> {
+  return [...cache.problems].map(([image, p]) => ({ image, problem: p.message, at: new Date(p.at).toISOString() }))
 }

@@ -2,13 +2,18 @@ import { spawn } from 'node:child_process'
 import type { NodeConfig } from './config.js'
 import type { Logger } from './logger.js'
 
-/** What a notification says: a decision turned disputed, or a builder equivocated. */
+/**
+ * What a notification says: a final answer that is bad news (a decision turned disputed or
+ * failed, a trusted commit was contradicted) or a builder equivocated. One notice per change.
+ */
 export interface Notice {
-  type: 'disputed' | 'equivocation'
+  type: 'disputed' | 'failed' | 'contradicted' | 'equivocation'
   repoId: string
   commit?: string
   builder?: string
   summary: string
+  /** Why: the decision's summary with the equivocators and conflicted organizations. */
+  reason?: string
   node: string
   time: string
 }

@@ -19,17 +19,11 @@ export interface MoveFacts { introduced: string[], truncated: boolean, fastForwa
  * observation's `previous` must equal it, whatever the watcher remembers (a lost data directory
  * forgets refs, the recovered log does not).
  */
-export async function ownPreviousTip (store: Pick<Store, 'refObservations'>, repoId: string, ref: string, keyid: string): Promise<string | null> {
-  let best: { seq: number, commit: string } | undefined
-  for (const bytes of await store.refObservations(repoId, ref)) {
-    try {
-      const env = parseEnvelope(JSON.parse(Buffer.from(bytes).toString('utf8')))
-      if (env.keyid !== keyid) continue
-      const a = parseAttestation(env.payloadBytes)
-      if (a.kind === 'ref' && a.ref === ref && (best === undefined || a.log.seq > best.seq)) best = { seq: a.log.seq, commit: a.commit }
-    } catch {}
-  }
-  return best?.commit ?? null
+export async function ownPreviousTip (store: Pick<Store, 'priorRefObservation'>, repoId: string, ref: string, keyid: string): Promise<string | null> {
+  const bytes = await store.priorRefObservation(repoId, ref, keyid, Number.MAX_SAFE_INTEGER)
+  if (bytes === undefined) return null
+  const a = parseAttestation(parseEnvelope(JSON.parse(Buffer.from(bytes).toString('utf8'))).payloadBytes)
+  return a.kind === 'ref' ? a.commit : null
 }
 
 async function movesOf (store: Pick<Store, 'refObservations' | 'equivocationProofs'>, policy: Policy, repoId: string, ref?: string): Promise<RefMove[]> {

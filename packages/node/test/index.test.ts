@@ -4,11 +4,11 @@ import * as node from '../src/index.js'
 describe('@quorate/node', () => {
   it('exports exactly its public API', () => {
     expect(Object.keys(node).sort()).toEqual([
-      'BACKUP_PARTS', 'Counter', 'EventBus', 'Histogram', 'MAX_ATTEMPTS', 'MalformedPathError', 'MetricsRegistry', 'ROUTES',
+      'BACKUP_PARTS', 'Counter', 'EventBus', 'Histogram', 'MAX_ATTEMPTS', 'MalformedPathError', 'MetricsRegistry', 'NEW_KEY_MARKER', 'ROUTES',
       'assertPrivateFile', 'backupDataDir', 'buildJobs', 'collectNetworkMetrics', 'createLogger', 'createNodeMetrics',
-      'createNotifier', 'dataDirLayout', 'decisions', 'escapeForTerminal', 'httpApi', 'ingest', 'initPeerKeyFile',
-      'loadBuilderKey', 'loadNodeConfig', 'loadPeerKey', 'loadPolicyFile', 'matchRoute', 'openStoppedStore', 'outputs',
-      'ownLog', 'prepareDataDir', 'publisher', 'readJsonFile', 'restoreDataDir', 'rotateBuilderKey', 'routePath', 'startNode',
+      'createNotifier', 'dataDirLayout', 'decisions', 'escapeForTerminal', 'httpApi', 'ingest', 'initPeerKeyFile', 'latestTrusted',
+      'loadBuilderKey', 'loadNodeConfig', 'loadPeerKey', 'loadPolicyFile', 'matchRoute', 'openStoppedStore',
+      'orderTimeline', 'outputs', 'ownLog', 'ownLogRecovery', 'ownPreviousTip', 'prepareDataDir', 'publisher', 'readJsonFile', 'restoreDataDir', 'rotateBuilderKey', 'routePath', 'startNode',
       'webhookSignatureMatches', 'writePeerKeyFile'
     ])
   })

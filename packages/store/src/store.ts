@@ -372,6 +372,18 @@ export class Store {
     return out
   }
 
+  /**
+   * The signer's newest observation of `ref` before log position `beforeSeq` (raw bytes), or
+   * undefined: what a new observation's `previous` must name.
+   */
+  async priorRefObservation (repoId: string, ref: string, keyid: string, beforeSeq: number): Promise<Bytes | undefined> {
+    const prefix = repoId + SEP + ref + SEP + keyid + SEP
+    for await (const envKey of this.byRef.values({ gte: prefix, lt: prefix + pad(beforeSeq), reverse: true, limit: 1 })) {
+      return await this.envs.get(envKey)
+    }
+    return undefined
+  }
+
   /** Commits known for a repository, newest first by first-seen time. */
   async commitsOf (repoId: string, limit = 200): Promise<CommitInfo[]> {
     const out: CommitInfo[] = []
