@@ -2,7 +2,7 @@ import { decideQuorum, decisionNotice, memoOf, type DecisionMemo, type Decision,
 import type { Store } from '@quorate/store'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
-import type { MetricsRegistry } from './metrics.js'
+import type { Counter, MetricsRegistry } from './metrics.js'
 import type { Notice } from './notifier.js'
 
 /** A decision with what it rests on: every envelope stored for the commit and the repository's equivocation proofs. */
@@ -33,7 +33,7 @@ export interface DecisionsComponents {
   events: EventBus
   logger: Logger
   notify: (notice: Omit<Notice, 'node' | 'time'>) => void
-  metrics?: { registry: MetricsRegistry }
+  metrics?: { registry: MetricsRegistry, decisions?: Counter }
 }
 
 /**
@@ -176,6 +176,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     lastStatus.delete(k); lastStatus.set(k, decision.status)
     if (lastSig.size > 10_000) lastSig.delete(lastSig.keys().next().value as string)
     if (lastStatus.size > 10_000) lastStatus.delete(lastStatus.keys().next().value as string)
+    c.metrics?.decisions?.inc({ status: decision.status })
     // Only final bad answers page anyone, once per change (a pending disagreement does not).
     if (notice !== undefined) c.notify({ type: notice.type, repoId, commit, summary: `${decision.status}: ${decision.summary}`, reason: notice.reason })
     logger.info('decision', {
