@@ -5,15 +5,16 @@
 // slowest /healthz answer during the build, the file list's size against the 8 MiB blob cap,
 // whether a second node can fetch the file list from the first over the blob protocol, and the
 // disk use of what the node keeps of the output.
-// QUORATE_BENCH_FILES=N changes the count.
+// QUORATE_BENCH_FILES=N changes the count; --quick (npm run bench -- --quick) makes 2,000 files.
+// It writes no rows to the README table: issue 14 item 10's before/after is in docs/reliability.md.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, commitAll, sleep } from '../scripts/devnet.js'
 
-const N = Number(process.env.QUORATE_BENCH_FILES ?? 100_000)
-const BLOB_CAP = 8 * 1024 * 1024
+const N = Number(process.env.QUORATE_BENCH_FILES ?? (process.argv.includes('--quick') ? 2_000 : 100_000))
+const { DEFAULT_MAX_BLOB_BYTES: BLOB_CAP } = await import('../packages/network/dist/index.js')
 const work = mkdtempSync(join(tmpdir(), 'quorate-bench-files-'))
 
 const memKb = (pid, field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN)

@@ -8,16 +8,18 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { hashOutput } from '@quorate/builder'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, runCli } from '../scripts/devnet.js'
+import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, runCli, CLI } from '../scripts/devnet.js'
 import { startRegistry, type Registry } from '../packages/builder/test/root-fixture.js'
 
 interface DevNode { name: string, org: string, url: string }
-interface Proxy { url: string, server: Server, corrupt: boolean, append: boolean, hide: Set<string> }
+interface Proxy { url: string, server: Server, corrupt: boolean, append: boolean, stall: boolean, hide: Set<string> }
 
 let work: string
+let repoDir: string
 let net: { nodes: DevNode[], policyFile: string, repoId: string }
 let commit: string
 let policyFile: string
@@ -26,10 +28,11 @@ let registry: Registry | undefined
 
 /** An HTTP proxy in front of one node; /v1/files answers can be corrupted or withheld. */
 async function startProxy (target: string): Promise<Proxy> {
-  const p: Proxy = { url: '', server: createServer(), corrupt: false, append: false, hide: new Set() }
+  const p: Proxy = { url: '', server: createServer(), corrupt: false, append: false, stall: false, hide: new Set() }
   p.server.on('request', (req, res) => {
     void (async () => {
       const m = /^\/v1\/files\/([0-9a-f]{64})$/.exec(req.url ?? '')
+      if (m !== null && p.stall) { res.writeHead(200, { 'content-type': 'application/octet-stream' }); res.write('x'); return } // never ends
       if (m !== null && p.hide.has(m[1])) { res.writeHead(404, { 'content-type': 'application/json' }); res.end('{"error":"no such output file on this node"}'); return }
       const upstream = await fetch(`${target}${req.url ?? '/'}`)
       let body = Buffer.from(await upstream.arrayBuffer())
@@ -49,7 +52,7 @@ const nodeArgs = (): string[] => proxies.flatMap(p => ['--node', p.url])
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'quorate-fetch-'))
-  const repoDir = join(work, 'repo')
+  repoDir = join(work, 'repo')
   commit = createSampleRepo(repoDir)
   net = await initNetwork({
     dir: join(work, 'nodes'),
@@ -129,6 +132,22 @@ describe('quorate fetch from a network of untrusted nodes', () => {
     }
   })
 
+  it('a fetch stopped mid-download (SIGTERM) leaves neither DIR nor its staging directory', async () => {
+    for (const p of proxies) p.stall = true
+    try {
+      const out = join(work, 'out-stopped')
+      const child = spawn(process.execPath, [CLI, 'fetch', ...nodeArgs(), '--policy', policyFile, '--repo', net.repoId, '--commit', commit, '--out', out], { stdio: 'ignore' })
+      const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+      await waitFor(() => readdirSync(work).some(n => n.startsWith('.out-stopped.quorate-fetch-')), { timeoutMs: 30_000, what: 'the staging directory' })
+      child.kill('SIGTERM')
+      expect(await exited).toBe(143)
+      expect(existsSync(out)).toBe(false)
+      expect(readdirSync(work).filter(n => n.includes('quorate-fetch'))).toEqual([])
+    } finally {
+      for (const p of proxies) p.stall = false
+    }
+  })
+
   it('--ref picks the latest trusted commit; a non-empty DIR is refused before anything is fetched', async () => {
     const out = join(work, 'out-ref')
     const r = await runCli(['fetch', ...nodeArgs(), '--policy', policyFile, '--repo', net.repoId, '--ref', 'refs/heads/main', '--out', out, '--json'])
@@ -154,6 +173,42 @@ describe('quorate fetch from a network of untrusted nodes', () => {
     expect(vsa.predicate.verificationResult).toBe('PASSED')
     expect(vsa.subject[0]).toEqual({ name: `${net.repoId}@${commit}`, digest: { narSha256 } })
     expect(vsa.subject.some((s: { mediaType?: string }) => s.mediaType === 'application/vnd.oci.image.manifest.v1+json')).toBe(true)
+  })
+
+  it('a real node\'s provenance names the repository URL, its tools and where its build log is served', async () => {
+    const node = net.nodes[0]
+    const body = await (await fetch(`${node.url}/v1/repos/${net.repoId}/commits/${commit}`)).json() as { envelopes: Array<{ payload: string, signatures: Array<{ keyid: string }> }> }
+    const own = body.envelopes.map(e => JSON.parse(Buffer.from(e.payload, 'base64').toString('utf8'))).find(st => st.predicateType === 'https://slsa.dev/provenance/v1' && st.predicate.runDetails.builder.id.includes(node.name))
+    expect(own).toBeDefined()
+    expect(own.predicate.buildDefinition.resolvedDependencies).toEqual([{ uri: `git+file://${repoDir}@refs/heads/main`, digest: { gitCommit: commit } }])
+    const deps = own.predicate.runDetails.builder.builderDependencies as Array<{ name: string, uri: string, annotations: { version: string } }>
+    expect(deps.map(d => d.name)).toContain('git')
+    expect(deps.find(d => d.name === 'git')?.annotations.version).toMatch(/^git version /)
+    expect(own.predicate.buildDefinition.internalParameters.tools.git).toBe(deps.find(d => d.name === 'git')?.annotations.version)
+    const logEntry = own.predicate.runDetails.byproducts.find((b: { name: string }) => b.name === 'build-log') as { uri: string, digest: { sha256: string } }
+    expect(logEntry.uri).toBe(`${node.url}/v1/blobs/${logEntry.digest.sha256}`)
+    const served = Buffer.from(await (await fetch(logEntry.uri)).arrayBuffer())
+    expect(createHash('sha256').update(served).digest('hex')).toBe(logEntry.digest.sha256)
+    expect(served.toString('utf8')).toMatch(/quorate: build phase/)
+  })
+
+  it('the same real envelope verifies with openssl pkeyutl -rawin from the node\'s PEM key (key show --pem --config)', async () => {
+    const node = net.nodes[0] as DevNode & { config: string }
+    const pemFile = join(work, 'alpha.pem')
+    const shown = await runCli(['key', 'show', '--pem', '--config', node.config])
+    expect(shown.code).toBe(0)
+    writeFileSync(pemFile, shown.stdout)
+    const body = await (await fetch(`${node.url}/v1/repos/${net.repoId}/commits/${commit}`)).json() as { envelopes: Array<{ payloadType: string, payload: string, signatures: Array<{ keyid: string, sig: string }> }> }
+    const keyid = (JSON.parse((await runCli(['key', 'show', '--json', '--config', node.config])).stdout) as { keyid: string }).keyid
+    const mine = body.envelopes.filter(e => e.signatures[0].keyid === keyid)
+    expect(mine.length).toBeGreaterThan(0)
+    for (const [i, e] of mine.entries()) {
+      const payload = Buffer.from(e.payload, 'base64')
+      writeFileSync(join(work, `pae-${i}.bin`), Buffer.concat([Buffer.from(`DSSEv1 ${e.payloadType.length} ${e.payloadType} ${payload.length} `), payload]))
+      writeFileSync(join(work, `sig-${i}.bin`), Buffer.from(e.signatures[0].sig, 'base64'))
+      const out = execFileSync('openssl', ['pkeyutl', '-verify', '-rawin', '-pubin', '-inkey', pemFile, '-sigfile', join(work, `sig-${i}.bin`), '-in', join(work, `pae-${i}.bin`)], { encoding: 'utf8' })
+      expect(out).toMatch(/Signature Verified Successfully/)
+    }
   })
 
   it('--oci writes an image layout that skopeo pushes to a registry and pulls back with the same digest', async () => {

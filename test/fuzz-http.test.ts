@@ -3,11 +3,14 @@
 // escapes, encoded slashes and dots, overlong UTF-8), repository ids, commits, digests, query
 // strings, absolute-form and authority-looking targets, every method. Properties: every request
 // is answered (within 5 s) with a status below 500, the node logs no internal error, and it is
-// still alive and healthy at the end. Raw sockets send each target exactly as generated.
+// still alive and healthy at the end; no answer carries a private key, the admin token or a host
+// file (path tricks); admin calls and webhooks never act without the token or a valid signature;
+// slow clients trickling their request heads do not stop it answering (slowloris). Raw sockets
+// send each target exactly as generated.
 // QUORATE_FUZZ_RUNS=10 multiplies the runs for a longer local session.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fc from 'fast-check'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -17,7 +20,10 @@ import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitF
 const SCALE = Number(process.env.QUORATE_FUZZ_RUNS ?? 1)
 const runs = (n: number): { numRuns: number } => ({ numRuns: Math.max(1, Math.round(n * SCALE)) })
 
-interface DevNode { name: string, url: string, httpPort: number, log?: string, child?: { exitCode: number | null, signalCode: string | null } }
+interface DevNode { name: string, url: string, httpPort: number, config: string, dir: string, log?: string, child?: { exitCode: number | null, signalCode: string | null } }
+
+const ADMIN_TOKEN = 'fuzz-admin-token-0123456789abcdef'
+const WEBHOOK_SECRET = 'fuzz-webhook-secret-0123456789'
 
 let work: string
 let node: DevNode
@@ -25,6 +31,8 @@ let commit: string
 let narSha256: string
 let fileListSha256: string
 let tried = 0
+/** Strings no answer may ever contain: the builder's and the peer's private keys, a host file. */
+let secrets: string[] = []
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'quorate-fuzz-http-'))
@@ -32,6 +40,14 @@ beforeAll(async () => {
   commit = createSampleRepo(repo)
   const net = await initNetwork({ dir: join(work, 'nodes'), repoUrl: repo, pollSeconds: 1, builders: [{ name: 'alpha', org: 'alpha' }] })
   node = net.nodes[0]
+  const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
+  writeFileSync(node.config, JSON.stringify({ ...cfg, adminToken: ADMIN_TOKEN, webhookSecret: WEBHOOK_SECRET }))
+  secrets = [ADMIN_TOKEN, WEBHOOK_SECRET, 'root:x:0:0']
+  for (const f of ['builder-key.json', 'peer-key.json']) {
+    const k = JSON.parse(readFileSync(join(node.dir, f), 'utf8')) as Record<string, unknown>
+    for (const [name, v] of Object.entries(k)) if (/private|secret/i.test(name) && typeof v === 'string') secrets.push(v)
+  }
+  expect(secrets.length).toBeGreaterThan(4)
   await startNodeProcess(node, {})
   const d = await waitFor(async () => {
     const r = await getJson(`${node.url}/v1/repos/sample/commits/${commit}`)
@@ -48,8 +64,8 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true })
 })
 
-/** One raw HTTP/1.1 request; resolves with the status (0 when the connection closed without one). Rejects after 5 s. */
-function raw (method: string, target: string, headers: Record<string, string> = {}): Promise<{ status: number, head: string }> {
+/** One raw HTTP/1.1 request; resolves with the status (0 when the connection closed without one) and the whole answer. Rejects after 5 s. */
+function raw (method: string, target: string, headers: Record<string, string> = {}): Promise<{ status: number, head: string, text: string }> {
   return new Promise((resolve, reject) => {
     const s = connect(node.httpPort, '127.0.0.1')
     let buf = ''
@@ -58,7 +74,7 @@ function raw (method: string, target: string, headers: Record<string, string> = 
       clearTimeout(timer)
       s.destroy()
       const m = /^HTTP\/1\.1 (\d{3})/.exec(buf)
-      resolve({ status: m === null ? 0 : Number(m[1]), head: buf.slice(0, buf.indexOf('\r\n\r\n') + 1 || 200) })
+      resolve({ status: m === null ? 0 : Number(m[1]), head: buf.slice(0, buf.indexOf('\r\n\r\n') + 1 || 200), text: buf })
     }
     s.on('data', d => {
       buf += d.toString('latin1')
@@ -124,6 +140,10 @@ describe('fuzz: HTTP API parameters against a running node', () => {
       const r = await raw(method, target, headers)
       expect(r.status, `${method} ${target}`).toBeGreaterThanOrEqual(200)
       expect(r.status, `${method} ${target}: ${r.head}`).toBeLessThan(500)
+      // path tricks: no answer carries a key, the admin token or a host file
+      for (const secret of secrets) expect(r.text.includes(secret), `${method} ${target} answered a secret`).toBe(false)
+      // auth: admin and webhook routes never act without the token or a valid signature
+      if (method === 'POST' && /admin|webhook/.test(target)) expect(r.status, `${method} ${target}`).toBeGreaterThanOrEqual(300)
     }), runs(400))
     expect(node.child?.exitCode).toBe(null)
     expect(node.child?.signalCode).toBe(null)
@@ -145,6 +165,31 @@ describe('fuzz: HTTP API parameters against a running node', () => {
       const r = await raw('GET', target)
       expect(r.status, target).toBeGreaterThanOrEqual(400)
       expect(r.status, target).toBeLessThan(500)
+    }
+    expect(node.child?.exitCode).toBe(null)
+  })
+
+  it('refuses admin calls and webhooks with a wrong token or signature, and takes the right ones', async () => {
+    await fc.assert(fc.asyncProperty(fc.oneof(fc.string({ maxLength: 40 }), fc.constant(ADMIN_TOKEN.slice(0, -1)), fc.constant(ADMIN_TOKEN.toUpperCase())), async token => {
+      const r = await raw('POST', '/v1/admin/poll', { Authorization: `Bearer ${token}`.replace(/[\r\n]/g, '') })
+      expect([400, 401]).toContain(r.status)
+      const w = await raw('POST', '/v1/webhook', { 'X-Hub-Signature-256': `sha256=${Buffer.from(token).toString('hex').padEnd(64, '0').slice(0, 64)}`, 'Content-Length': '0' })
+      expect([400, 401]).toContain(w.status)
+    }), runs(100))
+    expect((await raw('POST', '/v1/admin/poll', { Authorization: `Bearer ${ADMIN_TOKEN}` })).status).toBe(200)
+  })
+
+  it('keeps answering while 200 slow clients trickle their request heads (slowloris)', async () => {
+    const slow = Array.from({ length: 200 }, () => connect(node.httpPort, '127.0.0.1'))
+    for (const s of slow) { s.on('error', () => {}); s.write('GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ') }
+    try {
+      for (let i = 0; i < 10; i++) {
+        for (const s of slow) s.write('a')
+        expect((await raw('GET', '/healthz')).status).toBe(200)
+        await new Promise(resolve => setTimeout(resolve, 50))
+      }
+    } finally {
+      for (const s of slow) s.destroy()
     }
     expect(node.child?.exitCode).toBe(null)
   })

@@ -60,7 +60,7 @@ const statements = (r: any): Array<{ keyid: string, predicateType: string, seq: 
 })
 
 describe('kill -9 loop during builds and catch-up', () => {
-  it(`survives ${CYCLES} SIGKILLs at random moments: nothing lost, nothing signed twice, no equivocation, decisions unchanged`, async () => {
+  it(`survives ${CYCLES} SIGKILLs at random moments: nothing lost, nothing signed twice, no equivocation, decisions unchanged`, { timeout: 150_000 }, async () => {
     const [steady, victim] = net.nodes as [DevNode, DevNode]
     const random = rng(SEED)
     console.log(`kill loop: ${CYCLES} cycles, seed ${SEED} (replay with QUORATE_KILL_SEED=${SEED})`)

@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { chmodSync, existsSync, readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DEFAULT_RECIPE_LIMITS } from '@quorate/core'
 import { BuildRootCache } from '../src/index.js'
@@ -28,9 +30,21 @@ beforeAll(async () => {
 afterAll(async () => {
   await registry?.stop()
   await dirs.cleanup()
+  if (sharedDir !== undefined) await rm(sharedDir, { recursive: true, force: true })
   console.log(`build root timings (ms): ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])))}`)
 })
 afterEach(() => {})
+/** One cache for the build tests (each unpack of the Debian root takes seconds). */
+let shared: BuildRootCache | undefined
+async function sharedCache (): Promise<BuildRootCache> {
+  if (shared !== undefined) return shared
+  const dir = await mkdtemp(join(tmpdir(), 'quorate-roots-shared-'))
+  chmodSync(dir, 0o755)
+  sharedDir = dir
+  shared = new BuildRootCache({ dir: join(dir, 'cache'), allowedRegistries: [registry.host], registries: { [registry.host]: { insecure: true } } })
+  return shared
+}
+let sharedDir: string | undefined
 const fixture = sandboxedBuildFixture('quorate-roots-build', { ...DEFAULT_RECIPE_LIMITS, timeoutSeconds: 120 })
 
 /** Which toolchain the build saw, and that `/` is read-only. */
@@ -68,7 +82,7 @@ describe('a Debian build root from a real registry', () => {
   it('runs a build with the root as `/`: the root\'s gcc, not the host\'s; read-only; the fingerprint names the root', async () => {
     const base = await dirs.make('quorate-roots-debian-build-')
     chmodSync(base, 0o755) // bubblewrap runs as the build user and must reach the root
-    const cache = new BuildRootCache({ dir: join(base, 'cache'), allowedRegistries: [registry.host], registries: { [registry.host]: { insecure: true } } })
+    const cache = await sharedCache()
     const rooted = await fixture.build({ root: { image }, build: ['sh', '-c', PROBE] }, { rootCache: cache, outputCopyDir: join(base, 'out-root') })
     if (!rooted.ok) throw new Error(`${rooted.reason}\n${rooted.log.tail}`)
     expect(readFileSync(join(base, 'out-root', 'toolchain'), 'utf8')).toBe('root\n')
@@ -88,6 +102,22 @@ describe('a Debian build root from a real registry', () => {
     expect(readFileSync(join(base, 'out-host', 'toolchain'), 'utf8')).toBe('host\n')
     expect(host.fingerprint.root).toBeUndefined()
     timings.hostBuildPhaseMs = host.durationsMs.build
+  })
+
+  it('runs the fetch phase inside the root too (its own network namespace, the generated resolv.conf)', async () => {
+    const base = await dirs.make('quorate-roots-debian-fetch-')
+    chmodSync(base, 0o755)
+    const cache = await sharedCache()
+    const r = await fixture.build({
+      root: { image },
+      fetch: ['sh', '-c', 'cat /etc/debian_version > fetched && grep -c nameserver /etc/resolv.conf >> fetched && if [ -e /usr/bin/gcc-11 ]; then echo host >> fetched; else echo root >> fetched; fi'],
+      build: ['sh', '-c', 'mkdir -p out && cp fetched out/']
+    }, { rootCache: cache, outputCopyDir: join(base, 'out') })
+    if (!r.ok) throw new Error(`${r.reason}\n${r.log.tail}`)
+    const lines = readFileSync(join(base, 'out', 'fetched'), 'utf8').trim().split('\n')
+    expect(lines[0]).toMatch(/^12\./)
+    expect(lines[1]).toBe('1')
+    expect(lines[2]).toBe('root')
   })
 
   it('is the node\'s trouble, not a build failure, when the root cannot be pulled', async () => {

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { chmodSync, existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { isQuorateError, QuorateError } from '@quorate/core'
 import { BuildRootCache, parseRootsConfig } from '../src/index.js'
@@ -21,7 +22,7 @@ async function rootError (p: Promise<unknown>): Promise<QuorateError> {
 }
 
 /** A cache reading images from one local OCI layout, named `local/root`. */
-async function layoutCache (layers: Buffer[], o: { maxBytes?: number, maxUnpackedBytes?: number, unpackUser?: { uid: number, gid: number } } = {}): Promise<{ cache: BuildRootCache, image: string, layoutDir: string, cacheDir: string, outside: string }> {
+async function layoutCache (layers: Buffer[], o: { maxBytes?: number, maxImageBytes?: number, maxUnpackedBytes?: number, unpackUser?: { uid: number, gid: number } } = {}): Promise<{ cache: BuildRootCache, image: string, layoutDir: string, cacheDir: string, outside: string }> {
   const base = await dirs.make('quorate-roots-')
   chmodSync(base, 0o755) // an unprivileged unpack worker must reach the cache
   const layoutDir = join(base, 'layout')
@@ -133,6 +134,13 @@ describe('build roots: unpacking hostile layers', () => {
     expect(existsSync('/tmp/not-here')).toBe(false)
     expect(readdirSync(outside)).toEqual([])
     root.release()
+  })
+
+  it('caps the image size before fetching its layers', async () => {
+    const { cache, image, cacheDir } = await layoutCache([tar([{ name: 'big', body: Buffer.alloc(64 * 1024) }])], { maxImageBytes: 16 * 1024 })
+    const err = await rootError(cache.acquire(image))
+    expect(err.message).toMatch(/bytes, more than this node's cap of 16384 \(roots.maxImageBytes\)/)
+    expect(cachedRoots(cacheDir)).toEqual([])
   })
 
   it('caps the decompressed size', async () => {
@@ -254,6 +262,38 @@ describe('build roots: a real registry on 127.0.0.1', () => {
     root.release()
   })
 
+  it('pulls an image index by digest from the registry and unpacks its linux/amd64 manifest', async () => {
+    const base = await dirs.make('quorate-roots-index-')
+    const l = await ociLayout(join(base, 'layout'), [tar([{ name: 'usr/', type: 'dir' }, { name: 'usr/indexed', body: 'yes' }])])
+    // An index whose two platforms both exist in the layout (skopeo copies every manifest with --all).
+    const manifest = readFileSync(join(l.dir, 'blobs', 'sha256', l.manifestDigest.slice(7)))
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: ['arm64', 'amd64'].map(architecture => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: l.manifestDigest, size: manifest.length, platform: { os: 'linux', architecture } }))
+    }))
+    const indexDigest = `sha256:${createHash('sha256').update(index).digest('hex')}`
+    await writeFile(join(l.dir, 'blobs', 'sha256', indexDigest.slice(7)), index)
+    await writeFile(join(l.dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', digest: indexDigest, size: index.length, annotations: { 'org.opencontainers.image.ref.name': 'multi' } }] }))
+    await pushLayout(l.dir, `${registry.host}/build/multi:v1`, 'multi', { all: true })
+    const { cache } = await cacheFor({ architecture: 'amd64' })
+    const root = await cache.acquire(`${registry.host}/build/multi@${indexDigest}`)
+    expect(root.indexDigest).toBe(indexDigest)
+    expect(root.manifestDigest).toBe(l.manifestDigest)
+    expect(readFileSync(join(root.dir, 'usr/indexed'), 'utf8')).toBe('yes')
+    root.release()
+  })
+
+  it('pulls through a mirror named in the node config (the digest keeps the mirror honest)', async () => {
+    const { cache } = await cacheFor({
+      allowedRegistries: ['registry.example.org', registry.host],
+      registries: { 'registry.example.org': { mirror: registry.host }, [registry.host]: { insecure: true } }
+    })
+    const root = await cache.acquire(`registry.example.org/build/tiny@${manifestDigest}`)
+    expect(readFileSync(join(root.dir, 'usr/from-registry'), 'utf8')).toBe('pulled')
+    root.release()
+  })
+
   it('refuses registries the node is not allowed to pull from, and plain HTTP to a non-loopback registry', async () => {
     const { cache } = await cacheFor({ allowedRegistries: ['registry.example.org'] })
     const err = await rootError(cache.acquire(image))
@@ -261,6 +301,13 @@ describe('build roots: a real registry on 127.0.0.1', () => {
     expect(err.message).toMatch(new RegExp(`registry ${registry.host} is not one this node may pull from \\(allowed: registry.example.org\\)`))
     expect(() => new BuildRootCache({ dir: '/nonexistent', allowedRegistries: ['10.0.0.5:5000'], registries: { '10.0.0.5:5000': { insecure: true } } }))
       .toThrow(/plain HTTP is allowed only for loopback registries/)
+  })
+
+  it('uses TLS unless the node config names the loopback registry insecure', async () => {
+    const { cache } = await cacheFor({ registries: {} })
+    const err = await rootError(cache.acquire(image))
+    expect(err.code).toBe('ROOT_UNAVAILABLE')
+    expect(err.message).toMatch(/HTTP response to HTTPS client|https/i)
   })
 
   it('says which image and what the registry answered when the digest is unknown or the registry is down', async () => {

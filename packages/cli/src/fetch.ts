@@ -18,6 +18,7 @@ import {
 import { basename, dirname, join, resolve } from 'node:path'
 import { QuorateError, isCommitSha, isSha256Hex, parseJsonStrict, type Policy } from '@quorate/core'
 import { verifyCommit, type VerifyReport } from './verify.js'
+import { nodeClient, nodeBaseUrl as base } from './node-client.js'
 
 export interface FetchRequest {
   nodes: string[]
@@ -35,6 +36,8 @@ export interface FetchRequest {
   timeoutMs?: number
   /** Per-file download timeout, ms (default 10 minutes). */
   fileTimeoutMs?: number
+  /** Files downloaded at once (default 8). */
+  concurrency?: number
   onProgress?: (message: string) => void
 }
 
@@ -56,7 +59,6 @@ export interface FetchResult {
   images?: string[]
 }
 
-const base = (url: string): string => url.replace(/\/+$/, '')
 const MAX_FILE_LIST_BYTES = 256 * 1024 * 1024
 const MAX_ENTRIES = 2_000_000
 
@@ -109,13 +111,12 @@ async function latestOnRef (req: FetchRequest & { ref: string }): Promise<{ comm
   const votes = new Map<string, number>()
   await Promise.all(req.nodes.map(async url => {
     try {
-      const res = await fetch(`${base(url)}/v1/repos/${encodeURIComponent(req.repoId)}/latest?ref=${encodeURIComponent(req.ref)}`, { signal: AbortSignal.timeout(req.timeoutMs ?? 20_000) })
-      if (!res.ok) return
-      const c = ((await res.json()) as { commit?: unknown }).commit
+      const c = (await nodeClient(url).get('latest', { repo: req.repoId }, { query: { ref: req.ref }, timeoutMs: req.timeoutMs })).commit
       if (isCommitSha(c)) votes.set(c, (votes.get(c) ?? 0) + 1)
     } catch {}
   }))
   if (votes.size === 0) return { message: `no node knows a trusted commit that a quorum saw on ${req.ref}` }
+  if (votes.size > 1) req.onProgress?.(`the nodes name ${votes.size} different latest commits on ${req.ref} (${[...votes].map(([c, n]) => `${c.slice(0, 12)} by ${n}`).join(', ')}); trying the most named first`)
   let last: VerifyReport | undefined
   // Nodes only suggest: each candidate is decided locally, with the ref check, like verify --ref.
   for (const [commit] of [...votes].sort((a, b) => b[1] - a[1])) {
@@ -129,28 +130,11 @@ async function latestOnRef (req: FetchRequest & { ref: string }): Promise<{ comm
 async function fetchFileListBytes (sources: string[], sha256: string, timeoutMs: number): Promise<Uint8Array | undefined> {
   for (const url of sources) {
     try {
-      const res = await fetch(`${base(url)}/v1/blobs/${sha256}`, { signal: AbortSignal.timeout(timeoutMs) })
-      if (!res.ok) continue
-      const bytes = await readCapped(res, MAX_FILE_LIST_BYTES)
-      if (bytes !== undefined && createHash('sha256').update(bytes).digest('hex') === sha256) return bytes
+      const bytes = await nodeClient(url).bytes('blob', sha256, { timeoutMs, maxBytes: MAX_FILE_LIST_BYTES })
+      if (bytes !== undefined) return bytes
     } catch {}
   }
   return undefined
-}
-
-async function readCapped (res: Response, max: number): Promise<Uint8Array | undefined> {
-  const reader = res.body?.getReader()
-  if (reader === undefined) return new Uint8Array()
-  const chunks: Uint8Array[] = []
-  let n = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    n += value.byteLength
-    if (n > max) { await reader.cancel(); return undefined }
-    chunks.push(value)
-  }
-  return Buffer.concat(chunks)
 }
 
 /**
@@ -160,9 +144,9 @@ async function readCapped (res: Response, max: number): Promise<Uint8Array | und
 async function downloadInto (fd: number, url: string, sha256: string, size: number, timeoutMs: number): Promise<string | undefined> {
   let res: Response
   try {
-    res = await fetch(`${base(url)}/v1/files/${sha256}`, { signal: AbortSignal.timeout(timeoutMs) })
+    res = await nodeClient(url).response('file', { sha256 }, { timeoutMs })
   } catch (err) {
-    return `no answer (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`
+    return (err as Error).message
   }
   if (!res.ok) { await res.body?.cancel().catch(() => {}); return `HTTP ${res.status}` }
   const hash = createHash('sha256')
@@ -233,51 +217,70 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
   // Staged next to the destination (same filesystem), so the final step is one rename.
   const staging = mkdtempSync(join(dirname(dest), `.${basename(dest)}.quorate-fetch-`))
   const tree = join(staging, 'tree')
+  // Interrupted (Ctrl-C, a CI job cancelled): the staging directory goes too, DIR was never touched.
+  const interrupted = (signal: NodeJS.Signals): void => {
+    rmSync(staging, { recursive: true, force: true })
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.once('SIGINT', interrupted)
+  process.once('SIGTERM', interrupted)
   mkdirSync(tree, { mode: 0o755 })
   try {
     const servedBy: Record<string, number> = {}
-    const have = new Map<string, string>()
     let bytes = 0
-    let fileIndex = 0
     const files = entries.filter(e => e.type === 'file').length
+    // Directories first (parents before children: the list is sorted by path bytes).
+    for (const e of entries) if (e.type === 'dir') mkdirSync(join(tree, e.path), { mode: 0o755 })
+    // Each distinct content is downloaded once, several at a time; other paths with it are copies.
+    const firstPath = new Map<string, FetchFileEntry>()
+    const copies: FetchFileEntry[] = []
     for (const e of entries) {
-      const p = join(tree, e.path)
-      if (e.type === 'dir') { mkdirSync(p, { mode: 0o755 }); continue }
       if (e.type !== 'file') continue
-      const mode = e.executable === true ? 0o755 : 0o644
-      const already = have.get(e.sha256!)
-      if (already !== undefined) {
-        copyFileSync(already, p, constants.COPYFILE_EXCL)
-        const fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW)
-        try { fchmodSync(fd, mode) } finally { closeSync(fd) }
-        bytes += e.size!
-        continue
-      }
-      const fd = openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
-      let got = false
-      try {
-        // Spread the load: each file starts at another source, and goes round all of them.
-        for (let k = 0; k < sources.length && !got; k++) {
-          const url = sources[(fileIndex + k) % sources.length]
-          const why = await downloadInto(fd, url, e.sha256!, e.size!, req.fileTimeoutMs ?? 600_000)
-          if (why === undefined) { got = true; servedBy[url] = (servedBy[url] ?? 0) + 1; break }
-          ftruncateSync(fd, 0)
-          if (!why.startsWith('HTTP 404')) {
-            rejected.push({ url, path: e.path, sha256: e.sha256!, reason: why })
-            req.onProgress?.(`refused ${e.path} from ${url}: ${why}; trying another node`)
+      if (firstPath.has(e.sha256!)) copies.push(e)
+      else firstPath.set(e.sha256!, e)
+    }
+    const unique = [...firstPath.values()]
+    let next = 0
+    let done = 0
+    let missing: FetchFileEntry | undefined
+    const worker = async (): Promise<void> => {
+      while (missing === undefined && next < unique.length) {
+        const index = next++
+        const e = unique[index]
+        const fd = openSync(join(tree, e.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+        let got = false
+        try {
+          // Spread the load: each file starts at another source, and goes round all of them.
+          for (let k = 0; k < sources.length && !got; k++) {
+            const url = sources[(index + k) % sources.length]
+            const why = await downloadInto(fd, url, e.sha256!, e.size!, req.fileTimeoutMs ?? 600_000)
+            if (why === undefined) { got = true; servedBy[url] = (servedBy[url] ?? 0) + 1; break }
+            ftruncateSync(fd, 0)
+            if (!why.startsWith('HTTP 404')) {
+              rejected.push({ url, path: e.path, sha256: e.sha256!, reason: why })
+              req.onProgress?.(`refused ${e.path} from ${url}: ${why}; trying another node`)
+            }
           }
+          fchmodSync(fd, e.executable === true ? 0o755 : 0o644)
+        } finally {
+          closeSync(fd)
         }
-        fchmodSync(fd, mode)
-      } finally {
-        closeSync(fd)
+        if (!got) { missing ??= e; return }
+        bytes += e.size!
+        if (++done % 100 === 0) req.onProgress?.(`${done} of ${unique.length} files`)
       }
-      fileIndex++
-      if (!got) {
-        return { exitCode: 2, message: `${short}: no node served ${JSON.stringify(e.path)} (sha256 ${e.sha256}, ${e.size} bytes) with the right content (asked ${sources.join(', ')}${rejected.length > 0 ? `; refused ${rejected.length} wrong copies` : ''}); nothing was written to ${dest}`, commit, report, rejected }
-      }
-      have.set(e.sha256!, p)
+    }
+    await Promise.all(Array.from({ length: Math.min(req.concurrency ?? 8, Math.max(1, unique.length)) }, worker))
+    if (missing !== undefined) {
+      const e = missing
+      return { exitCode: 2, message: `${short}: no node served ${JSON.stringify(e.path)} (sha256 ${e.sha256}, ${e.size} bytes) with the right content (asked ${sources.join(', ')}${rejected.length > 0 ? `; refused ${rejected.length} wrong copies` : ''}); nothing was written to ${dest}`, commit, report, rejected }
+    }
+    for (const e of copies) {
+      const p = join(tree, e.path)
+      copyFileSync(join(tree, firstPath.get(e.sha256!)!.path), p, constants.COPYFILE_EXCL)
+      const fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW)
+      try { fchmodSync(fd, e.executable === true ? 0o755 : 0o644) } finally { closeSync(fd) }
       bytes += e.size!
-      if (fileIndex % 100 === 0) req.onProgress?.(`${fileIndex} of ${files} files`)
     }
     // Symlinks last: nothing above is ever written through one.
     for (const e of entries) if (e.type === 'symlink') symlinkSync(e.target!, join(tree, e.path))
@@ -312,6 +315,8 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
       commit, report, narSha256: trusted.narSha256, files, bytes, servedBy, rejected, ...(images !== undefined ? { images } : {})
     }
   } finally {
+    process.off('SIGINT', interrupted)
+    process.off('SIGTERM', interrupted)
     rmSync(staging, { recursive: true, force: true })
   }
 }

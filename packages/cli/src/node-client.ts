@@ -15,11 +15,29 @@ export const DEFAULT_TIMEOUT_MS = 20_000
 export interface NodeClient {
   readonly url: string
   get: <N extends JsonRoute>(name: N, params: Record<ParamsOf<N>, string>, opts?: { query?: Record<string, string>, timeoutMs?: number }) => Promise<ResponseOf<N>>
-  /** Content-addressed bytes (a file list or an output file), checked against their sha256; undefined when the node lacks them. */
-  bytes: (name: 'blob' | 'file', sha256: string, opts?: { timeoutMs?: number }) => Promise<Uint8Array | undefined>
+  /**
+   * Content-addressed bytes (a file list or an output file), checked against their sha256;
+   * undefined when the node lacks them, sends other bytes, or more than `maxBytes`.
+   */
+  bytes: (name: 'blob' | 'file', sha256: string, opts?: { timeoutMs?: number, maxBytes?: number }) => Promise<Uint8Array | undefined>
+  /** The raw response of a route (for streaming a large body); a connection failure is a NodeHttpError with status 0. */
+  response: <N extends RouteName>(name: N, params: Record<ParamsOf<N>, string>, opts?: { query?: Record<string, string>, timeoutMs?: number }) => Promise<Response>
+  /**
+   * A build log by its signed digest; undefined when the node lacks it. A whole log is checked
+   * against the digest (a mismatch is an error: the node lied); a log that outgrew the recipe's
+   * maxLogBytes comes as head and tail (`complete: false`), which no digest can check.
+   */
+  log: (sha256: string, opts?: { timeoutMs?: number }) => Promise<FetchedLog | undefined>
 }
 
-type JsonRoute = Exclude<RouteName, 'blob' | 'file' | 'events' | 'metrics' | 'webhook' | 'adminPoll'>
+export interface FetchedLog {
+  text: string
+  complete: boolean
+  /** The whole log's size as the build wrote it. */
+  totalBytes: number
+}
+
+type JsonRoute = Exclude<RouteName, 'blob' | 'file' | 'buildLog' | 'events' | 'metrics' | 'webhook' | 'adminPoll'>
 
 /** Fields each JSON answer must have before it is handed on as its type. */
 const REQUIRED: Record<JsonRoute, Record<string, 'string' | 'array' | 'object' | 'number' | 'boolean'>> = {
@@ -43,13 +61,19 @@ export class NodeHttpError extends QuorateError {
 
 const typeOf = (v: unknown): string => Array.isArray(v) ? 'array' : v === null ? 'null' : typeof v
 
-export function nodeClient (url: string): NodeClient {
-  const base = url.replace(/\/+$/, '')
+/** A node's base URL as given (`--node`), without trailing slashes: the one normalization of node URLs. */
+export function nodeBaseUrl (url: string): string {
+  return url.replace(/\/+$/, '')
+}
+
+export function nodeClient (url: string, opts: { token?: string } = {}): NodeClient {
+  const base = nodeBaseUrl(url)
+  const headers: Record<string, string> = opts.token !== undefined ? { authorization: `Bearer ${opts.token}` } : {}
 
   async function request (path: string, timeoutMs: number): Promise<Response> {
     let res: Response
     try {
-      res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs) })
+      res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs), headers })
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code
       const what = (err as Error).name === 'TimeoutError' ? `nothing within ${timeoutMs / 1000} s` : cause ?? (err as Error).message
@@ -78,10 +102,46 @@ export function nodeClient (url: string): NodeClient {
     },
     async bytes (name, sha256, opts = {}) {
       const res = await request(routePath(name, { sha256 }), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+      if (res.status === 404) { await res.body?.cancel().catch(() => {}); return undefined }
+      if (!res.ok) { await res.body?.cancel().catch(() => {}); throw new NodeHttpError(base, res.status, `${base}${routePath(name, { sha256 })}: HTTP ${res.status}`) }
+      const bytes = await readCapped(res, opts.maxBytes ?? Number.MAX_SAFE_INTEGER)
+      return bytes !== undefined && createHash('sha256').update(bytes).digest('hex') === sha256 ? bytes : undefined
+    },
+    async response (name, params, opts = {}) {
+      return await request(routePath(name, params, opts.query), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+    },
+    async log (sha256, opts = {}) {
+      const path = routePath('buildLog', { sha256 })
+      const res = await request(path, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS)
       if (res.status === 404) return undefined
-      if (!res.ok) throw new NodeHttpError(base, res.status, `${base}${routePath(name, { sha256 })}: HTTP ${res.status}`)
-      const bytes = new Uint8Array(await res.arrayBuffer())
-      return createHash('sha256').update(bytes).digest('hex') === sha256 ? bytes : undefined
+      if (!res.ok) {
+        let detail = ''
+        try { detail = `: ${(await res.json() as { error: string }).error}` } catch {}
+        throw new NodeHttpError(base, res.status, `${base}${path}: HTTP ${res.status}${detail}`)
+      }
+      const bytes = Buffer.from(await res.arrayBuffer())
+      const complete = res.headers.get('x-quorate-log-complete') !== 'false'
+      const total = Number(res.headers.get('x-quorate-log-total-bytes'))
+      if (complete && createHash('sha256').update(bytes).digest('hex') !== sha256) {
+        throw new NodeHttpError(base, res.status, `${base}${path}: the log does not hash to the signed digest ${sha256}; this node serves a wrong log`)
+      }
+      return { text: bytes.toString('utf8'), complete, totalBytes: Number.isSafeInteger(total) && total >= 0 ? total : bytes.length }
     }
   }
+}
+
+/** Reads a body, giving up (undefined) once it exceeds `max` bytes. */
+async function readCapped (res: Response, max: number): Promise<Uint8Array | undefined> {
+  const reader = res.body?.getReader()
+  if (reader === undefined) return new Uint8Array()
+  const chunks: Uint8Array[] = []
+  let n = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    n += value.byteLength
+    if (n > max) { await reader.cancel().catch(() => {}); return undefined }
+    chunks.push(value)
+  }
+  return Buffer.concat(chunks)
 }

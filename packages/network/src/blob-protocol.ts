@@ -17,7 +17,12 @@ import type { BlobSource } from './types.js'
  * header arrives and the SHA-256 before returning them.
  */
 export const BLOB_PROTOCOL = '/quorate/blob/1.0.0'
-export const DEFAULT_MAX_BLOB_BYTES = 8 * 1024 * 1024
+/**
+ * Largest blob either side sends or takes. Blobs travel as 64 KiB data frames, so the cap bounds
+ * only the whole: 64 MiB holds the file list of an output of about 500,000 files (100,000 small
+ * files make a 12 MB list, which the former 8 MiB cap kept peers from fetching: issue 14 item 10).
+ */
+export const DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024
 const CHUNK_BYTES = 64 * 1024
 /** Largest frame either side accepts: a data chunk, or a small JSON control frame. */
 const MAX_FRAME_BYTES = CHUNK_BYTES + 1024
@@ -108,16 +113,22 @@ export async function requestBlob (stream: Stream, sha256: string, maxBlobBytes:
       const size = header.size
       if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw violation('"size" must be a non-negative integer', 'malformed')
       if (size > maxBlobBytes) return { status: 'too-large', size }
-      const bytes = new Uint8Array(size)
+      // Chunks are kept as they arrive and hashed on the way: memory follows what the peer really
+      // sent, not the size it announced (a peer announcing 64 MiB and sending nothing costs nothing).
+      const chunks: Uint8Array[] = []
+      const hash = createHash('sha256')
       let filled = 0
       while (filled < size) {
         const chunk = await reader.next()
         if (chunk === undefined) throw violation(`stream ended after ${filled} of ${size} bytes`, 'truncated')
         if (chunk.byteLength > size - filled) throw violation(`more data than the announced ${size} bytes`, 'malformed')
-        bytes.set(chunk, filled)
+        const copy = chunk.slice()
+        chunks.push(copy)
+        hash.update(copy)
         filled += chunk.byteLength
       }
-      const actual = createHash('sha256').update(bytes).digest('hex')
+      const bytes = chunks.length === 1 ? chunks[0] as Uint8Array : new Uint8Array(Buffer.concat(chunks))
+      const actual = hash.digest('hex')
       if (actual !== sha256) throw violation(`the bytes hash to ${actual}, not the requested ${sha256}`, 'bad-blob', { actual })
       answer = { status: 'found', bytes }
     } else {

@@ -104,7 +104,7 @@ export interface NetworkInit {
   banMs?: number
   /** When given, the node serves blobs by SHA-256 on `/quorate/blob/1.0.0`. */
   blobs?: BlobSource
-  /** Largest blob served or fetched, in bytes. Default 8 MiB. */
+  /** Largest blob served or fetched, in bytes. Default 64 MiB (the file list of about 500,000 files). */
   maxBlobBytes?: number
   /**
    * Find peers on the local network by mDNS (multicast DNS) and dial them. For LANs only: it

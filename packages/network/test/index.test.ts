@@ -23,7 +23,7 @@ describe('@quorate/network exports', () => {
     expect(network.SYNC_PROTOCOL).toBe('/quorate/sync/1.0.0')
     expect(network.DEFAULT_MAX_MESSAGE_BYTES).toBe(65536)
     expect(network.BLOB_PROTOCOL).toBe('/quorate/blob/1.0.0')
-    expect(network.DEFAULT_MAX_BLOB_BYTES).toBe(8 * 1024 * 1024)
+    expect(network.DEFAULT_MAX_BLOB_BYTES).toBe(64 * 1024 * 1024)
   })
 
   it('installs Promise.withResolvers (libp2p 3 needs it on Node 20)', () => {

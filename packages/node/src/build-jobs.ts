@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs'
+import { readdir, rm, rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
@@ -6,11 +6,12 @@ import {
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
-import { runBuild, parseImageSpec, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
+import { runBuild, parseImageSpec, isNodeTrouble, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Outputs } from './outputs.js'
+import { routePath } from './api-routes.js'
 
 /** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
@@ -36,6 +37,21 @@ export interface BuildJobsInit {
   buildAttempts?: number
   /** Backoff before the first retry, doubled for each further one, in ms. Default 30 000. */
   retryBackoffMs?: number
+  /** How often a running build logs its phase, elapsed time and log size at info level (default 15 s). */
+  progressIntervalMs?: number
+}
+
+/** A build this node is running now, as `quorate status` shows it. */
+export interface RunningBuild {
+  repoId: string
+  commit: string
+  ref: string
+  attempt: number
+  phase: string
+  startedAt: string
+  elapsedSeconds: number
+  phaseElapsedSeconds: number
+  logBytes: number
 }
 
 export interface BuildJobsComponents {
@@ -53,8 +69,8 @@ export interface BuildJobsComponents {
   ownLogReady?: () => Promise<void>
   /** Publishes an envelope already in the own log again. */
   republish: (item: { id: string, repoId: string, bytes: Uint8Array }) => void
-  outputs: Pick<Outputs, 'keep'>
-  metrics: Pick<NodeMetrics, 'builds' | 'buildSeconds'>
+  outputs: Pick<Outputs, 'keepBuild'>
+  metrics: Pick<NodeMetrics, 'builds' | 'buildSeconds' | 'buildPhaseSeconds'>
   stats: { buildsSucceeded: number, buildsFailed: number }
   events: EventBus
   logger: Logger
@@ -68,7 +84,17 @@ export interface BuildJobsComponents {
  */
 export interface BuildJobs {
   run: (job: BuildJob, signal: AbortSignal) => Promise<void>
+  /** Jobs waiting on the node's own trouble (disk full, I/O error, sandbox tools missing), with what was wrong. */
+  nodeProblems: () => NodeProblem[]
+  /** The builds running now, with their phase and elapsed time. */
+  running: () => RunningBuild[]
 }
+
+/** A job held back by the node's own trouble: it is not the build's fault, nothing was signed. */
+export interface NodeProblem { repoId: string, commit: string, problem: string, since: string, retries: number }
+
+/** How long a job waits after the node's own trouble before it is tried again (the check is cheap). */
+export const NODE_TROUBLE_RETRY_MS = 10_000
 
 /** The shell wrapper a compromised CI would use: run the real build, then slip a change into the output. */
 function tamperedRecipe (recipe: Recipe): Recipe {
@@ -80,6 +106,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
   const { policy, logger, events, metrics, stats, queue } = c
   const maxAttempts = init.buildAttempts ?? MAX_ATTEMPTS
   const backoffMs = init.retryBackoffMs ?? 30_000
+  const problems = new Map<string, NodeProblem>()
+  const running = new Map<string, { job: BuildJob, phase: string, started: number, phaseStarted: number, logBytes: number }>()
 
   /**
    * What this key already signed for the job's commit: a build result (never sign another; the
@@ -172,6 +200,19 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
     events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
     const t0 = Date.now()
+    const runKey = `${job.repoId}@${job.commit}@${job.recipeKey}`
+    const live = { job, phase: 'starting', started: t0, phaseStarted: t0, logBytes: 0 }
+    running.set(runKey, live)
+    const onProgress = (phase: string, info?: Record<string, unknown>): void => {
+      if (info?.tick === true) {
+        live.logBytes = typeof info.logBytes === 'number' ? info.logBytes : live.logBytes
+        logger.info('build running', { repo: job.repoId, commit: job.commit.slice(0, 12), phase, elapsedS: Math.round((Date.now() - t0) / 1000), phaseElapsedS: Math.round((Date.now() - live.phaseStarted) / 1000), logBytes: live.logBytes })
+        return
+      }
+      live.phase = phase
+      live.phaseStarted = Date.now()
+      logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
+    }
     try {
       let outcome
       try {
@@ -189,7 +230,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
           outputCopyDir,
           signal,
-          onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
+          onProgress,
+          progressIntervalMs: init.progressIntervalMs
         })
       } catch (err) {
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
@@ -197,6 +239,16 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
         // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up.
         const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
+        // So is the node's disk filling up, an I/O error, or a sandbox tool gone missing: the job
+        // waits without using one of the build's attempts, and runs when the condition clears.
+        if (!rootTrouble && (isNodeTrouble(err) || isQuorateError(err, 'SANDBOX_UNAVAILABLE'))) {
+          const key = `${job.repoId}@${job.commit}`
+          const was = problems.get(key)
+          problems.set(key, { repoId: job.repoId, commit: job.commit, problem: message, since: was?.since ?? new Date().toISOString(), retries: (was?.retries ?? -1) + 1 })
+          logger.warn('build waits: node trouble', { repo: job.repoId, commit: job.commit.slice(0, 12), problem: message, retryInSeconds: NODE_TROUBLE_RETRY_MS / 1000 })
+          await queue.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1), notBefore: Date.now() + NODE_TROUBLE_RETRY_MS, lastError: message })
+          return
+        }
         await queue.updateJob({
           ...job,
           state: rootTrouble || job.attempts < maxAttempts ? 'queued' : 'failed',
@@ -206,6 +258,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         return
       }
       if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
+      problems.delete(`${job.repoId}@${job.commit}`)
       const recipe = spec.recipe
       // Held until this node holds its own log (a lost data directory): then a build key it
       // already signed is republished, never signed a second time.
@@ -214,7 +267,19 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       if (await settledByOwnLog(job)) return
       if (outcome.ok) {
         const o = outcome.output
-        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir })
+        // The log is kept (whole, or head and tail when it outgrew maxLogBytes) and served at
+        // /v1/logs/<sha256>; a whole one is also a blob (/v1/blobs/<sha256>, peers) named in the statement.
+        const logKept = outcome.log.complete
+        await c.outputs.keepBuild({
+          repoId: job.repoId,
+          commit: job.commit,
+          log: outcome.log,
+          output: { narSha256: o.narSha256, fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir }
+        })
+        for (const [phase, ms] of Object.entries(outcome.durationsMs)) {
+          if (typeof ms === 'number') metrics.buildPhaseSeconds.observe(ms / 1000, { phase })
+        }
+        const endpoint = policy.builders.get(policy.keys.get(c.keyid)?.builder ?? '')?.endpoint
         const id = await c.sign(job.repoId, log => makeProvenanceStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -227,6 +292,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           logSha256: outcome.log.sha256,
           fingerprint: outcome.fingerprint as unknown as Record<string, unknown>,
           builderId: init.builderId,
+          repositoryUrl: repo.url,
+          ...(logKept ? { logUri: `${endpoint?.replace(/\/+$/, '') ?? ''}${routePath('blob', { sha256: outcome.log.sha256 })}` } : {}),
           invocationId: randomUUID(),
           startedOn: outcome.startedOn,
           finishedOn: outcome.finishedOn,
@@ -239,6 +306,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         logger.info('build succeeded', { repo: job.repoId, commit: job.commit.slice(0, 12), narSha256: o.narSha256, files: o.fileCount, ms: Date.now() - t0, ...Object.fromEntries(Object.entries(outcome.durationsMs).map(([k, v]) => [k, Math.round(v as number)])) })
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
       } else {
+        await c.outputs.keepBuild({ repoId: job.repoId, commit: job.commit, log: outcome.log })
         const attempt = (await ownAnswers(job)).attempts + 1
         const retry = attempt < maxAttempts
         const id = await c.sign(job.repoId, log => makeFailureStatement({
@@ -265,10 +333,65 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: false, durationMs: Date.now() - t0 })
       }
     } finally {
-      rmSync(workDir, { recursive: true, force: true })
-      rmSync(outputCopyDir, { recursive: true, force: true })
+      running.delete(runKey)
+      await removeTree(workDir)
+      await removeTree(outputCopyDir)
     }
   }
 
-  return { run }
+  return {
+    run,
+    nodeProblems: () => [...problems.values()],
+    running: () => {
+      const now = Date.now()
+      return [...running.values()].map(r => ({
+        repoId: r.job.repoId,
+        commit: r.job.commit,
+        ref: r.job.ref,
+        attempt: r.job.attempts,
+        phase: r.phase,
+        startedAt: new Date(r.started).toISOString(),
+        elapsedSeconds: Math.round((now - r.started) / 1000),
+        phaseElapsedSeconds: Math.round((now - r.phaseStarted) / 1000),
+        logBytes: r.logBytes
+      }))
+    }
+  }
+}
+
+/**
+ * Removes a directory tree a few entries at a time, giving the event loop a turn in between.
+ * rmSync held the HTTP API for 13 s and more after a build of 100,000 small files (issue 14
+ * item 10), and fs.promises.rm starts every unlink of a directory at once (a 1.3 s stall).
+ */
+async function removeTree (root: string): Promise<void> {
+  const ignoreMissing = (err: NodeJS.ErrnoException): void => { if (err.code !== 'ENOENT') throw err }
+  const pending = [root]
+  const dirs: string[] = []
+  try {
+    while (pending.length > 0) {
+      const dir = pending.pop() as string
+      let entries
+      try {
+        entries = await readdir(dir, { withFileTypes: true })
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'ENOENT') continue
+        if (code === 'ENOTDIR') { await unlink(dir).catch(ignoreMissing); continue }
+        throw err
+      }
+      dirs.push(dir)
+      for (let i = 0; i < entries.length; i += 64) {
+        await Promise.all(entries.slice(i, i + 64).map(async e => {
+          const path = join(dir, e.name)
+          if (e.isDirectory()) pending.push(path)
+          else await unlink(path).catch(ignoreMissing)
+        }))
+      }
+    }
+    for (const dir of dirs.reverse()) await rmdir(dir).catch(ignoreMissing)
+  } catch {
+    // whatever the walk could not remove (a directory the build made read-only, say): the slow way
+    await rm(root, { recursive: true, force: true })
+  }
 }

@@ -1,5 +1,5 @@
 import {
-  collectRefMoves, orderByTopology, parseAttestation, parseEnvelope, refChainCandidates, refObservers,
+  collectRefMoves, orderByTopology, parseAttestation, parseEnvelope, refChainCandidates, refObservers, sha256Hex,
   type Decision, type Policy, type RefMove
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
@@ -26,12 +26,28 @@ export async function ownPreviousTip (store: Pick<Store, 'priorRefObservation'>,
   return a.kind === 'ref' ? a.commit : null
 }
 
+// Verified moves by envelope bytes (per policy): the timeline and "latest" are asked for often
+// (the dashboard polls), and verifying every observation's signature each time would not scale.
+const verifiedMoves = new Map<string, RefMove | null>()
+const MAX_CACHED_MOVES = 200_000
+
 async function movesOf (store: Pick<Store, 'refObservations' | 'equivocationProofs'>, policy: Policy, repoId: string, ref?: string): Promise<RefMove[]> {
   const proofs = await store.equivocationProofs(repoId)
   const equivocatorKeys = new Set(proofs.map(p => p.keyid))
-  const excludeBuilders = new Set([...equivocatorKeys].map(k => policy.keys.get(k)?.builder).filter((b): b is string => b !== undefined))
-  const raw = (await store.refObservations(repoId, ref)).map(b => JSON.parse(Buffer.from(b).toString('utf8')) as object)
-  return collectRefMoves(policy, repoId, raw, { ref, excludeBuilders })
+  const out: RefMove[] = []
+  for (const bytes of await store.refObservations(repoId, ref)) {
+    const k = `${policy.digest}/${sha256Hex(bytes)}`
+    let move = verifiedMoves.get(k)
+    if (move === undefined) {
+      move = collectRefMoves(policy, repoId, [JSON.parse(Buffer.from(bytes).toString('utf8')) as object])[0] ?? null
+      if (verifiedMoves.size >= MAX_CACHED_MOVES) verifiedMoves.clear()
+      verifiedMoves.set(k, move)
+    }
+    if (move !== null && (ref === undefined || move.ref === ref) && !equivocatorKeys.has(move.keyid)) out.push(move)
+  }
+  // A builder that equivocated under any key does not count (as in decisions).
+  const excluded = new Set([...equivocatorKeys].map(k => policy.keys.get(k)?.builder).filter((b): b is string => b !== undefined))
+  return out.filter(m => !excluded.has(m.builder))
 }
 
 export interface LatestAnswer { commit: string, decision: Decision, chainOrgs: string[], observedBy: string[] }

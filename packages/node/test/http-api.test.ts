@@ -71,6 +71,19 @@ describe('HTTP API', () => {
       expect(JSON.parse(r.body).error).toMatch(/malformed percent-encoding/)
     }
     expect((await get(api.url, '/v1/repos/%68ello/commits')).status).toBe(200)
+    expect((await get(api.url, '/v1/repos/hello/commits?limit=50')).status).toBe(200)
+    expect((await get(api.url, '/v1/repos/hello/commits?limit=0')).status).toBe(400)
+    expect(logger.lines.filter(l => l.level === 'error')).toEqual([])
+  })
+
+  it('answers a request target that is not a URL path (GET //) with 400 and keeps serving', async () => {
+    const { api, logger } = await startApi()
+    for (const path of ['//', '//x:y@', '/%', '//[']) {
+      const r = await get(api.url, path)
+      expect(r.status, path).toBeLessThan(500)
+    }
+    expect((await get(api.url, '//')).status).toBe(400)
+    expect((await get(api.url, '/healthz')).status).toBe(200)
     expect(logger.lines.filter(l => l.level === 'error')).toEqual([])
   })
 
