@@ -111,10 +111,10 @@ export async function startRegistry () {
 }
 
 /** Pushes an OCI layout's image (ref name refName) to a loopback registry over plain HTTP, digests kept. */
-export async function pushLayout (layout, target, refName = 'root') {
+export async function pushLayout (layout, target, refName = 'root', { all = false } = {}) {
   const policy = join(tmpdir(), 'quorate-skopeo-policy.json')
   await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }))
-  await execFileP('skopeo', ['--policy', policy, 'copy', '--quiet', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout}:${refName}`, `docker://${target}`], { maxBuffer: 1 << 24 })
+  await execFileP('skopeo', ['--policy', policy, 'copy', '--quiet', '--dest-tls-verify=false', '--preserve-digests', ...(all ? ['--all'] : []), `oci:${layout}:${refName}`, `docker://${target}`], { maxBuffer: 1 << 24 })
 }
 
 /** The path in the registry's storage of a blob's bytes (to make it serve wrong content). */

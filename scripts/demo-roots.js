@@ -47,7 +47,8 @@ policy.repositories.push({ ...policy.repositories[0], id: 'hello-root', recipe: 
 writeFileSync(net.policyFile, JSON.stringify(policy, null, 2))
 for (const n of net.nodes) {
   const cfg = JSON.parse(readFileSync(n.config, 'utf8'))
-  cfg.roots = { registries: { [registry.host]: { insecure: true } } }
+  // The root cache under the demo's work dir (a root node's default sits beside its build area in the temp dir).
+  cfg.roots = { cacheDir: join(work, `roots-${n.name}`), registries: { [registry.host]: { insecure: true } } }
   writeFileSync(n.config, JSON.stringify(cfg, null, 2))
 }
 say('policy: the same C program twice: "hello-host" on each host\'s toolchain, "hello-root" with the pinned root')

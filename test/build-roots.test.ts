@@ -78,7 +78,8 @@ beforeAll(async () => {
   writeFileSync(net.policyFile, JSON.stringify(policy, null, 2))
   for (const n of net.nodes) {
     const cfg = JSON.parse(readFileSync(n.config, 'utf8'))
-    cfg.roots = { registries: { [registry.host]: { insecure: true } } }
+    // The root cache under the work dir, so that it goes with it (a root node's default sits beside its build area).
+    cfg.roots = { cacheDir: join(work, `roots-${n.name}`), registries: { [registry.host]: { insecure: true } } }
     writeFileSync(n.config, JSON.stringify(cfg, null, 2))
   }
   // org-b's host has GCC 11 as its gcc: a private mount namespace for that node only.

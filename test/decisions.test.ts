@@ -134,7 +134,7 @@ describe('one network through failures, pushes, a rollback and a lost data direc
     expect(JSON.parse(latest.stdout).commit).toBe(g2)
   }, 180_000)
 
-  it('after a rollback of main, latest is the older commit again', async () => {
+  it('after a rollback of main, latest is the older commit again, and it follows a force-push', async () => {
     const head = git('rev-parse', 'HEAD')
     const back = git('rev-parse', 'HEAD~1')
     git('reset', '-q', '--hard', back)
@@ -143,6 +143,11 @@ describe('one network through failures, pushes, a rollback and a lost data direc
     expect(latest.code).toBe(0)
     expect(latest.stdout.split(' ')[0]).toBe(back)
     expect(latest.stdout).not.toContain(head)
+    // A force-push to a commit on another line of history: latest follows once it is trusted.
+    git('reset', '-q', '--hard', c0)
+    const forced = addCommit(repo, 'src/forced.js', 'export const forced = 1\n', 'force-pushed line')
+    await trustedEverywhere(forced)
+    await waitFor(async () => (await getJson(`${net.nodes[0].url}/v1/repos/${net.repoId}/latest?ref=refs/heads/main`)).commit === forced, { timeoutMs: 60_000, what: 'latest to follow the force-push' })
     const unknown = await runCli(['latest', ...nodes(), '--repo', 'no-such-repo', '--ref', 'refs/heads/main'])
     expect(unknown.code).toBe(2)
   }, 120_000)

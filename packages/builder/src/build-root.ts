@@ -286,10 +286,10 @@ export class BuildRootCache {
 
     // 2. Every blob, checked against its digest and size; nothing is unpacked before all pass.
     const tmpRoot = join(this.init.dir, 'tmp')
-    await this.removeStaleScratch(tmpRoot)
     // The cache dir and roots/ are searchable by everyone: builds run as an unprivileged user,
     // and bubblewrap, started as that user, must reach a root to mount it. tmp/ is private.
-    await mkdir(this.init.dir, { recursive: true, mode: 0o755 })
+    await this.prepareDir()
+    await this.removeStaleScratch(tmpRoot)
     await mkdir(tmpRoot, { recursive: true, mode: 0o700 })
     const scratch = join(tmpRoot, randomUUID())
     await mkdir(scratch, { mode: 0o700 })
@@ -364,6 +364,18 @@ export class BuildRootCache {
     }
   }
 
+  /**
+   * Creates the cache dir (0755) if needed and checks it is a real directory of this process's
+   * user that no one else can write (it may sit in a world-writable temp dir).
+   */
+  private async prepareDir (): Promise<void> {
+    await mkdir(this.init.dir, { recursive: true, mode: 0o755 })
+    const st = await lstat(this.init.dir)
+    if (!st.isDirectory() || st.uid !== (process.getuid?.() ?? st.uid) || (st.mode & 0o022) !== 0) {
+      throw new QuorateError('ROOT_UNAVAILABLE', `the build root cache ${this.init.dir} is not a directory of this node's user that only it can write; remove it, or set roots.cacheDir in the node config`, { kind: 'config', dir: this.init.dir })
+    }
+  }
+
   /** Scratch dirs left by a crashed pull or unpack (older than any pull may take) are removed. */
   private async removeStaleScratch (tmpRoot: string): Promise<void> {
     const cutoff = Date.now() - 2 * (this.init.pullTimeoutMs ?? DEFAULTS.pullTimeoutMs)
@@ -410,6 +422,24 @@ export class BuildRootCache {
     }
   }
 
+  /**
+   * Retention: removes cached roots no build holds that were last used before `cutoff` (ms
+   * since the epoch); returns how many and their bytes. A removed root is pulled again when a
+   * recipe needs it.
+   */
+  async prune (cutoff: number): Promise<{ roots: number, bytes: number }> {
+    let roots = 0
+    let bytes = 0
+    for (const e of await this.list()) {
+      if (e.inUse || e.lastUsed >= cutoff) continue
+      await rm(join(this.init.dir, 'roots', e.manifestDigest.slice(7)), { recursive: true, force: true })
+      this.checked.delete(join(this.init.dir, 'roots', e.manifestDigest.slice(7)))
+      roots++
+      bytes += e.bytes
+    }
+    return { roots, bytes }
+  }
+
   /** Removes least recently used roots that no build holds until the cache fits its bound. */
   private async evict (keep: string): Promise<void> {
     const max = this.init.maxBytes ?? DEFAULTS.maxBytes
@@ -445,7 +475,9 @@ export class BuildRootCache {
   }
 
   private registrySource (ref: RootImageRef, pullFrom: string): Source {
-    const access = this.init.registries?.[ref.registry]
+    // TLS and credentials are those of the registry actually contacted: a mirror has its own
+    // entry, and never gets the origin's credentials.
+    const access = this.init.registries?.[pullFrom]
     const remote = (d: string): string => `docker://${pullFrom}/${ref.repository}@${d}`
     /** A private auth file: credentials never appear on a command line (ps) or in a message. */
     const authFile = async (scratch: string): Promise<string | null> => {
@@ -477,7 +509,7 @@ export class BuildRootCache {
     const insecure = access?.insecure === true
     return {
       manifest: async d => {
-        await mkdir(this.init.dir, { recursive: true, mode: 0o755 })
+        await this.prepareDir()
         await mkdir(join(this.init.dir, 'tmp'), { recursive: true, mode: 0o700 })
         const scratch = join(this.init.dir, 'tmp', randomUUID())
         await mkdir(scratch, { mode: 0o700 })

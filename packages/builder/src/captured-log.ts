@@ -9,6 +9,13 @@ export interface CapturedLog {
   totalBytes: number
   /** Lowercase hex SHA-256 of the full stream, including the bytes dropped between head and tail. */
   sha256: string
+  /** Whether `kept` is the whole stream (then its SHA-256 is `sha256`). */
+  complete: boolean
+  /**
+   * What is kept of the stream, byte for byte: all of it when `complete`, else its head, a line
+   * saying how many bytes were left out, and its tail.
+   */
+  kept: Uint8Array
 }
 
 /**
@@ -47,13 +54,26 @@ export class LogCapture {
     }
   }
 
+  /** Bytes seen so far. */
+  get totalBytes (): number {
+    return this.total
+  }
+
   result (): CapturedLog {
-    const tail = Buffer.concat(this.tailChunks)
+    const all = Buffer.concat(this.tailChunks)
+    const tail = all.subarray(Math.max(0, all.length - this.half))
+    const head = Buffer.concat(this.headChunks)
+    const complete = this.total <= head.length + tail.length
+    const kept = complete
+      ? Buffer.concat([head, tail.subarray(tail.length - (this.total - head.length))])
+      : Buffer.concat([head, Buffer.from(`\n[quorate: ${this.total - head.length - tail.length} bytes of the log left out here; the recipe's maxLogBytes keeps the first and last ${this.half} bytes]\n`), tail])
     return {
-      head: Buffer.concat(this.headChunks).toString('utf8'),
-      tail: tail.subarray(Math.max(0, tail.length - this.half)).toString('utf8'),
+      head: head.toString('utf8'),
+      tail: tail.toString('utf8'),
       totalBytes: this.total,
-      sha256: this.hash.copy().digest('hex')
+      sha256: this.hash.copy().digest('hex'),
+      complete,
+      kept
     }
   }
 }

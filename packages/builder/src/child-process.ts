@@ -9,6 +9,8 @@ export interface CollectOptions {
   timeoutMs?: number
   /** Keep at most this many bytes of stdout (and of stderr); the rest is counted but dropped. */
   maxOutputBytes?: number
+  /** Sees stderr as it arrives (e.g. git's progress lines). */
+  onStderr?: (chunk: Buffer) => void
 }
 
 export interface CollectResult {
@@ -37,6 +39,7 @@ export async function runCollect (argv: readonly string[], options: CollectOptio
   const err = collector(max)
   child.stdout?.on('data', out.push)
   child.stderr?.on('data', err.push)
+  if (options.onStderr !== undefined) child.stderr?.on('data', options.onStderr)
   if (options.input !== undefined) {
     child.stdin?.on('error', () => {}) // the program may exit without reading its input
     child.stdin?.end(options.input)

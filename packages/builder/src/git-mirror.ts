@@ -33,6 +33,34 @@ export interface RefPatterns {
   tags?: string[]
 }
 
+/** What a first clone has done so far (git's own progress line, e.g. "Receiving objects:  45% (450/1000), 1.2 MiB"). */
+export interface CloneProgress {
+  url: string
+  elapsedMs: number
+  line: string
+}
+
+export interface FetchOptions {
+  /** For a first clone (no mirror yet): called every progressIntervalMs with git's latest progress line. */
+  onCloneProgress?: (progress: CloneProgress) => void
+  /** Default 15 s. */
+  progressIntervalMs?: number
+}
+
+/** What git says about a commit (the author's own words and clock: never signed by a builder). */
+export interface CommitSummary {
+  subject: string
+  author: string
+  /** The author date, ISO 8601 with the author's UTC offset. */
+  date: string
+}
+
+/** Watched branch patterns that match no branch of the remote, and the branches it has. */
+export interface MissingBranches {
+  missing: string[]
+  branches: string[]
+}
+
 const COMMIT_HEX = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
 const LOCAL_TIMEOUT_MS = 5 * 60 * 1000
 
@@ -81,27 +109,98 @@ export class GitMirror {
   }
 
   /** Creates the bare mirror if needed, then fetches all branches and tags, pruning deleted ones. */
-  async fetch (): Promise<void> {
-    const run = this.fetching.then(async () => await this.fetchNow())
+  async fetch (options: FetchOptions = {}): Promise<void> {
+    const run = this.fetching.then(async () => await this.fetchNow(options))
     this.fetching = run.catch(() => {})
     await run
   }
 
-  private async fetchNow (): Promise<void> {
-    if (!await exists(join(this.dir, 'HEAD'))) {
+  private async fetchNow (options: FetchOptions): Promise<void> {
+    const first = !await exists(join(this.dir, 'HEAD'))
+    if (first) {
       await mkdir(dirname(this.dir), { recursive: true })
       await this.git(['init', '--quiet', '--bare', '--template=', this.dir], { what: `create the mirror at ${this.dir}` })
     }
-    const result = await this.rawGit([
-      '-C', this.dir, 'fetch', '--quiet', '--prune', '--no-tags', '--no-recurse-submodules', '--no-write-fetch-head',
-      '--', this.url, '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'
-    ], { timeoutMs: this.fetchTimeoutMs, network: true })
+    const report = first ? options.onCloneProgress : undefined
+    let line = 'connecting'
+    const started = performance.now()
+    const timer = report === undefined
+      ? undefined
+      : setInterval(() => report({ url: this.displayUrl, elapsedMs: Math.round(performance.now() - started), line }), options.progressIntervalMs ?? 15_000)
+    timer?.unref()
+    let result: CollectResult
+    try {
+      result = await this.rawGit([
+        '-C', this.dir, 'fetch', report !== undefined ? '--progress' : '--quiet', '--prune', '--no-tags', '--no-recurse-submodules', '--no-write-fetch-head',
+        '--', this.url, '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'
+      ], {
+        timeoutMs: this.fetchTimeoutMs,
+        network: true,
+        onStderr: report === undefined
+          ? undefined
+          : chunk => {
+            const lines = chunk.toString('utf8').split(/[\r\n]/).map(l => l.trim()).filter(l => l.length > 0)
+            if (lines.length > 0) line = this.redact(lines[lines.length - 1]).slice(0, 200)
+          }
+      })
+    } finally {
+      if (timer !== undefined) clearInterval(timer)
+    }
     if (result.timedOut || result.code !== 0) {
       const why = result.timedOut ? `no answer within ${Math.round(this.fetchTimeoutMs / 1000)} s` : this.firstErrorLine(result.stderr)
       throw new QuorateError('GIT_FAILED',
         `could not fetch ${this.displayUrl}: ${why}; check the repository URL in the policy and the node's credentials`,
         { url: this.displayUrl, exitStatus: result.code, stderr: this.redact(result.stderr) })
     }
+  }
+
+  /**
+   * Subject line, author name and author date of each commit the mirror has (one git process
+   * for all of them); commits it lacks are left out.
+   */
+  async commitSummaries (commits: string[]): Promise<Map<string, CommitSummary>> {
+    const out = new Map<string, CommitSummary>()
+    const wanted = [...new Set(commits)].filter(c => COMMIT_HEX.test(c))
+    if (wanted.length === 0 || !await exists(join(this.dir, 'HEAD'))) return out
+    const r = await this.rawGit(['-C', this.dir, 'cat-file', '--batch'], { timeoutMs: LOCAL_TIMEOUT_MS, input: wanted.map(c => `${c}\n`).join(''), maxOutputBytes: 256 * 1024 * 1024 })
+    if (r.code !== 0 || r.timedOut) return out
+    const bytes = r.stdoutBytes
+    let at = 0
+    while (at < bytes.length) {
+      const nl = bytes.indexOf(0x0a, at)
+      if (nl < 0) break
+      const [sha, type, size] = bytes.subarray(at, nl).toString('utf8').split(' ')
+      if (type === 'missing' || size === undefined) { at = nl + 1; continue }
+      const n = Number(size)
+      const body = bytes.subarray(nl + 1, nl + 1 + n).toString('utf8')
+      at = nl + 1 + n + 1
+      if (type !== 'commit') continue
+      const end = body.indexOf('\n\n')
+      const headers = (end < 0 ? body : body.slice(0, end)).split('\n')
+      const message = end < 0 ? '' : body.slice(end + 2)
+      const author = headers.find(h => h.startsWith('author '))
+      const m = author === undefined ? null : /^author (.*) <[^>]*> (\d+) ([+-])(\d{2})(\d{2})$/.exec(author)
+      const subject = message.split('\n\n')[0].replace(/\s*\n\s*/g, ' ').trim()
+      out.set(sha, { subject: subject.slice(0, 1000), author: m?.[1] ?? '', date: m === null ? '' : authorDate(Number(m[2]), m[3], Number(m[4]), Number(m[5])) })
+    }
+    return out
+  }
+
+  /** The branch names the remote had at the last fetch (the mirror keeps exactly those). */
+  async branches (): Promise<string[]> {
+    await this.requireMirror()
+    const listed = await this.git(['-C', this.dir, 'for-each-ref', '--format=%(refname:lstrip=2)', 'refs/heads'], { what: 'list branches' })
+    return listed.split('\n').filter(b => b.length > 0)
+  }
+
+  /** Which of the watched branch patterns match no branch of the remote (as of the last fetch). */
+  async missingBranches (patterns: string[]): Promise<MissingBranches> {
+    const branches = await this.branches()
+    const missing = patterns.filter(p => {
+      const re = globToRegExp(stripPrefix(p, 'refs/heads/'))
+      return !branches.some(b => re.test(b))
+    })
+    return { missing, branches }
   }
 
   /** Full ref name → commit for every branch and tag matching the patterns; annotated tags are peeled. */
@@ -288,7 +387,7 @@ export class GitMirror {
     return r.stdout.replace(/\n$/, '')
   }
 
-  private async rawGit (args: string[], options: { timeoutMs: number, input?: string, network?: boolean, maxOutputBytes?: number, umask022?: boolean }): Promise<CollectResult> {
+  private async rawGit (args: string[], options: { timeoutMs: number, input?: string, network?: boolean, maxOutputBytes?: number, umask022?: boolean, onStderr?: (chunk: Buffer) => void }): Promise<CollectResult> {
     // A umask is per process: set it in a shell that then becomes git (no shell parses args).
     const prefix = options.umask022 === true ? ['/bin/sh', '-c', 'umask 022 && exec "$@"', 'sh'] : []
     try {
@@ -296,7 +395,8 @@ export class GitMirror {
         env: this.environment(options.network === true),
         timeoutMs: options.timeoutMs,
         input: options.input,
-        maxOutputBytes: options.maxOutputBytes
+        maxOutputBytes: options.maxOutputBytes,
+        onStderr: options.onStderr
       })
       if (prefix.length > 0 && r.code === 127) throw Object.assign(new Error(r.stderr), { code: 'ENOENT' })
       return r
@@ -381,6 +481,15 @@ export function globToRegExp (pattern: string): RegExp {
 }
 
 /** Throws unless `commit` is a full lowercase hex object name. */
+/** A git timestamp with its UTC offset as ISO 8601 in that offset ("2026-01-01T09:00:00+02:00"). */
+function authorDate (unix: number, sign: string, hours: number, minutes: number): string {
+  const offset = (sign === '-' ? -1 : 1) * (hours * 60 + minutes)
+  if (!Number.isSafeInteger(unix) || Math.abs(unix) > 8.64e12) return ''
+  const local = new Date((unix + offset * 60) * 1000).toISOString().slice(0, 19)
+  if (offset === 0) return `${local}Z`
+  return `${local}${sign}${String(hours).padStart(2, '0')}:${String(minutes).padStart(2, '0')}`
+}
+
 export function checkCommit (commit: string): void {
   if (!COMMIT_HEX.test(commit)) {
     throw new QuorateError('USAGE', `"${commit.slice(0, 80)}" is not a full commit id; give 40 (or 64) lowercase hex digits`, { commit: commit.slice(0, 80) })

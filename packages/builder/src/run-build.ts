@@ -32,7 +32,13 @@ export interface BuildRequest {
   outputCopyDir?: string
   /** Aborting kills every process of the build; runBuild then rejects (nothing is an outcome). */
   signal?: AbortSignal
+  /**
+   * Called when a phase starts, and every progressIntervalMs while one runs with
+   * `{ tick: true, elapsedMs, phaseElapsedMs, logBytes }` (elapsed since the build started).
+   */
   onProgress?: (phase: BuildPhase, info?: Record<string, unknown>) => void
+  /** How often onProgress hears that a phase is still running (default 15 s). */
+  progressIntervalMs?: number
   /** Keep workDir for inspection instead of removing it. */
   keepWorkDir?: boolean
   /** The host user the build runs as (default: resolveBuildUser(), an unprivileged uid under a root node). */
@@ -99,6 +105,47 @@ const PIPE_GRACE_MS = 1000
  * and cancellation through `signal` reject.
  */
 export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
+  const ticker = progressTicker(request)
+  try {
+    return await runBuildTicking(ticker.request, ticker)
+  } finally {
+    ticker.stop()
+  }
+}
+
+interface ProgressTicker {
+  request: BuildRequest
+  log?: LogCapture
+  stop: () => void
+}
+
+/** Wraps request.onProgress so a long phase keeps saying it is running (phase, elapsed time, log size). */
+function progressTicker (request: BuildRequest): ProgressTicker {
+  const onProgress = request.onProgress
+  const ticker: ProgressTicker = { request, stop: () => {} }
+  if (onProgress === undefined) return ticker
+  const started = performance.now()
+  let phase: BuildPhase | null = null
+  let phaseStarted = started
+  const timer = setInterval(() => {
+    if (phase === null) return
+    const now = performance.now()
+    onProgress(phase, { tick: true, elapsedMs: Math.round(now - started), phaseElapsedMs: Math.round(now - phaseStarted), logBytes: ticker.log?.totalBytes ?? 0 })
+  }, request.progressIntervalMs ?? 15_000)
+  timer.unref()
+  ticker.stop = () => clearInterval(timer)
+  ticker.request = {
+    ...request,
+    onProgress: (p, info) => {
+      phase = p
+      phaseStarted = performance.now()
+      onProgress(p, info)
+    }
+  }
+  return ticker
+}
+
+async function runBuildTicking (request: BuildRequest, ticker: ProgressTicker): Promise<BuildOutcome> {
   const startedOn = new Date().toISOString()
   const { recipe, limits, sandbox } = request
   checkCommit(request.commit)
@@ -134,7 +181,7 @@ export async function runBuild (request: BuildRequest): Promise<BuildOutcome> {
     rootMs = performance.now() - t
   }
   try {
-    return await runBuildIn(request, { user, tools, pasta, bwrap, root, rootMs, startedOn })
+    return await runBuildIn(request, { user, tools, pasta, bwrap, root, rootMs, startedOn, ticker })
   } finally {
     root?.release()
   }
@@ -148,6 +195,7 @@ async function runBuildIn (request: BuildRequest, o: {
   root: BuildRootLease | undefined
   rootMs: number | undefined
   startedOn: string
+  ticker: ProgressTicker
 }): Promise<BuildOutcome> {
   const { recipe, limits, sandbox } = request
   const { user, tools, pasta, bwrap, root, startedOn } = o
@@ -167,6 +215,7 @@ async function runBuildIn (request: BuildRequest, o: {
   let mechanism: LimitsMechanism = 'rlimit'
   const fingerprint = async (): Promise<EnvironmentFingerprint> => ({ ...await baseFingerprint, limits: mechanism })
   const log = new LogCapture(limits.maxLogBytes)
+  o.ticker.log = log
   const durationsMs: BuildDurations = { ...(o.rootMs !== undefined ? { root: o.rootMs } : {}), checkout: 0, fetch: 0, build: 0, hash: 0 }
   const src = join(request.workDir, 'src')
   const home = join(request.workDir, 'home')

@@ -27,7 +27,20 @@ export interface WatcherComponents {
   onRefMoved?: (move: RefMove) => Promise<void>
   /** Called after a poll queued new jobs. */
   onQueued?: () => void
-  log?: (level: 'debug' | 'info' | 'error', event: string, fields: Record<string, unknown>) => void
+  log?: (level: 'debug' | 'info' | 'warn' | 'error', event: string, fields: Record<string, unknown>) => void
+  /** How often a first clone reports its progress (default 15 s). */
+  progressIntervalMs?: number
+}
+
+/** What keeps the watcher from seeing a repository's commits (shown in the node's status). */
+export interface WatchProblem {
+  repoId: string
+  /** Why, in words for the operator. */
+  problem: string
+  /** Watched branch patterns that match no branch of the remote. */
+  missingBranches?: string[]
+  /** The remote's branches, when some watched ones are missing. */
+  remoteBranches?: string[]
 }
 
 /**
@@ -40,6 +53,8 @@ export interface Watcher {
   pollNow: (repoId?: string) => Promise<void>
   /** Poll rounds finished since start (each repository fetched once, or its error recorded). */
   polls: () => number
+  /** Repositories the last poll could not fetch, or whose watched branches the remote lacks. */
+  problems: () => WatchProblem[]
   start: () => void
   stop: () => Promise<void>
 }
@@ -47,6 +62,7 @@ export interface Watcher {
 export function watcher (init: WatcherInit, c: WatcherComponents): Watcher {
   const log = c.log ?? (() => {})
   const pollErrors = new Map<string, string>()
+  const missing = new Map<string, WatchProblem>()
   let polling: Promise<void> | undefined
   let again: Promise<void> | undefined
   let timer: NodeJS.Timeout | undefined
@@ -56,7 +72,11 @@ export function watcher (init: WatcherInit, c: WatcherComponents): Watcher {
   async function pollRepo (repo: WatchedRepository): Promise<number> {
     const mirror = c.mirrorOf(repo.id)
     const t0 = Date.now()
-    await mirror.fetch()
+    await mirror.fetch({
+      progressIntervalMs: c.progressIntervalMs,
+      onCloneProgress: p => log('info', 'cloning repository', { repo: repo.id, url: p.url, elapsedS: Math.round(p.elapsedMs / 1000), progress: p.line })
+    })
+    await checkBranches(repo, mirror)
     const refs = await mirror.resolveRefs({ branches: repo.branches, tags: repo.tags })
     const seen = await c.refs.seenRefs(repo.id)
     let queued = 0
@@ -80,6 +100,19 @@ export function watcher (init: WatcherInit, c: WatcherComponents): Watcher {
     log('debug', 'polled', { repo: repo.id, ms: Date.now() - t0, queued })
     if (queued > 0) c.onQueued?.()
     return queued
+  }
+
+  /** A watched branch the remote does not have would be polled silently forever: say so, naming the branches it has. */
+  async function checkBranches (repo: WatchedRepository, mirror: GitMirror): Promise<void> {
+    const found = await mirror.missingBranches(repo.branches)
+    if (found.missing.length === 0) {
+      if (missing.delete(repo.id)) log('info', 'watched branches found', { repo: repo.id })
+      return
+    }
+    const has = found.branches.length === 0 ? 'no branches at all' : `only ${found.branches.slice(0, 20).join(', ')}${found.branches.length > 20 ? ` and ${found.branches.length - 20} more` : ''}`
+    const problem = `the remote has no branch matching ${found.missing.map(b => `"${b}"`).join(', ')} (it has ${has}); fix "branches" for ${repo.id} in the policy`
+    if (missing.get(repo.id)?.problem !== problem) log('warn', 'watched branch missing', { repo: repo.id, missing: found.missing.join(','), remoteBranches: found.branches.slice(0, 50).join(','), problem })
+    missing.set(repo.id, { repoId: repo.id, problem, missingBranches: found.missing, remoteBranches: found.branches })
   }
 
   async function pollAll (only?: string): Promise<void> {
@@ -111,6 +144,10 @@ export function watcher (init: WatcherInit, c: WatcherComponents): Watcher {
   return {
     pollNow,
     polls: () => polls,
+    problems: () => [
+      ...[...pollErrors].map(([repoId, problem]) => ({ repoId, problem: `cannot fetch: ${problem}` })),
+      ...[...missing.values()].filter(m => !pollErrors.has(m.repoId))
+    ],
     start () {
       stopping = false
       if (init.pollIntervalMs > 0) timer = setInterval(() => { if (!stopping) void pollNow() }, init.pollIntervalMs)

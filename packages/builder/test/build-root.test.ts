@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { chmodSync, existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { isQuorateError, QuorateError } from '@quorate/core'
 import { BuildRootCache, parseRootsConfig } from '../src/index.js'
@@ -257,6 +258,38 @@ describe('build roots: a real registry on 127.0.0.1', () => {
     const { cache } = await cacheFor()
     const root = await cache.acquire(image)
     expect(root.manifestDigest).toBe(manifestDigest)
+    expect(readFileSync(join(root.dir, 'usr/from-registry'), 'utf8')).toBe('pulled')
+    root.release()
+  })
+
+  it('pulls an image index by digest from the registry and unpacks its linux/amd64 manifest', async () => {
+    const base = await dirs.make('quorate-roots-index-')
+    const l = await ociLayout(join(base, 'layout'), [tar([{ name: 'usr/', type: 'dir' }, { name: 'usr/indexed', body: 'yes' }])])
+    // An index whose two platforms both exist in the layout (skopeo copies every manifest with --all).
+    const manifest = readFileSync(join(l.dir, 'blobs', 'sha256', l.manifestDigest.slice(7)))
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: ['arm64', 'amd64'].map(architecture => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: l.manifestDigest, size: manifest.length, platform: { os: 'linux', architecture } }))
+    }))
+    const indexDigest = `sha256:${createHash('sha256').update(index).digest('hex')}`
+    await writeFile(join(l.dir, 'blobs', 'sha256', indexDigest.slice(7)), index)
+    await writeFile(join(l.dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', digest: indexDigest, size: index.length, annotations: { 'org.opencontainers.image.ref.name': 'multi' } }] }))
+    await pushLayout(l.dir, `${registry.host}/build/multi:v1`, 'multi', { all: true })
+    const { cache } = await cacheFor({ architecture: 'amd64' })
+    const root = await cache.acquire(`${registry.host}/build/multi@${indexDigest}`)
+    expect(root.indexDigest).toBe(indexDigest)
+    expect(root.manifestDigest).toBe(l.manifestDigest)
+    expect(readFileSync(join(root.dir, 'usr/indexed'), 'utf8')).toBe('yes')
+    root.release()
+  })
+
+  it('pulls through a mirror named in the node config (the digest keeps the mirror honest)', async () => {
+    const { cache } = await cacheFor({
+      allowedRegistries: ['registry.example.org', registry.host],
+      registries: { 'registry.example.org': { mirror: registry.host }, [registry.host]: { insecure: true } }
+    })
+    const root = await cache.acquire(`registry.example.org/build/tiny@${manifestDigest}`)
     expect(readFileSync(join(root.dir, 'usr/from-registry'), 'utf8')).toBe('pulled')
     root.release()
   })

@@ -11,6 +11,35 @@ describe('GitMirror', () => {
   const temp = tempDirs()
   afterEach(temp.cleanup)
 
+  it('names watched branches the remote lacks, with the branches it has, and reports a first clone\'s progress', async () => {
+    const root = await temp.make()
+    const repo = await makeRepo(join(root, 'repo'))
+    await commitFiles(repo, { 'a.txt': 'one' }, 'c1', T0)
+    await git(repo, ['branch', 'develop'])
+    await git(repo, ['branch', 'release/1.0'])
+    const mirror = new GitMirror({ url: repo, dir: join(root, 'mirror.git') })
+    const progress: Array<{ url: string, elapsedMs: number, line: string }> = []
+    await mirror.fetch({ progressIntervalMs: 1, onCloneProgress: p => progress.push(p) })
+    expect(progress.length).toBeGreaterThan(0)
+    expect(progress[0].url).toBe(repo)
+    expect(await mirror.branches()).toEqual(['develop', 'main', 'release/1.0'])
+    expect(await mirror.missingBranches(['master', 'main', 'release/*', 'refs/heads/feature/**'])).toEqual({
+      missing: ['master', 'refs/heads/feature/**'],
+      branches: ['develop', 'main', 'release/1.0']
+    })
+    // Subject, author and author date (in the author's offset) for the dashboard, unsigned.
+    const c2 = await git(repo, ['commit', '-q', '--allow-empty', '-m', 'Fix the <b>parser</b>\ncontinued\n\nbody text'], { GIT_AUTHOR_NAME: 'Ada Lovelace', GIT_AUTHOR_DATE: `@${T0} +0200`, GIT_COMMITTER_DATE: `@${T0} +0000` })
+      .then(async () => await git(repo, ['rev-parse', 'HEAD']))
+    await mirror.fetch()
+    const info = await mirror.commitSummaries([c2, 'f'.repeat(40), 'not-a-commit'])
+    expect([...info.keys()]).toEqual([c2])
+    expect(info.get(c2)).toEqual({ subject: 'Fix the <b>parser</b> continued', author: 'Ada Lovelace', date: new Date((T0 + 7200) * 1000).toISOString().slice(0, 19) + '+02:00' })
+    // Later fetches are not clones: no progress.
+    const count = progress.length
+    await mirror.fetch({ progressIntervalMs: 1, onCloneProgress: p => progress.push(p) })
+    expect(progress.length).toBe(count)
+  })
+
   it('fetches a local repository, resolves ref globs, lists commits and checks out', async () => {
     const root = await temp.make()
     const repo = await makeRepo(join(root, 'repo'))

@@ -23,11 +23,16 @@ describe('@quorate/builder', () => {
       head: 'abcde',
       tail: 'mnopq',
       totalBytes: 17,
-      sha256: createHash('sha256').update(parts.join('')).digest('hex')
+      sha256: createHash('sha256').update(parts.join('')).digest('hex'),
+      complete: false,
+      kept: Buffer.from("abcde\n[quorate: 7 bytes of the log left out here; the recipe's maxLogBytes keeps the first and last 5 bytes]\nmnopq")
     })
     const short = new LogCapture(100)
     short.push('only this')
-    expect(short.result()).toMatchObject({ head: 'only this', tail: 'only this', totalBytes: 9 })
+    expect(short.result()).toMatchObject({ head: 'only this', tail: 'only this', totalBytes: 9, complete: true, kept: Buffer.from('only this') })
+    const exact = new LogCapture(10)
+    for (const p of ['abcd', 'efghij']) exact.push(p)
+    expect(exact.result()).toMatchObject({ complete: true, kept: Buffer.from('abcdefghij') })
     const big = new LogCapture(8)
     big.push('0123456789ABCDEF')
     expect(big.result()).toMatchObject({ head: '0123', tail: 'CDEF' })

@@ -67,7 +67,7 @@ export interface Registry {
 // The parts shared with `npm run demo:roots` live in plain JS.
 export const ociLayout = fixture.ociLayout as (dir: string, layers: Array<Buffer | { file: string }>, o?: { architecture?: string, refName?: string, diffIds?: string[] }) => Promise<Layout>
 export const startRegistry = fixture.startRegistry as () => Promise<Registry>
-export const pushLayout = fixture.pushLayout as (layout: string, target: string, refName?: string) => Promise<void>
+export const pushLayout = fixture.pushLayout as (layout: string, target: string, refName?: string, o?: { all?: boolean }) => Promise<void>
 export const registryBlobPath = fixture.registryBlobPath as (registry: Registry, digest: string) => string
 export const debianRootLayout = fixture.debianRootLayout as () => Promise<Layout & { buildMs: number }>
 export const DEBIAN_ROOT_VERSION = fixture.DEBIAN_ROOT_VERSION as string

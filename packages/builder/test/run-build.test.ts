@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { existsSync } from 'node:fs'
+import { createHash } from 'node:crypto'
 import { DEFAULT_RECIPE_LIMITS, isQuorateError, type Recipe, type RecipeLimits } from '@quorate/core'
 import { GitMirror, runBuild, hashOutput, type BuildOutcome, type BuildRequest } from '../src/index.js'
 import { tempDirs, makeRepo, commitFiles, processesWith } from './helpers.js'
@@ -111,6 +112,41 @@ describe('runBuild without a sandbox', () => {
     expect(Buffer.byteLength(outcome.log.tail)).toBe(32 * 1024)
     expect(outcome.log.totalBytes).toBeGreaterThan(108_894 + 40)
     expect(outcome.fingerprint.sandbox).toBe('none')
+    // What is kept says where bytes were left out; it is not the signed log, so not its digest.
+    expect(outcome.log.complete).toBe(false)
+    const kept = Buffer.from(outcome.log.kept).toString('utf8')
+    expect(kept).toMatch(/\n\[quorate: \d+ bytes of the log left out here; the recipe's maxLogBytes keeps the first and last 32768 bytes\]\n/)
+    expect(kept.startsWith(outcome.log.head)).toBe(true)
+    expect(kept.endsWith(outcome.log.tail)).toBe(true)
+  })
+
+  it('keeps a log that fits whole, byte for byte, under its signed digest', async () => {
+    const outcome = await build({ build: ['sh', '-c', 'seq 1 3000; echo done; mkdir out'] })
+    if (!outcome.ok) throw new Error(outcome.reason)
+    expect(outcome.log.complete).toBe(true)
+    const kept = Buffer.from(outcome.log.kept)
+    expect(createHash('sha256').update(kept).digest('hex')).toBe(outcome.log.sha256)
+    expect(kept.length).toBe(outcome.log.totalBytes)
+    expect(kept.toString('utf8')).toMatch(/^quorate: build phase: .*\n1\n2\n[\s\S]*\n3000\ndone\n/)
+  })
+
+  it('says every interval which phase is still running, for how long, and how big its log is', async () => {
+    const ticks: Array<{ phase: string, info?: Record<string, unknown> }> = []
+    const outcome = await build({ build: ['sh', '-c', 'echo started; sleep 1; echo finished; mkdir out'] }, {
+      progressIntervalMs: 200,
+      onProgress: (phase, info) => { if (info?.tick === true) ticks.push({ phase, info }) }
+    })
+    expect(outcome.ok).toBe(true)
+    const during = ticks.filter(t => t.phase === 'build')
+    expect(during.length).toBeGreaterThanOrEqual(2)
+    const last = during[during.length - 1].info as { elapsedMs: number, phaseElapsedMs: number, logBytes: number }
+    expect(last.elapsedMs).toBeGreaterThanOrEqual(last.phaseElapsedMs)
+    expect(last.phaseElapsedMs).toBeGreaterThan(300)
+    expect(last.logBytes).toBeGreaterThan('started\n'.length)
+    // No tick after the build returned.
+    const count = ticks.length
+    await new Promise(resolve => setTimeout(resolve, 500))
+    expect(ticks.length).toBe(count)
   })
 
   it('kills a hanging build and all its processes at the timeout', async () => {

@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path'
 import { decideQuorum, diffFileLists, escapeForDisplay, escapeMarkdown, stringifyForDisplay, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntry, type Policy } from '@quorate/core'
 import { gatherFromNodes } from './verify.js'
 import { nodeClient } from './node-client.js'
+import { failureLogTails } from './build-logs.js'
 
 /** One builder's build for the audited commit, as read from its signed envelope. */
 export interface AuditBuild {
@@ -52,6 +53,8 @@ export interface AuditFinding {
   equivocations: Array<{ builder: string, org: string, kind: string, envelopeIds: [string, string], envelopes: [unknown, unknown] }>
   /** Attestations for this commit that the decision does not count because their signer equivocated. */
   uncounted: UncountedAttestation[]
+  /** The end of each failing builder's log (fetched by its signed digest), when any builder failed. */
+  failureLogs: Array<{ builder: string, logSha256: string, text: string }>
 }
 
 /** Content-addressed bytes from the first node that has them (checked against their sha256). */
@@ -139,9 +142,11 @@ export async function auditEvidence (policy: Policy, nodes: string[], repoId: st
     for (const [builder, o] of flat) values[builder] = o[field] ?? '(absent)'
     if (new Set(Object.values(values)).size > 1) fingerprintDifferences.push({ field, values })
   }
+  const failureLogs = decision.failures.length > 0 ? await failureLogTails(policy, nodes, repoId, commit, evidence, { token: process.env.QUORATE_READ_TOKEN, lines: 10 }) : []
   return {
     repoId,
     commit,
+    failureLogs,
     status: decision.status,
     summary: decision.summary,
     trustedNarSha256: decision.trusted?.narSha256 ?? null,
@@ -217,6 +222,7 @@ export function renderText (findings: AuditFinding[]): string {
     if (rootNote !== null) out.push(`  ${rootNote}`)
     for (const m of f.recipeMismatches) out.push(`  recipe mismatch: ${term(m.builder)} built recipe ${short(m.recipeDigest)}`)
     for (const g of groupFailures(f.failures)) out.push(`  failure: ${term(g.builder)}: ${g.attempts}: ${term(g.reason)}`)
+    for (const l of f.failureLogs ?? []) out.push(`  ${escapeForDisplay(l.text, { keepLayout: true }).replace(/\n/g, '\n  ')}`)
     for (const o of f.conflictedOrgs) out.push(`  conflicted organization: ${term(o)} (its builders disagree)`)
     for (const e of f.equivocations) out.push(`  EQUIVOCATION: ${term(e.builder)} (${term(e.org)}) ${e.kind}: envelopes ${e.envelopeIds.join(' and ')}`)
     for (const u of f.uncounted) out.push(`  not counted (equivocator): ${term(u.builder)} (${term(u.org)}) signed ${uncountedClaim(u, term)} as ${term(u.builderId)}, envelope ${u.envelopeId}`)
@@ -242,8 +248,15 @@ export function renderMarkdown (findings: AuditFinding[]): string {
     if (f.fingerprintDifferences.length > 0) {
       out.push('', '### Environment differences', '')
       for (const x of f.fingerprintDifferences) out.push(`- ${md(x.field)}: ${Object.entries(x.values).map(([b, v]) => `${md(b)} = ${md(v)}`).join('; ')}`)
+      const rootNote = buildRootNote(f.fingerprintDifferences)
+      if (rootNote !== null) out.push('', md(rootNote))
     }
     for (const g of groupFailures(f.failures)) out.push('', `- failure: ${md(g.builder)}: ${g.attempts}: ${md(g.reason)}`)
+    for (const l of f.failureLogs ?? []) {
+      const [head, ...tail] = l.text.split('\n')
+      // An indented code block shows the log literally (no Markdown inside it is interpreted).
+      out.push('', md(head), '', ...tail.map(line => `    ${escapeForDisplay(line.replace(/^ {4}/, ''))}`))
+    }
     for (const m of f.recipeMismatches) out.push('', `- recipe mismatch: ${md(m.builder)} built recipe \`${m.recipeDigest}\``)
     for (const o of f.conflictedOrgs) out.push('', `- conflicted organization: ${md(o)}`)
     for (const e of f.equivocations) out.push('', `- **equivocation** by ${md(e.builder)} (${md(e.org)}), ${e.kind}: \`${e.envelopeIds[0]}\` and \`${e.envelopeIds[1]}\``)

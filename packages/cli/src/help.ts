@@ -66,7 +66,8 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       '--image                print the trusted OCI image references',
       '--wait [--timeout S]   keep waiting while pending (default 600 s)',
       '--json                 one JSON document on stdout',
-      '--vsa-key KEYFILE --vsa-out FILE   also write a SLSA Verification Summary (PASSED/FAILED) signed by your key (quorate key generate)'
+      '--vsa-key KEYFILE --vsa-out FILE   also write a SLSA Verification Summary (PASSED/FAILED) signed by your key (quorate key generate)',
+      '--token TOKEN       read token for a private repository\'s build logs (a failed commit shows the end of each failing builder\'s log; or QUORATE_READ_TOKEN)'
     ],
     examples: [
       'quorate verify --node https://q1.example --node https://q2.example --policy policy.json --repo hello --commit "$GIT_SHA" --ref refs/heads/main',
@@ -185,6 +186,23 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     summary: 'A node\'s state: peers, builds queued and running, recent decisions per repository.',
     options: ['--node URL   the node\'s HTTP address (http://host:port)', '--json'],
     examples: ['quorate status --node http://127.0.0.1:8080', 'quorate status --node http://127.0.0.1:8080 --json | jq .queue']
+  },
+  logs: {
+    usage: 'quorate logs --node URL... --repo ID --commit SHA [--builder NAME] [--policy FILE] [--token TOKEN]',
+    summary: 'Prints the build logs of a commit (each builder\'s, or one), found by the build-log digest its signed attestation carries and checked against it.',
+    options: [
+      '--node URL        a node to ask (repeatable); the builders\' endpoints in the policy are asked too',
+      '--repo ID         the repository id in the policy',
+      '--commit SHA      the full commit id',
+      '--builder NAME    only this builder\'s log',
+      '--policy FILE     check signatures against this policy (default: the first node\'s policy)',
+      '--token TOKEN     read token for a private repository (or QUORATE_READ_TOKEN)'
+    ],
+    examples: [
+      'quorate logs --node http://127.0.0.1:8080 --repo hello --commit 3f2c…e1 --builder acme-ci',
+      'quorate logs --node https://quorate.acme.example --repo hello --commit 3f2c…e1 | tail -50'
+    ],
+    notes: ['A log longer than the recipe\'s maxLogBytes is kept as its head and tail with a line saying how much was left out; that text cannot be checked against the signed digest, and the command says so on stderr.']
   }
 }
 

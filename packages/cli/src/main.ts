@@ -26,7 +26,7 @@ Usage:
   quorate policy digest FILE
   quorate node --config FILE [--log-format text|json] [--debug]
   quorate verify --node URL [--node URL]... --policy FILE --repo ID --commit SHA [--digest HEX] [--ref REF] [--artifact FILE] [--image]
-                 [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json] [--vsa-key KEYFILE --vsa-out FILE]
+                 [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json] [--vsa-key KEYFILE --vsa-out FILE] [--token TOKEN]
   quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json] [--vsa-key KEYFILE --vsa-out FILE]
   quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--format json|intoto-jsonl] [--out FILE]
   quorate fetch --node URL [--node URL]... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR)
@@ -43,6 +43,7 @@ Usage:
   quorate digest PATH [--json]
   quorate rebuild --policy FILE --repo ID --commit SHA [--out DIR] [--node URL]... [--root-cache DIR] [--insecure-registry HOST:PORT]... [--json]
   quorate status --node URL [--json]
+  quorate logs --node URL... --repo ID --commit SHA [--builder NAME] [--policy FILE] [--token TOKEN]
 
 Every command has its own help with examples: quorate COMMAND --help. quorate --version prints the version.
 Errors are one sentence and an exit code; add --debug for a stack trace.
@@ -165,7 +166,7 @@ async function cmdVerify (args: string[]): Promise<number> {
       node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' },
       digest: { type: 'string' }, json: { type: 'boolean' }, wait: { type: 'boolean' }, timeout: { type: 'string' }, ref: { type: 'string' },
       'policy-digest': { type: 'string' }, artifact: { type: 'string' }, image: { type: 'boolean' }, bundle: { type: 'string' },
-      'vsa-key': { type: 'string' }, 'vsa-out': { type: 'string' }
+      'vsa-key': { type: 'string' }, 'vsa-out': { type: 'string' }, token: { type: 'string' }
     }
   })
   if ((values['vsa-key'] === undefined) !== (values['vsa-out'] === undefined)) usage('--vsa-key KEYFILE and --vsa-out FILE go together (the key signs the verification summary written to FILE)')
@@ -208,6 +209,14 @@ async function cmdVerify (args: string[]): Promise<number> {
   }
   for (const w of report.warnings) printErr(`WARNING: ${escapeForTerminal(w)}`)
   printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
+  if (report.status === 'failed') {
+    // The reason alone rarely explains a failure: show the end of each failing builder's log.
+    const { gatherFromNodes } = await import('./verify.js')
+    const { failureLogTails } = await import('./build-logs.js')
+    const repoId = report.repoId
+    const evidence = values.bundle !== undefined ? readBundle(values.bundle, values.repo, values.commit) : await gatherFromNodes(values.node!, repoId, report.commit)
+    for (const t of await failureLogTails(policy, values.node ?? [], repoId, report.commit, evidence, { token: values.token ?? process.env.QUORATE_READ_TOKEN })) printErr(t.text)
+  }
   if (vsaLine !== undefined) printErr(vsaLine)
   // With --json, stdout carries exactly one JSON document (the image references are in it).
   if (values.json === true) print(JSON.stringify(verifyReportJson(report), null, 2))
@@ -445,12 +454,22 @@ async function cmdStatus (args: string[]): Promise<number> {
   for (const p of s.nodeProblems ?? []) {
     print(`  WAITING ON THIS NODE: ${escapeForTerminal(p.repoId)}@${p.commit.slice(0, 12)} since ${p.since} (${p.retries} retries): ${escapeForTerminal(p.problem)}`)
   }
+  for (const r of s.running ?? []) {
+    print(`  running: ${escapeForTerminal(r.repoId)}@${r.commit.slice(0, 12)} (${escapeForTerminal(r.ref)}, attempt ${r.attempt}): ${r.phase} phase for ${duration(r.phaseElapsedSeconds)}, ${duration(r.elapsedSeconds)} in all, log ${r.logBytes} bytes`)
+  }
+  for (const p of s.problems ?? []) print(`  PROBLEM: ${escapeForTerminal(p.repoId)}: ${escapeForTerminal(p.problem)}`)
   for (const repo of s.repositories) {
     const body = await client.get('commits', { repo }, { timeoutMs: 10_000 })
     print(`  ${repo}: ${body.commits.length} commits`)
     for (const c of body.commits.slice(0, 10)) print(`    ${c.commit.slice(0, 12)} ${c.status.padEnd(8)} ${c.narSha256 ?? ''}`)
   }
   return 0
+}
+
+function duration (seconds: number): string {
+  if (seconds < 60) return `${seconds} s`
+  const m = Math.floor(seconds / 60)
+  return m < 60 ? `${m} min ${seconds % 60} s` : `${Math.floor(m / 60)} h ${m % 60} min`
 }
 
 async function main (argv: string[]): Promise<number> {
@@ -474,6 +493,7 @@ async function main (argv: string[]): Promise<number> {
     case 'digest': return await cmdDigest(rest)
     case 'rebuild': return await (await import('./rebuild.js')).cmdRebuild(rest, { print, printErr })
     case 'status': return await cmdStatus(rest)
+    case 'logs': return await (await import('./logs.js')).cmdLogs(rest, { print, printErr, usage })
     case undefined: case '-h': case '--help': case 'help': print(USAGE); return cmd === undefined ? 2 : 0
     default: return usage(`unknown command "${cmd}"`)
   }

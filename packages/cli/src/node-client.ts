@@ -22,9 +22,22 @@ export interface NodeClient {
   bytes: (name: 'blob' | 'file', sha256: string, opts?: { timeoutMs?: number, maxBytes?: number }) => Promise<Uint8Array | undefined>
   /** The raw response of a route (for streaming a large body); a connection failure is a NodeHttpError with status 0. */
   response: <N extends RouteName>(name: N, params: Record<ParamsOf<N>, string>, opts?: { query?: Record<string, string>, timeoutMs?: number }) => Promise<Response>
+  /**
+   * A build log by its signed digest; undefined when the node lacks it. A whole log is checked
+   * against the digest (a mismatch is an error: the node lied); a log that outgrew the recipe's
+   * maxLogBytes comes as head and tail (`complete: false`), which no digest can check.
+   */
+  log: (sha256: string, opts?: { timeoutMs?: number }) => Promise<FetchedLog | undefined>
 }
 
-type JsonRoute = Exclude<RouteName, 'blob' | 'file' | 'events' | 'metrics' | 'webhook' | 'adminPoll'>
+export interface FetchedLog {
+  text: string
+  complete: boolean
+  /** The whole log's size as the build wrote it. */
+  totalBytes: number
+}
+
+type JsonRoute = Exclude<RouteName, 'blob' | 'file' | 'buildLog' | 'events' | 'metrics' | 'webhook' | 'adminPoll'>
 
 /** Fields each JSON answer must have before it is handed on as its type. */
 const REQUIRED: Record<JsonRoute, Record<string, 'string' | 'array' | 'object' | 'number' | 'boolean'>> = {
@@ -53,13 +66,14 @@ export function nodeBaseUrl (url: string): string {
   return url.replace(/\/+$/, '')
 }
 
-export function nodeClient (url: string): NodeClient {
+export function nodeClient (url: string, opts: { token?: string } = {}): NodeClient {
   const base = nodeBaseUrl(url)
+  const headers: Record<string, string> = opts.token !== undefined ? { authorization: `Bearer ${opts.token}` } : {}
 
   async function request (path: string, timeoutMs: number): Promise<Response> {
     let res: Response
     try {
-      res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs) })
+      res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs), headers })
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code
       const what = (err as Error).name === 'TimeoutError' ? `nothing within ${timeoutMs / 1000} s` : cause ?? (err as Error).message
@@ -95,6 +109,23 @@ export function nodeClient (url: string): NodeClient {
     },
     async response (name, params, opts = {}) {
       return await request(routePath(name, params, opts.query), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+    },
+    async log (sha256, opts = {}) {
+      const path = routePath('buildLog', { sha256 })
+      const res = await request(path, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+      if (res.status === 404) return undefined
+      if (!res.ok) {
+        let detail = ''
+        try { detail = `: ${(await res.json() as { error: string }).error}` } catch {}
+        throw new NodeHttpError(base, res.status, `${base}${path}: HTTP ${res.status}${detail}`)
+      }
+      const bytes = Buffer.from(await res.arrayBuffer())
+      const complete = res.headers.get('x-quorate-log-complete') !== 'false'
+      const total = Number(res.headers.get('x-quorate-log-total-bytes'))
+      if (complete && createHash('sha256').update(bytes).digest('hex') !== sha256) {
+        throw new NodeHttpError(base, res.status, `${base}${path}: the log does not hash to the signed digest ${sha256}; this node serves a wrong log`)
+      }
+      return { text: bytes.toString('utf8'), complete, totalBytes: Number.isSafeInteger(total) && total >= 0 ? total : bytes.length }
     }
   }
 }

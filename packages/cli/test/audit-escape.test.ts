@@ -17,7 +17,8 @@ function finding (): AuditFinding {
     failures: [{ builder: 'a', org: 'o', envelopeId: 'e', reason: hostile, exitStatus: 1, timedOut: false }],
     conflictedOrgs: [],
     equivocations: [],
-    uncounted: []
+    uncounted: [],
+    failureLogs: []
   }
 }
 

@@ -10,6 +10,11 @@ import { QuorateError, type Decision, type DecisionStatus } from '@quorate/core'
 /** One cell of the builder × commit matrix: what each builder said about the commit. */
 export interface BuilderCell { builder: string, org: string, result: 'agrees' | 'dissents' | 'voted' | 'failed' | 'equivocated', narSha256?: string }
 
+/** A build the node is running now. */
+export interface RunningBuildStatus { repoId: string, commit: string, ref: string, attempt: number, phase: string, startedAt: string, elapsedSeconds: number, phaseElapsedSeconds: number, logBytes: number }
+/** What keeps a node from watching a repository. */
+export interface WatchProblemStatus { repoId: string, problem: string, missingBranches?: string[], remoteBranches?: string[] }
+
 export interface HealthResponse { ok: true, peerId: string, peers: number }
 export interface StatusResponse {
   name: string
@@ -24,6 +29,8 @@ export interface StatusResponse {
   queue: Record<string, number>
   stats: Record<string, unknown>
   repositories: string[]
+  running: RunningBuildStatus[]
+  problems: WatchProblemStatus[]
   /** Build roots the node cannot pull or verify, with what the registry answered (those jobs wait and retry). */
   rootProblems: Array<{ image: string, problem: string, at: string }>
   /** Builds held back by the node's own trouble (disk full, I/O error, sandbox tools missing); they run when it clears. */
@@ -33,7 +40,9 @@ export interface StatusResponse {
 }
 export interface PolicyResponse { digest: string, policy: unknown, urlsRedacted: true }
 export interface ReposResponse { repositories: Array<{ id: string, branches: string[], tags: string[], recipeDigest: string | null, recipeFromRepo: boolean }> }
-export interface CommitSummary { commit: string, firstSeen: string, status: DecisionStatus, narSha256: string | null, supportingOrgs: string[], summary: string, builders: BuilderCell[] }
+/** A commit's subject, author and date from the node's git mirror: the author's words, never signed by a builder. */
+export interface GitCommitInfo { subject: string, author: string, date: string, unsigned: true }
+export interface CommitSummary { git?: GitCommitInfo, commit: string, firstSeen: string, status: DecisionStatus, narSha256: string | null, supportingOrgs: string[], summary: string, builders: BuilderCell[] }
 export interface CommitsResponse { repoId: string, commits: CommitSummary[] }
 export interface CommitResponse {
   repoId: string
@@ -42,6 +51,8 @@ export interface CommitResponse {
   /** This node's own verdict: informative only (a client decides itself from `envelopes`). */
   decision: Decision
   logs: Array<{ builder: string, keyid: string, seq: number, complete: boolean }>
+  /** From the node's git mirror, when it has the commit (unsigned). */
+  git?: GitCommitInfo
   envelopes: unknown[]
   equivocationProofs: Array<[unknown, unknown]>
 }
@@ -72,6 +83,7 @@ export const ROUTES = {
   status: route<never, StatusResponse>('GET', '/v1/status'),
   policy: route<never, PolicyResponse>('GET', '/v1/policy'),
   repos: route<never, ReposResponse>('GET', '/v1/repos'),
+  /** `?limit=N` (1–1000, default 200): newest first. */
   commits: route<'repo', CommitsResponse>('GET', '/v1/repos/:repo/commits'),
   commit: route<'repo' | 'commit', CommitResponse>('GET', '/v1/repos/:repo/commits/:commit'),
   /** `?ref=refs/heads/main` */
@@ -83,6 +95,12 @@ export const ROUTES = {
   blob: route<'sha256', Uint8Array>('GET', '/v1/blobs/:sha256'),
   /** Output files by sha256 (bytes). */
   file: route<'sha256', Uint8Array>('GET', '/v1/files/:sha256'),
+  /**
+   * A build log by the digest its attestation signed (text). `X-Quorate-Log-Complete: false`
+   * when the log outgrew the recipe's maxLogBytes: then only its head and tail are kept, and
+   * the body does not hash to the signed digest.
+   */
+  buildLog: route<'sha256', Uint8Array>('GET', '/v1/logs/:sha256'),
   /** Server-sent events. */
   events: route<never, string>('GET', '/v1/events'),
   /** Prometheus text. */

@@ -37,6 +37,21 @@ export interface BuildJobsInit {
   buildAttempts?: number
   /** Backoff before the first retry, doubled for each further one, in ms. Default 30 000. */
   retryBackoffMs?: number
+  /** How often a running build logs its phase, elapsed time and log size at info level (default 15 s). */
+  progressIntervalMs?: number
+}
+
+/** A build this node is running now, as `quorate status` shows it. */
+export interface RunningBuild {
+  repoId: string
+  commit: string
+  ref: string
+  attempt: number
+  phase: string
+  startedAt: string
+  elapsedSeconds: number
+  phaseElapsedSeconds: number
+  logBytes: number
 }
 
 export interface BuildJobsComponents {
@@ -54,8 +69,8 @@ export interface BuildJobsComponents {
   ownLogReady?: () => Promise<void>
   /** Publishes an envelope already in the own log again. */
   republish: (item: { id: string, repoId: string, bytes: Uint8Array }) => void
-  outputs: Pick<Outputs, 'keep'>
-  metrics: Pick<NodeMetrics, 'builds' | 'buildSeconds'>
+  outputs: Pick<Outputs, 'keepBuild'>
+  metrics: Pick<NodeMetrics, 'builds' | 'buildSeconds' | 'buildPhaseSeconds'>
   stats: { buildsSucceeded: number, buildsFailed: number }
   events: EventBus
   logger: Logger
@@ -71,6 +86,8 @@ export interface BuildJobs {
   run: (job: BuildJob, signal: AbortSignal) => Promise<void>
   /** Jobs waiting on the node's own trouble (disk full, I/O error, sandbox tools missing), with what was wrong. */
   nodeProblems: () => NodeProblem[]
+  /** The builds running now, with their phase and elapsed time. */
+  running: () => RunningBuild[]
 }
 
 /** A job held back by the node's own trouble: it is not the build's fault, nothing was signed. */
@@ -90,6 +107,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
   const maxAttempts = init.buildAttempts ?? MAX_ATTEMPTS
   const backoffMs = init.retryBackoffMs ?? 30_000
   const problems = new Map<string, NodeProblem>()
+  const running = new Map<string, { job: BuildJob, phase: string, started: number, phaseStarted: number, logBytes: number }>()
 
   /**
    * What this key already signed for the job's commit: a build result (never sign another; the
@@ -182,6 +200,19 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
     events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
     const t0 = Date.now()
+    const runKey = `${job.repoId}@${job.commit}@${job.recipeKey}`
+    const live = { job, phase: 'starting', started: t0, phaseStarted: t0, logBytes: 0 }
+    running.set(runKey, live)
+    const onProgress = (phase: string, info?: Record<string, unknown>): void => {
+      if (info?.tick === true) {
+        live.logBytes = typeof info.logBytes === 'number' ? info.logBytes : live.logBytes
+        logger.info('build running', { repo: job.repoId, commit: job.commit.slice(0, 12), phase, elapsedS: Math.round((Date.now() - t0) / 1000), phaseElapsedS: Math.round((Date.now() - live.phaseStarted) / 1000), logBytes: live.logBytes })
+        return
+      }
+      live.phase = phase
+      live.phaseStarted = Date.now()
+      logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
+    }
     try {
       let outcome
       try {
@@ -199,7 +230,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
           outputCopyDir,
           signal,
-          onProgress: (phase) => logger.debug('build phase', { repo: job.repoId, commit: job.commit.slice(0, 12), phase })
+          onProgress,
+          progressIntervalMs: init.progressIntervalMs
         })
       } catch (err) {
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
@@ -235,10 +267,18 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       if (await settledByOwnLog(job)) return
       if (outcome.ok) {
         const o = outcome.output
-        // The whole log, when the build runner kept all of it (short logs): served at /v1/blobs/<sha256> and named in the statement.
-        const logBytes = Buffer.from(outcome.log.head, 'utf8')
-        const logKept = logBytes.length === outcome.log.totalBytes && sha256Hex(logBytes) === outcome.log.sha256
-        await c.outputs.keep({ fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir, ...(logKept ? { log: { sha256: outcome.log.sha256, bytes: logBytes } } : {}) })
+        // The log is kept (whole, or head and tail when it outgrew maxLogBytes) and served at
+        // /v1/logs/<sha256>; a whole one is also a blob (/v1/blobs/<sha256>, peers) named in the statement.
+        const logKept = outcome.log.complete
+        await c.outputs.keepBuild({
+          repoId: job.repoId,
+          commit: job.commit,
+          log: outcome.log,
+          output: { narSha256: o.narSha256, fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir }
+        })
+        for (const [phase, ms] of Object.entries(outcome.durationsMs)) {
+          if (typeof ms === 'number') metrics.buildPhaseSeconds.observe(ms / 1000, { phase })
+        }
         const endpoint = policy.builders.get(policy.keys.get(c.keyid)?.builder ?? '')?.endpoint
         const id = await c.sign(job.repoId, log => makeProvenanceStatement({
           repoId: job.repoId,
@@ -266,6 +306,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         logger.info('build succeeded', { repo: job.repoId, commit: job.commit.slice(0, 12), narSha256: o.narSha256, files: o.fileCount, ms: Date.now() - t0, ...Object.fromEntries(Object.entries(outcome.durationsMs).map(([k, v]) => [k, Math.round(v as number)])) })
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
       } else {
+        await c.outputs.keepBuild({ repoId: job.repoId, commit: job.commit, log: outcome.log })
         const attempt = (await ownAnswers(job)).attempts + 1
         const retry = attempt < maxAttempts
         const id = await c.sign(job.repoId, log => makeFailureStatement({
@@ -292,12 +333,30 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: false, durationMs: Date.now() - t0 })
       }
     } finally {
+      running.delete(runKey)
       await removeTree(workDir)
       await removeTree(outputCopyDir)
     }
   }
 
-  return { run, nodeProblems: () => [...problems.values()] }
+  return {
+    run,
+    nodeProblems: () => [...problems.values()],
+    running: () => {
+      const now = Date.now()
+      return [...running.values()].map(r => ({
+        repoId: r.job.repoId,
+        commit: r.job.commit,
+        ref: r.job.ref,
+        attempt: r.job.attempts,
+        phase: r.phase,
+        startedAt: new Date(r.started).toISOString(),
+        elapsedSeconds: Math.round((now - r.started) / 1000),
+        phaseElapsedSeconds: Math.round((now - r.phaseStarted) / 1000),
+        logBytes: r.logBytes
+      }))
+    }
+  }
 }
 
 /**

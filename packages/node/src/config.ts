@@ -43,11 +43,31 @@ export interface NodeConfig {
   webhookSecret?: string
   /** Where to say when a decision reaches a bad final answer (disputed, failed, a trusted commit contradicted) or an equivocation is found. */
   notify?: { webhookUrl?: string, command?: string[] }
+  /** Repositories whose outputs, build logs and file lists are served only with a read token (their attestations stay public). */
+  private: string[]
+  /** `Authorization: Bearer <readToken>` (or the adminToken) reads private repositories' outputs, logs and file lists. */
+  readToken?: string
+  /** How often a running build, a first clone and catch-up sync log their progress at info level. Default 15. */
+  progressIntervalSeconds: number
+  /** Garbage collection of kept outputs, build logs and cached build roots (see README "Retention"). */
+  retention: RetentionConfig
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
 
-const ALLOWED = new Set(['roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+/** What a node keeps of its builds: the newest first, within all three bounds, plus what trusted decisions need. */
+export interface RetentionConfig {
+  /** Builds (outputs and logs) older than this are removed, unless still needed (default 30 days; 0: no age limit). */
+  maxAgeDays: number
+  /** At most this many builds are kept, newest first (default 0: no count limit). */
+  maxBuilds: number
+  /** At most this many bytes of outputs and logs, newest first (default 0: no size limit). */
+  maxBytes: number
+  /** How often retention runs (default 60 minutes). */
+  intervalMinutes: number
+}
+
+const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -135,6 +155,19 @@ export function loadNodeConfig (file: string): NodeConfig {
   }
   const fi = c.faultInjection as NodeConfig['faultInjection']
   if (fi !== undefined && (typeof fi !== 'object' || fi === null || Object.keys(fi).some(k => k !== 'tamperOutput' && k !== 'crashAfterPersist'))) bad(file, 'faultInjection', 'only {"tamperOutput": true} (a compromised builder) and {"crashAfterPersist": true} (a crash test) exist, for demos and tests')
+  const priv = (c.private ?? []) as string[]
+  if (!Array.isArray(priv) || !priv.every(id => typeof id === 'string' && isRepoId(id))) bad(file, 'private', 'must be a list of repository ids from the policy, such as ["internal-app"]')
+  if (c.readToken !== undefined && (typeof c.readToken !== 'string' || c.readToken.length < 16)) bad(file, 'readToken', 'must be a string of at least 16 characters (e.g. from "openssl rand -hex 24")')
+  if (priv.length > 0 && c.readToken === undefined && c.adminToken === undefined) bad(file, 'readToken', 'private repositories need a "readToken" (or an "adminToken") that readers send as "Authorization: Bearer <token>"')
+  const ret = c.retention as Record<string, unknown> | undefined
+  if (ret !== undefined && (typeof ret !== 'object' || ret === null || Array.isArray(ret))) bad(file, 'retention', 'must be an object such as {"maxAgeDays": 30, "maxBuilds": 1000, "maxBytes": 10000000000}')
+  for (const k of Object.keys(ret ?? {})) if (!['maxAgeDays', 'maxBuilds', 'maxBytes', 'intervalMinutes'].includes(k)) bad(file, `retention.${k}`, 'unknown field; allowed: maxAgeDays, maxBuilds, maxBytes, intervalMinutes')
+  const retInt = (k: string, def: number, max: number): number => {
+    const v = ret?.[k] ?? def
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) bad(file, `retention.${k}`, `must be a whole number from 0 to ${max}`)
+    return v
+  }
+  const retention: RetentionConfig = { maxAgeDays: retInt('maxAgeDays', 30, 36_500), maxBuilds: retInt('maxBuilds', 0, 1e9), maxBytes: retInt('maxBytes', 0, Number.MAX_SAFE_INTEGER), intervalMinutes: Math.max(1, retInt('intervalMinutes', 60, 10_080)) }
   const dataDir = path('dataDir', 'data')
   assertPrivateDataDir(dataDir, file)
   return {
@@ -163,6 +196,10 @@ export function loadNodeConfig (file: string): NodeConfig {
     loopbackNetwork: c.loopbackNetwork === true,
     mdns: c.mdns === true,
     credentials,
+    private: priv,
+    ...(c.readToken !== undefined ? { readToken: c.readToken as string } : {}),
+    progressIntervalSeconds: int('progressIntervalSeconds', 15, 1, 3600),
+    retention,
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),
     ...(notify !== undefined ? { notify } : {})

@@ -2,7 +2,7 @@ import { decideQuorum, decisionNotice, memoOf, type DecisionMemo, type Decision,
 import type { Store } from '@quorate/store'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
-import type { MetricsRegistry } from './metrics.js'
+import type { Counter, MetricsRegistry } from './metrics.js'
 import type { Notice } from './notifier.js'
 
 /** A decision with what it rests on: every envelope stored for the commit and the repository's equivocation proofs. */
@@ -21,8 +21,10 @@ export type DecisionReads = Pick<Store, 'envelopesForCommit' | 'equivocationProo
 export interface DecisionsInit {
   /** Decisions are recomputed once per commit per this many ms, however many envelopes arrive. Default 50. */
   announceDelayMs?: number
-  /** Commits whose decision is kept in memory. Default 1024. */
+  /** Commits whose decision is kept in memory (lists and lookups read these). Default 4096. */
   cacheSize?: number
+  /** Commits whose decision is kept together with its parsed envelopes (the one-commit route). Default 256. */
+  fullCacheSize?: number
 }
 
 export interface DecisionsComponents {
@@ -31,7 +33,7 @@ export interface DecisionsComponents {
   events: EventBus
   logger: Logger
   notify: (notice: Omit<Notice, 'node' | 'time'>) => void
-  metrics?: { registry: MetricsRegistry }
+  metrics?: { registry: MetricsRegistry, decisions?: Counter }
 }
 
 /**
@@ -42,12 +44,21 @@ export interface DecisionsComponents {
  * and, when a commit turns disputed, notified. The HTTP API and the notifier read it.
  */
 export interface Decisions {
+  /** The decision with every envelope and proof it rests on (the one-commit route). */
   decide: (repoId: string, commit: string) => Promise<CommitDecision>
+  /** Just the decision, from a larger cache (commit lists, latest, digest lookups). */
+  decision: (repoId: string, commit: string) => Promise<Decision>
   logCompleteness: (decision: Decision) => Promise<LogCompleteness[]>
   /** A verified envelope was stored: the decisions of its commits (a ref observation's tip and the commits it introduced) are recomputed and announced if they changed. */
   envelopeAdded: (v: VerifiedAttestation) => void
   /** An equivocation proof was stored for this repository. */
   proofAdded: (repoId: string, commit: string) => void
+  /**
+   * A number that changes whenever what the ref observations of `repoId` say may have changed
+   * (a new observation or equivocation proof, a policy change): views derived from them
+   * (timelines, latest commits) can be cached under it.
+   */
+  refEpoch: (repoId: string) => number
   /** The policy changed: every cached decision is dropped. */
   policyChanged: (policy: Policy) => void
   /** Commits by the latest status this node announced since it started. */
@@ -60,6 +71,28 @@ export interface Decisions {
 
 const MAX_VERIFIED_IDS = 100_000
 
+/** Promises by key, least recently used dropped past `size`; a rejected promise is forgotten. */
+class Lru<T> {
+  private readonly map = new Map<string, Promise<T>>()
+  constructor (private readonly size: number) {}
+  get (k: string): Promise<T> | undefined {
+    const p = this.map.get(k)
+    if (p !== undefined) { this.map.delete(k); this.map.set(k, p) }
+    return p
+  }
+
+  set (k: string, p: Promise<T>): void {
+    this.map.delete(k)
+    this.map.set(k, p)
+    p.catch(() => { if (this.map.get(k) === p) this.map.delete(k) })
+    if (this.map.size > this.size) this.map.delete(this.map.keys().next().value as string)
+  }
+
+  delete (k: string): void { this.map.delete(k) }
+  deleteWhere (f: (k: string) => boolean): void { for (const k of [...this.map.keys()]) if (f(k)) this.map.delete(k) }
+  clear (): void { this.map.clear() }
+}
+
 function parseEnvelopeJson (bytes: Uint8Array): unknown {
   return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'))
 }
@@ -68,8 +101,11 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   const { store, events, logger } = c
   let policy = c.policy
   const delay = init.announceDelayMs ?? 50
-  const cacheSize = init.cacheSize ?? 1024
-  const cache = new Map<string, Promise<CommitDecision>>()
+  const cache = new Lru<CommitDecision>(init.fullCacheSize ?? 256)
+  const decisionCache = new Lru<Decision>(init.cacheSize ?? 4096)
+  const refEpochs = new Map<string, number>()
+  let epochBase = 0
+  const bumpRefEpoch = (repoId: string): void => { refEpochs.set(repoId, (refEpochs.get(repoId) ?? 0) + 1) }
   // Envelope ids already verified against the policy: lets decideQuorum skip signature checks (a cache, never a source of trust).
   const verifiedIds = new Set<string>()
   const lastSig = new Map<string, string>()
@@ -90,16 +126,26 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
 
   function decide (repoId: string, commit: string): Promise<CommitDecision> {
     const k = `${repoId}@${commit}`
-    let p = cache.get(k)
-    if (p !== undefined) {
-      cache.delete(k); cache.set(k, p) // most recently used last
-      return p
-    }
-    p = compute(repoId, commit)
+    const hit = cache.get(k)
+    if (hit !== undefined) return hit
+    const p = compute(repoId, commit)
     cache.set(k, p)
-    p.catch(() => { if (cache.get(k) === p) cache.delete(k) })
-    if (cache.size > cacheSize) cache.delete(cache.keys().next().value as string)
+    decisionCache.set(k, p.then(d => d.decision))
     return p
+  }
+
+  function decision (repoId: string, commit: string): Promise<Decision> {
+    const k = `${repoId}@${commit}`
+    const hit = decisionCache.get(k) ?? cache.get(k)?.then(d => d.decision)
+    if (hit !== undefined) return hit
+    const p = compute(repoId, commit).then(d => d.decision)
+    decisionCache.set(k, p)
+    return p
+  }
+
+  function drop (k: string): void {
+    cache.delete(k)
+    decisionCache.delete(k)
   }
 
   function schedule (repoId: string, commit: string): void {
@@ -130,6 +176,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     lastStatus.delete(k); lastStatus.set(k, decision.status)
     if (lastSig.size > 10_000) lastSig.delete(lastSig.keys().next().value as string)
     if (lastStatus.size > 10_000) lastStatus.delete(lastStatus.keys().next().value as string)
+    c.metrics?.decisions?.inc({ status: decision.status })
     // Only final bad answers page anyone, once per change (a pending disagreement does not).
     if (notice !== undefined) c.notify({ type: notice.type, repoId, commit, summary: `${decision.status}: ${decision.summary}`, reason: notice.reason })
     logger.info('decision', {
@@ -154,6 +201,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
 
   return {
     decide,
+    decision,
     async logCompleteness (decision) {
       const stored = await store.envelopesForCommit(decision.repoId, decision.commit)
       const out: LogCompleteness[] = []
@@ -168,21 +216,27 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
       if (verifiedIds.size >= MAX_VERIFIED_IDS) verifiedIds.clear()
       verifiedIds.add(v.id)
       const a = v.attestation
+      if (a.kind === 'ref') bumpRefEpoch(a.repoId)
       // A ref observation counts for its tip and for every commit the move introduced.
       for (const commit of new Set(a.kind === 'ref' ? [a.commit, ...a.introduced] : [a.commit])) {
-        cache.delete(`${a.repoId}@${commit}`)
+        drop(`${a.repoId}@${commit}`)
         schedule(a.repoId, commit)
       }
     },
     proofAdded (repoId, commit) {
-      for (const k of [...cache.keys()]) if (k.startsWith(`${repoId}@`)) cache.delete(k)
+      bumpRefEpoch(repoId)
+      cache.deleteWhere(k => k.startsWith(`${repoId}@`))
+      decisionCache.deleteWhere(k => k.startsWith(`${repoId}@`))
       schedule(repoId, commit)
     },
     policyChanged (next) {
       policy = next
+      epochBase++
       cache.clear()
+      decisionCache.clear()
       verifiedIds.clear()
     },
+    refEpoch: (repoId) => epochBase * 1_000_000_000 + (refEpochs.get(repoId) ?? 0),
     statusCounts,
     async settled () {
       while (timer !== undefined || due.size > 0) await new Promise(resolve => setTimeout(resolve, delay))

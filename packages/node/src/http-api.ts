@@ -12,7 +12,7 @@ import type { Outputs } from './outputs.js'
 import type { MetricsRegistry } from './metrics.js'
 import type { OwnLogStatus } from './own-log-recovery.js'
 import { latestTrusted, orderTimeline } from './ref-views.js'
-import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf } from './api-routes.js'
+import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
 
@@ -22,6 +22,8 @@ export interface HttpApiInit {
   /** Named in error messages (the node config file). */
   configFile: string
   adminToken?: string
+  /** Reads private repositories' outputs, logs and file lists (as does the adminToken). */
+  readToken?: string
   webhookSecret?: string
   /** Server-sent events: clients at once in total (default 64) and per client address (default 8). */
   sseMaxClients?: number
@@ -39,6 +41,10 @@ export interface NodeStatus {
   sandbox: string
   queue: Record<string, number>
   stats: Record<string, unknown>
+  /** Builds running now, with phase and elapsed time. */
+  running?: RunningBuildStatus[]
+  /** What keeps the node from watching a repository (fetch errors, watched branches the remote lacks). */
+  problems?: WatchProblemStatus[]
   rootProblems?: Array<{ image: string, problem: string, at: string }>
   nodeProblems?: Array<{ repoId: string, commit: string, problem: string, since: string, retries: number }>
   /** Whether this node may sign: it holds its own logs, or it is fetching them back from peers (DESIGN.md "A node never forks its own log"). */
@@ -48,13 +54,15 @@ export interface NodeStatus {
 /** The narrow parts of the node the HTTP API reads (and the two admin actions it may trigger). */
 export interface HttpApiComponents {
   policy: Policy
-  decisions: Pick<Decisions, 'decide' | 'logCompleteness'>
+  decisions: Pick<Decisions, 'decide' | 'decision' | 'logCompleteness' | 'refEpoch'>
   store: Pick<Store, 'commitsOf' | 'commitsWithDigest' | 'refObservations' | 'equivocationProofs' | 'envelopesAfter'>
-  outputs: Pick<Outputs, 'fileList' | 'file'>
+  outputs: Pick<Outputs, 'fileList' | 'file' | 'log' | 'isPrivate'>
   network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
   events: Pick<EventBus, 'since' | 'subscribe'>
-  metrics: { registry: Pick<MetricsRegistry, 'render'> }
+  metrics: { registry: Pick<MetricsRegistry, 'exposition'> }
   status: () => Promise<NodeStatus>
+  /** Subject, author and date of commits from the node's git mirror (unsigned); commits it lacks are left out. */
+  gitInfo?: (repoId: string, commits: string[]) => Promise<Map<string, { subject: string, author: string, date: string }>>
   /** Fetches repositories now (webhook, admin poll). */
   poll: (repoId?: string) => Promise<void>
   logger: Logger
@@ -146,6 +154,8 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
         queue: s.queue,
         stats: { ...s.stats, network: network.stats() },
         repositories: [...policy.repositories.keys()],
+        running: s.running ?? [],
+        problems: s.problems ?? [],
         rootProblems: s.rootProblems ?? [],
         nodeProblems: s.nodeProblems ?? [],
         ...(s.ownLog !== undefined ? { ownLog: s.ownLog } : {})
@@ -159,17 +169,22 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     repos: async (_p, _r, res) => {
       reply('repos', res, 200, { repositories: [...policy.repositories.values()].map(r => ({ id: r.id, branches: r.branches, tags: r.tags, recipeDigest: r.recipeDigest ?? null, recipeFromRepo: r.recipeFromRepo })) })
     },
-    commits: async (p, _r, res) => {
+    commits: async (p, req, res) => {
       const repoId = repoParam(p.repo)
+      const limitText = new URL(req.url ?? '/', 'http://x').searchParams.get('limit')
+      const limit = limitText === null ? 200 : Number(limitText)
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, '?limit= takes a whole number from 1 to 1000 (default 200)')
       // Newest first by git topology as the signed ref observations show it (a push of two
       // commits lists the child first); first-seen time only where they say nothing.
-      const known = await store.commitsOf(repoId, 200)
+      const known = await store.commitsOf(repoId, limit)
       const byCommit = new Map(known.map(k => [k.commit, k]))
-      const commits = (await orderTimeline(store, policy, repoId, known.map(k => k.commit))).map(k => byCommit.get(k)!)
+      const commits = (await timeline(repoId, known.map(k => k.commit))).map(k => byCommit.get(k)!)
+      const git = await gitOf(repoId, commits.map(x => x.commit))
       const out = []
       for (const commit of commits) {
-        const { decision } = await decisions.decide(repoId, commit.commit)
-        out.push({ commit: commit.commit, firstSeen: new Date(commit.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
+        const decision = await decisions.decision(repoId, commit.commit)
+        const g = git.get(commit.commit)
+        out.push({ ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}), commit: commit.commit, firstSeen: new Date(commit.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
       }
       reply('commits', res, 200, { repoId, commits: out })
     },
@@ -178,22 +193,41 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       const commit = p.commit
       if (!isCommitSha(commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
       const { decision, envelopes, proofs } = await decisions.decide(repoId, commit)
-      reply('commit', res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await decisions.logCompleteness(decision), envelopes, equivocationProofs: proofs })
+      const g = (await gitOf(repoId, [commit])).get(commit)
+      reply('commit', res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await decisions.logCompleteness(decision), envelopes, equivocationProofs: proofs, ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}) })
     },
-    blob: async (p, _r, res) => {
+    blob: async (p, req, res) => {
       if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'blob id must be a sha256 hex digest')
+      await requireReader(p.sha256, req)
       // Any peer holding it can serve it: fetched by content address and checked by the network layer.
       const blob = await c.outputs.fileList(p.sha256, { fromPeers: true })
       if (blob === undefined) throw new HttpError(404, 'no such blob on this node or its peers')
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength, 'x-content-type-options': 'nosniff' })
       res.end(blob)
     },
-    file: async (p, _r, res) => {
+    file: async (p, req, res) => {
       if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'file id must be a sha256 hex digest')
+      await requireReader(p.sha256, req)
       const body = await c.outputs.file(p.sha256)
       if (body === undefined) throw new HttpError(404, 'no such output file on this node')
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.byteLength, 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment' })
       res.end(body)
+    },
+    buildLog: async (p, req, res) => {
+      if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'log id must be the sha256 hex digest of the build-log byproduct')
+      await requireReader(p.sha256, req)
+      const log = await c.outputs.log(p.sha256, { fromPeers: true })
+      if (log === undefined) throw new HttpError(404, 'no build log with this digest on this node or its peers (a node keeps the logs of its own builds, within its retention)')
+      res.writeHead(200, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': log.bytes.byteLength,
+        'x-content-type-options': 'nosniff',
+        'content-security-policy': 'sandbox',
+        'cache-control': 'no-store',
+        'x-quorate-log-complete': String(log.complete),
+        'x-quorate-log-total-bytes': String(log.totalBytes)
+      })
+      res.end(log.bytes)
     },
     events: async (_p, req, res) => {
       // found by fuzzing: a HEAD got no answer at all (the head of an event stream is only sent with its first body bytes, which HEAD drops)
@@ -224,7 +258,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       })
     },
     metrics: async (_p, _r, res) => {
-      const text = c.metrics.registry.render()
+      const text = await c.metrics.registry.exposition()
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) })
       res.end(text)
     },
@@ -234,7 +268,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       if (!/^refs\/[^\s]{1,250}$/.test(ref)) throw new HttpError(400, 'give ?ref= with a full ref name such as refs/heads/main')
       // DESIGN.md: the newest trusted commit that threshold organizations have on their current
       // chains of the ref (built from their signed observations, never from arrival time).
-      const latest = await latestTrusted(store, policy, repoId, ref, decisions.decide)
+      const latest = await latestTrusted(store, policy, repoId, ref, async (r, c) => ({ decision: await decisions.decision(r, c) }))
       if (latest === undefined) throw new HttpError(404, `no trusted commit that threshold organizations have on their current chains of ${ref} yet`)
       reply('latest', res, 200, { repoId, ref, commit: latest.commit, narSha256: latest.decision.trusted!.narSha256, supportingOrgs: latest.decision.trusted!.supportingOrgs, onChainOf: latest.chainOrgs, observedBy: latest.observedBy })
     },
@@ -253,7 +287,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       const out = []
       for (const { repoId, commit } of await store.commitsWithDigest(digest)) {
         if (!policy.repositories.has(repoId)) continue
-        const { decision } = await decisions.decide(repoId, commit)
+        const decision = await decisions.decision(repoId, commit)
         out.push({ repoId, commit, status: decision.status, trusted: decision.trusted?.narSha256 === digest, attestedBy: decision.results.find(r => r.narSha256 === digest)?.builders ?? [] })
       }
       reply('digest', res, 200, { narSha256: digest, commits: out })
@@ -273,9 +307,43 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     }
   }
 
+  async function gitOf (repoId: string, commits: string[]): Promise<Map<string, { subject: string, author: string, date: string }>> {
+    if (c.gitInfo === undefined) return new Map()
+    try {
+      return await c.gitInfo(repoId, commits)
+    } catch (err) {
+      logger.debug('git metadata unavailable', { repo: repoId, error: (err as Error).message })
+      return new Map()
+    }
+  }
+
+  // The commit timeline of a repository follows its ref observations: recomputed only when they
+  // (or the list of commits) changed, not on every page request.
+  const timelines = new Map<string, { epoch: number, commits: string, order: Promise<string[]> }>() // by repository and page size
+  function timeline (repoId: string, commits: string[]): Promise<string[]> {
+    const epoch = decisions.refEpoch(repoId)
+    const key = commits.join(',')
+    const slot = `${repoId}#${commits.length}`
+    const hit = timelines.get(slot)
+    if (hit !== undefined && hit.epoch === epoch && hit.commits === key) return hit.order
+    const order = orderTimeline(store, policy, repoId, commits)
+    if (timelines.size > 1000) timelines.clear()
+    timelines.set(slot, { epoch, commits: key, order })
+    order.catch(() => { if (timelines.get(slot)?.order === order) timelines.delete(slot) })
+    return order
+  }
+
   function repoParam (id: string): string {
     if (!isRepoId(id) || !policy.repositories.has(id)) throw new HttpError(404, 'unknown repository: not in this node\'s policy')
     return id
+  }
+
+  /** Private repositories' content needs the read (or admin) token; everything else is public. */
+  async function requireReader (sha256: string, req: IncomingMessage): Promise<void> {
+    if (!await c.outputs.isPrivate(sha256)) return
+    const auth = req.headers.authorization
+    if (tokenMatches(auth, init.readToken) || tokenMatches(auth, init.adminToken)) return
+    throw new HttpError(401, 'this belongs to a private repository: send "Authorization: Bearer <readToken>" (quorate … --token TOKEN)')
   }
 
   function requireAdmin (req: IncomingMessage): void {

@@ -1,4 +1,8 @@
-/** A small Prometheus registry: counters, gauges and histograms with labels, text exposition format 0.0.4. */
+/**
+ * The node's metrics: a small Prometheus registry of ours (counters, gauges and histograms with
+ * labels, text exposition format 0.0.4) beside prom-client's process and event-loop metrics.
+ */
+import { Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
 import type { Network } from '@quorate/network'
 type Labels = Record<string, string>
 
@@ -45,6 +49,16 @@ export class Histogram {
 
 export class MetricsRegistry {
   private readonly metrics: Metric[] = []
+  /** prom-client's registry of process and Node.js runtime metrics, rendered before ours. */
+  private readonly runtime: PromRegistry | undefined
+
+  /** With `runtime: true`, also prom-client's default metrics (process_*, nodejs_* including event-loop lag). */
+  constructor (opts: { runtime?: boolean } = {}) {
+    if (opts.runtime === true) {
+      this.runtime = new PromRegistry()
+      collectDefaultMetrics({ register: this.runtime, eventLoopMonitoringPrecision: 20 })
+    }
+  }
 
   counter (name: string, help: string): Counter {
     const c = new Counter()
@@ -70,6 +84,12 @@ export class MetricsRegistry {
     }
     return out.join('\n') + '\n'
   }
+
+  /** The full exposition for GET /metrics: the runtime's metrics, then ours. */
+  async exposition (): Promise<string> {
+    const runtime = this.runtime === undefined ? '' : await this.runtime.metrics()
+    return (runtime.length > 0 && !runtime.endsWith('\n') ? runtime + '\n' : runtime) + this.render()
+  }
 }
 
 /** The node's metrics, updated by the node and read by GET /metrics. */
@@ -77,17 +97,23 @@ export interface NodeMetrics {
   registry: MetricsRegistry
   builds: Counter
   buildSeconds: Histogram
+  /** Wall time of each build phase (root, checkout, fetch, build, pack, hash), by phase and outcome. */
+  buildPhaseSeconds: Histogram
+  /** Decisions announced (a commit's status or support changed), by status. */
+  decisions: Counter
   attestations: Counter
   gossipLatency: Histogram
   publishes: Counter
 }
 
-export function createNodeMetrics (): NodeMetrics {
-  const registry = new MetricsRegistry()
+export function createNodeMetrics (opts: { runtime?: boolean } = { runtime: true }): NodeMetrics {
+  const registry = new MetricsRegistry(opts)
   return {
     registry,
     builds: registry.counter('quorate_builds_total', 'Builds finished, by outcome (success, failure).'),
     buildSeconds: registry.histogram('quorate_build_duration_seconds', 'Wall time of a build, checkout to hash.', [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800]),
+    buildPhaseSeconds: registry.histogram('quorate_build_phase_duration_seconds', 'Wall time of each build phase (root, checkout, fetch, build, pack, hash) of builds that finished.', [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]),
+    decisions: registry.counter('quorate_decisions_total', 'Decisions this node announced (a commit\'s status or support changed), by status.'),
     attestations: registry.counter('quorate_attestations_total', 'Envelopes received by gossip or sync, by verdict (accepted, rejected, ignored) and reason.'),
     gossipLatency: registry.histogram('quorate_attestation_latency_seconds', 'From the signer\'s finish time to our acceptance (signer clocks: informative).', [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]),
     publishes: registry.counter('quorate_publishes_total', 'Own envelopes published, by result (delivered, no-peers, error).')

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { QuorateError, makeRefObservationStatement, rootRegistriesOf, type BuilderKeyPair, type LogPosition, type Policy } from '@quorate/core'
 import { Store } from '@quorate/store'
-import { BuildRootCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker } from '@quorate/builder'
+import { BuildRootCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker, type GitCommitSummary } from '@quorate/builder'
 import { startNetwork, type Network } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, type NodeConfig } from './config.js'
 import { loadPeerKey, writePeerKeyFile } from './peer-key-file.js'
@@ -21,6 +21,7 @@ import { ingest, type IngestStats } from './ingest.js'
 import { decisions as createDecisions, type Decisions } from './decisions.js'
 import { outputs as createOutputs } from './outputs.js'
 import { buildJobs } from './build-jobs.js'
+import { runRetention } from './retention.js'
 
 export interface NodeStats extends IngestStats {
   buildsSucceeded: number
@@ -75,9 +76,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
   // A root node keeps them beside its build area, where the build user can reach them, and unpacks as uid 50998.
   const dropping = config.sandbox === 'bwrap' && buildUser.drop
   const rootCache = new BuildRootCache({
-    dir: config.roots.cacheDir ?? (dropping
-      ? await prepareBuildArea({ user: buildUser, dataDir: config.dataDir, defaultDir: join(config.dataDir, 'roots'), preferred: `${buildArea}-roots` })
-      : join(config.dataDir, 'roots')),
+    // Made on first use; the cache checks it is its own and not writable by others.
+    dir: config.roots.cacheDir ?? (dropping ? `${buildArea}-roots` : join(config.dataDir, 'roots')),
     allowedRegistries: () => [...new Set([...rootRegistriesOf(policy), ...config.roots.allowRegistries])],
     registries: config.roots.registries,
     layouts: config.roots.layouts,
@@ -99,12 +99,16 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const notify = createNotifier(config, logger)
     const stats: NodeStats = { buildsSucceeded: 0, buildsFailed: 0, received: { accept: 0, reject: 0, ignore: 0 }, rejectReasons: {} }
 
+    const privateRepos = new Set(config.private)
+    for (const id of privateRepos) if (!policy.repositories.has(id)) logger.warn('private repository not in the policy', { repo: id })
+    let network: Network | undefined
+    const outputs = createOutputs({ store, network: { fetchBlob: async (sha256, o) => await network?.fetchBlob(sha256, o) }, logger, privateRepos })
     const decisions = createDecisions({}, { store, policy, events, logger, notify, metrics })
     decisions.start()
     stops.push(decisions.stop)
     const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats })
 
-    const network = await startNetwork({
+    network = await startNetwork({
       peerKey,
       listen: config.listen,
       announce: config.announce,
@@ -113,18 +117,20 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       repoIds: [...policy.repositories.keys()],
       validate: validator.validate,
       sync: { heads: async () => await store.logHeads(), envelopesAfter: (r, k, s) => store.envelopesAfter(r, k, s) },
-      blobs: { get: async (sha256) => await store.getBlob(sha256) },
+      // File lists and complete build logs, by content address; never a private repository's.
+      blobs: { get: async (sha256) => await outputs.publicBlob(sha256) },
       mdns: config.mdns,
       log: (event, fields) => { if (/connect|ban|graylist/.test(event)) logger.info(`network ${event}`, fields); else logger.debug(`network ${event}`, fields) }
     })
-    stops.push(async () => await network.stop())
+    const net = network
+    stops.push(async () => await net.stop())
     logger.info('network started', { peerId: network.peerId, addrs: network.multiaddrs().join(' ') })
     collectNetworkMetrics(metrics.registry, network)
 
     // Own envelopes: signed into the own log (persisted with fsync), announced, then published.
     // Nothing is signed before this data directory holds the key's logs (fetched back from peers
     // after a data-directory loss): DESIGN.md "A node never forks its own log".
-    const recovery = ownLogRecovery({ dataDir: config.dataDir, keyIsNew: config.keyIsNew }, { policy, keyid: key.keyid, store, logger })
+    const recovery = ownLogRecovery({ dataDir: config.dataDir, keyIsNew: config.keyIsNew }, { policy, keyid: key.keyid, store, decisions, logger })
     let stopSigning!: () => void
     const signingStopped = new Promise<void>(resolve => { stopSigning = resolve })
     stops.push(async () => { stopSigning(); await recovery.stop() })
@@ -153,15 +159,23 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     // Republish what we signed most recently (gossip is lossy; sync covers the rest).
     for (const repoId of policy.repositories.keys()) for (const own of await log.recent(repoId, 50)) publish.publish(own)
 
+    // Repository ids with the same URL share one mirror (one clone, one fetch at a time).
     const mirrors = new Map<string, GitMirror>()
+    const byUrl = new Map<string, GitMirror>()
     for (const repo of policy.repositories.values()) {
-      mirrors.set(repo.id, new GitMirror({ url: repo.url, dir: dir.gitMirror(repo.id), credentials: config.credentials[repo.id] }))
+      let mirror = byUrl.get(repo.url)
+      if (mirror === undefined) {
+        mirror = new GitMirror({ url: repo.url, dir: dir.gitMirror(repo.id), credentials: config.credentials[repo.id] })
+        byUrl.set(repo.url, mirror)
+      } else {
+        logger.info('repositories share a mirror', { repo: repo.id, mirror: mirror.dir })
+      }
+      mirrors.set(repo.id, mirror)
     }
     const mirrorOf = (repoId: string): GitMirror => mirrors.get(repoId)!
-    const outputs = createOutputs({ store, network, logger })
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
-      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000 },
+      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
       { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
     )
     const worker = buildWorker({ concurrency: config.concurrency }, {
@@ -191,20 +205,62 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
         }))
       },
       onQueued: () => worker.kick(),
-      log: (level, event, fields) => logger.log(level, event, fields)
+      log: (level, event, fields) => logger.log(level, event, fields),
+      progressIntervalMs: config.progressIntervalSeconds * 1000
     })
     stops.push(async () => await worker.stop(), async () => await watch.stop())
+
+    // Catch-up sync can take long on a new data directory: say how far it got while envelopes keep arriving.
+    let lastSync = { received: net.stats().syncReceived, at: Date.now() }
+    const syncTimer = setInterval(() => {
+      const s = net.stats()
+      if (s.syncReceived > lastSync.received) {
+        logger.info('sync catching up', { received: s.syncReceived - lastSync.received, accepted: s.syncAccepted, seconds: Math.round((Date.now() - lastSync.at) / 1000), peers: net.connectedPeers().length })
+      }
+      lastSync = { received: s.syncReceived, at: Date.now() }
+    }, config.progressIntervalSeconds * 1000)
+    syncTimer.unref()
+    stops.push(async () => { clearInterval(syncTimer) })
+
+    // Retention: outputs, logs and cached roots by age, count and size (README "Retention").
+    let retaining: Promise<unknown> = Promise.resolve()
+    const retain = (): void => {
+      retaining = retaining.then(async () => await runRetention(config.retention, { store, decision: decisions.decision, roots: rootCache, logger }))
+        .catch(err => logger.error('retention failed', { error: (err as Error).message }))
+    }
+    const retentionTimer = setInterval(retain, config.retention.intervalMinutes * 60_000)
+    retentionTimer.unref()
+    const firstRetention = setTimeout(retain, 60_000)
+    firstRetention.unref()
+    stops.push(async () => { clearInterval(retentionTimer); clearTimeout(firstRetention); await retaining })
 
     let queueCounts: Record<string, number> = await store.jobCounts()
     const queueTimer = setInterval(() => { void store.jobCounts().then(q => { queueCounts = q }).catch(() => {}) }, 5000)
     stops.push(async () => { clearInterval(queueTimer) })
     metrics.registry.collect('quorate_build_queue', 'Build jobs by state.', 'gauge', () => Object.entries(queueCounts).map(([state, n]) => [{ state }, n]))
 
+    // Commit metadata never changes: read each commit from the mirror once (bounded cache).
+    const gitCache = new Map<string, GitCommitSummary>()
+    async function gitSummaries (repoId: string, commits: string[]): Promise<Map<string, GitCommitSummary>> {
+      const out = new Map<string, GitCommitSummary>()
+      const missing = commits.filter(x => { const hit = gitCache.get(`${repoId}@${x}`); if (hit !== undefined) out.set(x, hit); return hit === undefined })
+      if (missing.length === 0) return out
+      const mirror = mirrors.get(repoId)
+      if (mirror === undefined) return out
+      for (const [sha, info] of await mirror.commitSummaries(missing)) {
+        out.set(sha, info)
+        gitCache.set(`${repoId}@${sha}`, info)
+        if (gitCache.size > 20_000) gitCache.delete(gitCache.keys().next().value as string)
+      }
+      return out
+    }
+
     const http: HttpApi = await httpApi({
       host: config.http.host,
       port: config.http.port,
       configFile: config.file,
       adminToken: config.adminToken,
+      readToken: config.readToken,
       webhookSecret: config.webhookSecret
     }, {
       policy,
@@ -214,8 +270,9 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       network,
       events,
       metrics,
-      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems() }),
+      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems(), running: jobs.running(), problems: watch.problems() }),
       poll: async (repoId) => await watch.pollNow(repoId),
+      gitInfo: async (repoId, commits) => await gitSummaries(repoId, commits),
       logger
     })
     stops.push(async () => await http.close())

@@ -1,12 +1,15 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { createHash } from 'node:crypto'
 import { isSha256Hex } from '@quorate/core'
 import type { Store } from '@quorate/store'
 import type { Network } from '@quorate/network'
 import type { Logger } from './logger.js'
 
 export interface OutputsComponents {
-  store: Pick<Store, 'putBlob' | 'getBlob' | 'putOutputFile' | 'getOutputFile'>
+  store: Pick<Store, 'putBlob' | 'getBlob' | 'putOutputFile' | 'getOutputFile' | 'putBuildLog' | 'buildLog' | 'putKeptBuild' | 'markPrivate' | 'markPublic' | 'isPrivate'>
+  /** Repositories whose outputs, logs and file lists are served only with a read token (node config `private`). */
+  privateRepos?: ReadonlySet<string>
   /** Peers that may hold a file list this node lacks. */
   network?: Pick<Network, 'fetchBlob'>
   logger: Logger
@@ -23,6 +26,23 @@ export interface BuiltOutput {
   log?: { sha256: string, bytes: Uint8Array }
 }
 
+/** A build's log as the runner captured it (see @quorate/builder CapturedLog). */
+export interface BuiltLog {
+  sha256: string
+  complete: boolean
+  kept: Uint8Array
+  totalBytes: number
+}
+
+/** A kept build log: its bytes and whether they are the whole log (then they hash to the signed digest). */
+export interface KeptLog {
+  bytes: Uint8Array
+  complete: boolean
+  totalBytes: number
+  repoId?: string
+  commit?: string
+}
+
 /**
  * Keeps build outputs so auditors can fetch any builder's output by the hashes in its signed
  * file list: file lists and output files go into the store's content-addressed blob store
@@ -32,6 +52,20 @@ export interface Outputs {
   /** Moves output files that releases before the blob store kept in `dir` (dataDir/files) into it, then removes `dir`. */
   adoptLegacyFiles: (dir: string) => Promise<number>
   keep: (o: BuiltOutput) => Promise<void>
+  /**
+   * Keeps what one build of this node leaves (its log always; its file list and output files
+   * when it succeeded), marks it private for a private repository, and records it for retention.
+   */
+  keepBuild: (b: { repoId: string, commit: string, log: BuiltLog, output?: BuiltOutput & { narSha256: string } }) => Promise<void>
+  /**
+   * A build log by the digest its attestation signed: this node's own, or (when `fromPeers`)
+   * a complete log any peer holds (checked against the digest by the network layer).
+   */
+  log: (sha256: string, opts?: { fromPeers?: boolean }) => Promise<KeptLog | undefined>
+  /** Whether content is a private repository's (served only with a read token). */
+  isPrivate: (sha256: string) => Promise<boolean>
+  /** What the blob protocol serves to peers: file lists and complete logs, never private content. */
+  publicBlob: (sha256: string) => Promise<Uint8Array | undefined>
   /** A file list by digest, from the store or (when `fromPeers`) any peer holding it (checked by the network layer). */
   fileList: (sha256: string, opts?: { fromPeers?: boolean }) => Promise<Uint8Array | undefined>
   /** An output file by its sha256, or undefined when this node does not keep it. */
@@ -40,6 +74,19 @@ export interface Outputs {
 
 export function outputs (c: OutputsComponents): Outputs {
   const { store, logger } = c
+  const privateRepos = c.privateRepos ?? new Set<string>()
+  async function keep (o: BuiltOutput): Promise<void> {
+    await store.putBlob(o.fileListSha256, o.fileListBytes)
+    if (o.log !== undefined) await store.putBlob(o.log.sha256, o.log.bytes)
+    for (const f of o.files) {
+      if (f.type !== 'file' || f.sha256 === undefined) continue
+      try {
+        await store.putOutputFile(f.sha256, join(o.copyDir, f.path))
+      } catch (err) {
+        logger.warn('output not kept', { path: f.path, error: (err as Error).message })
+      }
+    }
+  }
   return {
     async adoptLegacyFiles (dir) {
       if (!existsSync(dir)) return 0
@@ -57,17 +104,45 @@ export function outputs (c: OutputsComponents): Outputs {
       if (adopted > 0) logger.info('output files moved into the blob store', { files: adopted, from: dir })
       return adopted
     },
-    async keep (o) {
-      await store.putBlob(o.fileListSha256, o.fileListBytes)
-      if (o.log !== undefined) await store.putBlob(o.log.sha256, o.log.bytes)
-      for (const f of o.files) {
-        if (f.type !== 'file' || f.sha256 === undefined) continue
-        try {
-          await store.putOutputFile(f.sha256, join(o.copyDir, f.path))
-        } catch (err) {
-          logger.warn('output not kept', { path: f.path, error: (err as Error).message })
+    keep,
+    async keepBuild ({ repoId, commit, log, output }) {
+      const now = Date.now()
+      const keptSha256 = log.complete ? log.sha256 : createHash('sha256').update(log.kept).digest('hex')
+      await store.putBuildLog(log.sha256, { repoId, commit, complete: log.complete, keptSha256, totalBytes: log.totalBytes, keptAt: now }, log.kept)
+      let bytes = log.kept.byteLength
+      const content = [log.sha256, keptSha256]
+      if (output !== undefined) {
+        await keep(output)
+        bytes += output.fileListBytes.byteLength
+        content.push(output.fileListSha256)
+        for (const f of output.files) {
+          if (f.type !== 'file' || f.sha256 === undefined) continue
+          content.push(f.sha256)
+          bytes += (f as { size?: number }).size ?? 0
         }
       }
+      // Content a public build produced is public, even when a private repository has it too.
+      if (privateRepos.has(repoId)) await store.markPrivate(content)
+      else if (privateRepos.size > 0) await store.markPublic(content)
+      await store.putKeptBuild({ repoId, commit, keptAt: now, narSha256: output?.narSha256, fileListSha256: output?.fileListSha256, logSha256: log.sha256, bytes })
+    },
+    async log (sha256, opts = {}) {
+      const own = await store.buildLog(sha256)
+      if (own !== undefined) return { bytes: own.bytes, complete: own.meta.complete, totalBytes: own.meta.totalBytes, repoId: own.meta.repoId, commit: own.meta.commit }
+      // A complete log another node kept travels like a file list: by content address.
+      let blob = await store.getBlob(sha256)
+      if (blob === undefined && opts.fromPeers === true && c.network !== undefined) {
+        blob = await c.network.fetchBlob(sha256, { timeoutMs: 10_000 })
+        if (blob !== undefined) await store.putBlob(sha256, blob)
+      }
+      return blob === undefined ? undefined : { bytes: blob, complete: true, totalBytes: blob.byteLength }
+    },
+    async isPrivate (sha256) {
+      return privateRepos.size > 0 && await store.isPrivate(sha256)
+    },
+    async publicBlob (sha256) {
+      if (privateRepos.size > 0 && await store.isPrivate(sha256)) return undefined
+      return await store.getBlob(sha256)
     },
     async fileList (sha256, opts = {}) {
       let blob = await store.getBlob(sha256)

@@ -46,6 +46,33 @@ describe('decisions', () => {
     expect(await d.decide('hello', OTHER_COMMIT)).toBe(other)
   })
 
+  it('moves the ref epoch of a repository only when what its ref observations say may change', async () => {
+    const { d, put } = await setup()
+    const e0 = d.refEpoch('hello')
+    await put(buildEnvelope(alpha, '1'))
+    expect(d.refEpoch('hello')).toBe(e0)
+    d.proofAdded('hello', COMMIT)
+    const e1 = d.refEpoch('hello')
+    expect(e1).not.toBe(e0)
+    d.policyChanged(policy)
+    expect(d.refEpoch('hello')).not.toBe(e1)
+  })
+
+  it('keeps decisions alone in a larger cache for lists, dropped with the full one', async () => {
+    const { d, put } = await setup()
+    await put(buildEnvelope(alpha, '1'))
+    const light = await d.decision('hello', COMMIT)
+    expect(light.status).toBe('pending')
+    expect(await d.decision('hello', COMMIT)).toBe(light)
+    // A full answer computed later shares nothing stale: both reflect the same store.
+    expect((await d.decide('hello', COMMIT)).decision.status).toBe('pending')
+    await put(buildEnvelope(beta, '1'))
+    const after = await d.decision('hello', COMMIT)
+    expect(after).not.toBe(light)
+    expect(after.status).toBe('trusted')
+    expect((await d.decide('hello', COMMIT)).decision.status).toBe('trusted')
+  })
+
   it('drops every cached decision of the repository when an equivocation proof is stored, and all of them on a policy change', async () => {
     const { d, put } = await setup()
     await put(buildEnvelope(alpha, '1'))

@@ -71,6 +71,8 @@ describe('HTTP API', () => {
       expect(JSON.parse(r.body).error).toMatch(/malformed percent-encoding/)
     }
     expect((await get(api.url, '/v1/repos/%68ello/commits')).status).toBe(200)
+    expect((await get(api.url, '/v1/repos/hello/commits?limit=50')).status).toBe(200)
+    expect((await get(api.url, '/v1/repos/hello/commits?limit=0')).status).toBe(400)
     expect(logger.lines.filter(l => l.level === 'error')).toEqual([])
   })
 

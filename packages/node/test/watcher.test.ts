@@ -74,4 +74,36 @@ describe('watcher over a real git repository and the store\'s queue', () => {
     await Promise.all([w.pollNow(), w.pollNow(), w.pollNow()])
     expect(w.polls()).toBe(2)
   })
+
+  it('says loudly when a watched branch is missing on the remote, naming the branches it has, and clears it once the branch appears', async () => {
+    const t = await tempStore()
+    cleanups.push(t.cleanup)
+    const repo = join(t.dir, 'repo')
+    mkdirSync(repo)
+    git(repo, ['init', '-q', '-b', 'develop'])
+    commit(repo, 'a', 'one')
+    git(repo, ['branch', 'v1.x'])
+    const mirror = new GitMirror({ url: repo, dir: join(t.dir, 'git', 'zlib.git') })
+    const logged: Array<{ level: string, event: string, fields: Record<string, unknown> }> = []
+    const w = watcher(
+      { repositories: [{ id: 'zlib', branches: ['main'], tags: [], recipeKey: 'r' }], backfill: 1, pollIntervalMs: 0 },
+      { mirrorOf: () => mirror, queue: t.store, refs: t.store, progressIntervalMs: 1, log: (level, event, fields) => logged.push({ level, event, fields }) }
+    )
+    await w.pollNow()
+    // The first clone says what it is doing.
+    expect(logged.some(l => l.event === 'cloning repository' && l.fields.repo === 'zlib')).toBe(true)
+    const warned = logged.filter(l => l.event === 'watched branch missing')
+    expect(warned).toHaveLength(1)
+    expect(warned[0].level).toBe('warn')
+    expect(warned[0].fields.problem).toBe('the remote has no branch matching "main" (it has only develop, v1.x); fix "branches" for zlib in the policy')
+    expect(w.problems()).toEqual([{ repoId: 'zlib', problem: warned[0].fields.problem, missingBranches: ['main'], remoteBranches: ['develop', 'v1.x'] }])
+    // Said once, not at every poll.
+    await w.pollNow()
+    expect(logged.filter(l => l.event === 'watched branch missing')).toHaveLength(1)
+    git(repo, ['branch', 'main'])
+    await w.pollNow()
+    expect(w.problems()).toEqual([])
+    expect(logged.some(l => l.event === 'watched branches found')).toBe(true)
+    expect(await t.store.jobsList()).toHaveLength(1)
+  })
 })

@@ -36,6 +36,10 @@ export class BlobFiles {
     }
   }
 
+  remove (sha256: string): void {
+    rmSync(this.pathOf(sha256), { force: true })
+  }
+
   async get (sha256: string): Promise<Uint8Array | undefined> {
     try {
       return await readFile(this.pathOf(sha256))

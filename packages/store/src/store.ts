@@ -52,6 +52,35 @@ export interface BuildJob {
 
 export interface CommitInfo { repoId: string, commit: string, firstSeen: number }
 
+/** A build log this node keeps, by the digest its attestation signed (see putBuildLog). */
+export interface BuildLogMeta {
+  repoId: string
+  commit: string
+  /** Whether the kept bytes are the whole log (then they hash to the signed digest). */
+  complete: boolean
+  /** The SHA-256 of the kept bytes (equal to the signed digest when complete). */
+  keptSha256: string
+  /** Size of the whole log as the build wrote it. */
+  totalBytes: number
+  keptAt: number
+}
+
+/**
+ * One build whose outputs this node keeps: what retention (see keptBuilds, forgetKept) counts
+ * by age, count and size. Its output files are named by its file list.
+ */
+export interface KeptBuild {
+  repoId: string
+  commit: string
+  keptAt: number
+  narSha256?: string
+  fileListSha256?: string
+  /** The signed build-log digest (see buildLog). */
+  logSha256?: string
+  /** Bytes kept: output files, file list and log. */
+  bytes: number
+}
+
 export interface StoreOptions {
   /**
    * Where output files larger than `SMALL_BLOB_BYTES` are kept, content-addressed (default: a
@@ -103,6 +132,9 @@ export class Store {
   private readonly blobFiles: BlobFiles
   /** Per log, the end of its prefix known complete and linked (see logComplete): a cache of the logs index, written with it. */
   private readonly linkedIndex
+  private readonly buildLogs
+  private readonly kept
+  private readonly privateBlobs
   private writeChain: Promise<unknown> = Promise.resolve()
   /** putEnvelope calls waiting for the next batch. */
   private pending: PendingPut[] = []
@@ -131,6 +163,9 @@ export class Store {
     this.due = db.sublevel<string, string>('due', { valueEncoding: 'utf8' })
     this.byRef = db.sublevel<string, string>('byref', { valueEncoding: 'utf8' })
     this.linkedIndex = db.sublevel<string, LinkedPrefix>('linked', { valueEncoding: 'json' })
+    this.buildLogs = db.sublevel<string, BuildLogMeta>('buildlog', { valueEncoding: 'json' })
+    this.kept = db.sublevel<string, KeptBuild>('kept', { valueEncoding: 'json' })
+    this.privateBlobs = db.sublevel<string, string>('private', { valueEncoding: 'utf8' })
   }
 
   static async open (dir: string, opts: StoreOptions = {}): Promise<Store> {
@@ -630,6 +665,81 @@ export class Store {
 
   async getBlob (sha256: string): Promise<Bytes | undefined> {
     return await this.blobs.get(sha256)
+  }
+
+  async deleteBlob (sha256: string): Promise<void> {
+    await this.blobs.del(sha256)
+  }
+
+  // --- build logs, kept builds, private content --------------------------------------
+
+  /**
+   * Keeps a build's log under the digest its attestation signs: the kept bytes (the whole log,
+   * or its head and tail when it outgrew the recipe's maxLogBytes) as a blob under their own
+   * SHA-256, and what they are under `signedSha256`.
+   */
+  async putBuildLog (signedSha256: string, meta: BuildLogMeta, kept: Bytes): Promise<void> {
+    await this.db.batch([
+      { type: 'put', sublevel: this.blobs, key: meta.keptSha256, value: kept },
+      { type: 'put', sublevel: this.buildLogs, key: signedSha256, value: meta }
+    ] as never)
+  }
+
+  /** A kept build log by its signed digest. */
+  async buildLog (signedSha256: string): Promise<{ meta: BuildLogMeta, bytes: Bytes } | undefined> {
+    const meta = await this.buildLogs.get(signedSha256)
+    if (meta === undefined) return undefined
+    const bytes = await this.blobs.get(meta.keptSha256)
+    return bytes === undefined ? undefined : { meta, bytes }
+  }
+
+  async deleteBuildLog (signedSha256: string): Promise<void> {
+    const meta = await this.buildLogs.get(signedSha256)
+    if (meta === undefined) return
+    await this.db.batch([
+      { type: 'del', sublevel: this.blobs, key: meta.keptSha256 },
+      { type: 'del', sublevel: this.buildLogs, key: signedSha256 }
+    ] as never)
+  }
+
+  /** Records a build whose outputs this node keeps (for retention). */
+  async putKeptBuild (k: KeptBuild): Promise<void> {
+    await this.kept.put(pad(k.keptAt) + SEP + k.repoId + SEP + k.commit + SEP + (k.logSha256 ?? k.fileListSha256 ?? ''), k)
+  }
+
+  /** Kept builds, oldest first, each with the key forgetKept takes. */
+  async *keptBuilds (): AsyncGenerator<{ key: string, build: KeptBuild }> {
+    for await (const [key, build] of this.kept.iterator()) yield { key, build }
+  }
+
+  async forgetKept (key: string): Promise<void> {
+    await this.kept.del(key)
+  }
+
+  /**
+   * Marks content (file lists, output files, logs) as a private repository's: served only with
+   * a read token, unless a public build produced it too (see markPublic).
+   */
+  async markPrivate (sha256s: string[]): Promise<void> {
+    const ops: Array<{ type: 'put', key: string, value: string }> = []
+    for (const key of new Set(sha256s)) if (await this.privateBlobs.get(key) !== 'public') ops.push({ type: 'put', key, value: 'private' })
+    if (ops.length > 0) await this.privateBlobs.batch(ops)
+  }
+
+  /** Content a public build produced is public, whoever else has it. */
+  async markPublic (sha256s: string[]): Promise<void> {
+    if (sha256s.length === 0) return
+    await this.privateBlobs.batch([...new Set(sha256s)].map(key => ({ type: 'put' as const, key, value: 'public' })))
+  }
+
+  async isPrivate (sha256: string): Promise<boolean> {
+    return await this.privateBlobs.get(sha256) === 'private'
+  }
+
+  /** Removes a kept output file (retention). */
+  async deleteOutputFile (sha256: string): Promise<void> {
+    await this.outputs.del(sha256)
+    this.blobFiles.remove(sha256)
   }
 
   // --- output files (content-addressed) ------------------------------------------------

@@ -414,7 +414,10 @@ async function viewCommit (repoId, commit) {
       h('td', null, v?.vote !== undefined ? digest(v.vote.narSha256) : v?.failure !== undefined ? h('span', { class: 'reason', 'data-testid': 'failure-reason' }, v.failure.reason ?? '') : v?.equivocation !== undefined ? equivocatorCell(v) : '—'),
       h('td', null, env?.info?.builderId ? code(env.info.builderId) : '—'),
       h('td', null, env?.info?.seq ?? '—'),
-      h('td', null, when(env?.info?.finishedOn))))
+      h('td', null, when(env?.info?.finishedOn)),
+      h('td', null, M.logHref(env?.info?.logSha256) !== undefined
+        ? h('a', { href: M.logHref(env.info.logSha256), 'data-testid': 'build-log-link', title: `build log, sha256 ${env.info.logSha256} (signed); a log over the recipe's maxLogBytes is kept as its head and tail` }, 'log')
+        : '—')))
   }
 
   const callouts = []
@@ -465,7 +468,7 @@ async function viewCommit (repoId, commit) {
       h('dt', null, 'Quorum'), h('dd', null, `${d.threshold ?? '?'} of ${d.organizations ?? '?'} organizations (${d.mode ?? 'majority'})`),
       h('dt', null, 'Policy digest'), h('dd', null, code(typeof r?.policyDigest === 'string' ? r.policyDigest : ''))),
     callouts,
-    section('builders', 'Builders', table('What each builder in the policy said about this commit', ['Builder', 'Organization', 'Verdict', 'narSha256 / failure reason', 'Builder id in the attestation', 'Log seq', 'Finished'], rows, { 'data-testid': 'builders-table' })),
+    section('builders', 'Builders', table('What each builder in the policy said about this commit', ['Builder', 'Organization', 'Verdict', 'narSha256 / failure reason', 'Builder id in the attestation', 'Log seq', 'Finished', 'Build log'], rows, { 'data-testid': 'builders-table' })),
     section('results', 'Results', results.length === 0 ? note('No counted result yet.') : table(d.trusted === undefined && results.length > 1 ? 'Distinct results signed for this commit, side by side: none is trusted, so none is the reference' : 'Distinct results signed for this commit', ['Result', 'narSha256', 'File list', 'Supporting organizations', 'Builders'], resultRows, { 'data-testid': 'results-table' })),
     fileDiff,
     fingerprintSection(decoded, builderOfKey),
@@ -712,7 +715,10 @@ async function loadNodeInfo () {
   try {
     const s = await getJson('/v1/status')
     const peers = Array.isArray(s?.peers) ? s.peers.length : 0
-    $nodeInfo.textContent = M.displayText(`node ${typeof s?.name === 'string' ? s.name : '?'}${typeof s?.builder === 'string' ? ` (builder ${s.builder})` : ''} · ${peers} peer${peers === 1 ? '' : 's'}`)
+    // Build roots the node cannot pull or verify: which image, and what the registry answered (the jobs wait).
+    const roots = Array.isArray(s?.rootProblems) ? s.rootProblems.filter(p => typeof p?.image === 'string' && typeof p?.problem === 'string') : []
+    const rootText = roots.length === 0 ? '' : ` · build root unavailable: ${roots.map(p => p.problem).join('; ')}`
+    $nodeInfo.textContent = M.displayText(`node ${typeof s?.name === 'string' ? s.name : '?'}${typeof s?.builder === 'string' ? ` (builder ${s.builder})` : ''} · ${peers} peer${peers === 1 ? '' : 's'}${rootText}`)
   } catch {
     $nodeInfo.textContent = ''
   }

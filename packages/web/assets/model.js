@@ -160,6 +160,13 @@ export function decodeEnvelope (env) {
 const isObj = (x) => x !== null && typeof x === 'object' && !Array.isArray(x)
 const str = (x) => typeof x === 'string' ? x : undefined
 
+const logDigest = (x) => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x) ? x : undefined
+
+/** Where this node serves a build log by its signed digest (its own, or a peer's whole log). */
+export function logHref (sha256) {
+  return /^[0-9a-f]{64}$/.test(sha256 ?? '') ? `/v1/logs/${sha256}` : undefined
+}
+
 /** The fields the page shows from a statement of any of our three predicate types. */
 export function describeStatement (st) {
   const p = isObj(st.predicate) ? st.predicate : {}
@@ -171,8 +178,10 @@ export function describeStatement (st) {
     const log = isObj(md.quorate_log) ? md.quorate_log : {}
     const byproducts = Array.isArray(rd.byproducts) ? rd.byproducts.filter(isObj) : []
     const fileList = byproducts.find(b => b.name === 'file-list')
+    const buildLog = byproducts.find(b => b.name === 'build-log')
     return {
       kind: 'build',
+      logSha256: logDigest(isObj(buildLog?.digest) ? buildLog.digest.sha256 : undefined),
       builderId: str(isObj(rd.builder) ? rd.builder.id : undefined) ?? '',
       narSha256: str(isObj(subjects[0]?.digest) ? subjects[0].digest.narSha256 : undefined) ?? '',
       fileListSha256: str(isObj(fileList?.digest) ? fileList.digest.sha256 : undefined) ?? '',
@@ -187,6 +196,7 @@ export function describeStatement (st) {
     const log = isObj(p.quorate_log) ? p.quorate_log : {}
     return {
       kind: 'failure',
+      logSha256: logDigest(p.logSha256),
       builderId: str(isObj(p.builder) ? p.builder.id : undefined) ?? '',
       reason: str(p.reason) ?? '',
       exitStatus: typeof p.exitStatus === 'number' ? p.exitStatus : null,

@@ -45,7 +45,9 @@ describe('keys and envelopes', () => {
     expect(d.ok).toBe(true)
     expect(d.id).toBe(signed.id)
     expect(d.keyid).toBe(key.keyid)
-    expect(d.info).toMatchObject({ kind: 'build', narSha256: 'b'.repeat(64), fileListSha256: 'c'.repeat(64), seq: 3, builderId: 'https://quorate.dev/builders/alpha/alpha-ci' })
+    expect(d.info).toMatchObject({ kind: 'build', narSha256: 'b'.repeat(64), fileListSha256: 'c'.repeat(64), logSha256: 'e'.repeat(64), seq: 3, builderId: 'https://quorate.dev/builders/alpha/alpha-ci' })
+    expect(M.logHref(d.info.logSha256)).toBe(`/v1/logs/${'e'.repeat(64)}`)
+    expect(M.logHref('../x')).toBeUndefined()
     expect(d.info.fingerprint.tools.git).toBe('git version 2.39.5')
     expect(M.filesFromSubjects(d.info.subjects)).toEqual([{ path: '<img src=x onerror=alert(1)>.txt', type: 'file', sha256: 'd'.repeat(64) }])
   })
@@ -56,7 +58,7 @@ describe('keys and envelopes', () => {
       repoId: 'sample', ref: 'refs/heads/main', commit: COMMIT, recipe: RECIPE, exitStatus: 2, timedOut: false, reason: 'build exited with status 2',
       logSha256: 'e'.repeat(64), fingerprint: { sandbox: 'bwrap' }, builderId: 'b', finishedOn: '2026-01-01T00:00:00Z', log: { seq: 0, prev: null }
     }), key)
-    expect(M.decodeEnvelope(signed.envelope).info).toMatchObject({ kind: 'failure', reason: 'build exited with status 2', exitStatus: 2, fingerprint: { sandbox: 'bwrap' } })
+    expect(M.decodeEnvelope(signed.envelope).info).toMatchObject({ kind: 'failure', reason: 'build exited with status 2', exitStatus: 2, fingerprint: { sandbox: 'bwrap' }, logSha256: 'e'.repeat(64) })
     expect(M.decodeEnvelope(null).ok).toBe(false)
     expect(M.decodeEnvelope({ payloadType: 'x', payload: 'not base64!', signatures: [] })).toMatchObject({ ok: false, error: 'payload is not standard base64' })
     expect(M.decodeEnvelope({ payloadType: 'x', payload: btoa('[1]'), signatures: [] })).toMatchObject({ ok: false, error: 'payload is not a JSON object' })
