@@ -10,7 +10,7 @@ import { GitMirror, detectSandbox, runBuild } from '@quorate/builder'
 import { Store } from '@quorate/store'
 import { CACHE, QUICK, fmt, makeKeys, makePolicy, record, secs } from './lib/common.js'
 
-const FILES = QUICK ? 1 : 8
+const FILES = QUICK ? 1 : 10
 const root = mkdtempSync(join(CACHE, 'build-'))
 chmodSync(root, 0o755) // the build user (another uid) must reach the work directory inside
 const git = (cwd, ...args) => {
@@ -78,15 +78,18 @@ try {
   const d = out.durationsMs
   console.log(`  node end to end (${sandbox}): ${secs(nodeMs)}; checkout ${fmt(d.checkout)} ms, build ${fmt(d.build)} ms, hash ${fmt(d.hash)} ms`)
   const ratio = nodeMs / plainMs
+  // the fixed overhead, robust to the shared machine's swings: everything the node did but the build command itself
+  const overheadMs = nodeMs - d.build
+  console.log(`  fixed overhead (node end to end minus its build command): ${fmt(overheadMs)} ms`)
   record({
     id: 'build',
     benchmark: `node rebuilding a C commit end to end (${FILES} files, sandbox ${sandbox})`,
-    figure: `${secs(nodeMs)}; fixed overhead ${fmt(nodeMs - plainMs)} ms`,
+    figure: `${secs(nodeMs)}; fixed overhead ${fmt(overheadMs)} ms (all but the build command)`,
     limit: `${secs(plainMs)} make in a plain clone`,
     ratio,
     target: plainMs >= 5000 ? '≤ 1.1×' : '≤ 1.1× (applies to builds ≥ 5 s; this one is shorter)',
     meets: plainMs >= 5000 ? ratio <= 1.1 : undefined,
-    values: { plainMs, nodeMs, overheadMs: nodeMs - plainMs, durations: d, sandbox }
+    values: { plainMs, nodeMs, overheadMs, durations: d, sandbox }
   })
 } finally {
   rmSync(root, { recursive: true, force: true })

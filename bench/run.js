@@ -12,9 +12,12 @@ const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const only = args.filter(a => !a.startsWith('--'))
+// --table: run nothing, only write the README table again from results/latest.json
+const tableOnly = args.includes('--table')
 const scripts = readdirSync(here)
   .filter(f => f.endsWith('.js') && f !== 'run.js')
   .filter(f => only.length === 0 || only.some(o => f.startsWith(o)))
+  .filter(() => !tableOnly)
   .sort()
 const resultsDir = join(here, 'results')
 mkdirSync(resultsDir, { recursive: true })
@@ -31,7 +34,8 @@ for (const script of scripts) {
   const t0 = Date.now()
   const r = spawnSync(process.execPath, ['--expose-gc', join(here, script), ...(quick ? ['--quick'] : [])], {
     stdio: 'inherit',
-    env: { ...process.env, BENCH_RESULTS: rowsFile }
+    // quick: small sizes, also for scripts that take their size from the environment
+    env: { ...process.env, BENCH_RESULTS: rowsFile, ...(quick ? { BENCH_QUICK: '1', QUORATE_BENCH_FILES: process.env.QUORATE_BENCH_FILES ?? '5000' } : {}) }
   })
   if (r.status !== 0) failed++
   console.log(`=== ${script}: ${r.status === 0 ? 'done' : `FAILED (exit ${r.status ?? r.signal})`} in ${((Date.now() - t0) / 1000).toFixed(1)} s ===`)
@@ -52,7 +56,7 @@ const run = {
   failed,
   rows
 }
-const ratio = (r) => r.ratio === null || r.ratio === undefined || !Number.isFinite(r.ratio) ? 'n/a' : r.ratio.toFixed(2)
+const ratio = (r) => r.ratio === null || r.ratio === undefined || !Number.isFinite(r.ratio) ? 'n/a' : r.ratio < 0.1 ? r.ratio.toFixed(3) : r.ratio.toFixed(2)
 const tableOf = (rows) => [
   '| benchmark | measured | compared with (same run) | ratio | target | met | load (1/5/15 min) |',
   '|---|---|---|---|---|---|---|',
@@ -69,7 +73,8 @@ if (quick) {
 } else {
   const latestFile = join(resultsDir, 'latest.json')
   let latest = run
-  if (only.length > 0 && existsSync(latestFile)) {
+  if (tableOnly) latest = JSON.parse(readFileSync(latestFile, 'utf8'))
+  else if (only.length > 0 && existsSync(latestFile)) {
     const before = JSON.parse(readFileSync(latestFile, 'utf8'))
     const ids = new Set(rows.map(r => r.id))
     const merged = [...before.rows.filter(r => !ids.has(r.id)), ...rows]

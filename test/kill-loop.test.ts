@@ -60,7 +60,7 @@ const statements = (r: any): Array<{ keyid: string, predicateType: string, seq: 
 })
 
 describe('kill -9 loop during builds and catch-up', () => {
-  it(`survives ${CYCLES} SIGKILLs at random moments: nothing lost, nothing signed twice, no equivocation, decisions unchanged`, { timeout: 150_000 }, async () => {
+  it(`survives ${CYCLES} SIGKILLs at random moments: nothing lost, nothing signed twice, no equivocation, decisions unchanged`, { timeout: 90_000 + CYCLES * 8_000 }, async () => {
     const [steady, victim] = net.nodes as [DevNode, DevNode]
     const random = rng(SEED)
     console.log(`kill loop: ${CYCLES} cycles, seed ${SEED} (replay with QUORATE_KILL_SEED=${SEED})`)
@@ -112,15 +112,28 @@ describe('kill -9 loop during builds and catch-up', () => {
     victim.log = ''
     await startNodeProcess(victim, {})
     const keyid = victim.member.keyid
-    await waitFor(async () => {
+    try {
+      await waitFor(async () => {
+        for (const c of commits) {
+          for (const n of [steady, victim]) {
+            const r = await commitView(n, c)
+            if (r.decision.status !== 'trusted') return false
+          }
+        }
+        return true
+      }, { timeoutMs: 30_000 + commits.length * 3_000, intervalMs: 500, what: `all ${commits.length} commits trusted on both nodes` })
+    } catch (err) {
+      // say which commits are stuck where, and what the victim's queue holds
+      const lines: string[] = []
       for (const c of commits) {
         for (const n of [steady, victim]) {
-          const r = await commitView(n, c)
-          if (r.decision.status !== 'trusted') return false
+          const r = await commitView(n, c).catch((e: Error) => ({ decision: { status: e.message }, envelopes: [] }))
+          if (r.decision.status !== 'trusted') lines.push(`${n.name} ${c.slice(0, 10)}: ${r.decision.status} (${r.decision.summary ?? ''}); envelopes ${statements(r).map(s => `${s.keyid === keyid ? 'victim' : 'steady'}:${s.predicateType.split('/').slice(-2).join('/')}#${s.seq}`).join(' ')}`)
         }
       }
-      return true
-    }, { timeoutMs: 45_000, intervalMs: 500, what: `all ${commits.length} commits trusted on both nodes` })
+      const status = await getJson(`${victim.url}/v1/status`).catch(() => ({}))
+      throw new Error(`${(err as Error).message}\n${lines.join('\n')}\nvictim status: ${JSON.stringify(status).slice(0, 3000)}\nvictim log tail:\n${(victim.log ?? '').split('\n').filter(l => !l.includes('"decision"')).slice(-40).join('\n')}`)
+    }
     await recordTrusted()
     for (const c of commits) {
       const views = await Promise.all([steady, victim].map(async n => await commitView(n, c)))

@@ -422,6 +422,24 @@ export class BuildRootCache {
     }
   }
 
+  /**
+   * Retention: removes cached roots no build holds that were last used before `cutoff` (ms
+   * since the epoch); returns how many and their bytes. A removed root is pulled again when a
+   * recipe needs it.
+   */
+  async prune (cutoff: number): Promise<{ roots: number, bytes: number }> {
+    let roots = 0
+    let bytes = 0
+    for (const e of await this.list()) {
+      if (e.inUse || e.lastUsed >= cutoff) continue
+      await rm(join(this.init.dir, 'roots', e.manifestDigest.slice(7)), { recursive: true, force: true })
+      this.checked.delete(join(this.init.dir, 'roots', e.manifestDigest.slice(7)))
+      roots++
+      bytes += e.bytes
+    }
+    return { roots, bytes }
+  }
+
   /** Removes least recently used roots that no build holds until the cache fits its bound. */
   private async evict (keep: string): Promise<void> {
     const max = this.init.maxBytes ?? DEFAULTS.maxBytes

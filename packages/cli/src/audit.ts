@@ -248,6 +248,8 @@ export function renderMarkdown (findings: AuditFinding[]): string {
     if (f.fingerprintDifferences.length > 0) {
       out.push('', '### Environment differences', '')
       for (const x of f.fingerprintDifferences) out.push(`- ${md(x.field)}: ${Object.entries(x.values).map(([b, v]) => `${md(b)} = ${md(v)}`).join('; ')}`)
+      const rootNote = buildRootNote(f.fingerprintDifferences)
+      if (rootNote !== null) out.push('', md(rootNote))
     }
     for (const g of groupFailures(f.failures)) out.push('', `- failure: ${md(g.builder)}: ${g.attempts}: ${md(g.reason)}`)
     for (const l of f.failureLogs ?? []) {

@@ -66,7 +66,8 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       '--image                print the trusted OCI image references',
       '--wait [--timeout S]   keep waiting while pending (default 600 s)',
       '--json                 one JSON document on stdout',
-      '--vsa-key KEYFILE --vsa-out FILE   also write a SLSA Verification Summary (PASSED/FAILED) signed by your key (quorate key generate)'
+      '--vsa-key KEYFILE --vsa-out FILE   also write a SLSA Verification Summary (PASSED/FAILED) signed by your key (quorate key generate)',
+      '--token TOKEN       read token for a private repository\'s build logs (a failed commit shows the end of each failing builder\'s log; or QUORATE_READ_TOKEN)'
     ],
     examples: [
       'quorate verify --node https://q1.example --node https://q2.example --policy policy.json --repo hello --commit "$GIT_SHA" --ref refs/heads/main',

@@ -26,7 +26,7 @@ Usage:
   quorate policy digest FILE
   quorate node --config FILE [--log-format text|json] [--debug]
   quorate verify --node URL [--node URL]... --policy FILE --repo ID --commit SHA [--digest HEX] [--ref REF] [--artifact FILE] [--image]
-                 [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json] [--vsa-key KEYFILE --vsa-out FILE]
+                 [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json] [--vsa-key KEYFILE --vsa-out FILE] [--token TOKEN]
   quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json] [--vsa-key KEYFILE --vsa-out FILE]
   quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--format json|intoto-jsonl] [--out FILE]
   quorate fetch --node URL [--node URL]... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR)

@@ -21,6 +21,7 @@ import { ingest, type IngestStats } from './ingest.js'
 import { decisions as createDecisions, type Decisions } from './decisions.js'
 import { outputs as createOutputs } from './outputs.js'
 import { buildJobs } from './build-jobs.js'
+import { runRetention } from './retention.js'
 
 export interface NodeStats extends IngestStats {
   buildsSucceeded: number
@@ -220,6 +221,18 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     }, config.progressIntervalSeconds * 1000)
     syncTimer.unref()
     stops.push(async () => { clearInterval(syncTimer) })
+
+    // Retention: outputs, logs and cached roots by age, count and size (README "Retention").
+    let retaining: Promise<unknown> = Promise.resolve()
+    const retain = (): void => {
+      retaining = retaining.then(async () => await runRetention(config.retention, { store, decision: decisions.decision, roots: rootCache, logger }))
+        .catch(err => logger.error('retention failed', { error: (err as Error).message }))
+    }
+    const retentionTimer = setInterval(retain, config.retention.intervalMinutes * 60_000)
+    retentionTimer.unref()
+    const firstRetention = setTimeout(retain, 60_000)
+    firstRetention.unref()
+    stops.push(async () => { clearInterval(retentionTimer); clearTimeout(firstRetention); await retaining })
 
     let queueCounts: Record<string, number> = await store.jobCounts()
     const queueTimer = setInterval(() => { void store.jobCounts().then(q => { queueCounts = q }).catch(() => {}) }, 5000)
