@@ -23,7 +23,8 @@ function h (tag, props, ...children) {
     if (v === undefined || v === null || v === false) continue
     if (k === 'class') el.className = Array.isArray(v) ? v.filter(Boolean).join(' ') : v
     else if (k === 'href') {
-      if (typeof v !== 'string' || !v.startsWith('#/')) throw new Error('h: only in-page hash links')
+      // In-page hash links, and this node's build logs by digest (plain text, served with a sandbox CSP).
+      if (typeof v !== 'string' || !(v.startsWith('#/') || /^\/v1\/logs\/[0-9a-f]{64}$/.test(v))) throw new Error('h: only in-page hash links and build-log links')
       el.setAttribute('href', v)
     } else if (k.startsWith('data-') || k.startsWith('aria-') || ATTRS.has(k)) el.setAttribute(k, v === true ? '' : M.displayText(v))
     else throw new Error(`h: attribute ${k} is not allowed`)
