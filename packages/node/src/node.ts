@@ -266,6 +266,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       policy,
       decisions,
       store,
+      ownKeyid: key.keyid,
       outputs,
       network,
       events,

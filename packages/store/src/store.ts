@@ -419,6 +419,24 @@ export class Store {
     return undefined
   }
 
+  /**
+   * One signer's newest ref observations of a repository (raw bytes, newest first), from its last
+   * `window` log positions: bounded work per signer, whatever the signer flooded elsewhere.
+   */
+  async recentRefObservations (repoId: string, keyid: string, window: number): Promise<Bytes[]> {
+    const prefix = repoId + SEP + keyid + SEP
+    const keys: string[] = []
+    for await (const envKey of this.logs.values({ gte: prefix, lt: prefix + '\xff', reverse: true, limit: window })) keys.push(envKey)
+    const metas = await this.metas.getMany(keys)
+    const refKeys = keys.filter((_, i) => metas[i]?.kind === 'ref')
+    return (await this.envs.getMany(refKeys)).filter((b): b is Bytes => b !== undefined)
+  }
+
+  /** First-seen times of the given commits of a repository (undefined where unknown). */
+  async commitInfos (repoId: string, commits: string[]): Promise<Array<CommitInfo | undefined>> {
+    return await this.commits.getMany(commits.map(c => repoId + SEP + c))
+  }
+
   /** Commits known for a repository, newest first by first-seen time. */
   async commitsOf (repoId: string, limit = 200): Promise<CommitInfo[]> {
     const out: CommitInfo[] = []
