@@ -228,7 +228,7 @@ async function runBuildIn (request: BuildRequest, o: {
   let cgroup: BuildCgroup | null = null
   let imageSpec: OciImageSpec | undefined
   try {
-    if (recipe.outputKind === 'oci') imageSpec = parseImageSpec(recipe.image, 'recipe.image')
+    if (recipe.outputKind === 'oci') imageSpec = recipe.image ?? {}
     else if (recipe.image !== undefined) throw new QuorateError('RECIPE_INVALID', 'recipe.image: is used only with "outputKind": "oci"; remove it or set outputKind to "oci"')
   } catch (err) {
     if (!isQuorateError(err, 'RECIPE_INVALID')) throw err

@@ -2,7 +2,7 @@ import { describe, it, expect, afterEach } from 'vitest'
 import { join } from 'node:path'
 import { chmod, chown, lutimes, mkdir, readFile, readdir, symlink, utimes, writeFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
-import { DEFAULT_RECIPE_LIMITS, isQuorateError, type Recipe } from '@quorate/core'
+import { DEFAULT_RECIPE_LIMITS, isQuorateError, type Recipe, parseRecipeSpec } from '@quorate/core'
 import { GitMirror, hashOutput, packOciImage, parseImageSpec, runBuild } from '../src/index.js'
 import { tempDirs, makeRepo, commitFiles, execFileP } from './helpers.js'
 
@@ -182,8 +182,8 @@ describe('packOciImage', () => {
 
     const unnamed = await build({}, 2)
     expect(unnamed.ok && unnamed.images?.[0].name).toBe(`demo:${commit}`)
-    const invalid = await build({ image: { refName: 'no spaces allowed' } }, 3)
-    expect(invalid.ok === false && invalid.reason).toMatch(/^the recipe is invalid: recipe.image.refName: must be an OCI ref name/)
+    // recipe.image is validated once, when the recipe is parsed (policy or .quorate/recipe.json): never re-parsed by the runner.
+    expect(() => parseRecipeSpec({ build: ['true'], output: 'out', outputKind: 'oci', image: { refName: 'no spaces allowed' } }, 'recipe')).toThrow(/^recipe.image.refName: must be an OCI ref name/)
     const notDir = await build({ build: ['sh', '-c', 'echo x > out'] }, 4)
     expect(notDir.ok === false && notDir.reason).toBe('the recipe\'s output path out is not a directory; an OCI image ("outputKind": "oci") is packed from a directory')
     const noBase = await build({ image: { base: { layout: 'base', digest: `sha256:${'b'.repeat(64)}` } } }, 5)

@@ -3,7 +3,10 @@ import type { Envelope } from './dsse.js'
 import { sha256Hex } from './hash.js'
 import type { Policy, QuorumMode } from './policy.js'
 import type { BuildAttestation, Subject } from './statement.js'
-import { checkEnvelope, type VerifiedAttestation } from './verify.js'
+import { checkEnvelope, type EnvelopeCheckCode, type VerifiedAttestation } from './verify.js'
+
+/** Why an envelope did not count in a decision: a check code, or 'other-commit' (valid, but about another commit). */
+export type IgnoredCode = EnvelopeCheckCode | 'other-commit'
 
 /**
  * DESIGN.md "The quorum decision", 4: `trusted`; `pending` while some result can still reach the
@@ -93,7 +96,8 @@ export interface Decision {
   recipeMismatches: Array<{ builder: string, org: string, envelopeId: string, recipeDigest: string }>
   failures: FailureEntry[]
   refObservations: RefObservationEntry[]
-  ignored: Array<{ envelopeId?: string, keyid?: string, reason: string }>
+  /** Envelopes that do not count, each with a reason code (for metrics and clients) and the reason in words. */
+  ignored: Array<{ envelopeId?: string, keyid?: string, code: IgnoredCode, reason: string }>
   notHeardFrom: string[]
   /** Ids of every envelope the decision rests on (counted or not). */
   envelopeIds: string[]
@@ -138,13 +142,13 @@ export function decideQuorum (input: DecideInput): Decision {
   for (const e of input.envelopes) {
     const c = checkEnvelope(e, policy, { repoId, verifiedIds: input.verifiedIds })
     if (c.verdict !== 'accept') {
-      ignored.push({ envelopeId: c.id, keyid: c.keyid, reason: c.reason })
+      ignored.push({ envelopeId: c.id, keyid: c.keyid, code: c.code, reason: c.reason })
       continue
     }
     const att = c.verified.attestation
     // A ref observation counts for every commit it brought onto the ref, not only its tip.
     if (att.commit !== commit && !(att.kind === 'ref' && att.introduced.includes(commit))) {
-      ignored.push({ envelopeId: c.verified.id, keyid: c.verified.keyid, reason: `for another commit (${c.verified.attestation.commit})` })
+      ignored.push({ envelopeId: c.verified.id, keyid: c.verified.keyid, code: 'other-commit', reason: `for another commit (${c.verified.attestation.commit})` })
       continue
     }
     // Keyed by signer too: the envelope id hashes only the payload, so two keys signing

@@ -1,4 +1,5 @@
 import { canonicalize } from './canonical-json.js'
+import { parseImageSpec, type OciImageSpec } from './oci-image-spec.js'
 import { QuorateError } from './errors.js'
 
 /** The part of a recipe that defines "the same build"; its canonical JSON is hashed into recipeDigest. */
@@ -12,7 +13,8 @@ export interface Recipe {
   /** path of the output, relative to the checkout root. */
   output: string
   outputKind: 'dir' | 'oci'
-  image?: Record<string, unknown>
+  /** OCI packing options (outputKind "oci"), validated when the recipe is parsed. */
+  image?: OciImageSpec
 }
 
 /** `recipe.root`: `{image: "<name>@sha256:<64 hex>"}`, never a tag. */
@@ -109,9 +111,6 @@ export function parseRecipeSpec (raw: unknown, where: string): RecipeSpec {
   }
   const outputKind = r.outputKind ?? 'dir'
   if (outputKind !== 'dir' && outputKind !== 'oci') throw new QuorateError('RECIPE_INVALID', `${where}.outputKind: must be "dir" or "oci"`)
-  if (r.image !== undefined && (typeof r.image !== 'object' || r.image === null || Array.isArray(r.image))) {
-    throw new QuorateError('RECIPE_INVALID', `${where}.image: must be an object`)
-  }
   let root: RecipeRoot | undefined
   if (r.root !== undefined) {
     if (typeof r.root !== 'object' || r.root === null || Array.isArray(r.root)) {
@@ -123,7 +122,8 @@ export function parseRecipeSpec (raw: unknown, where: string): RecipeSpec {
   }
   const recipe: Recipe = { ...(root !== undefined ? { root } : {}), build: [...r.build], output: r.output, outputKind }
   if (r.fetch !== undefined) recipe.fetch = [...(r.fetch as string[])]
-  if (r.image !== undefined) recipe.image = r.image as Record<string, unknown>
+  // Typed here, once: a valid spec is a field-for-field copy, so the recipe digest is unchanged.
+  if (r.image !== undefined) recipe.image = parseImageSpec(r.image, `${where}.image`)
   const limits = { ...DEFAULT_RECIPE_LIMITS }
   for (const k of Object.keys(DEFAULT_RECIPE_LIMITS) as Array<keyof RecipeLimits>) {
     const v = r[k]

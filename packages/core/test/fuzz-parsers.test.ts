@@ -39,7 +39,12 @@ const recipeArb = fc.record({
   build: argvArb,
   output: outputArb,
   outputKind: fc.constantFrom('dir', 'oci'),
-  image: fc.option(fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }), { nil: undefined }),
+  // recipe.image is validated when the recipe is parsed: generate valid OCI packing options.
+  image: fc.option(fc.record({
+    refName: fc.constantFrom('app:1.0', 'example.org/app:v2', 'x'),
+    architecture: fc.constantFrom('amd64', 'arm64'),
+    config: fc.record({ Cmd: argvArb, Env: fc.array(fc.constantFrom('A=1', 'PATH=/bin'), { maxLength: 2 }), Labels: fc.dictionary(fc.string({ maxLength: 6 }), fc.string({ maxLength: 6 }), { maxKeys: 2 }) }, { requiredKeys: [] })
+  }, { requiredKeys: [] }), { nil: undefined }),
   timeoutSeconds: fc.option(fc.integer({ min: 1, max: 100_000 }), { nil: undefined })
 }, { requiredKeys: ['build', 'output', 'outputKind'] }).map(r => JSON.parse(JSON.stringify(r)) as Record<string, unknown>)
 
@@ -213,7 +218,7 @@ describe('fuzz: recipe parser', () => {
       for (const raw of [
         { build: ['make'], output, outputKind: 'dir' },
         { build: ['make'], output: 'out', outputKind: 'dir', root: { image } },
-        { build: ['sh', '-c', arg], fetch: [arg], output: 'out', outputKind: 'dir', image: { [arg]: arg } }
+        { build: ['sh', '-c', arg], fetch: [arg], output: 'out', outputKind: 'dir', image: { refName: arg, config: { Labels: { [arg]: arg } } } }
       ]) {
         const spec = typedOutcome(() => parseRecipeSpec(raw, 'recipe.json'), ['RECIPE_INVALID'])
         if (spec !== undefined) expect(recipeDigestOf(spec.recipe)).toMatch(/^[0-9a-f]{64}$/)
@@ -222,7 +227,7 @@ describe('fuzz: recipe parser', () => {
   })
 
   it('refuses a recipe whose strings hold a lone surrogate with RECIPE_INVALID (was accepted, then failed when signing)', () => {
-    for (const raw of [{ build: ['sh', '-c', 'echo \ud800'], output: 'out' }, { build: ['make'], output: 'out\udc00' }, { build: ['make'], output: 'out', image: { '\ud83d': 1 } }]) {
+    for (const raw of [{ build: ['sh', '-c', 'echo \ud800'], output: 'out' }, { build: ['make'], output: 'out\udc00' }, { build: ['make'], output: 'out', image: { config: { Labels: { '\ud83d': 'x' } } } }]) {
       expect(() => parseRecipeSpec(raw, '.quorate/recipe.json')).toThrow(expect.objectContaining({ code: 'RECIPE_INVALID', message: expect.stringContaining('lone UTF-16 surrogate') }))
     }
   })
@@ -230,11 +235,11 @@ describe('fuzz: recipe parser', () => {
   it('refuses a .quorate/recipe.json nested thousands of levels deep as malformed (was a RangeError from the digest)', () => {
     const deep = `{"build":["make"],"output":"out","outputKind":"dir","image":{"x":${'['.repeat(20_000)}${']'.repeat(20_000)}}}`
     expect(() => parseJsonStrict(deep, '.quorate/recipe.json')).toThrow(expect.objectContaining({ code: 'ENVELOPE_MALFORMED', message: expect.stringContaining('nested deeper than') }))
-    // an object built in memory is refused by the recipe parser and the canonical writer the same way
+    // an object built in memory is refused by the recipe parser (recipe.image is validated field by field) and the canonical writer
     let nested: unknown = []
     for (let i = 0; i < 20_000; i++) nested = [nested]
-    expect(() => parseRecipeSpec({ build: ['make'], output: 'out', outputKind: 'dir', image: { x: nested } }, 'recipe.json')).toThrow(expect.objectContaining({ code: 'RECIPE_INVALID', message: expect.stringContaining('nested deeper than') }))
-    expect(() => recipeDigestOf({ build: ['make'], output: 'out', outputKind: 'dir', image: { x: nested } as Record<string, unknown> })).toThrow(expect.objectContaining({ code: 'CANONICAL_JSON' }))
+    expect(() => parseRecipeSpec({ build: ['make'], output: 'out', outputKind: 'dir', image: { x: nested } }, 'recipe.json')).toThrow(expect.objectContaining({ code: 'RECIPE_INVALID' }))
+    expect(() => recipeDigestOf({ build: ['make'], output: 'out', outputKind: 'dir', image: { x: nested } as never })).toThrow(expect.objectContaining({ code: 'CANONICAL_JSON' }))
   })
 })
 

@@ -14,7 +14,7 @@ describe('@quorate/core', () => {
       'gitUrlProblem', 'hasUnsafeDisplayChars', 'hexToBytes', 'isCommitSha', 'isQuorateError', 'isRepoId', 'isSha256Hex',
       'keyPairFromSeed', 'keyidOf', 'latestTrustedCommit', 'makeFailureStatement', 'makeProvenanceStatement',
       'makeRefObservationStatement', 'memoOf', 'orderByTopology', 'orgChains', 'parseAttestation', 'parseBuilderKeyFile',
-      'parseEnvelope', 'parseJsonStrict', 'parsePolicy', 'parsePublicKey', 'parseRecipeSpec', 'parseRootImage',
+      'parseEnvelope', 'parseImageSpec', 'parseJsonStrict', 'parsePolicy', 'parsePublicKey', 'parseRecipeSpec', 'parseRootImage',
       'policyDigestOf', 'preAuthEncoding', 'recipeDigestOf', 'redactUrl', 'refChainCandidates', 'refObservers',
       'resultDigestOf', 'rootRegistriesOf', 'sha256Hex', 'signEd25519', 'signEnvelope', 'signStatement', 'statementBytes',
       'stringifyForDisplay', 'verifyEd25519', 'verifyEnvelopeSignature'

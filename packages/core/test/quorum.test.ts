@@ -83,6 +83,8 @@ describe('decideQuorum', () => {
     expect(reasons).toMatch(/revoked key/)
     expect(reasons).toMatch(/bad signature/)
     expect(reasons).toMatch(/another commit/)
+    // Clients and metrics match on the code, never on the words.
+    expect(d.ignored.map(i => i.code).sort()).toEqual(['bad-signature', 'other-commit', 'revoked-key', 'unknown-key'])
   })
 
   it('treats a builder with two different results for one build key as an equivocator, with proof', () => {

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { QuorateError, type BuilderKeyPair, type Policy } from '@quorate/core'
-import { probeSandbox, parseImageSpec, resolveBuildUser, type BuildUser } from '@quorate/builder'
+import { probeSandbox, resolveBuildUser, type BuildUser } from '@quorate/builder'
 import type { NodeConfig } from './config.js'
 import type { Logger } from './logger.js'
 import { sandboxFailureHint } from './sandbox-hint.js'
@@ -10,9 +10,6 @@ import { sandboxFailureHint } from './sandbox-hint.js'
  * switched off explicitly). Returns the user builds run as (never host uid 0).
  */
 export async function preflight (config: NodeConfig, policy: Policy, key: BuilderKeyPair, logger: Logger): Promise<BuildUser> {
-  for (const repo of policy.repositories.values()) {
-    if (repo.recipe?.recipe.image !== undefined) parseImageSpec(repo.recipe.recipe.image, `${config.policyFile}: repositories[${repo.id}].recipe.image`)
-  }
   const member = policy.keys.get(key.keyid)
   if (member === undefined) {
     logger.warn('key not in policy', { keyid: key.keyid, hint: 'this node verifies and relays but its attestations will not count until the network adds its public key to the policy' })
