@@ -6,6 +6,7 @@
 // without a reload, a commit whose build fails everywhere, a tie shown side by side with no
 // baseline, an equivocator's uncounted claims on every commit, and every page at phone width
 // (390 px) without horizontal overflow. Leaves screenshots in test-artifacts/ for a reviewer.
+import { createHash } from 'node:crypto'
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
@@ -200,6 +201,15 @@ describe('the auditor dashboard in headless Chromium against a real network', ()
     expect(await builderRow('mallory-ci').textContent()).toContain('dissents')
     expect(await builderRow('alpha-ci').getAttribute('data-result')).toBe('agrees')
     expect(await page.getByTestId('dissent').textContent()).toMatch(/1 dissenting builder: mallory-ci \(mallory\) built/)
+
+    // Each builder's build log, linked by the digest its attestation signs and served by this node (a peer's through the blob protocol).
+    for (const b of ['alpha-ci', 'mallory-ci']) {
+      const href = await builderRow(b).getByTestId('build-log-link').getAttribute('href')
+      expect(href).toMatch(/^\/v1\/logs\/[0-9a-f]{64}$/)
+      const res = await fetch(`${node('alpha-ci').url}${href!}`)
+      expect(res.status, b).toBe(200)
+      expect(createHash('sha256').update(new Uint8Array(await res.arrayBuffer())).digest('hex')).toBe(href!.slice('/v1/logs/'.length))
+    }
 
     // File-level difference: the file the compromised CI altered, listed as changed with both hashes.
     const diffRow = page.locator('[data-testid=file-diff-row]')

@@ -462,6 +462,12 @@ async function cmdStatus (args: string[]): Promise<number> {
     const body = await client.get('commits', { repo }, { timeoutMs: 10_000 })
     print(`  ${repo}: ${body.commits.length} commits`)
     for (const c of body.commits.slice(0, 10)) print(`    ${c.commit.slice(0, 12)} ${c.status.padEnd(8)} ${c.narSha256 ?? ''}`)
+    // commits some builders claim on a ref that no quorum (nor the node's own mirror) saw: kept apart (older nodes send none)
+    const claimants = body.unverifiedClaimants ?? []
+    if (claimants.length > 0) {
+      const who = claimants.map(c => `${c.commits} commit${c.commits === 1 ? '' : 's'} claimed by ${escapeForTerminal(c.builder)} (${escapeForTerminal(c.org)})`).join('; ')
+      print(`    unverified claims: ${who}: not observed by a quorum, not listed above`)
+    }
   }
   return 0
 }

@@ -230,14 +230,24 @@ export function verifyReportJson (report: VerifyReport): Record<string, unknown>
  * `verify --wait`: asks again while the answer is pending and stops at the first final answer
  * (or the deadline). `onProgress` hears each new pending message, so a long wait is not silent.
  */
-export async function verifyUntilFinal (req: VerifyRequest, opts: { wait: boolean, timeoutMs: number, intervalMs?: number, onProgress?: (message: string) => void }): Promise<VerifyReport> {
-  const deadline = Date.now() + opts.timeoutMs
+export async function verifyUntilFinal (req: VerifyRequest, opts: { wait: boolean, timeoutMs: number, intervalMs?: number, progressEveryMs?: number, onProgress?: (message: string) => void }): Promise<VerifyReport> {
+  const started = Date.now()
+  const deadline = started + opts.timeoutMs
   let said = ''
+  let saidAt = 0
   for (;;) {
     const report = await verifyCommit(req)
     if (!opts.wait || report.exitCode !== 3) return report
     if (Date.now() >= deadline) return { ...report, message: `${report.message} (gave up waiting after ${Math.round(opts.timeoutMs / 1000)} s)` }
-    if (report.message !== said) { said = report.message; opts.onProgress?.(report.message) }
+    // Say what it waits for when that changes, and every ~10 s anyway: status, who is in, who is missing.
+    if (report.message !== said || Date.now() - saidAt >= (opts.progressEveryMs ?? 10_000)) {
+      said = report.message
+      saidAt = Date.now()
+      const d = report.decision
+      const inOrgs = d === undefined ? [] : [...new Set([...d.votes.map(v => v.org), ...d.failures.map(f => f.org)])].sort()
+      const missing = d === undefined ? '' : `; organizations in: ${inOrgs.length > 0 ? inOrgs.join(', ') : 'none'}; still open: ${d.openOrgs.length > 0 ? d.openOrgs.join(', ') : 'none'}`
+      opts.onProgress?.(`${report.message} (${Math.round((Date.now() - started) / 1000)} s${missing})`)
+    }
     await new Promise(resolve => setTimeout(resolve, Math.min(opts.intervalMs ?? 2000, Math.max(0, deadline - Date.now()))))
   }
 }

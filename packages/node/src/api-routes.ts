@@ -43,7 +43,19 @@ export interface ReposResponse { repositories: Array<{ id: string, branches: str
 /** A commit's subject, author and date from the node's git mirror: the author's words, never signed by a builder. */
 export interface GitCommitInfo { subject: string, author: string, date: string, unsigned: true }
 export interface CommitSummary { git?: GitCommitInfo, commit: string, firstSeen: string, status: DecisionStatus, narSha256: string | null, supportingOrgs: string[], summary: string, builders: BuilderCell[] }
-export interface CommitsResponse { repoId: string, commits: CommitSummary[] }
+/** A commit some builders named on a ref that threshold organizations did not observe (nor this node's own mirror): not listed in `commits`. */
+export interface UnverifiedClaimSummary { commit: string, claimedBy: Array<{ builder: string, org: string }>, refs: string[] }
+/**
+ * `commits`: commits threshold organizations observed on a ref (or this node's own mirror has),
+ * newest first by git topology. `unverifiedClaims`: the newest others, at most 50, with who claimed
+ * them; `unverifiedClaimants`: per claiming builder, how many such commits it names.
+ */
+export interface CommitsResponse {
+  repoId: string
+  commits: CommitSummary[]
+  unverifiedClaims: UnverifiedClaimSummary[]
+  unverifiedClaimants: Array<{ builder: string, org: string, commits: number }>
+}
 export interface CommitResponse {
   repoId: string
   commit: string

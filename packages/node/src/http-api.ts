@@ -11,7 +11,8 @@ import type { Decisions } from './decisions.js'
 import type { Outputs } from './outputs.js'
 import type { MetricsRegistry } from './metrics.js'
 import type { OwnLogStatus } from './own-log-recovery.js'
-import { latestTrusted, orderTimeline } from './ref-views.js'
+import { latestTrusted } from './ref-views.js'
+import { commitCandidates, type CommitCandidates } from './commit-views.js'
 import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
@@ -55,7 +56,9 @@ export interface NodeStatus {
 export interface HttpApiComponents {
   policy: Policy
   decisions: Pick<Decisions, 'decide' | 'decision' | 'logCompleteness' | 'refEpoch'>
-  store: Pick<Store, 'commitsOf' | 'commitsWithDigest' | 'refObservations' | 'equivocationProofs' | 'envelopesAfter'>
+  store: Pick<Store, 'commitInfos' | 'commitsWithDigest' | 'recentRefObservations' | 'equivocationProofs' | 'envelopesAfter'>
+  /** This node's own builder key: its ref observations come from the node's own git mirror (they verify a commit). */
+  ownKeyid?: string
   outputs: Pick<Outputs, 'fileList' | 'file' | 'log' | 'isPrivate'>
   network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
   events: Pick<EventBus, 'since' | 'subscribe'>
@@ -174,19 +177,20 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       const limitText = new URL(req.url ?? '/', 'http://x').searchParams.get('limit')
       const limit = limitText === null ? 200 : Number(limitText)
       if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, '?limit= takes a whole number from 1 to 1000 (default 200)')
-      // Newest first by git topology as the signed ref observations show it (a push of two
-      // commits lists the child first); first-seen time only where they say nothing.
-      const known = await store.commitsOf(repoId, limit)
-      const byCommit = new Map(known.map(k => [k.commit, k]))
-      const commits = (await timeline(repoId, known.map(k => k.commit))).map(k => byCommit.get(k)!)
-      const git = await gitOf(repoId, commits.map(x => x.commit))
+      // Verified commits (threshold organizations observed them on a ref, or this node's own
+      // mirror has them), newest first by git topology, never by first-seen time: one member key
+      // flooding observations of invented commits fills only its own organization's slice, and
+      // those commits are shown apart as unverified claims (issue 14 item 5).
+      const candidates = await candidatesOf(repoId)
+      const commits = candidates.verified.slice(0, limit).map(v => v.commit)
+      const [infos, git] = await Promise.all([store.commitInfos(repoId, commits), gitOf(repoId, commits)])
       const out = []
-      for (const commit of commits) {
-        const decision = await decisions.decision(repoId, commit.commit)
-        const g = git.get(commit.commit)
-        out.push({ ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}), commit: commit.commit, firstSeen: new Date(commit.firstSeen).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
+      for (const [i, commit] of commits.entries()) {
+        const decision = await decisions.decision(repoId, commit)
+        const g = git.get(commit)
+        out.push({ ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}), commit, firstSeen: new Date(infos[i]?.firstSeen ?? 0).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
       }
-      reply('commits', res, 200, { repoId, commits: out })
+      reply('commits', res, 200, { repoId, commits: out, unverifiedClaims: candidates.unverified, unverifiedClaimants: candidates.claimants })
     },
     commit: async (p, _r, res) => {
       const repoId = repoParam(p.repo)
@@ -317,20 +321,17 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     }
   }
 
-  // The commit timeline of a repository follows its ref observations: recomputed only when they
-  // (or the list of commits) changed, not on every page request.
-  const timelines = new Map<string, { epoch: number, commits: string, order: Promise<string[]> }>() // by repository and page size
-  function timeline (repoId: string, commits: string[]): Promise<string[]> {
+  // Which commits to list follows the repository's ref observations: recomputed only when they
+  // (or the equivocation proofs) changed, not on every page request.
+  const candidateCache = new Map<string, { epoch: number, value: Promise<CommitCandidates> }>()
+  function candidatesOf (repoId: string): Promise<CommitCandidates> {
     const epoch = decisions.refEpoch(repoId)
-    const key = commits.join(',')
-    const slot = `${repoId}#${commits.length}`
-    const hit = timelines.get(slot)
-    if (hit !== undefined && hit.epoch === epoch && hit.commits === key) return hit.order
-    const order = orderTimeline(store, policy, repoId, commits)
-    if (timelines.size > 1000) timelines.clear()
-    timelines.set(slot, { epoch, commits: key, order })
-    order.catch(() => { if (timelines.get(slot)?.order === order) timelines.delete(slot) })
-    return order
+    const hit = candidateCache.get(repoId)
+    if (hit !== undefined && hit.epoch === epoch) return hit.value
+    const value = commitCandidates(store, policy, repoId, { ownKeyid: c.ownKeyid, limit: 1000 })
+    candidateCache.set(repoId, { epoch, value })
+    value.catch(() => { if (candidateCache.get(repoId)?.value === value) candidateCache.delete(repoId) })
+    return value
   }
 
   function repoParam (id: string): string {

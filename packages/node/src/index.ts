@@ -27,6 +27,8 @@ export { ownLogRecovery, NEW_KEY_MARKER } from './own-log-recovery.js'
 export type { OwnLogRecovery, OwnLogRecoveryInit, OwnLogRecoveryComponents, OwnLogStatus } from './own-log-recovery.js'
 export { latestTrusted, orderTimeline, ownPreviousTip } from './ref-views.js'
 export type { LatestAnswer, MoveFacts } from './ref-views.js'
+export { commitCandidates, recentRefMoves } from './commit-views.js'
+export type { CommitCandidates, UnverifiedClaim } from './commit-views.js'
 export { publisher } from './publisher.js'
 export type { Publisher, PublisherInit, PublisherComponents } from './publisher.js'
 export { ingest } from './ingest.js'
@@ -42,7 +44,7 @@ export type { HttpApi, HttpApiInit, HttpApiComponents, NodeStatus } from './http
 export { ROUTES, routePath, matchRoute, MalformedPathError } from './api-routes.js'
 export type {
   Route, RouteName, ResponseOf, ParamsOf, BuilderCell, HealthResponse, StatusResponse, PolicyResponse, ReposResponse, CommitSummary,
-  CommitsResponse, CommitResponse, LatestResponse, DigestResponse, PollResponse, WebhookResponse, ErrorResponse
+  CommitsResponse, UnverifiedClaimSummary, CommitResponse, LatestResponse, DigestResponse, PollResponse, WebhookResponse, ErrorResponse
 } from './api-routes.js'
 export { createNodeMetrics, collectNetworkMetrics, MetricsRegistry, Counter, Histogram } from './metrics.js'
 export type { NodeMetrics } from './metrics.js'

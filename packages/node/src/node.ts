@@ -87,7 +87,10 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     ...(dropping ? { unpackUser: { uid: ROOT_UNPACK_ID, gid: ROOT_UNPACK_ID } } : {})
   })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
-  const store = await Store.open(dir.db, { blobsDir: dir.blobs })
+  // Per signer and repository, at most 100,000 commits new to the index, then 10,000 an hour: a
+  // member key flooding ref observations of invented commits cannot grow the commit indexes
+  // without bound (its envelopes are still stored; issue 14 item 5).
+  const store = await Store.open(dir.db, { blobsDir: dir.blobs, commitIndexBudget: { burst: 100_000, perHour: 10_000 } })
   const stops: Array<() => Promise<void>> = [async () => await store.close()]
   async function stopAll (): Promise<void> {
     for (const stop of stops.splice(0).reverse()) await stop().catch(err => logger.error('stop failed', { error: (err as Error).message }))
@@ -266,6 +269,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       policy,
       decisions,
       store,
+      ownKeyid: key.keyid,
       outputs,
       network,
       events,

@@ -1,7 +1,7 @@
 import { Level } from 'level'
 import { readFileSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { QuorateError, type VerifiedAttestation } from '@quorate/core'
+import { QuorateError, TokenBuckets, type VerifiedAttestation } from '@quorate/core'
 import { BlobFiles, sha256Of } from './blob-files.js'
 
 /** What the store keeps per envelope, besides the raw bytes. */
@@ -87,6 +87,13 @@ export interface StoreOptions {
    * `blobs` directory next to the store's directory). Deleting it reclaims their space.
    */
   blobsDir?: string
+  /**
+   * Per (repository, signer): how many commits the commit indexes do not hold yet that its ref
+   * observations may add, as a burst and a refill per hour. Every valid envelope is stored (logs
+   * keep no gaps); over budget, the commits only that observation names are not indexed (not
+   * listed, not looked up by commit). Default: no limit.
+   */
+  commitIndexBudget?: { burst: number, perHour: number }
 }
 
 /** Output files up to this size live inside the LevelDB (no filesystem block each); larger ones in the blobs directory. */
@@ -145,9 +152,14 @@ export class Store {
   private readonly knownCommits = new Set<string>()
   /** Per log, the end of its prefix known complete and linked (see logComplete). */
   private readonly linked = new Map<string, LinkedPrefix>()
+  private readonly indexBudget: TokenBuckets | undefined
+  /** Commits that ref observations named but were not indexed, over their signer's commitIndexBudget. */
+  commitsNotIndexed = 0
 
-  private constructor (db: Level<string, Bytes>, blobsDir: string) {
+  private constructor (db: Level<string, Bytes>, blobsDir: string, opts: StoreOptions = {}) {
     this.db = db
+    const b = opts.commitIndexBudget
+    this.indexBudget = b === undefined ? undefined : new TokenBuckets({ ratePerSecond: b.perHour / 3600, burst: b.burst })
     this.blobFiles = new BlobFiles(blobsDir)
     this.envs = db.sublevel<string, Bytes>('env', { valueEncoding: 'view' })
     this.metas = db.sublevel<string, StoredEnvelopeMeta>('meta', { valueEncoding: 'json' })
@@ -179,7 +191,7 @@ export class Store {
       }
       throw new QuorateError('STORE_FAILED', `cannot open the store in ${dir}: ${(err as Error).message}; check the directory's permissions and free space`, { dir }, { cause: err })
     }
-    const store = new Store(db, opts.blobsDir ?? join(dirname(dir), 'blobs'))
+    const store = new Store(db, opts.blobsDir ?? join(dirname(dir), 'blobs'), opts)
     await store.checkFormat(dir)
     await store.indexDueJobs()
     await store.indexRefObservations()
@@ -303,17 +315,17 @@ export class Store {
       ops.push(
         { type: 'put', sublevel: this.envs, key: envKey, value: bytes },
         { type: 'put', sublevel: this.metas, key: envKey, value: metaOf(v, now) },
-        { type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + a.commit + SEP + envKey, value: '' },
         { type: 'put', sublevel: this.logs, key: logKey, value: envKey }
       )
+      const indexed = this.withinIndexBudget(v.keyid, a.repoId, a.kind, commitsOfItem[i], now)
+      for (const c of indexed) ops.push({ type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + c + SEP + envKey, value: '' })
       if (a.kind === 'build') ops.push({ type: 'put', sublevel: this.byDigest, key: a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: '' })
       // A ref observation is filed under its tip and under every commit the move introduced
       // (DESIGN.md "The attestation"): a push of several commits brought them all onto the ref.
       if (a.kind === 'ref') {
         ops.push({ type: 'put', sublevel: this.byRef, key: a.repoId + SEP + a.ref + SEP + v.keyid + SEP + pad(a.log.seq), value: envKey })
-        for (const c of commitsOfItem[i].slice(1)) ops.push({ type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + c + SEP + envKey, value: '' })
       }
-      for (const c of commitsOfItem[i]) {
+      for (const c of indexed) {
         const commitKey = a.repoId + SEP + c
         if (!this.knownCommits.has(commitKey)) {
           ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: c, firstSeen: now } })
@@ -340,6 +352,18 @@ export class Store {
     for (const [log, at] of linked) this.linked.set(log, at)
     if (this.heads !== undefined && stored.length > 0) await this.advanceHeads(this.heads, stored)
     return outcomes
+  }
+
+  /**
+   * The commits of one envelope to index: all of them, except for a ref observation whose signer
+   * is over its commitIndexBudget for this repository (then only those the index already holds).
+   */
+  private withinIndexBudget (keyid: string, repoId: string, kind: string, commits: string[], now: number): string[] {
+    if (this.indexBudget === undefined || kind !== 'ref') return commits
+    const fresh = commits.filter(c => !this.knownCommits.has(repoId + SEP + c))
+    if (fresh.length === 0 || this.indexBudget.take(repoId + SEP + keyid, now, fresh.length)) return commits
+    this.commitsNotIndexed += fresh.length
+    return commits.filter(c => this.knownCommits.has(repoId + SEP + c))
   }
 
   private rememberCommit (commitKey: string): void {
@@ -417,6 +441,24 @@ export class Store {
       return await this.envs.get(envKey)
     }
     return undefined
+  }
+
+  /**
+   * One signer's newest ref observations of a repository (raw bytes, newest first), from its last
+   * `window` log positions: bounded work per signer, whatever the signer flooded elsewhere.
+   */
+  async recentRefObservations (repoId: string, keyid: string, window: number): Promise<Bytes[]> {
+    const prefix = repoId + SEP + keyid + SEP
+    const keys: string[] = []
+    for await (const envKey of this.logs.values({ gte: prefix, lt: prefix + '\xff', reverse: true, limit: window })) keys.push(envKey)
+    const metas = await this.metas.getMany(keys)
+    const refKeys = keys.filter((_, i) => metas[i]?.kind === 'ref')
+    return (await this.envs.getMany(refKeys)).filter((b): b is Bytes => b !== undefined)
+  }
+
+  /** First-seen times of the given commits of a repository (undefined where unknown). */
+  async commitInfos (repoId: string, commits: string[]): Promise<Array<CommitInfo | undefined>> {
+    return await this.commits.getMany(commits.map(c => repoId + SEP + c))
   }
 
   /** Commits known for a repository, newest first by first-seen time. */

@@ -49,6 +49,28 @@ describe('Store', () => {
     await store.close()
   })
 
+  it('stores every ref observation but indexes only a budget of new commits per signer and repository (issue 14 item 5)', async () => {
+    const store = await Store.open(tmp(), { commitIndexBudget: { burst: 3, perHour: 1 } })
+    const mine = ['1', '2', '3', '4', '5'].map((c, seq) => envelope(seq, c))
+    for (const e of mine) expect(await store.putEnvelope(e.v, e.bytes)).toEqual({ status: 'stored' })
+    // the whole log is kept: no gap for sync or for the previous-tip check
+    const seqs: number[] = []
+    for await (const b of store.envelopesAfter('hello', key.keyid, -1)) seqs.push(JSON.parse(Buffer.from(JSON.parse(Buffer.from(b).toString()).payload, 'base64').toString()).predicate.quorate_log.seq)
+    expect(seqs).toEqual([0, 1, 2, 3, 4])
+    expect((await store.recentRefObservations('hello', key.keyid, 10))).toHaveLength(5)
+    // only the first three new commits are indexed
+    expect((await store.commitsOf('hello')).map(c => c.commit[0]).sort()).toEqual(['1', '2', '3'])
+    expect(await store.envelopesForCommit('hello', '4'.repeat(40))).toEqual([])
+    expect(store.commitsNotIndexed).toBe(2)
+    // another signer has its own budget; a commit already indexed costs nothing
+    const theirs = envelope(0, '4', other)
+    await store.putEnvelope(theirs.v, theirs.bytes)
+    const again = envelope(5, '4')
+    await store.putEnvelope(again.v, again.bytes)
+    expect((await store.envelopesForCommit('hello', '4'.repeat(40))).map(x => x.meta.keyid).sort()).toEqual([key.keyid, other.keyid].sort())
+    await store.close()
+  })
+
   it('keeps the first fork at a sequence number as an equivocation proof, and later copies as duplicates', async () => {
     const store = await Store.open(tmp())
     const first = envelope(0, 'a', key, 't1')

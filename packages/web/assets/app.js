@@ -23,7 +23,8 @@ function h (tag, props, ...children) {
     if (v === undefined || v === null || v === false) continue
     if (k === 'class') el.className = Array.isArray(v) ? v.filter(Boolean).join(' ') : v
     else if (k === 'href') {
-      if (typeof v !== 'string' || !v.startsWith('#/')) throw new Error('h: only in-page hash links')
+      // In-page hash links, and this node's build logs by digest (plain text, served with a sandbox CSP).
+      if (typeof v !== 'string' || !(v.startsWith('#/') || /^\/v1\/logs\/[0-9a-f]{64}$/.test(v))) throw new Error('h: only in-page hash links and build-log links')
       el.setAttribute('href', v)
     } else if (k.startsWith('data-') || k.startsWith('aria-') || ATTRS.has(k)) el.setAttribute(k, v === true ? '' : M.displayText(v))
     else throw new Error(`h: attribute ${k} is not allowed`)
@@ -234,7 +235,8 @@ async function viewRepo (repoId) {
   document.title = `${repoId} · Quorate auditor`
   const r = await getJson(`/v1/repos/${encodeURIComponent(repoId)}/commits`)
   const commits = (Array.isArray(r?.commits) ? r.commits : []).filter(c => M.COMMIT_SHA.test(c?.commit ?? ''))
-  commits.sort((a, b) => (b.firstSeen ?? '') < (a.firstSeen ?? '') ? -1 : (b.firstSeen ?? '') > (a.firstSeen ?? '') ? 1 : 0)
+  // the node orders them by git topology (a child before its parent), never by first-seen time
+  const claims = (Array.isArray(r?.unverifiedClaims) ? r.unverifiedClaims : []).filter(c => M.COMMIT_SHA.test(c?.commit ?? ''))
   const seen = state.seenCommits.get(repoId)
   state.seenCommits.set(repoId, new Set(commits.map(c => c.commit)))
   const isNew = (c) => seen !== undefined && !seen.has(c)
@@ -293,6 +295,14 @@ async function viewRepo (repoId) {
             withGit ? note('Commit subjects come from this node\'s git mirror and are ', unsignedMark(), ': no builder signed them.') : null,
             table('Commits, newest first, with the quorum decision of each', ['Commit', ...(withGit ? ['Subject (unsigned)'] : []), 'First seen', 'Status', 'Trusted digest (narSha256)', 'Agreeing organizations', 'Decision'], timeline, { 'data-testid': 'timeline-table', class: 'timeline stack' })
           ]),
+    claims.length === 0
+      ? null
+      : section('unverified', 'Unverified claims',
+        note('Commits some builders say they saw on a ref, but that neither threshold organizations nor this node\'s own git mirror have seen: not listed above, not built for that reason alone, possibly invented.'),
+        table('Unverified claims, newest first', ['Commit', 'Claimed by', 'Refs'], claims.map(c => h('tr', { 'data-testid': 'unverified-claim', 'data-commit': c.commit },
+          h('th', { scope: 'row' }, code(M.shortHex(c.commit, 12))),
+          h('td', null, (Array.isArray(c.claimedBy) ? c.claimedBy : []).map(w => `${String(w?.builder)} (${String(w?.org)})`).join(', ')),
+          h('td', null, (Array.isArray(c.refs) ? c.refs : []).map(String).join(', ')))), { 'data-testid': 'unverified-table', class: 'stack' })),
     section('matrix', 'Builder × commit matrix',
       shown.length === 0
         ? note('Nothing to show yet.')
