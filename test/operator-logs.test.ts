@@ -199,6 +199,12 @@ describe('operators: progress, logs, branches, metrics, private repositories', (
     const withToken = await runCli(['logs', '--node', a1.url, '--repo', 'secret', '--commit', first, '--builder', 'a1', '--policy', net.policyFile, '--token', READ_TOKEN])
     expect(withToken.code, withToken.stderr).toBe(0)
     expect(withToken.stdout).toContain('building at')
+    // quorate fetch of the private output with the token: a1 (private) serves it, verified file by file.
+    const out = join(work, 'fetch-secret')
+    const fetched = await runCli(['fetch', '--node', a1.url, '--policy', net.policyFile, '--repo', 'secret', '--commit', first, '--out', out, '--token', READ_TOKEN, '--json'])
+    expect(fetched.code, fetched.stderr).toBe(0)
+    expect(readFileSync(join(out, 'SECRET'), 'utf8')).toBe('private build\n')
+    expect(Object.keys(JSON.parse(fetched.stdout).servedBy).some(u => u.startsWith(a1.url))).toBe(true)
   }, 120_000)
 
   it('keeps a failed build\'s log too, and `quorate audit` and `quorate verify` show its end', async () => {

@@ -34,6 +34,8 @@ export interface FetchRequest {
   oci?: boolean
   /** Per-request timeout for JSON and file lists, ms. */
   timeoutMs?: number
+  /** Read token for a private repository's file list and files (attestations are public). */
+  token?: string
   /** Per-file download timeout, ms (default 10 minutes). */
   fileTimeoutMs?: number
   /** Files downloaded at once (default 8). */
@@ -127,10 +129,10 @@ async function latestOnRef (req: FetchRequest & { ref: string }): Promise<{ comm
   return { report: last, message: last!.message }
 }
 
-async function fetchFileListBytes (sources: string[], sha256: string, timeoutMs: number): Promise<Uint8Array | undefined> {
+async function fetchFileListBytes (sources: string[], sha256: string, timeoutMs: number, token?: string): Promise<Uint8Array | undefined> {
   for (const url of sources) {
     try {
-      const bytes = await nodeClient(url).bytes('blob', sha256, { timeoutMs, maxBytes: MAX_FILE_LIST_BYTES })
+      const bytes = await nodeClient(url, { token }).bytes('blob', sha256, { timeoutMs, maxBytes: MAX_FILE_LIST_BYTES })
       if (bytes !== undefined) return bytes
     } catch {}
   }
@@ -141,10 +143,10 @@ async function fetchFileListBytes (sources: string[], sha256: string, timeoutMs:
  * Streams one file into `fd` from `url`, hashing as it goes; stops at the declared size.
  * Returns why the copy is refused, or undefined when it is the right content.
  */
-async function downloadInto (fd: number, url: string, sha256: string, size: number, timeoutMs: number): Promise<string | undefined> {
+async function downloadInto (fd: number, url: string, sha256: string, size: number, timeoutMs: number, token?: string): Promise<string | undefined> {
   let res: Response
   try {
-    res = await nodeClient(url).response('file', { sha256 }, { timeoutMs })
+    res = await nodeClient(url, { token }).response('file', { sha256 }, { timeoutMs })
   } catch (err) {
     return (err as Error).message
   }
@@ -204,7 +206,7 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
   }
   // Any node may serve: the ones asked, then the supporters' public endpoints from the policy.
   const sources = [...new Set([...req.nodes.map(base), ...report!.decision!.supporters.map(s => req.policy.builders.get(s.builder)?.endpoint).filter((u): u is string => u !== undefined).map(base)])]
-  const listBytes = await fetchFileListBytes(sources, trusted.fileListSha256, timeoutMs)
+  const listBytes = await fetchFileListBytes(sources, trusted.fileListSha256, timeoutMs, req.token)
   if (listBytes === undefined) return { exitCode: 2, message: `${short}: no node served the trusted file list ${trusted.fileListSha256} (asked ${sources.join(', ')})`, commit, report, rejected }
   let entries: FetchFileEntry[]
   try {
@@ -253,7 +255,7 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
           // Spread the load: each file starts at another source, and goes round all of them.
           for (let k = 0; k < sources.length && !got; k++) {
             const url = sources[(index + k) % sources.length]
-            const why = await downloadInto(fd, url, e.sha256!, e.size!, req.fileTimeoutMs ?? 600_000)
+            const why = await downloadInto(fd, url, e.sha256!, e.size!, req.fileTimeoutMs ?? 600_000, req.token)
             if (why === undefined) { got = true; servedBy[url] = (servedBy[url] ?? 0) + 1; break }
             ftruncateSync(fd, 0)
             if (!why.startsWith('HTTP 404')) {

@@ -81,7 +81,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     examples: ['quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --out hello.bundle.json', 'quorate bundle --node http://127.0.0.1:8080 --repo hello --commit "$GIT_SHA" --format intoto-jsonl --out hello.intoto.jsonl']
   },
   fetch: {
-    usage: 'quorate fetch --node URL... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR) [--policy-digest HEX] [--json]',
+    usage: 'quorate fetch --node URL... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR) [--policy-digest HEX] [--token TOKEN] [--json]',
     summary: 'Downloads the output the quorum trusts from any node that has it, trusting none: decides like verify, checks every file by sha256 and the tree by narSha256, then moves it into DIR in one step. Exit codes as verify (2 also when no node serves a file; nothing is left in DIR).',
     options: [
       '--node URL             a node to ask and download from (repeatable; the supporters\' endpoints in the policy are tried too)',
@@ -90,6 +90,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       '--ref REF              require the commit on REF; without --commit: the latest trusted commit a quorum saw on REF',
       '--out DIR              where the output tree goes (must not exist, or be empty)',
       '--oci DIR              the trusted result is an OCI image: write its image layout to DIR and print name@sha256:…',
+      '--token TOKEN          read token for a private repository\'s file list and files (or QUORATE_READ_TOKEN; attestations are public)',
       '--json                 a JSON report on stdout (files, bytes, which node served what, refused copies)'
     ],
     examples: [

@@ -29,7 +29,7 @@ Usage:
                  [--policy-digest HEX] [--wait [--timeout SECONDS]] [--json] [--vsa-key KEYFILE --vsa-out FILE] [--token TOKEN]
   quorate verify --bundle FILE --policy FILE [--repo ID] [--commit SHA] [--digest HEX] [--ref REF] [--json] [--vsa-key KEYFILE --vsa-out FILE]
   quorate bundle --node URL [--node URL]... --repo ID --commit SHA [--format json|intoto-jsonl] [--out FILE]
-  quorate fetch --node URL [--node URL]... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR)
+  quorate fetch --node URL [--node URL]... --policy FILE --repo ID (--commit SHA [--ref REF] | --ref REF) (--out DIR | --oci DIR) [--token TOKEN]
                 [--policy-digest HEX] [--json]
   quorate audit --node URL [--node URL]... --policy FILE [--repo ID] [--commit SHA] [--all] [--limit N] [--json | --markdown]
   quorate audit --node URL... --policy FILE [--repo ID] --diffoscope COMMIT [--builders A,B] [--out FILE]
@@ -229,7 +229,7 @@ async function cmdFetch (args: string[]): Promise<number> {
     args,
     options: {
       node: { type: 'string', multiple: true }, policy: { type: 'string' }, repo: { type: 'string' }, commit: { type: 'string' }, ref: { type: 'string' },
-      out: { type: 'string' }, oci: { type: 'string' }, 'policy-digest': { type: 'string' }, json: { type: 'boolean' }
+      out: { type: 'string' }, oci: { type: 'string' }, 'policy-digest': { type: 'string' }, json: { type: 'boolean' }, token: { type: 'string' }
     }
   })
   if (values.node === undefined || values.policy === undefined || values.repo === undefined) usage('fetch needs --node URL (one or more), --policy FILE and --repo ID')
@@ -245,7 +245,9 @@ async function cmdFetch (args: string[]): Promise<number> {
   const { fetchTrustedOutput } = await import('./fetch.js')
   const r = await fetchTrustedOutput({
     nodes: values.node, policy, repoId: values.repo, ...(values.commit !== undefined ? { commit: values.commit } : {}), ...(values.ref !== undefined ? { ref: values.ref } : {}),
-    out: values.oci ?? values.out!, oci: values.oci !== undefined, onProgress: m => printErr(`fetch: ${escapeForTerminal(m)}`)
+    out: values.oci ?? values.out!, oci: values.oci !== undefined,
+    ...((values.token ?? process.env.QUORATE_READ_TOKEN) !== undefined ? { token: values.token ?? process.env.QUORATE_READ_TOKEN } : {}),
+    onProgress: m => printErr(`fetch: ${escapeForTerminal(m)}`)
   })
   printErr(`${r.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(r.message)}`)
   if (values.json === true) {
