@@ -1,21 +1,6 @@
-/** The state of one build job. */
-export type BuildJobState = 'queued' | 'running' | 'succeeded' | 'failed'
+import type { BuildJob } from '@quorate/core'
 
-/** A build job, keyed by build key (repoId, commit, recipe). */
-export interface BuildJob {
-  repoId: string
-  commit: string
-  ref: string
-  /** Pinned recipe digest, or "repo" when the recipe is read from the commit. */
-  recipeKey: string
-  state: BuildJobState
-  attempts: number
-  /** Not run before this time (ms since the epoch): the retry backoff. */
-  notBefore: number
-  queuedAt: number
-  envelopeId?: string
-  lastError?: string
-}
+export type { BuildJob, BuildJobState } from '@quorate/core'
 
 /** A job as the watcher queues it. */
 export type NewBuildJob = Omit<BuildJob, 'state' | 'attempts' | 'notBefore'>

@@ -15,6 +15,7 @@ export { sha256Hex, bytesToHex, hexToBytes, isSha256Hex, isCommitSha } from './h
 export { parseRecipeSpec, parseRootImage, DEFAULT_RECIPE_LIMITS } from './recipe.js'
 export type { Recipe, RecipeLimits, RecipeSpec, RecipeRoot, RootImageRef } from './recipe.js'
 export { parseImageSpec } from './oci-image-spec.js'
+export type { BuildJob, BuildJobState } from './build-job.js'
 export type { OciImageSpec, OciImageConfig } from './oci-image-spec.js'
 export { keyPairFromSeed, keyidOf, signEd25519, verifyEd25519, parsePublicKey, encodeBuilderKeyFile, parseBuilderKeyFile } from './keys.js'
 export type { BuilderKeyPair, BuilderKeyFile } from './keys.js'

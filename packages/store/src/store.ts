@@ -1,7 +1,7 @@
 import { Level } from 'level'
 import { readFileSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { QuorateError, TokenBuckets, type VerifiedAttestation } from '@quorate/core'
+import { QuorateError, TokenBuckets, type BuildJob, type BuildJobState, type VerifiedAttestation } from '@quorate/core'
 import { BlobFiles, sha256Of } from './blob-files.js'
 
 /** What the store keeps per envelope, besides the raw bytes. */
@@ -33,22 +33,7 @@ export interface LogHead { repoId: string, keyid: string, seq: number, envelopeI
 
 export interface EquivocationProof { repoId: string, keyid: string, envelopes: [Uint8Array, Uint8Array], foundAt: number }
 
-export type BuildJobState = 'queued' | 'running' | 'succeeded' | 'failed'
-
-/** A build job, keyed by build key (repoId, commit, recipeDigest). */
-export interface BuildJob {
-  repoId: string
-  commit: string
-  ref: string
-  /** Pinned recipe digest, or "repo" when the recipe is read from the commit. */
-  recipeKey: string
-  state: BuildJobState
-  attempts: number
-  notBefore: number
-  queuedAt: number
-  envelopeId?: string
-  lastError?: string
-}
+export type { BuildJob, BuildJobState } from '@quorate/core'
 
 export interface CommitInfo { repoId: string, commit: string, firstSeen: number }
 
