@@ -69,7 +69,15 @@ export interface Decisions {
   stop: () => Promise<void>
 }
 
-const MAX_VERIFIED_IDS = 100_000
+/**
+ * Signatures of envelopes read from this node's own store are not checked again: every envelope
+ * goes into the store as a VerifiedAttestation (Store.putEnvelope's type; ingest, the own log and
+ * own-log recovery all check first), its signature was checked under the key its keyid names,
+ * and a keyid names one public key forever. Membership, revocation, recipe and everything else
+ * is still checked against the current policy on every decision. (Clients such as
+ * `quorate verify` never rely on this: they check every signature themselves.)
+ */
+const STORED_SIGNATURES_CHECKED = { has: (_id: string): boolean => true }
 
 /** Promises by key, least recently used dropped past `size`; a rejected promise is forgotten. */
 class Lru<T> {
@@ -106,8 +114,6 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   const refEpochs = new Map<string, number>()
   let epochBase = 0
   const bumpRefEpoch = (repoId: string): void => { refEpochs.set(repoId, (refEpochs.get(repoId) ?? 0) + 1) }
-  // Envelope ids already verified against the policy: lets decideQuorum skip signature checks (a cache, never a source of trust).
-  const verifiedIds = new Set<string>()
   const lastSig = new Map<string, string>()
   const lastStatus = new Map<string, string>()
   const lastMemo = new Map<string, DecisionMemo>()
@@ -120,7 +126,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     const [stored, proofsStored] = await Promise.all([store.envelopesForCommit(repoId, commit), store.equivocationProofs(repoId)])
     const envelopes = stored.map(s => parseEnvelopeJson(s.bytes))
     const proofs = proofsStored.map(p => [parseEnvelopeJson(p.envelopes[0]), parseEnvelopeJson(p.envelopes[1])] as [unknown, unknown])
-    const decision = decideQuorum({ policy, repoId, commit, envelopes: envelopes as object[], equivocationProofs: proofs as Array<[object, object]>, verifiedIds })
+    const decision = decideQuorum({ policy, repoId, commit, envelopes: envelopes as object[], equivocationProofs: proofs as Array<[object, object]>, verifiedIds: STORED_SIGNATURES_CHECKED })
     return { decision, envelopes, proofs }
   }
 
@@ -213,8 +219,6 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
       return out
     },
     envelopeAdded (v) {
-      if (verifiedIds.size >= MAX_VERIFIED_IDS) verifiedIds.clear()
-      verifiedIds.add(v.id)
       const a = v.attestation
       if (a.kind === 'ref') bumpRefEpoch(a.repoId)
       // A ref observation counts for its tip and for every commit the move introduced.
@@ -234,7 +238,6 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
       epochBase++
       cache.clear()
       decisionCache.clear()
-      verifiedIds.clear()
     },
     refEpoch: (repoId) => epochBase * 1_000_000_000 + (refEpochs.get(repoId) ?? 0),
     statusCounts,
