@@ -2,9 +2,9 @@
 // the file or field and what to do, and a running node survives failing and hanging builds
 // and an unreachable repository.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, chmodSync, statSync, mkdirSync, symlinkSync } from 'node:fs'
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, chmodSync, statSync, mkdirSync, symlinkSync, copyFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { hashOutput, GitMirror } from '@quorate/builder'
 import { keyPairFromSeed } from '@quorate/core'
@@ -113,6 +113,16 @@ describe('the quorate command helps', () => {
     const bin = join(ROOT, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).bin.quorate)
     expect(statSync(bin).mode & 0o111).toBe(0o111)
     expect(execFileSync(bin, ['--version'], { encoding: 'utf8' })).toBe(v.stdout)
+    // npm ci links it (the workspace package's bin) as node_modules/.bin/quorate, which npx runs.
+    expect(execFileSync(join(ROOT, 'node_modules', '.bin', 'quorate'), ['--version'], { encoding: 'utf8' })).toBe(v.stdout)
+    expect(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.prepare).toBe('tsc -b')
+    // Without a build, the command says how to make one instead of printing a module-not-found stack.
+    const unbuilt = join(work, 'unbuilt-cli')
+    mkdirSync(join(unbuilt, 'bin'), { recursive: true })
+    copyFileSync(bin, join(unbuilt, 'bin', 'quorate.js'))
+    const missing = spawnSync(process.execPath, [join(unbuilt, 'bin', 'quorate.js'), '--version'], { encoding: 'utf8' })
+    expect(missing.status).toBe(2)
+    expect(missing.stderr).toBe('quorate: the CLI is not built yet (no packages/cli/dist/main.js); run "npm run build" in the repository (npm ci builds it too)\n')
   })
 
   it('answers errors in one sentence without a stack, unless --debug', async () => {
