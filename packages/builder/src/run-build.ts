@@ -9,7 +9,7 @@ import { createBuildCgroup, diskUsage, type BuildCgroup, type LimitsMechanism } 
 import { environmentFingerprint, type EnvironmentFingerprint } from './fingerprint.js'
 import { checkCommit, type GitMirror } from './git-mirror.js'
 import { hashOutput, type OutputDigest } from './hash-output.js'
-import { packOciImage, parseImageSpec, type OciImageSpec } from './oci-image.js'
+import { packOciImage, type OciImageSpec } from './oci-image.js'
 import { assertSearchable, giveTree, resolveBuildUser, type BuildUser } from './build-user.js'
 import type { BuildRootCache, BuildRootLease } from './build-root.js'
 import { DEFAULT_FETCH_NETWORK, type FetchNetworkPolicy } from './fetch-network.js'
