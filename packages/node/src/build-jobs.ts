@@ -235,23 +235,25 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       } catch (err) {
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const message = (err as Error).message
-        logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
-        // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up.
-        const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
-        // So is the node's disk filling up, an I/O error, or a sandbox tool gone missing: the job
-        // waits without using one of the build's attempts, and runs when the condition clears.
-        if (!rootTrouble && (isNodeTrouble(err) || isQuorateError(err, 'SANDBOX_UNAVAILABLE'))) {
+        // The node's own trouble (the disk full, an I/O error, a sandbox tool gone missing, a build
+        // root that cannot be pulled or verified) is never the build's fault: the job waits without
+        // using one of the build's attempts and runs when the condition clears. A root is retried
+        // with backoff (a pull is expensive); the rest every NODE_TROUBLE_RETRY_MS (the check is cheap).
+        if (isNodeTrouble(err) || isQuorateError(err, 'SANDBOX_UNAVAILABLE')) {
           const key = `${job.repoId}@${job.commit}`
           const was = problems.get(key)
-          problems.set(key, { repoId: job.repoId, commit: job.commit, problem: message, since: was?.since ?? new Date().toISOString(), retries: (was?.retries ?? -1) + 1 })
-          logger.warn('build waits: node trouble', { repo: job.repoId, commit: job.commit.slice(0, 12), problem: message, retryInSeconds: NODE_TROUBLE_RETRY_MS / 1000 })
-          await queue.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1), notBefore: Date.now() + NODE_TROUBLE_RETRY_MS, lastError: message })
+          const retries = (was?.retries ?? -1) + 1
+          problems.set(key, { repoId: job.repoId, commit: job.commit, problem: message, since: was?.since ?? new Date().toISOString(), retries })
+          const waitMs = isQuorateError(err, 'ROOT_UNAVAILABLE') ? Math.min(300_000, 5_000 * 2 ** Math.min(retries, 6)) : NODE_TROUBLE_RETRY_MS
+          logger.warn('build waits: node trouble', { repo: job.repoId, commit: job.commit.slice(0, 12), problem: message, retryInSeconds: waitMs / 1000 })
+          await queue.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1), notBefore: Date.now() + waitMs, lastError: message })
           return
         }
+        logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
         await queue.updateJob({
           ...job,
-          state: rootTrouble || job.attempts < maxAttempts ? 'queued' : 'failed',
-          notBefore: Date.now() + (rootTrouble ? Math.min(300_000, 5_000 * 2 ** Math.min(job.attempts, 6)) : backoffMs * 2 ** (job.attempts - 1)),
+          state: job.attempts < maxAttempts ? 'queued' : 'failed',
+          notBefore: Date.now() + backoffMs * 2 ** (job.attempts - 1),
           lastError: message
         })
         return
