@@ -130,20 +130,23 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     return { ...(build !== undefined ? { build: { id: build.meta.id, bytes: build.bytes } } : {}), attempts, ...(final !== undefined ? { final } : {}) }
   }
 
-  /** Re-checks after the own log is ready: true when the job is already answered (and settled). */
-  async function settledByOwnLog (job: BuildJob): Promise<boolean> {
+  /**
+   * Re-checks after the own log is ready: 'settled' when the job is already answered (its state
+   * is recorded), else how many failed attempts this key already signed for it.
+   */
+  async function checkOwnLog (job: BuildJob): Promise<number | 'settled'> {
     const own = await ownAnswers(job)
     if (own.build !== undefined) {
       c.republish({ id: own.build.id, repoId: job.repoId, bytes: own.build.bytes })
       await queue.updateJob({ ...job, state: 'succeeded', envelopeId: own.build.id })
       logger.info('build already signed', { repo: job.repoId, commit: job.commit.slice(0, 12), envelopeId: own.build.id, hint: 'republished, not signed again' })
-      return true
+      return 'settled'
     }
     if (own.final !== undefined) {
       await queue.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: own.final })
-      return true
+      return 'settled'
     }
-    return false
+    return own.attempts
   }
 
   /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
@@ -170,7 +173,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     const repo = policy.repositories.get(job.repoId)
     if (repo === undefined) return
     // An envelope for this build key may exist from before a crash: republish it, never rebuild.
-    if (await settledByOwnLog(job)) return
+    if (await checkOwnLog(job) === 'settled') return
     let spec: RecipeSpec
     if (repo.recipe !== undefined) {
       spec = repo.recipe
@@ -179,8 +182,9 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       if (typeof problem === 'string') {
         await c.ownLogReady?.()
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
-        if (await settledByOwnLog(job)) return
-        const attempt = (await ownAnswers(job)).attempts + 1
+        const signed = await checkOwnLog(job)
+        if (signed === 'settled') return
+        const attempt = signed + 1
         // Retrying cannot change the commit's recipe: final at once.
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId, ref: job.ref, commit: job.commit, exitStatus: null, timedOut: false, reason: problem,
@@ -265,7 +269,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       // already signed is republished, never signed a second time.
       await c.ownLogReady?.()
       if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
-      if (await settledByOwnLog(job)) return
+      const signed = await checkOwnLog(job)
+      if (signed === 'settled') return
       if (outcome.ok) {
         const o = outcome.output
         // The log is kept (whole, or head and tail when it outgrew maxLogBytes) and served at
@@ -308,7 +313,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
       } else {
         await c.outputs.keepBuild({ repoId: job.repoId, commit: job.commit, log: outcome.log })
-        const attempt = (await ownAnswers(job)).attempts + 1
+        const attempt = signed + 1
         const retry = attempt < maxAttempts
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId,

@@ -16,12 +16,12 @@ import { recentRefMoves, type CandidateStore } from './commit-views.js'
 export interface MoveFacts { introduced: string[], truncated: boolean, fastForward: boolean }
 
 /**
- * The tip this signer last signed for `ref` (from its own log in the store), or null: a ref
- * observation's `previous` must equal it, whatever the watcher remembers (a lost data directory
- * forgets refs, the recovered log does not).
+ * The tip this signer last signed for `ref` (from its log in the store) before log position
+ * `beforeSeq` (default: its newest), or null: a ref observation's `previous` must equal it,
+ * whatever the watcher remembers (a lost data directory forgets refs, the recovered log does not).
  */
-export async function ownPreviousTip (store: Pick<Store, 'priorRefObservation'>, repoId: string, ref: string, keyid: string): Promise<string | null> {
-  const bytes = await store.priorRefObservation(repoId, ref, keyid, Number.MAX_SAFE_INTEGER)
+export async function ownPreviousTip (store: Pick<Store, 'priorRefObservation'>, repoId: string, ref: string, keyid: string, beforeSeq = Number.MAX_SAFE_INTEGER): Promise<string | null> {
+  const bytes = await store.priorRefObservation(repoId, ref, keyid, beforeSeq)
   if (bytes === undefined) return null
   const a = parseAttestation(parseEnvelope(JSON.parse(Buffer.from(bytes).toString('utf8'))).payloadBytes)
   return a.kind === 'ref' ? a.commit : null
