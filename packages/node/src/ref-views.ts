@@ -1,5 +1,5 @@
 import {
-  orderByTopology, parseAttestation, parseEnvelope, refChainCandidates, refObservers,
+  parseAttestation, parseEnvelope, refChainCandidates, refObservers,
   type Decision, type Policy
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
@@ -8,12 +8,9 @@ import { recentRefMoves, type CandidateStore } from './commit-views.js'
 /**
  * Ref observations as the node uses them: what to sign when a ref moves (DESIGN.md "The
  * attestation": previous, fastForward, introduced), the latest trusted commit of a ref from the
- * observers' current chains, and the commit timeline in git order. All from signed observations,
- * never from the time this node received something.
+ * observers' current chains (the commit list's order is commit-views'). All from signed
+ * observations, never from the time this node received something.
  */
-
-/** What `GitMirror.refMove` answers. */
-export interface MoveFacts { introduced: string[], truncated: boolean, fastForward: boolean }
 
 /**
  * The tip this signer last signed for `ref` (from its log in the store) before log position
@@ -46,9 +43,4 @@ export async function latestTrusted (
     return { commit: c.commit, decision, chainOrgs: c.orgs, observedBy: refObservers(decision, ref).orgs }
   }
   return undefined
-}
-
-/** Orders commits (given newest first-seen first) by git topology as the observations show it: a child before its parent. */
-export async function orderTimeline (store: CandidateStore, policy: Policy, repoId: string, commits: string[]): Promise<string[]> {
-  return orderByTopology(await recentRefMoves(store, policy, repoId), commits)
 }
