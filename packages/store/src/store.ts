@@ -408,12 +408,9 @@ export class Store {
    */
   async refObservations (repoId: string, ref?: string): Promise<Bytes[]> {
     const prefix = repoId + SEP + (ref !== undefined ? ref + SEP : '')
-    const out: Bytes[] = []
-    for await (const envKey of this.byRef.values({ gte: prefix, lt: prefix + '\xff' })) {
-      const bytes = await this.envs.get(envKey)
-      if (bytes !== undefined) out.push(bytes)
-    }
-    return out
+    const keys: string[] = []
+    for await (const envKey of this.byRef.values({ gte: prefix, lt: prefix + '\xff' })) keys.push(envKey)
+    return (await this.envs.getMany(keys)).filter((b): b is Bytes => b !== undefined)
   }
 
   /**
@@ -748,8 +745,9 @@ export class Store {
    * a read token, unless a public build produced it too (see markPublic).
    */
   async markPrivate (sha256s: string[]): Promise<void> {
-    const ops: Array<{ type: 'put', key: string, value: string }> = []
-    for (const key of new Set(sha256s)) if (await this.privateBlobs.get(key) !== 'public') ops.push({ type: 'put', key, value: 'private' })
+    const keys = [...new Set(sha256s)]
+    const marks = await this.privateBlobs.getMany(keys)
+    const ops = keys.filter((_, i) => marks[i] !== 'public').map(key => ({ type: 'put' as const, key, value: 'private' }))
     if (ops.length > 0) await this.privateBlobs.batch(ops)
   }
 
