@@ -11,7 +11,7 @@ import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Outputs } from './outputs.js'
-import { routePath } from './api-routes.js'
+import { routePath, type NodeProblemStatus, type RunningBuildStatus } from './api-routes.js'
 
 /** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
@@ -42,17 +42,7 @@ export interface BuildJobsInit {
 }
 
 /** A build this node is running now, as `quorate status` shows it. */
-export interface RunningBuild {
-  repoId: string
-  commit: string
-  ref: string
-  attempt: number
-  phase: string
-  startedAt: string
-  elapsedSeconds: number
-  phaseElapsedSeconds: number
-  logBytes: number
-}
+export type RunningBuild = RunningBuildStatus
 
 export interface BuildJobsComponents {
   policy: Policy
@@ -91,7 +81,7 @@ export interface BuildJobs {
 }
 
 /** A job held back by the node's own trouble: it is not the build's fault, nothing was signed. */
-export interface NodeProblem { repoId: string, commit: string, problem: string, since: string, retries: number }
+export type NodeProblem = NodeProblemStatus
 
 /** How long a job waits after the node's own trouble before it is tried again (the check is cheap). */
 export const NODE_TROUBLE_RETRY_MS = 10_000
