@@ -82,14 +82,15 @@ export async function makeBuildDir (dir: string, user: BuildUser): Promise<void>
 /** Hands a tree the node wrote (the checkout) to the build user, without following symlinks. */
 export async function giveTree (path: string, user: BuildUser): Promise<void> {
   if (!user.drop) return
-  const st = await lstat(path)
-  await chownNoFollow(path, user)
-  if (!st.isDirectory()) return
-  for (const name of await readdir(path)) await giveTree(join(path, name), user)
-}
-
-async function chownNoFollow (path: string, user: BuildUser): Promise<void> {
   await lchown(path, user.uid, user.gid)
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const child = join(dir, e.name)
+      await lchown(child, user.uid, user.gid)
+      if (e.isDirectory()) await walk(child)
+    }
+  }
+  if ((await lstat(path)).isDirectory()) await walk(path)
 }
 
 /** Throws unless every directory from / down to `dir` is searchable by the build user. */

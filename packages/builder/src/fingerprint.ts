@@ -122,24 +122,22 @@ async function readHostFacts (): Promise<HostFacts> {
 
 /** First non-empty line of `NAME --version` when NAME is a program on the build PATH (of the root, with one) and exits 0. */
 async function toolVersion (name: string, inSandbox: boolean, root?: FingerprintRoot): Promise<string | null> {
-  let argv: string[]
+  let command: string[]
   if (inSandbox && root !== undefined) {
     // Looked up by the shell inside the root: host paths mean nothing there.
-    const user = resolveBuildUser()
-    const tools = await probeSandbox(user)
-    if (typeof tools === 'string') return null
-    argv = sandboxLaunchArgv({ tools, user, bwrapArgs: bwrapArgs({ network: false, root: root.dir }), command: ['/bin/sh', '-c', 'command -v "$1" >/dev/null || exit 127; exec "$1" --version', 'sh', name] })
+    command = ['/bin/sh', '-c', 'command -v "$1" >/dev/null || exit 127; exec "$1" --version', 'sh', name]
   } else {
     const hostTool = name === 'bwrap' || (name === 'git' && !inSandbox)
     const path = await findOnPath(name, hostTool ? (process.env.PATH ?? BUILD_PATH) : BUILD_PATH)
     if (path === null) return null
-    argv = [path, '--version']
-    if (inSandbox) {
-      const user = resolveBuildUser()
-      const tools = await probeSandbox(user)
-      if (typeof tools === 'string') return null
-      argv = sandboxLaunchArgv({ tools, user, bwrapArgs: bwrapArgs({ network: false }), command: [path, '--version'] })
-    }
+    command = [path, '--version']
+  }
+  let argv = command
+  if (inSandbox) {
+    const user = resolveBuildUser()
+    const tools = await probeSandbox(user)
+    if (typeof tools === 'string') return null
+    argv = sandboxLaunchArgv({ tools, user, bwrapArgs: bwrapArgs({ network: false, root: root?.dir }), command })
   }
   try {
     const r = await runCollect(argv, { env: { PATH: BUILD_PATH, HOME: '/nonexistent', LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8', TZ: 'UTC' }, timeoutMs: 10_000, maxOutputBytes: 64 * 1024 })

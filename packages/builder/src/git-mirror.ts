@@ -480,7 +480,6 @@ export function globToRegExp (pattern: string): RegExp {
   return new RegExp(`^${re}$`, 's')
 }
 
-/** Throws unless `commit` is a full lowercase hex object name. */
 /** A git timestamp with its UTC offset as ISO 8601 in that offset ("2026-01-01T09:00:00+02:00"). */
 function authorDate (unix: number, sign: string, hours: number, minutes: number): string {
   const offset = (sign === '-' ? -1 : 1) * (hours * 60 + minutes)
@@ -490,6 +489,7 @@ function authorDate (unix: number, sign: string, hours: number, minutes: number)
   return `${local}${sign}${String(hours).padStart(2, '0')}:${String(minutes).padStart(2, '0')}`
 }
 
+/** Throws unless `commit` is a full lowercase hex object name. */
 export function checkCommit (commit: string): void {
   if (!COMMIT_HEX.test(commit)) {
     throw new QuorateError('USAGE', `"${commit.slice(0, 80)}" is not a full commit id; give 40 (or 64) lowercase hex digits`, { commit: commit.slice(0, 80) })

@@ -42,7 +42,6 @@ export const OCI_MEDIA_TYPES = {
 
 const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name'
 const DIGEST = /^sha256:[0-9a-f]{64}$/
-/** The OCI image-layout grammar for ref names: components separated by "/", with -._:@+ or -- inside. */
 
 /**
  * Packs `sourceDir` into an OCI image layout (oci-layout, index.json, blobs/sha256/…) with one

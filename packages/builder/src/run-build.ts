@@ -9,7 +9,7 @@ import { createBuildCgroup, diskUsage, type BuildCgroup, type LimitsMechanism } 
 import { environmentFingerprint, type EnvironmentFingerprint } from './fingerprint.js'
 import { checkCommit, type GitMirror } from './git-mirror.js'
 import { hashOutput, type OutputDigest } from './hash-output.js'
-import { packOciImage, parseImageSpec, type OciImageSpec } from './oci-image.js'
+import { packOciImage, type OciImageSpec } from './oci-image.js'
 import { assertSearchable, giveTree, resolveBuildUser, type BuildUser } from './build-user.js'
 import type { BuildRootCache, BuildRootLease } from './build-root.js'
 import { DEFAULT_FETCH_NETWORK, type FetchNetworkPolicy } from './fetch-network.js'
@@ -226,14 +226,11 @@ async function runBuildIn (request: BuildRequest, o: {
   }
 
   let cgroup: BuildCgroup | null = null
-  let imageSpec: OciImageSpec | undefined
-  try {
-    if (recipe.outputKind === 'oci') imageSpec = recipe.image ?? {}
-    else if (recipe.image !== undefined) throw new QuorateError('RECIPE_INVALID', 'recipe.image: is used only with "outputKind": "oci"; remove it or set outputKind to "oci"')
-  } catch (err) {
-    if (!isQuorateError(err, 'RECIPE_INVALID')) throw err
+  // recipe.image is parsed with the recipe (core's parseRecipe); only its use without "oci" is left to refuse.
+  const imageSpec: OciImageSpec | undefined = recipe.outputKind === 'oci' ? recipe.image ?? {} : undefined
+  if (imageSpec === undefined && recipe.image !== undefined) {
     if (request.keepWorkDir !== true) await removeTree(request.workDir)
-    return await fail(`the recipe is invalid: ${err.message}`, null, false)
+    return await fail('the recipe is invalid: recipe.image: is used only with "outputKind": "oci"; remove it or set outputKind to "oci"', null, false)
   }
   let step = 'checking out the commit'
   try {

@@ -120,6 +120,17 @@ describe('runBuild without a sandbox', () => {
     expect(kept.endsWith(outcome.log.tail)).toBe(true)
   })
 
+  it('fails a recipe that sets image without "outputKind": "oci", running nothing and leaving no work dir', async () => {
+    const workDir = join(await temp.make(), 'work')
+    const outcome = await build({ build: ['sh', '-c', 'mkdir out; echo ran > out/x'], image: { refName: 'app:1' } }, { workDir })
+    expect(outcome.ok).toBe(false)
+    if (outcome.ok) return
+    expect(outcome.reason).toBe('the recipe is invalid: recipe.image: is used only with "outputKind": "oci"; remove it or set outputKind to "oci"')
+    expect(outcome.exitStatus).toBeNull()
+    expect(outcome.log.totalBytes).toBe(0)
+    expect(existsSync(workDir)).toBe(false)
+  })
+
   it('keeps a log that fits whole, byte for byte, under its signed digest', async () => {
     const outcome = await build({ build: ['sh', '-c', 'seq 1 3000; echo done; mkdir out'] })
     if (!outcome.ok) throw new Error(outcome.reason)

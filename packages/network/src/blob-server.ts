@@ -28,17 +28,15 @@ export interface BlobServerComponents {
 export function blobServer (init: BlobServerInit, components: BlobServerComponents): Startable {
   const { log } = init
   const { host, source, bans, stats } = components
-  const active = new Set<Stream>()
-  let inFlight = 0
+  const active = new Set<Stream>() // requests being served (at most MAX_INBOUND_BLOB_REQUESTS)
   let stopped = false
 
   const onRequest = (stream: Stream, peer: string): void => {
-    if (stopped || inFlight >= MAX_INBOUND_BLOB_REQUESTS) {
-      log('blob-refused', { peer, inFlight })
+    if (stopped || active.size >= MAX_INBOUND_BLOB_REQUESTS) {
+      log('blob-refused', { peer, inFlight: active.size })
       stream.abort(new Error('too many blob requests in progress'))
       return
     }
-    inFlight++
     active.add(stream)
     let timedOut = false
     const timer = setTimeout(() => {
@@ -58,7 +56,6 @@ export function blobServer (init: BlobServerInit, components: BlobServerComponen
       .finally(() => {
         clearTimeout(timer)
         active.delete(stream)
-        inFlight--
       })
   }
 

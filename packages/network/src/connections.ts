@@ -3,10 +3,9 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { BootstrapKeeper } from './bootstrap-keeper.js'
 import type { BootstrapPeer } from './config.js'
 import { errorMessage } from './errors.js'
+import { DIAL_TIMEOUT_MS } from './host.js'
 import type { Host } from './host.js'
 import type { NetworkLogger, Startable } from './types.js'
-
-const DIAL_TIMEOUT_MS = 10_000
 
 export interface ConnectionsInit {
   bootstrapPeers: BootstrapPeer[]

@@ -23,6 +23,9 @@ import { attestationTopic } from './topics.js'
  */
 export const MAX_STREAM_WINDOW_BYTES = 1024 * 1024
 
+/** How long any dial (a peer, or a protocol on it) may take. */
+export const DIAL_TIMEOUT_MS = 10_000
+
 /** The libp2p node every component runs on. */
 export type Host = Libp2p<{ identify: Identify, pubsub: GossipSub }>
 

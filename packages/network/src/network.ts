@@ -7,7 +7,7 @@ import { resolveNetworkConfig } from './config.js'
 import { connections } from './connections.js'
 import { errorMessage, parsePeerId } from './errors.js'
 import { gossip } from './gossip.js'
-import { createHost, fullMultiaddrs, startHost } from './host.js'
+import { DIAL_TIMEOUT_MS, createHost, fullMultiaddrs, startHost } from './host.js'
 import type { Host } from './host.js'
 import { peerBans } from './peer-bans.js'
 import { decodePeerKey } from './peer-key.js'
@@ -19,8 +19,6 @@ import type { SyncScheduler } from './sync-scheduler.js'
 import { syncSlots } from './sync-slots.js'
 import { validator } from './validator.js'
 import type { Network, NetworkInit, Startable } from './types.js'
-
-const DIAL_TIMEOUT_MS = 10_000
 
 /**
  * Start a libp2p node that gossips attestations (one topic per repository), passes every message

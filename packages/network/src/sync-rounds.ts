@@ -2,6 +2,7 @@ import type { Stream } from '@libp2p/interface'
 import { QuorateError, isQuorateError } from '@quorate/core'
 import type { NetworkConfig } from './config.js'
 import { errorMessage, parsePeerId, violationOf } from './errors.js'
+import { DIAL_TIMEOUT_MS } from './host.js'
 import type { Host } from './host.js'
 import type { PeerBans } from './peer-bans.js'
 import type { Misbehaviour } from './peer-penalties.js'
@@ -9,8 +10,6 @@ import { SYNC_PROTOCOL, runSyncSession } from './sync-protocol.js'
 import type { Deliver } from './sync-receive.js'
 import type { SyncSlots } from './sync-slots.js'
 import type { NetworkLogger, NetworkStats, Startable, SyncRoundResult, SyncSource } from './types.js'
-
-const DIAL_TIMEOUT_MS = 10_000
 
 export interface SyncRoundsInit {
   config: Pick<NetworkConfig, 'repoIds' | 'maxMessageBytes' | 'maxSyncFrameBytes' | 'syncTimeoutMs' | 'syncIdleTimeoutMs'>

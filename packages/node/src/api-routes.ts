@@ -12,6 +12,10 @@ export interface BuilderCell { builder: string, org: string, result: 'agrees' | 
 
 /** A build the node is running now. */
 export interface RunningBuildStatus { repoId: string, commit: string, ref: string, attempt: number, phase: string, startedAt: string, elapsedSeconds: number, phaseElapsedSeconds: number, logBytes: number }
+/** A build root the node cannot pull or verify, with what the registry answered (those jobs wait and retry). */
+export interface RootProblemStatus { image: string, problem: string, at: string }
+/** A build held back by the node's own trouble (disk full, I/O error, sandbox tools missing): nothing was signed; it runs when that clears. */
+export interface NodeProblemStatus { repoId: string, commit: string, problem: string, since: string, retries: number }
 /** What keeps a node from watching a repository. */
 export interface WatchProblemStatus { repoId: string, problem: string, missingBranches?: string[], remoteBranches?: string[] }
 
@@ -32,9 +36,9 @@ export interface StatusResponse {
   running: RunningBuildStatus[]
   problems: WatchProblemStatus[]
   /** Build roots the node cannot pull or verify, with what the registry answered (those jobs wait and retry). */
-  rootProblems: Array<{ image: string, problem: string, at: string }>
+  rootProblems: RootProblemStatus[]
   /** Builds held back by the node's own trouble (disk full, I/O error, sandbox tools missing); they run when it clears. */
-  nodeProblems: Array<{ repoId: string, commit: string, problem: string, since: string, retries: number }>
+  nodeProblems: NodeProblemStatus[]
   /** Whether the node may sign: it holds its own logs ('ready'), or it is fetching them back from peers ('recovering': signatures held). */
   ownLog?: { state: 'ready' | 'recovering', reason: string, answeredOrgs: string[], requiredOrgs: number, recovered: number }
 }

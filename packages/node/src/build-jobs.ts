@@ -11,7 +11,7 @@ import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Outputs } from './outputs.js'
-import { routePath } from './api-routes.js'
+import { routePath, type NodeProblemStatus, type RunningBuildStatus } from './api-routes.js'
 
 /** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
@@ -42,17 +42,7 @@ export interface BuildJobsInit {
 }
 
 /** A build this node is running now, as `quorate status` shows it. */
-export interface RunningBuild {
-  repoId: string
-  commit: string
-  ref: string
-  attempt: number
-  phase: string
-  startedAt: string
-  elapsedSeconds: number
-  phaseElapsedSeconds: number
-  logBytes: number
-}
+export type RunningBuild = RunningBuildStatus
 
 export interface BuildJobsComponents {
   policy: Policy
@@ -91,7 +81,7 @@ export interface BuildJobs {
 }
 
 /** A job held back by the node's own trouble: it is not the build's fault, nothing was signed. */
-export interface NodeProblem { repoId: string, commit: string, problem: string, since: string, retries: number }
+export type NodeProblem = NodeProblemStatus
 
 /** How long a job waits after the node's own trouble before it is tried again (the check is cheap). */
 export const NODE_TROUBLE_RETRY_MS = 10_000
@@ -130,20 +120,23 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     return { ...(build !== undefined ? { build: { id: build.meta.id, bytes: build.bytes } } : {}), attempts, ...(final !== undefined ? { final } : {}) }
   }
 
-  /** Re-checks after the own log is ready: true when the job is already answered (and settled). */
-  async function settledByOwnLog (job: BuildJob): Promise<boolean> {
+  /**
+   * Re-checks after the own log is ready: 'settled' when the job is already answered (its state
+   * is recorded), else how many failed attempts this key already signed for it.
+   */
+  async function checkOwnLog (job: BuildJob): Promise<number | 'settled'> {
     const own = await ownAnswers(job)
     if (own.build !== undefined) {
       c.republish({ id: own.build.id, repoId: job.repoId, bytes: own.build.bytes })
       await queue.updateJob({ ...job, state: 'succeeded', envelopeId: own.build.id })
       logger.info('build already signed', { repo: job.repoId, commit: job.commit.slice(0, 12), envelopeId: own.build.id, hint: 'republished, not signed again' })
-      return true
+      return 'settled'
     }
     if (own.final !== undefined) {
       await queue.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: own.final })
-      return true
+      return 'settled'
     }
-    return false
+    return own.attempts
   }
 
   /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
@@ -170,7 +163,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     const repo = policy.repositories.get(job.repoId)
     if (repo === undefined) return
     // An envelope for this build key may exist from before a crash: republish it, never rebuild.
-    if (await settledByOwnLog(job)) return
+    if (await checkOwnLog(job) === 'settled') return
     let spec: RecipeSpec
     if (repo.recipe !== undefined) {
       spec = repo.recipe
@@ -179,8 +172,9 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       if (typeof problem === 'string') {
         await c.ownLogReady?.()
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
-        if (await settledByOwnLog(job)) return
-        const attempt = (await ownAnswers(job)).attempts + 1
+        const signed = await checkOwnLog(job)
+        if (signed === 'settled') return
+        const attempt = signed + 1
         // Retrying cannot change the commit's recipe: final at once.
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId, ref: job.ref, commit: job.commit, exitStatus: null, timedOut: false, reason: problem,
@@ -235,23 +229,25 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       } catch (err) {
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const message = (err as Error).message
-        logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
-        // A build root that cannot be pulled or verified is the node's trouble: wait and retry, never give up.
-        const rootTrouble = isQuorateError(err, 'ROOT_UNAVAILABLE')
-        // So is the node's disk filling up, an I/O error, or a sandbox tool gone missing: the job
-        // waits without using one of the build's attempts, and runs when the condition clears.
-        if (!rootTrouble && (isNodeTrouble(err) || isQuorateError(err, 'SANDBOX_UNAVAILABLE'))) {
+        // The node's own trouble (the disk full, an I/O error, a sandbox tool gone missing, a build
+        // root that cannot be pulled or verified) is never the build's fault: the job waits without
+        // using one of the build's attempts and runs when the condition clears. A root is retried
+        // with backoff (a pull is expensive); the rest every NODE_TROUBLE_RETRY_MS (the check is cheap).
+        if (isNodeTrouble(err) || isQuorateError(err, 'SANDBOX_UNAVAILABLE')) {
           const key = `${job.repoId}@${job.commit}`
           const was = problems.get(key)
-          problems.set(key, { repoId: job.repoId, commit: job.commit, problem: message, since: was?.since ?? new Date().toISOString(), retries: (was?.retries ?? -1) + 1 })
-          logger.warn('build waits: node trouble', { repo: job.repoId, commit: job.commit.slice(0, 12), problem: message, retryInSeconds: NODE_TROUBLE_RETRY_MS / 1000 })
-          await queue.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1), notBefore: Date.now() + NODE_TROUBLE_RETRY_MS, lastError: message })
+          const retries = (was?.retries ?? -1) + 1
+          problems.set(key, { repoId: job.repoId, commit: job.commit, problem: message, since: was?.since ?? new Date().toISOString(), retries })
+          const waitMs = isQuorateError(err, 'ROOT_UNAVAILABLE') ? Math.min(300_000, 5_000 * 2 ** Math.min(retries, 6)) : NODE_TROUBLE_RETRY_MS
+          logger.warn('build waits: node trouble', { repo: job.repoId, commit: job.commit.slice(0, 12), problem: message, retryInSeconds: waitMs / 1000 })
+          await queue.updateJob({ ...job, state: 'queued', attempts: Math.max(0, job.attempts - 1), notBefore: Date.now() + waitMs, lastError: message })
           return
         }
+        logger.error('build could not run', { repo: job.repoId, commit: job.commit.slice(0, 12), error: message })
         await queue.updateJob({
           ...job,
-          state: rootTrouble || job.attempts < maxAttempts ? 'queued' : 'failed',
-          notBefore: Date.now() + (rootTrouble ? Math.min(300_000, 5_000 * 2 ** Math.min(job.attempts, 6)) : backoffMs * 2 ** (job.attempts - 1)),
+          state: job.attempts < maxAttempts ? 'queued' : 'failed',
+          notBefore: Date.now() + backoffMs * 2 ** (job.attempts - 1),
           lastError: message
         })
         return
@@ -263,7 +259,8 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       // already signed is republished, never signed a second time.
       await c.ownLogReady?.()
       if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
-      if (await settledByOwnLog(job)) return
+      const signed = await checkOwnLog(job)
+      if (signed === 'settled') return
       if (outcome.ok) {
         const o = outcome.output
         // The log is kept (whole, or head and tail when it outgrew maxLogBytes) and served at
@@ -306,7 +303,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
       } else {
         await c.outputs.keepBuild({ repoId: job.repoId, commit: job.commit, log: outcome.log })
-        const attempt = (await ownAnswers(job)).attempts + 1
+        const attempt = signed + 1
         const retry = attempt < maxAttempts
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId,

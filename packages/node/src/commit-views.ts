@@ -32,8 +32,6 @@ export interface CommitCandidates {
   unverified: UnverifiedClaim[]
   /** Per claiming builder, how many unverified commits it names (over all slices, not only the listed claims). */
   claimants: Array<{ builder: string, org: string, commits: number }>
-  /** Ref moves read (newest observations of every counted key): for chains and topology. */
-  moves: RefMove[]
 }
 
 export type CandidateStore = Pick<Store, 'recentRefObservations' | 'equivocationProofs'>
@@ -138,7 +136,6 @@ export async function commitCandidates (store: CandidateStore, policy: Policy, r
   return {
     verified: ordered.map(commit => ({ commit, orgs: orgsOf.get(commit)!.sort() })),
     unverified,
-    claimants: [...claimants.values()].sort((a, b) => b.commits - a.commits || (a.builder < b.builder ? -1 : 1)),
-    moves
+    claimants: [...claimants.values()].sort((a, b) => b.commits - a.commits || (a.builder < b.builder ? -1 : 1))
   }
 }

@@ -114,9 +114,8 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   const refEpochs = new Map<string, number>()
   let epochBase = 0
   const bumpRefEpoch = (repoId: string): void => { refEpochs.set(repoId, (refEpochs.get(repoId) ?? 0) + 1) }
-  const lastSig = new Map<string, string>()
-  const lastStatus = new Map<string, string>()
-  const lastMemo = new Map<string, DecisionMemo>()
+  /** What was last announced per commit (the newest 10,000), so only changes are announced. */
+  const announced = new Map<string, { sig: string, status: string, memo: DecisionMemo }>()
   const due = new Set<string>()
   let timer: NodeJS.Timeout | undefined
   let announcing: Promise<void> = Promise.resolve()
@@ -174,14 +173,12 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     const { decision } = await decide(repoId, commit)
     const k = `${repoId}@${commit}`
     const sig = `${decision.status}/${decision.trusted?.resultKey ?? ''}/${decision.results.map(r => r.supportingOrgs.length).join(',')}`
-    if (lastSig.get(k) === sig) return
-    const notice = decisionNotice(lastMemo.get(k), decision)
-    lastMemo.delete(k); lastMemo.set(k, memoOf(decision))
-    if (lastMemo.size > 10_000) lastMemo.delete(lastMemo.keys().next().value as string)
-    lastSig.delete(k); lastSig.set(k, sig)
-    lastStatus.delete(k); lastStatus.set(k, decision.status)
-    if (lastSig.size > 10_000) lastSig.delete(lastSig.keys().next().value as string)
-    if (lastStatus.size > 10_000) lastStatus.delete(lastStatus.keys().next().value as string)
+    const was = announced.get(k)
+    if (was?.sig === sig) return
+    const notice = decisionNotice(was?.memo, decision)
+    announced.delete(k)
+    announced.set(k, { sig, status: decision.status, memo: memoOf(decision) })
+    if (announced.size > 10_000) announced.delete(announced.keys().next().value as string)
     c.metrics?.decisions?.inc({ status: decision.status })
     // Only final bad answers page anyone, once per change (a pending disagreement does not).
     if (notice !== undefined) c.notify({ type: notice.type, repoId, commit, summary: `${decision.status}: ${decision.summary}`, reason: notice.reason })
@@ -198,7 +195,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
 
   function statusCounts (): Record<string, number> {
     const counts: Record<string, number> = { trusted: 0, pending: 0, disputed: 0, failed: 0 }
-    for (const st of lastStatus.values()) counts[st] = (counts[st] ?? 0) + 1
+    for (const { status } of announced.values()) counts[status] = (counts[status] ?? 0) + 1
     return counts
   }
 

@@ -13,7 +13,7 @@ import type { MetricsRegistry } from './metrics.js'
 import type { OwnLogStatus } from './own-log-recovery.js'
 import { latestTrusted } from './ref-views.js'
 import { commitCandidates, type CommitCandidates } from './commit-views.js'
-import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus } from './api-routes.js'
+import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus, type RootProblemStatus, type NodeProblemStatus } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
 
@@ -46,8 +46,8 @@ export interface NodeStatus {
   running?: RunningBuildStatus[]
   /** What keeps the node from watching a repository (fetch errors, watched branches the remote lacks). */
   problems?: WatchProblemStatus[]
-  rootProblems?: Array<{ image: string, problem: string, at: string }>
-  nodeProblems?: Array<{ repoId: string, commit: string, problem: string, since: string, retries: number }>
+  rootProblems?: RootProblemStatus[]
+  nodeProblems?: NodeProblemStatus[]
   /** Whether this node may sign: it holds its own logs, or it is fetching them back from peers (DESIGN.md "A node never forks its own log"). */
   ownLog?: OwnLogStatus
 }

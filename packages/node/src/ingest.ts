@@ -1,4 +1,4 @@
-import { TokenBuckets, checkEnvelope, parseAttestation, parseEnvelope, type Policy, type VerifiedAttestation } from '@quorate/core'
+import { TokenBuckets, checkEnvelope, type Policy, type VerifiedAttestation } from '@quorate/core'
 import type { Store } from '@quorate/store'
 import type { IncomingMessage, Verdict } from '@quorate/network'
 import type { Decisions } from './decisions.js'
@@ -6,6 +6,7 @@ import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Notice } from './notifier.js'
+import { ownPreviousTip } from './ref-views.js'
 
 /** What ingest counts, served in `/v1/status` as `stats.received` and `stats.rejectReasons` (by check code). */
 export interface IngestStats {
@@ -107,12 +108,7 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
     const a = v.attestation
     if (a.kind !== 'ref') return undefined
     if (a.log.seq > 0 && !await store.logComplete(a.repoId, v.keyid, a.log.seq - 1)) return undefined
-    const priorBytes = await store.priorRefObservation(a.repoId, a.ref, v.keyid, a.log.seq)
-    let prior: string | null = null
-    if (priorBytes !== undefined) {
-      const p = parseAttestation(parseEnvelope(JSON.parse(Buffer.from(priorBytes).toString('utf8'))).payloadBytes)
-      prior = p.kind === 'ref' ? p.commit : null
-    }
+    const prior = await ownPreviousTip(store, a.repoId, a.ref, v.keyid, a.log.seq)
     if (prior === a.previous) return undefined
     return `previous ${a.previous ?? 'null'} is not the signer's prior tip ${prior ?? '(none)'} of ${a.ref}`
   }

@@ -7,6 +7,7 @@ import {
 } from '@quorate/core'
 import { openStoppedStore } from './backup.js'
 import { ownLog } from './own-log.js'
+import { HELD } from './own-log-recovery.js'
 
 export interface RotationResult {
   oldKeyid: string
@@ -60,7 +61,7 @@ export async function rotateBuilderKey (opts: { dataDir: string, keyFile: string
       if (replaced !== undefined) await store.updateJob({ ...job, envelopeId: replaced })
     }
     // The new key's logs start in this store: the node need not fetch them from peers.
-    await store.putState(`ownlog:held:${newKey.keyid}`, newKey.keyid)
+    await store.putState(HELD(newKey.keyid), newKey.keyid)
   } finally {
     await store.close()
   }

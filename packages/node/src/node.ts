@@ -11,6 +11,7 @@ import { dataDirLayout, prepareDataDir } from './data-dir.js'
 import { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import { httpApi, type HttpApi } from './http-api.js'
+import type { RootProblemStatus } from './api-routes.js'
 import { createNodeMetrics, collectNetworkMetrics, type NodeMetrics } from './metrics.js'
 import { createNotifier } from './notifier.js'
 import { ownLog } from './own-log.js'
@@ -328,6 +329,6 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
 const ROOT_UNPACK_ID = 50998
 
 /** Build roots the node could not pull or verify, with what the registry answered (jobs wait and retry). */
-function rootProblems (cache: BuildRootCache): Array<{ image: string, problem: string, at: string }> {
+function rootProblems (cache: BuildRootCache): RootProblemStatus[] {
   return [...cache.problems].map(([image, p]) => ({ image, problem: p.message, at: new Date(p.at).toISOString() }))
 }

@@ -22,8 +22,6 @@ export interface BuiltOutput {
   files: Array<{ path: string, type: string, sha256?: string }>
   /** A copy of the output directory made by the build runner. */
   copyDir: string
-  /** The whole build log, when the runner kept all of it: kept as a blob under its sha256. */
-  log?: { sha256: string, bytes: Uint8Array }
 }
 
 /** A build's log as the runner captured it (see @quorate/builder CapturedLog). */
@@ -77,7 +75,6 @@ export function outputs (c: OutputsComponents): Outputs {
   const privateRepos = c.privateRepos ?? new Set<string>()
   async function keep (o: BuiltOutput): Promise<void> {
     await store.putBlob(o.fileListSha256, o.fileListBytes)
-    if (o.log !== undefined) await store.putBlob(o.log.sha256, o.log.bytes)
     for (const f of o.files) {
       if (f.type !== 'file' || f.sha256 === undefined) continue
       try {
@@ -86,6 +83,15 @@ export function outputs (c: OutputsComponents): Outputs {
         logger.warn('output not kept', { path: f.path, error: (err as Error).message })
       }
     }
+  }
+  /** A blob from the store or, when `fromPeers`, from any peer holding it (checked by the network layer), then kept. */
+  async function blobOf (sha256: string, fromPeers: boolean): Promise<Uint8Array | undefined> {
+    let blob = await store.getBlob(sha256)
+    if (blob === undefined && fromPeers && c.network !== undefined) {
+      blob = await c.network.fetchBlob(sha256, { timeoutMs: 10_000 })
+      if (blob !== undefined) await store.putBlob(sha256, blob)
+    }
+    return blob
   }
   return {
     async adoptLegacyFiles (dir) {
@@ -130,11 +136,7 @@ export function outputs (c: OutputsComponents): Outputs {
       const own = await store.buildLog(sha256)
       if (own !== undefined) return { bytes: own.bytes, complete: own.meta.complete, totalBytes: own.meta.totalBytes, repoId: own.meta.repoId, commit: own.meta.commit }
       // A complete log another node kept travels like a file list: by content address.
-      let blob = await store.getBlob(sha256)
-      if (blob === undefined && opts.fromPeers === true && c.network !== undefined) {
-        blob = await c.network.fetchBlob(sha256, { timeoutMs: 10_000 })
-        if (blob !== undefined) await store.putBlob(sha256, blob)
-      }
+      const blob = await blobOf(sha256, opts.fromPeers === true)
       return blob === undefined ? undefined : { bytes: blob, complete: true, totalBytes: blob.byteLength }
     },
     async isPrivate (sha256) {
@@ -145,12 +147,7 @@ export function outputs (c: OutputsComponents): Outputs {
       return await store.getBlob(sha256)
     },
     async fileList (sha256, opts = {}) {
-      let blob = await store.getBlob(sha256)
-      if (blob === undefined && opts.fromPeers === true && c.network !== undefined) {
-        blob = await c.network.fetchBlob(sha256, { timeoutMs: 10_000 })
-        if (blob !== undefined) await store.putBlob(sha256, blob)
-      }
-      return blob
+      return await blobOf(sha256, opts.fromPeers === true)
     },
     async file (sha256) {
       return await store.getOutputFile(sha256)

@@ -6,8 +6,8 @@ import type { Decisions } from './decisions.js'
 
 /** Written by `quorate init` next to a brand-new key: this data directory starts the key's logs. */
 export const NEW_KEY_MARKER = 'NEW_KEY'
-/** Store state: this data directory holds the key's logs from seq 0 (value: the keyid). */
-const HELD = (keyid: string): string => `ownlog:held:${keyid}`
+/** Store state: this data directory holds the key's logs from seq 0 (value: the keyid). Key rotation sets it for the new key. */
+export const HELD = (keyid: string): string => `ownlog:held:${keyid}`
 /** Store state set by `quorate restore`: the store may be older than the key's logs. */
 export const RECOVER_STATE = 'ownlog:recover'
 

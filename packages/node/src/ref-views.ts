@@ -1,5 +1,5 @@
 import {
-  orderByTopology, parseAttestation, parseEnvelope, refChainCandidates, refObservers,
+  parseAttestation, parseEnvelope, refChainCandidates, refObservers,
   type Decision, type Policy
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
@@ -8,20 +8,17 @@ import { recentRefMoves, type CandidateStore } from './commit-views.js'
 /**
  * Ref observations as the node uses them: what to sign when a ref moves (DESIGN.md "The
  * attestation": previous, fastForward, introduced), the latest trusted commit of a ref from the
- * observers' current chains, and the commit timeline in git order. All from signed observations,
- * never from the time this node received something.
+ * observers' current chains (the commit list's order is commit-views'). All from signed
+ * observations, never from the time this node received something.
  */
-
-/** What `GitMirror.refMove` answers. */
-export interface MoveFacts { introduced: string[], truncated: boolean, fastForward: boolean }
 
 /**
- * The tip this signer last signed for `ref` (from its own log in the store), or null: a ref
- * observation's `previous` must equal it, whatever the watcher remembers (a lost data directory
- * forgets refs, the recovered log does not).
+ * The tip this signer last signed for `ref` (from its log in the store) before log position
+ * `beforeSeq` (default: its newest), or null: a ref observation's `previous` must equal it,
+ * whatever the watcher remembers (a lost data directory forgets refs, the recovered log does not).
  */
-export async function ownPreviousTip (store: Pick<Store, 'priorRefObservation'>, repoId: string, ref: string, keyid: string): Promise<string | null> {
-  const bytes = await store.priorRefObservation(repoId, ref, keyid, Number.MAX_SAFE_INTEGER)
+export async function ownPreviousTip (store: Pick<Store, 'priorRefObservation'>, repoId: string, ref: string, keyid: string, beforeSeq = Number.MAX_SAFE_INTEGER): Promise<string | null> {
+  const bytes = await store.priorRefObservation(repoId, ref, keyid, beforeSeq)
   if (bytes === undefined) return null
   const a = parseAttestation(parseEnvelope(JSON.parse(Buffer.from(bytes).toString('utf8'))).payloadBytes)
   return a.kind === 'ref' ? a.commit : null
@@ -46,9 +43,4 @@ export async function latestTrusted (
     return { commit: c.commit, decision, chainOrgs: c.orgs, observedBy: refObservers(decision, ref).orgs }
   }
   return undefined
-}
-
-/** Orders commits (given newest first-seen first) by git topology as the observations show it: a child before its parent. */
-export async function orderTimeline (store: CandidateStore, policy: Policy, repoId: string, commits: string[]): Promise<string[]> {
-  return orderByTopology(await recentRefMoves(store, policy, repoId), commits)
 }

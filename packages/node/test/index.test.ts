@@ -8,7 +8,7 @@ describe('@quorate/node', () => {
       'assertPrivateFile', 'backupDataDir', 'buildJobs', 'collectNetworkMetrics', 'commitCandidates', 'createLogger', 'createNodeMetrics',
       'createNotifier', 'dataDirLayout', 'decisions', 'escapeForTerminal', 'httpApi', 'ingest', 'initPeerKeyFile', 'latestTrusted',
       'loadBuilderKey', 'loadNodeConfig', 'loadPeerKey', 'loadPolicyFile', 'matchRoute', 'openStoppedStore',
-      'orderTimeline', 'outputs', 'ownLog', 'ownLogRecovery', 'ownPreviousTip', 'prepareDataDir', 'publisher', 'readJsonFile', 'recentRefMoves', 'restoreDataDir', 'rotateBuilderKey', 'routePath', 'startNode',
+      'outputs', 'ownLog', 'ownLogRecovery', 'ownPreviousTip', 'prepareDataDir', 'publisher', 'readJsonFile', 'recentRefMoves', 'restoreDataDir', 'rotateBuilderKey', 'routePath', 'startNode',
       'webhookSignatureMatches', 'writePeerKeyFile'
     ])
   })

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto'
-import { chmodSync, copyFileSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { chmod, copyFile, link, mkdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 
 /**
@@ -15,29 +14,36 @@ export class BlobFiles {
     return join(this.dir, sha256.slice(0, 2), sha256.slice(2))
   }
 
-  /** Keeps `source` under its digest: a hard link when it shares the filesystem, else a copy. */
-  put (sha256: string, source: string): void {
+  /**
+   * Keeps `source` under its digest: a hard link when it shares the filesystem, else a copy
+   * (asynchronous: a large output must not hold up the node's event loop while it is copied).
+   */
+  async put (sha256: string, source: string): Promise<void> {
     const dest = this.pathOf(sha256)
-    mkdirSync(dirname(dest), { recursive: true })
+    await mkdir(dirname(dest), { recursive: true })
     try {
-      linkSync(source, dest)
-      chmodSync(dest, 0o444)
+      await link(source, dest)
+      await chmod(dest, 0o444)
       return
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return
     }
     const tmp = `${dest}.${process.pid}.tmp`
     try {
-      copyFileSync(source, tmp)
-      chmodSync(tmp, 0o444)
-      renameSync(tmp, dest)
+      await copyFile(source, tmp)
+      await chmod(tmp, 0o444)
+      await rename(tmp, dest)
     } finally {
-      rmSync(tmp, { force: true })
+      await rm(tmp, { force: true })
     }
   }
 
-  remove (sha256: string): void {
-    rmSync(this.pathOf(sha256), { force: true })
+  async has (sha256: string): Promise<boolean> {
+    return await stat(this.pathOf(sha256)).then(() => true, () => false)
+  }
+
+  async remove (sha256: string): Promise<void> {
+    await rm(this.pathOf(sha256), { force: true })
   }
 
   async get (sha256: string): Promise<Uint8Array | undefined> {

@@ -1,5 +1,5 @@
 import { Level } from 'level'
-import { readFileSync, statSync } from 'node:fs'
+import { readFile, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { QuorateError, TokenBuckets, type BuildJob, type BuildJobState, type VerifiedAttestation } from '@quorate/core'
 import { BlobFiles, sha256Of } from './blob-files.js'
@@ -408,12 +408,9 @@ export class Store {
    */
   async refObservations (repoId: string, ref?: string): Promise<Bytes[]> {
     const prefix = repoId + SEP + (ref !== undefined ? ref + SEP : '')
-    const out: Bytes[] = []
-    for await (const envKey of this.byRef.values({ gte: prefix, lt: prefix + '\xff' })) {
-      const bytes = await this.envs.get(envKey)
-      if (bytes !== undefined) out.push(bytes)
-    }
-    return out
+    const keys: string[] = []
+    for await (const envKey of this.byRef.values({ gte: prefix, lt: prefix + '\xff' })) keys.push(envKey)
+    return (await this.envs.getMany(keys)).filter((b): b is Bytes => b !== undefined)
   }
 
   /**
@@ -748,8 +745,9 @@ export class Store {
    * a read token, unless a public build produced it too (see markPublic).
    */
   async markPrivate (sha256s: string[]): Promise<void> {
-    const ops: Array<{ type: 'put', key: string, value: string }> = []
-    for (const key of new Set(sha256s)) if (await this.privateBlobs.get(key) !== 'public') ops.push({ type: 'put', key, value: 'private' })
+    const keys = [...new Set(sha256s)]
+    const marks = await this.privateBlobs.getMany(keys)
+    const ops = keys.filter((_, i) => marks[i] !== 'public').map(key => ({ type: 'put' as const, key, value: 'private' }))
     if (ops.length > 0) await this.privateBlobs.batch(ops)
   }
 
@@ -766,7 +764,7 @@ export class Store {
   /** Removes a kept output file (retention). */
   async deleteOutputFile (sha256: string): Promise<void> {
     await this.outputs.del(sha256)
-    this.blobFiles.remove(sha256)
+    await this.blobFiles.remove(sha256)
   }
 
   // --- output files (content-addressed) ------------------------------------------------
@@ -778,18 +776,17 @@ export class Store {
    */
   async putOutputFile (sha256: string, source: string): Promise<void> {
     if (await this.hasOutputFile(sha256)) return
-    if (statSync(source).size <= SMALL_BLOB_BYTES) {
-      const bytes = readFileSync(source)
+    if ((await stat(source)).size <= SMALL_BLOB_BYTES) {
+      const bytes = await readFile(source)
       if (sha256Of(bytes) !== sha256) throw new QuorateError('STORE_FAILED', `${source} does not hash to ${sha256}; the output changed after it was hashed`, { sha256 })
       await this.outputs.put(sha256, bytes)
       return
     }
-    this.blobFiles.put(sha256, source)
+    await this.blobFiles.put(sha256, source)
   }
 
   async hasOutputFile (sha256: string): Promise<boolean> {
-    if (await this.outputs.get(sha256) !== undefined) return true
-    try { statSync(this.blobFiles.pathOf(sha256)); return true } catch { return false }
+    return await this.outputs.get(sha256) !== undefined || await this.blobFiles.has(sha256)
   }
 
   /** An output file by sha256, or undefined when this store does not keep it. */

@@ -223,6 +223,27 @@ describe('Store logs', () => {
   })
 })
 
+describe('Store private content', () => {
+  it('marks content private unless a public build produced it too, across a restart', async () => {
+    const dir = tmp()
+    let store = await Store.open(dir)
+    const [a, b, c] = ['a', 'b', 'c'].map(x => x.repeat(64))
+    await store.markPublic([b])
+    await store.markPrivate([a, b, a])
+    expect(await store.isPrivate(a)).toBe(true)
+    expect(await store.isPrivate(b)).toBe(false)
+    expect(await store.isPrivate(c)).toBe(false)
+    await store.markPrivate([])
+    await store.markPublic([a])
+    await store.markPrivate([a, c])
+    await store.close()
+    store = await Store.open(dir)
+    expect(await store.isPrivate(a)).toBe(false)
+    expect(await store.isPrivate(c)).toBe(true)
+    await store.close()
+  })
+})
+
 describe('Store format', () => {
   it('records its format, and says exactly why it will not open a store of another format', async () => {
     const dir = tmp()
