@@ -160,11 +160,11 @@ export function decodeEnvelope (env) {
 const isObj = (x) => x !== null && typeof x === 'object' && !Array.isArray(x)
 const str = (x) => typeof x === 'string' ? x : undefined
 
-const logDigest = (x) => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x) ? x : undefined
+const logDigest = (x) => typeof x === 'string' && SHA256_HEX.test(x) ? x : undefined
 
 /** Where this node serves a build log by its signed digest (its own, or a peer's whole log). */
 export function logHref (sha256) {
-  return /^[0-9a-f]{64}$/.test(sha256 ?? '') ? `/v1/logs/${sha256}` : undefined
+  return SHA256_HEX.test(sha256 ?? '') ? `/v1/logs/${sha256}` : undefined
 }
 
 /** The fields the page shows from a statement of any of our three predicate types. */
