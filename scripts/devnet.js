@@ -116,6 +116,13 @@ export async function initNetwork ({ dir, builders, repoId = 'sample', repoUrl, 
   return { nodes, policyFile, repoId }
 }
 
+/** Rewrites a node's config file (node.json): edit(config) changes the parsed object in place. */
+export function editConfig (node, edit) {
+  const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
+  edit(cfg)
+  writeFileSync(node.config, JSON.stringify(cfg, null, 2))
+}
+
 /**
  * Starts one node process. onLine(node, line) sees every log line. Resolves once the node's
  * HTTP API answers /healthz.

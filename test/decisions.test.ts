@@ -1,21 +1,15 @@
 // Decisions a deploy pipeline can act on (issue 9), on real node processes on 127.0.0.1:
 // a fast dissenter with a slow fourth organization (pending, never disputed in between).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, commitAll, addCommit, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+import { createSampleRepo, commitAll, addCommit, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli, editConfig } from '../scripts/devnet.js'
 
 let work: string
 const started: any[] = []
-
-function editConfig (node: any, edit: (c: any) => void): void {
-  const c = JSON.parse(readFileSync(node.config, 'utf8'))
-  edit(c)
-  writeFileSync(node.config, JSON.stringify(c, null, 2))
-}
 
 async function start (node: any): Promise<void> {
   started.push(node)

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { hashOutput } from '@quorate/builder'
 import { materializeOutput } from '@quorate/cli'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, addCommit, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+import { createSampleRepo, addCommit, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli, editConfig } from '../scripts/devnet.js'
 
 let work: string
 let repo: string
@@ -21,12 +21,6 @@ let hookServer: Server
 const hookBodies: string[] = []
 const SECRET = 'webhook-secret-0123456789'
 const noticeFile = (): string => join(work, 'notices.jsonl')
-
-function editConfig (node: any, edit: (c: any) => void): void {
-  const c = JSON.parse(readFileSync(node.config, 'utf8'))
-  edit(c)
-  writeFileSync(node.config, JSON.stringify(c, null, 2))
-}
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'quorate-ops-'))

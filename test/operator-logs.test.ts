@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, commitAll, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+import { createSampleRepo, commitAll, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli, editConfig } from '../scripts/devnet.js'
 
 const READ_TOKEN = 'read-token-0123456789abcdef'
 // The log carries a per-build nonce (logs differ between honest builders), the output does not.
@@ -35,12 +35,6 @@ let repo: string
 let first: string
 let net: any
 const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex')
-
-function editConfig (node: any, edit: (c: any) => void): void {
-  const c = JSON.parse(readFileSync(node.config, 'utf8'))
-  edit(c)
-  writeFileSync(node.config, JSON.stringify(c, null, 2))
-}
 
 /** The statement inside an envelope of the commit answer. */
 function statementOf (env: any): any {

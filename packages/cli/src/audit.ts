@@ -142,7 +142,7 @@ export async function auditEvidence (policy: Policy, nodes: string[], repoId: st
     for (const [builder, o] of flat) values[builder] = o[field] ?? '(absent)'
     if (new Set(Object.values(values)).size > 1) fingerprintDifferences.push({ field, values })
   }
-  const failureLogs = decision.failures.length > 0 ? await failureLogTails(policy, nodes, repoId, commit, evidence, { token: process.env.QUORATE_READ_TOKEN, lines: 10 }) : []
+  const failureLogs = decision.failures.length > 0 ? await failureLogTails(policy, nodes, repoId, commit, evidence, { token: process.env.QUORATE_READ_TOKEN, lines: 10, decision }) : []
   return {
     repoId,
     commit,

@@ -68,10 +68,16 @@ export function logTail (text: string, lines = 15, indent = '    '): string {
   return all.slice(-lines).map(l => indent + l).join('\n')
 }
 
-/** Every place that may hold a log: the given nodes, then the policy's builder endpoints. */
-export function logSources (policy: Policy, nodes: string[]): string[] {
-  const out = [...nodes]
-  for (const b of policy.builders.values()) if (b.endpoint !== undefined && !out.includes(b.endpoint)) out.push(b.endpoint)
+/**
+ * Every place that may hold a log, each once: the signing builder's own endpoint first (when
+ * `builder` names one), then the given nodes, then the policy's other builder endpoints.
+ */
+export function logSources (policy: Policy, nodes: string[], builder?: string): string[] {
+  const own = builder !== undefined ? policy.builders.get(builder)?.endpoint : undefined
+  const out: string[] = []
+  for (const url of [...(own !== undefined ? [own] : []), ...nodes, ...[...policy.builders.values()].map(b => b.endpoint)]) {
+    if (url !== undefined && !out.includes(url)) out.push(url)
+  }
   return out
 }
 
@@ -79,13 +85,12 @@ export function logSources (policy: Policy, nodes: string[]): string[] {
  * For a failed commit: the end of each failing builder's log, ready to print (what `verify` and
  * `audit` show so the reader does not have to go looking for "the end of the build log").
  */
-export async function failureLogTails (policy: Policy, nodes: string[], repoId: string, commit: string, evidence: { envelopes: readonly object[], proofs: ReadonlyArray<readonly [object, object]> }, opts: { token?: string, lines?: number, indent?: string } = {}): Promise<Array<{ builder: string, logSha256: string, text: string }>> {
+export async function failureLogTails (policy: Policy, nodes: string[], repoId: string, commit: string, evidence: { envelopes: readonly object[], proofs: ReadonlyArray<readonly [object, object]> }, opts: { token?: string, lines?: number, indent?: string, decision?: Decision } = {}): Promise<Array<{ builder: string, logSha256: string, text: string }>> {
   const out: Array<{ builder: string, logSha256: string, text: string }> = []
   const indent = opts.indent ?? '    '
-  for (const ref of buildLogRefs(policy, repoId, commit, evidence)) {
+  for (const ref of buildLogRefs(policy, repoId, commit, evidence, opts.decision)) {
     if (ref.kind !== 'failure') continue
-    const endpoint = policy.builders.get(ref.builder)?.endpoint
-    const log = await fetchBuildLog([...(endpoint !== undefined ? [endpoint] : []), ...logSources(policy, nodes)], ref.logSha256, { token: opts.token, timeoutMs: 5000 })
+    const log = await fetchBuildLog(logSources(policy, nodes, ref.builder), ref.logSha256, { token: opts.token, timeoutMs: 5000 })
     const head = `build log of ${ref.builder} (${ref.org}), attempt ${ref.attempt ?? 1}, sha256 ${ref.logSha256}`
     if (log === undefined) {
       out.push({ builder: ref.builder, logSha256: ref.logSha256, text: `${head}: no node serves it (quorate logs --repo ${repoId} --commit ${commit} --builder ${ref.builder} tries again)` })

@@ -45,8 +45,7 @@ export async function cmdLogs (args: string[], io: Io): Promise<number> {
   if (refs.length === 0) throw new QuorateError('NOT_FOUND', `no signed build or failure of ${values.repo}@${values.commit.slice(0, 12)} on these nodes yet; try again once a builder has finished`)
   let missing = 0
   for (const ref of refs) {
-    const endpoint = policy.builders.get(ref.builder)?.endpoint
-    const log = await fetchBuildLog([...(endpoint !== undefined ? [endpoint] : []), ...logSources(policy, nodes)], ref.logSha256, { token })
+    const log = await fetchBuildLog(logSources(policy, nodes, ref.builder), ref.logSha256, { token })
     const what = ref.kind === 'build' ? 'build' : `failed build, attempt ${ref.attempt ?? 1}: ${ref.reason ?? ''}`
     if (log === undefined) {
       missing++

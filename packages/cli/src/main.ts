@@ -186,13 +186,13 @@ async function cmdVerify (args: string[]): Promise<number> {
   const artifact = values.artifact !== undefined ? { path: values.artifact, sha256: sha256File(values.artifact) } : undefined
   const checks = { expectDigest: values.digest, ref: values.ref, artifact, image: values.image === true, policyDigest: values['policy-digest'] }
   let report
-  if (values.bundle !== undefined) {
-    const evidence = readBundle(values.bundle, values.repo, values.commit)
-    checkVerifyArgs(evidence.repoId, evidence.commit, policy, values.digest)
+  const bundle = values.bundle !== undefined ? readBundle(values.bundle, values.repo, values.commit) : undefined
+  if (bundle !== undefined) {
+    checkVerifyArgs(bundle.repoId, bundle.commit, policy, values.digest)
     if (artifact !== undefined) usage('--artifact needs --node (the file list is fetched from nodes)')
-    report = evaluate(policy, evidence.repoId, evidence.commit, evidence, checks)
+    report = evaluate(policy, bundle.repoId, bundle.commit, bundle, checks)
     if (report.exitCode === 0) {
-      report.message += `. Offline, from ${evidence.envelopes.length} envelopes in ${values.bundle}: with a threshold above half of the organizations, no other result can be trusted under this policy; envelopes missing from the bundle could only show a conflict (pending or disputed), never another trusted digest`
+      report.message += `. Offline, from ${bundle.envelopes.length} envelopes in ${values.bundle}: with a threshold above half of the organizations, no other result can be trusted under this policy; envelopes missing from the bundle could only show a conflict (pending or disputed), never another trusted digest`
     }
   } else {
     report = await verifyUntilFinal({ nodes: values.node!, policy, repoId: values.repo!, commit: values.commit!, ...checks }, {
@@ -211,11 +211,12 @@ async function cmdVerify (args: string[]): Promise<number> {
   printErr(`${report.exitCode === 0 ? 'PASSED' : 'FAILED'}: ${escapeForTerminal(report.message)}`)
   if (report.status === 'failed') {
     // The reason alone rarely explains a failure: show the end of each failing builder's log.
+    // The envelopes again (the report keeps only the decision); a bundle was read once above.
     const { gatherFromNodes } = await import('./verify.js')
     const { failureLogTails } = await import('./build-logs.js')
     const repoId = report.repoId
-    const evidence = values.bundle !== undefined ? readBundle(values.bundle, values.repo, values.commit) : await gatherFromNodes(values.node!, repoId, report.commit)
-    for (const t of await failureLogTails(policy, values.node ?? [], repoId, report.commit, evidence, { token: values.token ?? process.env.QUORATE_READ_TOKEN })) printErr(t.text)
+    const evidence = bundle ?? await gatherFromNodes(values.node!, repoId, report.commit)
+    for (const t of await failureLogTails(policy, values.node ?? [], repoId, report.commit, evidence, { token: values.token ?? process.env.QUORATE_READ_TOKEN, ...(bundle !== undefined ? { decision: report.decision } : {}) })) printErr(t.text)
   }
   if (vsaLine !== undefined) printErr(vsaLine)
   // With --json, stdout carries exactly one JSON document (the image references are in it).
