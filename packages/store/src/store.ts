@@ -131,6 +131,8 @@ export class Store {
   /** putEnvelope calls waiting for the next batch. */
   private pending: PendingPut[] = []
   private flushQueued = false
+  /** Build jobs by state, once counted (jobCounts). */
+  private jobStateCounts: Record<BuildJobState, number> | undefined
   /** Contiguous log heads, once scanned (see logHeads); the store stays the truth. */
   private heads: Map<string, LogHead> | undefined
   /** (repository, commit) keys known to be in the commits index: saves a read per envelope. */
@@ -601,6 +603,7 @@ export class Store {
         { type: 'put', sublevel: this.jobs, key, value: queued },
         { type: 'put', sublevel: this.due, key: dueKey(queued, key), value: '' }
       ] as never, { sync: true })
+      if (this.jobStateCounts !== undefined) this.jobStateCounts.queued++
       return true
     })
   }
@@ -615,6 +618,10 @@ export class Store {
       ops.push({ type: 'put', sublevel: this.jobs, key, value: job })
       if (job.state === 'queued') ops.push({ type: 'put', sublevel: this.due, key: dueKey(job, key), value: '' })
       await this.db.batch(ops as never, { sync: true })
+      if (this.jobStateCounts !== undefined) {
+        if (old !== undefined) this.jobStateCounts[old.state]--
+        this.jobStateCounts[job.state]++
+      }
     })
   }
 
@@ -640,9 +647,17 @@ export class Store {
 
   /** Build jobs by state. */
   async jobCounts (): Promise<Record<BuildJobState, number>> {
-    const out: Record<BuildJobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 }
-    for await (const j of this.jobs.values()) out[j.state]++
-    return out
+    // Counted once (jobs are kept forever, so a scan grows with history), then kept in step by
+    // enqueueJob and updateJob, which run one at a time with this first count.
+    if (this.jobStateCounts === undefined) {
+      await this.exclusive(async () => {
+        if (this.jobStateCounts !== undefined) return
+        const out: Record<BuildJobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0 }
+        for await (const j of this.jobs.values()) out[j.state]++
+        this.jobStateCounts = out
+      })
+    }
+    return { ...this.jobStateCounts! }
   }
 
   async jobsList (): Promise<BuildJob[]> {

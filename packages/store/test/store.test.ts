@@ -112,6 +112,25 @@ describe('Store', () => {
     expect((await store.jobsList()).map(x => x.state)).toEqual(['succeeded'])
     await store.close()
   })
+
+  it('keeps the job counts by state in step with every enqueue and update, as a fresh count finds them', async () => {
+    const dir = tmp()
+    let store = await Store.open(dir)
+    const job = (c: string): { repoId: string, commit: string, ref: string, recipeKey: string, queuedAt: number } => ({ repoId: 'hello', commit: c.repeat(40), ref: 'refs/heads/main', recipeKey: 'r', queuedAt: 1 })
+    await store.enqueueJob(job('a'))
+    expect(await store.jobCounts()).toEqual({ queued: 1, running: 0, succeeded: 0, failed: 0 })
+    await store.enqueueJob(job('b'))
+    await store.enqueueJob(job('b')) // already queued: no change
+    const a = (await store.getJob('hello', 'a'.repeat(40), 'r'))!
+    await store.updateJob({ ...a, state: 'running' })
+    expect(await store.jobCounts()).toEqual({ queued: 1, running: 1, succeeded: 0, failed: 0 })
+    await store.updateJob({ ...a, state: 'failed' })
+    expect(await store.jobCounts()).toEqual({ queued: 1, running: 0, succeeded: 0, failed: 1 })
+    await store.close()
+    store = await Store.open(dir) // counted afresh from the jobs themselves
+    expect(await store.jobCounts()).toEqual({ queued: 1, running: 0, succeeded: 0, failed: 1 })
+    await store.close()
+  })
 })
 
 describe('Store ref observations', () => {
