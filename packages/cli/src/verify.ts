@@ -144,9 +144,10 @@ export async function fetchFileList (nodes: string[], sha256: string): Promise<{
 
 /**
  * Decides from the gathered evidence against the caller's policy, then applies the checks.
- * `fileList` is the trusted result's file list when an artifact check was asked for.
+ * `fileList` is the trusted result's file list when an artifact check was asked for; `decided` is
+ * the decision over these same envelopes when the caller already made it (not made again).
  */
-export function evaluate (policy: Policy, repoId: string, commit: string, evidence: Evidence, checks: VerifyChecks, fileList?: { files: Array<Record<string, unknown>> } | null): VerifyReport {
+export function evaluate (policy: Policy, repoId: string, commit: string, evidence: Evidence, checks: VerifyChecks, fileList?: { files: Array<Record<string, unknown>> } | null, decided?: Decision): VerifyReport {
   const short = `${repoId}@${commit.slice(0, 12)}`
   const warnings: string[] = []
   const head = { repoId, commit, policyDigest: policy.digest, nodes: evidence.nodes, images: [] as Array<{ name: string, sha256: string }>, warnings }
@@ -160,7 +161,7 @@ export function evaluate (policy: Policy, repoId: string, commit: string, eviden
     }
     warnings.push(`the bundle was made under policy ${said}, not the given policy ${policy.digest}: it is checked against the given policy`)
   }
-  const decision = decideQuorum({ policy, repoId, commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
+  const decision = decided ?? decideQuorum({ policy, repoId, commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
   const narSha256 = decision.trusted?.narSha256 ?? null
   const report: VerifyReport = { ...head, decision, narSha256, exitCode: 3, status: 'pending', message: '' }
   if (decision.status === 'disputed') return { ...report, exitCode: 1, status: 'disputed', message: `${short} is disputed: ${decision.summary}` }
@@ -265,9 +266,11 @@ export async function verifyCommit (req: VerifyRequest): Promise<VerifyReport> {
   checkVerifyArgs(req.repoId, req.commit, req.policy, req.expectDigest)
   const evidence = await gatherFromNodes(req.nodes, req.repoId, req.commit, req.timeoutMs)
   let fileList: { files: Array<Record<string, unknown>> } | null = null
+  let decision: Decision | undefined
   if (req.artifact !== undefined) {
-    const d = decideQuorum({ policy: req.policy, repoId: req.repoId, commit: req.commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
-    if (d.trusted !== undefined) fileList = (await fetchFileList(req.nodes, d.trusted.fileListSha256)) ?? null
+    // The file list of the trusted result is needed before evaluating: decide once, here.
+    decision = decideQuorum({ policy: req.policy, repoId: req.repoId, commit: req.commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
+    if (decision.trusted !== undefined) fileList = (await fetchFileList(req.nodes, decision.trusted.fileListSha256)) ?? null
   }
-  return evaluate(req.policy, req.repoId, req.commit, evidence, req, fileList)
+  return evaluate(req.policy, req.repoId, req.commit, evidence, req, fileList, decision)
 }
