@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { hashOutput, GitMirror } from '@quorate/builder'
 import { keyPairFromSeed } from '@quorate/core'
 // @ts-expect-error plain JS helper shared with the demo
-import { CLI, ROOT, createSampleRepo, addCommit, commitAll, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli } from '../scripts/devnet.js'
+import { CLI, ROOT, createSampleRepo, addCommit, commitAll, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, runCli, editConfig } from '../scripts/devnet.js'
 
 let work: string
 beforeAll(() => { work = mkdtempSync(join(tmpdir(), 'quorate-cli-')) })
@@ -342,8 +342,7 @@ describe('a node facing bad input', () => {
   it('never shows repository credentials in logs or API output', async () => {
     const secret = 'hunter2-very-secret-token'
     const { node, policyFile } = await oneNode('secret', { build: ['true'], output: '.', outputKind: 'dir' }, `https://builder:${secret}@127.0.0.1:9/private.git`)
-    const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
-    writeFileSync(node.config, JSON.stringify({ ...cfg, credentials: { sample: { token: `${secret}-2` } } }))
+    editConfig(node, (c: any) => { c.credentials = { sample: { token: `${secret}-2` } } })
     let log = ''
     await startNodeProcess(node, { onLine: (_n: unknown, l: string) => { log += l + '\n' } })
     try {

@@ -10,12 +10,12 @@
 // QUORATE_FUZZ_RUNS=10 multiplies the runs for a longer local session.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fc from 'fast-check'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson } from '../scripts/devnet.js'
+import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, editConfig } from '../scripts/devnet.js'
 
 const SCALE = Number(process.env.QUORATE_FUZZ_RUNS ?? 1)
 const runs = (n: number): { numRuns: number } => ({ numRuns: Math.max(1, Math.round(n * SCALE)) })
@@ -40,8 +40,7 @@ beforeAll(async () => {
   commit = createSampleRepo(repo)
   const net = await initNetwork({ dir: join(work, 'nodes'), repoUrl: repo, pollSeconds: 1, builders: [{ name: 'alpha', org: 'alpha' }] })
   node = net.nodes[0]
-  const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
-  writeFileSync(node.config, JSON.stringify({ ...cfg, adminToken: ADMIN_TOKEN, webhookSecret: WEBHOOK_SECRET }))
+  editConfig(node, (c: any) => { c.adminToken = ADMIN_TOKEN; c.webhookSecret = WEBHOOK_SECRET })
   secrets = [ADMIN_TOKEN, WEBHOOK_SECRET, 'root:x:0:0']
   for (const f of ['builder-key.json', 'peer-key.json']) {
     const k = JSON.parse(readFileSync(join(node.dir, f), 'utf8')) as Record<string, unknown>

@@ -4,11 +4,11 @@
 // protocol (gossip only carries what is published while a peer is connected).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, addCommit, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson } from '../scripts/devnet.js'
+import { createSampleRepo, addCommit, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, editConfig } from '../scripts/devnet.js'
 
 interface DevNode { name: string, org: string, url: string, dir: string, config: string, member: { multiaddr: string, keyid: string }, child?: { exitCode: number | null } }
 
@@ -65,9 +65,7 @@ async function networkStats (node: DevNode): Promise<{ syncAccepted: number, syn
 }
 
 function setBootstrap (node: DevNode, peers: DevNode[]): void {
-  const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
-  cfg.bootstrap = peers.map(p => p.member.multiaddr)
-  writeFileSync(node.config, JSON.stringify(cfg, null, 2))
+  editConfig(node, (c: any) => { c.bootstrap = peers.map(p => p.member.multiaddr) })
 }
 
 beforeAll(async () => {
@@ -89,10 +87,8 @@ beforeAll(async () => {
       { name: 'delta', org: 'delta' }
     ]
   })
-  for (const n of net.nodes) { // three builds at once: most of a build is git checkout, not CPU
-    const cfg = JSON.parse(readFileSync(n.config, 'utf8'))
-    writeFileSync(n.config, JSON.stringify({ ...cfg, concurrency: 3 }, null, 2))
-  }
+  // three builds at once: most of a build is git checkout, not CPU
+  for (const n of net.nodes) editConfig(n, (c: any) => { c.concurrency = 3 })
   await Promise.all(['alpha', 'beta', 'gamma'].map(async n => await startNodeProcess(byName(n), {})))
 }, 60_000)
 

@@ -3,12 +3,12 @@
 // A real node process, its builds in a real (small) tmpfs given as "buildDir" (tests run as root).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 // @ts-expect-error plain JS helper shared with the demo
-import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, SAMPLE_RECIPE } from '../scripts/devnet.js'
+import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson, SAMPLE_RECIPE, editConfig } from '../scripts/devnet.js'
 
 const MiB = 1024 * 1024
 let work: string
@@ -43,8 +43,7 @@ describe('a node whose disk is full', () => {
     // A 64 MiB work-directory quota: the build needs 64 MiB + a 512 MiB reserve free.
     const net = await initNetwork({ dir: join(work, 'net'), repoUrl: repo, pollSeconds: 1, sandbox: 'bwrap', builders: [{ name: 'solo', org: 'solo-org' }], recipe: { ...SAMPLE_RECIPE, maxOutputBytes: 64 * MiB } })
     const [node] = net.nodes
-    const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
-    writeFileSync(node.config, JSON.stringify({ ...cfg, buildDir: join(disk, 'builds') }, null, 2))
+    editConfig(node, (c: any) => { c.buildDir = join(disk, 'builds') })
     const filler = await fill(200 * MiB)
     const lines: unknown[] = []
     await startNodeProcess(node, { onLine: (l: unknown) => lines.push(l) })
