@@ -5,10 +5,10 @@ import { spawn, execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream, existsSync } from 'node:fs'
 import { copyFile, link, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { freePort } from './devnet.js'
 
 const execFileP = promisify(execFile)
 const sha = (b) => createHash('sha256').update(b).digest('hex')
@@ -64,17 +64,6 @@ export async function ociLayout (dir, layers, o = {}) {
     manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifestDesc, annotations: { 'org.opencontainers.image.ref.name': o.refName ?? 'root' } }]
   }))
   return { dir, manifestDigest: manifestDesc.digest, configDigest: configDesc.digest, layerDigests: layerDescs.map(d => d.digest) }
-}
-
-async function freePort () {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = s.address().port
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 /** A real OCI registry (docker-registry) on 127.0.0.1 with a temp config and storage dir: { host, storage, stop() }. */
