@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, writeFileSync, symlinkSync, chmodSync, lstatSync, readdirSync, utimesSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
-import { decideQuorum, diffFileLists, escapeForDisplay, escapeMarkdown, stringifyForDisplay, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type FileListEntry, type Policy } from '@quorate/core'
-import { gatherFromNodes } from './verify.js'
+import { decideQuorum, diffFileLists, escapeForDisplay, escapeMarkdown, stringifyForDisplay, parseAttestation, parseEnvelope, QuorateError, type Decision, type FileListDiff, type Policy } from '@quorate/core'
+import { fetchFileList, gatherFromNodes } from './verify.js'
 import { nodeClient } from './node-client.js'
 import { failureLogTails } from './build-logs.js'
 
@@ -68,11 +68,6 @@ async function fetchVerified (urls: string[], kind: 'blob' | 'file', sha256: str
   return undefined
 }
 
-export async function fetchFileListFrom (urls: string[], sha256: string): Promise<{ files: FileListEntry[] } | undefined> {
-  const body = await fetchVerified(urls, 'blob', sha256)
-  return body === undefined ? undefined : JSON.parse(body.toString('utf8')) as { files: FileListEntry[] }
-}
-
 function flatten (value: unknown, prefix: string, out: Record<string, string>): void {
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
     for (const [k, v] of Object.entries(value)) flatten(v, prefix === '' ? k : `${prefix}.${k}`, out)
@@ -126,10 +121,10 @@ export async function auditEvidence (policy: Policy, nodes: string[], repoId: st
   const endpoints = [...nodes, ...[...policy.builders.values()].map(b => b.endpoint).filter((e): e is string => e !== undefined)]
   const differences: AuditFinding['differences'] = []
   if (reference !== undefined) {
-    const refList = await fetchFileListFrom(endpoints, reference.fileListSha256)
+    const refList = await fetchFileList(endpoints, reference.fileListSha256)
     for (const r of decision.results) {
       if (r.resultKey === reference.resultKey) continue
-      const other = await fetchFileListFrom(endpoints, r.fileListSha256)
+      const other = await fetchFileList(endpoints, r.fileListSha256)
       const note = refList === undefined || other === undefined ? 'a file list could not be fetched from any node or builder endpoint' : undefined
       differences.push({ narSha256: r.narSha256, builders: r.builders, against: reference.narSha256, diff: note === undefined ? diffFileLists(refList!, other!) : null, ...(note !== undefined ? { note } : {}) })
     }
@@ -271,7 +266,7 @@ export function renderMarkdown (findings: AuditFinding[]): string {
 
 /** Rebuilds a builder's output tree locally from its signed file list and content-addressed files. */
 export async function materializeOutput (urls: string[], fileListSha256: string, dest: string): Promise<void> {
-  const list = await fetchFileListFrom(urls, fileListSha256)
+  const list = await fetchFileList(urls, fileListSha256)
   if (list === undefined) throw new QuorateError('HTTP_FAILED', `file list ${fileListSha256} is not served by ${urls.join(', ')}`)
   mkdirSync(dest, { recursive: true })
   for (const f of list.files) {

@@ -9,8 +9,7 @@ import {
 } from '@quorate/core'
 import type { BuildRootCache, RegistryAccess } from '@quorate/builder'
 import { loadPolicyFile } from '@quorate/node/config'
-import { fetchFileListFrom } from './audit.js'
-import { gatherFromNodes } from './verify.js'
+import { fetchFileList, gatherFromNodes } from './verify.js'
 
 export const REBUILD_USAGE = `quorate rebuild --policy FILE --repo ID --commit SHA [--out DIR] [--node URL]... [--sandbox bwrap|none]
                 [--root-cache DIR] [--insecure-registry HOST:PORT]... [--keep-work] [--json]`
@@ -144,7 +143,7 @@ export async function cmdRebuild (args: string[], out: { print: (s: string) => v
         report.network = { status: 'trusted', trustedNarSha256: trusted.narSha256, matches }
         if (!matches) {
           report.exitCode = 1
-          const theirs = await fetchFileListFrom(values.node, trusted.fileListSha256)
+          const theirs = await fetchFileList(values.node, trusted.fileListSha256)
           if (theirs !== undefined) {
             const d = diffFileLists(theirs, outcome.output.fileList)
             report.network.differences = [

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { isIntotoJsonl, readIntotoJsonl, type BundleFormat } from './bundle-format.js'
-import { decideQuorum, refObservers, OCI_MANIFEST_MEDIA_TYPE, QuorateError, isCommitSha, isRepoId, isSha256Hex, parseJsonStrict, type Decision, type Policy } from '@quorate/core'
+import { decideQuorum, refObservers, OCI_MANIFEST_MEDIA_TYPE, QuorateError, isCommitSha, isRepoId, isSha256Hex, parseJsonStrict, type Decision, type FileListEntry, type Policy } from '@quorate/core'
 import { nodeClient } from './node-client.js'
 
 export interface NodeAnswer { url: string, ok: boolean, envelopes: number, error?: string }
@@ -129,13 +129,16 @@ export function sha256File (path: string): string {
   }
 }
 
-/** Fetches a file list by digest from any node that has it, checking the digest the supporters signed. */
-export async function fetchFileList (nodes: string[], sha256: string): Promise<{ files: Array<Record<string, unknown>> } | undefined> {
+/**
+ * Fetches a file list by digest from the first node that has it, checking the digest the
+ * supporters signed (verify, audit and rebuild all read file lists through this).
+ */
+export async function fetchFileList (nodes: string[], sha256: string, timeoutMs?: number): Promise<{ files: FileListEntry[] } | undefined> {
   for (const url of nodes) {
     try {
-      const bytes = await nodeClient(url).bytes('blob', sha256, { timeoutMs: 10_000 })
+      const bytes = await nodeClient(url).bytes('blob', sha256, timeoutMs !== undefined ? { timeoutMs } : {})
       if (bytes === undefined) continue
-      return JSON.parse(Buffer.from(bytes).toString('utf8')) as { files: Array<Record<string, unknown>> }
+      return JSON.parse(Buffer.from(bytes).toString('utf8')) as { files: FileListEntry[] }
     } catch {}
   }
   return undefined
@@ -147,7 +150,7 @@ export async function fetchFileList (nodes: string[], sha256: string): Promise<{
  * `fileList` is the trusted result's file list when an artifact check was asked for; `decided` is
  * the decision over these same envelopes when the caller already made it (not made again).
  */
-export function evaluate (policy: Policy, repoId: string, commit: string, evidence: Evidence, checks: VerifyChecks, fileList?: { files: Array<Record<string, unknown>> } | null, decided?: Decision): VerifyReport {
+export function evaluate (policy: Policy, repoId: string, commit: string, evidence: Evidence, checks: VerifyChecks, fileList?: { files: FileListEntry[] } | null, decided?: Decision): VerifyReport {
   const short = `${repoId}@${commit.slice(0, 12)}`
   const warnings: string[] = []
   const head = { repoId, commit, policyDigest: policy.digest, nodes: evidence.nodes, images: [] as Array<{ name: string, sha256: string }>, warnings }
@@ -265,12 +268,12 @@ export interface VerifyRequest extends VerifyChecks {
 export async function verifyCommit (req: VerifyRequest): Promise<VerifyReport> {
   checkVerifyArgs(req.repoId, req.commit, req.policy, req.expectDigest)
   const evidence = await gatherFromNodes(req.nodes, req.repoId, req.commit, req.timeoutMs)
-  let fileList: { files: Array<Record<string, unknown>> } | null = null
+  let fileList: { files: FileListEntry[] } | null = null
   let decision: Decision | undefined
   if (req.artifact !== undefined) {
     // The file list of the trusted result is needed before evaluating: decide once, here.
     decision = decideQuorum({ policy: req.policy, repoId: req.repoId, commit: req.commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
-    if (decision.trusted !== undefined) fileList = (await fetchFileList(req.nodes, decision.trusted.fileListSha256)) ?? null
+    if (decision.trusted !== undefined) fileList = (await fetchFileList(req.nodes, decision.trusted.fileListSha256, 10_000)) ?? null
   }
   return evaluate(req.policy, req.repoId, req.commit, evidence, req, fileList, decision)
 }
