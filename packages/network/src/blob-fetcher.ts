@@ -10,6 +10,8 @@ import type { PeerBans } from './peer-bans.js'
 import type { FetchBlobOptions, NetworkLogger, NetworkStats, Startable } from './types.js'
 
 const DEFAULT_FETCH_BLOB_TIMEOUT_MS = 30_000
+/** A range that broke off without a protocol violation is asked again this many times (per blob and peer). */
+const RANGE_RETRIES = 2
 
 export interface BlobFetcherInit {
   maxBlobBytes: number
@@ -77,24 +79,36 @@ export function blobFetcher (init: BlobFetcherInit, components: BlobFetcherCompo
       let size = opts.size
       let offset = 0
       let timedOut = false
+      let retries = 0
       try {
         for (;;) {
           const remaining = deadline - Date.now()
           if (remaining <= 0) { timedOut = true; throw new QuorateError('NETWORK_FAILED', `blob fetch from ${peerId} timed out after ${offset} bytes`, { peer: peerId }) }
           const signal = AbortSignal.timeout(remaining)
-          const stream = await host.dialProtocol(peer, BLOB_PROTOCOL, { signal })
-          active.add(stream)
-          const onAbort = (): void => { timedOut = true; stream.abort(new QuorateError('NETWORK_FAILED', `blob fetch from ${peerId} timed out`, { peer: peerId })) }
-          signal.addEventListener('abort', onAbort)
+          // A range is taken whole or not at all (at most rangeBytes held), so a range that broke
+          // off (a reset stream, not a lie) is asked again from the same peer.
+          let range: Uint8Array[] = []
           let answer
+          let stream: Stream | undefined
+          const onAbort = (): void => { timedOut = true; stream?.abort(new QuorateError('NETWORK_FAILED', `blob fetch from ${peerId} timed out`, { peer: peerId })) }
+          signal.addEventListener('abort', onAbort)
           try {
-            answer = await requestBlobRange(stream, sha256, { offset, length: rangeBytes }, { maxBlobBytes, ...(size !== undefined ? { expectedSize: size } : {}) }, async chunk => {
-              hash.update(chunk)
-              await sink.write(chunk)
-            })
+            stream = await host.dialProtocol(peer, BLOB_PROTOCOL, { signal })
+            active.add(stream)
+            answer = await requestBlobRange(stream, sha256, { offset, length: rangeBytes }, { maxBlobBytes, ...(size !== undefined ? { expectedSize: size } : {}) }, chunk => { range.push(chunk) })
+          } catch (err) {
+            if (violationOf(err) !== undefined || timedOut || stopped || retries >= RANGE_RETRIES) throw err
+            retries++
+            range = []
+            log('blob-range-retry', { peer: peerId, sha256, offset, error: errorMessage(err) })
+            continue
           } finally {
             signal.removeEventListener('abort', onAbort)
-            active.delete(stream)
+            if (stream !== undefined) active.delete(stream)
+          }
+          for (const chunk of range) {
+            hash.update(chunk)
+            await sink.write(chunk)
           }
           if (answer.status !== 'found') {
             log('blob-not-found', { peer: peerId, sha256, answer: answer.status, ...(answer.status === 'too-large' ? { size: answer.size, maxBytes: maxBlobBytes } : {}), offset })

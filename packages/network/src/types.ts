@@ -40,7 +40,7 @@ export interface SyncSource {
 export interface BlobReader {
   /** The blob's size in bytes. */
   readonly size: number
-  /** Up to `length` bytes from `offset` (fewer only at the end). */
+  /** Up to `length` bytes from `offset` (fewer only at the end), valid until the next read (a reader may reuse its buffer). */
   read: (offset: number, length: number) => Promise<Uint8Array>
   close: () => Promise<void>
 }

@@ -66,13 +66,14 @@ describe('blob protocol: large blobs by range', () => {
     const h = sha256(blob)
     const reads: Array<{ offset: number, length: number }> = []
     const holder = await nodes.start({ blobs: fileBlobs(new Map([[h, source]]), reads) })
-    const client = await nodes.start({ bootstrapTo: [holder] })
+    const events: string[] = []
+    const client = await nodes.start({ bootstrapTo: [holder], log: (event, fields) => { if (event.startsWith('blob')) events.push(`${event} ${JSON.stringify(fields)}`) } })
     await waitFor('the client to connect', () => client.net.connectedPeers().length === 1)
     const dest = join(dir, 'big-fetched')
     const t0 = performance.now()
     const size = await client.net.fetchBlobFile(h, dest, { timeoutMs: 30_000 })
     const ms = performance.now() - t0
-    expect(size).toBe(blob.byteLength)
+    expect(size, events.join('\n')).toBe(blob.byteLength)
     expect(sha256(readFileSync(dest))).toBe(h)
     expect(readdirSync(dir).filter(n => n.endsWith('.part'))).toEqual([]) // the temporary file became dest
     // the holder read 1 MiB pieces, never the whole blob

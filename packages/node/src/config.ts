@@ -49,6 +49,12 @@ export interface NodeConfig {
   readToken?: string
   /** How often a running build, a first clone and catch-up sync log their progress at info level. Default 15. */
   progressIntervalSeconds: number
+  /**
+   * Largest file list (or other blob) this node fetches from or serves to peers, in bytes
+   * (default 1 GiB: the list of several million files). Blobs travel by range to disk, so this
+   * bounds disk and time, never memory.
+   */
+  maxFileListBytes: number
   /** Garbage collection of kept outputs, build logs and cached build roots (see README "Retention"). */
   retention: RetentionConfig
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
@@ -67,7 +73,7 @@ export interface RetentionConfig {
   intervalMinutes: number
 }
 
-const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns', 'maxFileListBytes'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -199,6 +205,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     private: priv,
     ...(c.readToken !== undefined ? { readToken: c.readToken as string } : {}),
     progressIntervalSeconds: int('progressIntervalSeconds', 15, 1, 3600),
+    maxFileListBytes: int('maxFileListBytes', 1024 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
     retention,
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),
