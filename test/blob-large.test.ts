@@ -1,9 +1,10 @@
-// Issue 14 item 10: the file list of a huge output between real node processes. Node alpha holds a
-// 60 MiB file list (about 500,000 files make one of this size); node beta, which did not build,
-// is asked for it over HTTP, fetches it from alpha over the blob protocol (by range, to disk,
-// hashed on the way) and serves it, also by HTTP range. Neither node holds the list in memory:
-// peak resident memory grows by less than the list on both (before ranges beta grew by 340 MiB:
-// the chunks, their copy, the LevelDB write; alpha by 120 MiB).
+// Issue 14 item 10: the file list of a huge output between real node processes. Node alpha holds
+// a 96 MiB file list (500,000 small files make one of about 60 MB; this one is over the old 64 MiB
+// cap); node beta, which did not build, is asked for it over HTTP, fetches it from alpha over the
+// blob protocol (by range, to disk, hashed on the way) and serves it, also by HTTP range. Neither
+// node holds the list in memory: peak resident memory grows by less than the list on both (before
+// ranges, for a 60 MiB list, beta grew by 340 MiB: the chunks, their copy, the LevelDB write;
+// alpha by 120 MiB).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -29,7 +30,7 @@ beforeAll(async () => {
   const net = await initNetwork({ dir: join(work, 'nodes'), repoUrl: repo, pollSeconds: 3600, builders: [{ name: 'alpha', org: 'alpha' }, { name: 'beta', org: 'beta' }], threshold: 2 })
   nodes = net.nodes
   // alpha's store holds the list before it starts (as after building such an output)
-  blob = randomBytes(60 * MiB + 11)
+  blob = randomBytes(96 * MiB + 11)
   sha = createHash('sha256').update(blob).digest('hex')
   const dataDir = resolve(dirname(nodes[0].config), JSON.parse(readFileSync(nodes[0].config, 'utf8')).dataDir as string)
   const store = await Store.open(join(dataDir, 'db'), { blobsDir: join(dataDir, 'blobs') })
@@ -48,7 +49,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true })
 })
 
-describe('a 60 MiB file list between real nodes', () => {
+describe('a 96 MiB file list between real nodes', () => {
   it('beta fetches it from alpha over the blob protocol and serves it, holding neither whole in memory', async () => {
     const beta = nodes[1]
     const alpha = nodes[0]
@@ -68,10 +69,10 @@ describe('a 60 MiB file list between real nodes', () => {
     const grewMiB = (memKb(beta.child.pid, 'VmHWM') - before) / 1024
     const alphaGrewMiB = (memKb(alpha.child.pid, 'VmHWM') - alphaBefore) / 1024
     console.log(`beta: fetched from alpha and served ${(blob.length / MiB).toFixed(0)} MiB in ${ms.toFixed(0)} ms; peak resident memory: beta +${grewMiB.toFixed(0)} MiB, alpha +${alphaGrewMiB.toFixed(0)} MiB`)
-    // Measured here: +39 to +45 MiB on each (garbage awaiting a GC, not the list); before ranges
-    // beta grew by 340 MiB and alpha by 120 MiB for this list.
-    expect(grewMiB).toBeLessThan(60)
-    expect(alphaGrewMiB).toBeLessThan(60)
+    // Measured here: +38 to +56 MiB on each, whatever the list's size (garbage awaiting a GC, not
+    // the list); before ranges, for a 60 MiB list, beta grew by 340 MiB and alpha by 120 MiB.
+    expect(grewMiB).toBeLessThan(0.8 * blob.length / MiB)
+    expect(alphaGrewMiB).toBeLessThan(0.8 * blob.length / MiB)
   }, 90_000)
 
   it('serves byte ranges (206, Content-Range), refuses a range past the end (416)', async () => {
