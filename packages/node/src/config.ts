@@ -49,6 +49,13 @@ export interface NodeConfig {
   readToken?: string
   /** How often a running build, a first clone and catch-up sync log their progress at info level. Default 15. */
   progressIntervalSeconds: number
+  /**
+   * Per repository and signer: how many commits new to the commit indexes its ref observations
+   * may add, as a burst and then per hour (default 100,000 then 10,000 an hour). Over it, the
+   * envelopes are still stored (logs keep no gap) but their new commits are not indexed: a member
+   * key flooding observations of invented commits cannot grow the indexes without bound.
+   */
+  commitIndexBudget: { burst: number, perHour: number }
   /** Garbage collection of kept outputs, build logs and cached build roots (see README "Retention"). */
   retention: RetentionConfig
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
@@ -67,7 +74,7 @@ export interface RetentionConfig {
   intervalMinutes: number
 }
 
-const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['commitIndexBudget', 'private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -168,6 +175,15 @@ export function loadNodeConfig (file: string): NodeConfig {
     return v
   }
   const retention: RetentionConfig = { maxAgeDays: retInt('maxAgeDays', 30, 36_500), maxBuilds: retInt('maxBuilds', 0, 1e9), maxBytes: retInt('maxBytes', 0, Number.MAX_SAFE_INTEGER), intervalMinutes: Math.max(1, retInt('intervalMinutes', 60, 10_080)) }
+  const cib = c.commitIndexBudget as Record<string, unknown> | undefined
+  const budgetHint = 'must be {"burst": N, "perHour": N} (whole numbers from 1 to 1000000000; default {"burst": 100000, "perHour": 10000})'
+  if (cib !== undefined && (typeof cib !== 'object' || cib === null || Array.isArray(cib) || Object.keys(cib).some(k => k !== 'burst' && k !== 'perHour'))) bad(file, 'commitIndexBudget', budgetHint)
+  const budgetInt = (k: 'burst' | 'perHour', def: number): number => {
+    const v = cib?.[k] ?? def
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > 1e9) bad(file, `commitIndexBudget.${k}`, budgetHint)
+    return v
+  }
+  const commitIndexBudget = { burst: budgetInt('burst', 100_000), perHour: budgetInt('perHour', 10_000) }
   const dataDir = path('dataDir', 'data')
   assertPrivateDataDir(dataDir, file)
   return {
@@ -200,6 +216,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     ...(c.readToken !== undefined ? { readToken: c.readToken as string } : {}),
     progressIntervalSeconds: int('progressIntervalSeconds', 15, 1, 3600),
     retention,
+    commitIndexBudget,
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),
     ...(notify !== undefined ? { notify } : {})

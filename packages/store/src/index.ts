@@ -8,4 +8,4 @@
  * const envs = await store.envelopesForCommit('hello', commit)
  */
 export { Store, STORE_FORMAT, SMALL_BLOB_BYTES } from './store.js'
-export type { StoreOptions, StoredEnvelopeMeta, PutOutcome, LogHead, EquivocationProof, BuildJob, BuildJobState, CommitInfo, BuildLogMeta, KeptBuild } from './store.js'
+export type { StoreOptions, StoredEnvelopeMeta, PutOutcome, LogHead, EquivocationProof, BuildJob, BuildJobState, CommitInfo, BuildLogMeta, KeptBuild, NotIndexed } from './store.js'
