@@ -197,7 +197,7 @@ export async function mirrorMoves (store: Pick<Store, 'getState' | 'putState'>, 
 }
 
 /** Decision changes remembered per repository for `?since=` (the oldest are forgotten first). */
-export const CHANGES_KEPT = 100_000
+export const CHANGES_KEPT = 20_000
 /** Commits that left a repository's list, remembered for `?since=`. */
 const REMOVALS_KEPT = 10_000
 /** The whole list `?since=` compares (the largest page). */

@@ -109,7 +109,13 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const privateRepos = new Set(config.private)
     for (const id of privateRepos) if (!policy.repositories.has(id)) logger.warn('private repository not in the policy', { repo: id })
     let network: Network | undefined
-    const outputs = createOutputs({ store, network: { fetchBlob: async (sha256, o) => await network?.fetchBlob(sha256, o) }, logger, privateRepos })
+    const outputs = createOutputs({
+      store,
+      network: { fetchBlob: async (sha256, o) => await network?.fetchBlob(sha256, o), fetchBlobFile: async (sha256, path, o) => await network?.fetchBlobFile(sha256, path, o) },
+      maxFileListBytes: config.maxFileListBytes,
+      logger,
+      privateRepos
+    })
     const decisions = createDecisions({}, { store, policy, events, logger, notify, metrics })
     decisions.start()
     stops.push(decisions.stop)
@@ -125,7 +131,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       validate: validator.validate,
       sync: { heads: async () => await store.logHeads(), envelopesAfter: (r, k, s) => store.envelopesAfter(r, k, s) },
       // File lists and complete build logs, by content address; never a private repository's.
-      blobs: { get: async (sha256) => await outputs.publicBlob(sha256) },
+      blobs: { open: async (sha256) => await outputs.openPublicBlob(sha256) },
+      maxBlobBytes: config.maxFileListBytes,
       mdns: config.mdns,
       log: (event, fields) => { if (/connect|ban|graylist/.test(event)) logger.info(`network ${event}`, fields); else logger.debug(`network ${event}`, fields) }
     })
@@ -186,7 +193,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
       { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
-      { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
+      { policy, keyid: key.keyid, mirrorOf, store, queue: store, requeued: () => worker.kick(), sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
     )
     const worker = buildWorker({ concurrency: config.concurrency }, {
       queue: store,
@@ -289,6 +296,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       metrics,
       status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems(), running: jobs.running(), problems: watch.problems(), commitsNotIndexed: commitsNotIndexed() }),
       poll: async (repoId) => await watch.pollNow(repoId),
+      ...(member !== undefined ? { requestRebuild: jobs.requestRebuild } : {}),
       gitInfo: async (repoId, commits) => await gitSummaries(repoId, commits),
       logger
     })
