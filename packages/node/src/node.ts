@@ -13,7 +13,7 @@ import type { Logger } from './logger.js'
 import { httpApi, type HttpApi } from './http-api.js'
 import type { RootProblemStatus } from './api-routes.js'
 import { createNodeMetrics, collectNetworkMetrics, type NodeMetrics } from './metrics.js'
-import { createNotifier } from './notifier.js'
+import { createNotifier, noticeMemory } from './notifier.js'
 import { ownLog } from './own-log.js'
 import { ownLogRecovery } from './own-log-recovery.js'
 import { ownPreviousTip } from './ref-views.js'
@@ -107,7 +107,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     for (const id of privateRepos) if (!policy.repositories.has(id)) logger.warn('private repository not in the policy', { repo: id })
     let network: Network | undefined
     const outputs = createOutputs({ store, network: { fetchBlob: async (sha256, o) => await network?.fetchBlob(sha256, o) }, logger, privateRepos })
-    const decisions = createDecisions({}, { store, policy, events, logger, notify, metrics })
+    const decisions = createDecisions({}, { store, policy, events, logger, notify, memory: noticeMemory(store), metrics })
     decisions.start()
     stops.push(decisions.stop)
     const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats })
