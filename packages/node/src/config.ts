@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { parseFetchNetworkPolicy, parseRootsConfig, type FetchNetworkPolicy, type RootsConfig } from '@quorate/builder'
+import { parseFetchCacheConfig, parseFetchNetworkPolicy, parseRootsConfig, type FetchCacheConfig, type FetchNetworkPolicy, type RootsConfig } from '@quorate/builder'
 import { QuorateError, isRepoId, parseBuilderKeyFile, parseJsonStrict, parsePolicy, type BuilderKeyPair, type Policy } from '@quorate/core'
 
 /** A node's own config file (never gossiped). Paths are relative to the config file. */
@@ -24,6 +24,8 @@ export interface NodeConfig {
   buildDir?: string
   /** What a fetch phase may reach beyond the internet's public addresses (and further ranges it may not). */
   fetchNetwork: FetchNetworkPolicy
+  /** npm's cache kept between fetch phases of one repository (opt-in; see README "Fetch cache"). */
+  fetchCache?: FetchCacheConfig
   /** Build roots: cache, size bounds, registries (TLS, credentials, mirrors) and offline layouts. */
   roots: RootsConfig
   pollIntervalSeconds: number
@@ -67,7 +69,7 @@ export interface RetentionConfig {
   intervalMinutes: number
 }
 
-const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'fetchCache', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -131,6 +133,13 @@ export function loadNodeConfig (file: string): NodeConfig {
   } catch (err) {
     throw new QuorateError('CONFIG_INVALID', `${file}: ${(err as Error).message}`, { file, field: 'fetchNetwork' })
   }
+  let fetchCache: FetchCacheConfig | undefined
+  try {
+    fetchCache = parseFetchCacheConfig(c.fetchCache, 'fetchCache', p => resolve(dirname(file), p))
+  } catch (err) {
+    throw new QuorateError('CONFIG_INVALID', `${file}: ${(err as Error).message}`, { file, field: (err as QuorateError).fields?.field ?? 'fetchCache' })
+  }
+  if (fetchCache !== undefined && c.sandbox === 'none') bad(file, 'fetchCache', 'needs the bwrap sandbox (it keeps the cache out of the build phase and checks it while no build runs); remove "fetchCache" or use "sandbox": "bwrap"')
   if (c.loopbackNetwork !== undefined && typeof c.loopbackNetwork !== 'boolean') bad(file, 'loopbackNetwork', 'must be true or false')
   if (c.mdns !== undefined && typeof c.mdns !== 'boolean') bad(file, 'mdns', 'must be true or false')
   if (c.keyIsNew !== undefined && typeof c.keyIsNew !== 'boolean') bad(file, 'keyIsNew', 'must be true or false (true only when this key has never signed anything)')
@@ -186,6 +195,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     ...(su !== undefined ? { sandboxUser: { uid: su.uid as number, gid: su.gid as number } } : {}),
     ...(c.buildDir !== undefined ? { buildDir: path('buildDir') } : {}),
     fetchNetwork,
+    ...(fetchCache !== undefined ? { fetchCache } : {}),
     roots,
     pollIntervalSeconds: int('pollIntervalSeconds', 30, 1, 86_400),
     backfill: int('backfill', 10, 1, 10_000),

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { QuorateError, makeRefObservationStatement, rootRegistriesOf, type BuilderKeyPair, type LogPosition, type Policy } from '@quorate/core'
 import { Store } from '@quorate/store'
-import { BuildRootCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker, type GitCommitSummary } from '@quorate/builder'
+import { BuildRootCache, FetchCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker, type GitCommitSummary } from '@quorate/builder'
 import { startNetwork, type Network } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, type NodeConfig } from './config.js'
 import { loadPeerKey, writePeerKeyFile } from './peer-key-file.js'
@@ -87,6 +87,16 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     ...(config.roots.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: config.roots.maxUnpackedBytes } : {}),
     ...(dropping ? { unpackUser: { uid: ROOT_UNPACK_ID, gid: ROOT_UNPACK_ID } } : {})
   })
+  // npm's cache between fetch phases (opt-in, README "Fetch cache"): beside the build area for a
+  // root node (the build user must reach it), else in the data directory.
+  const fetchCache = config.fetchCache === undefined || config.sandbox !== 'bwrap'
+    ? undefined
+    : new FetchCache({
+      dir: config.fetchCache.dir ?? (dropping ? `${buildArea}-fetch-cache` : join(config.dataDir, 'fetch-cache')),
+      user: buildUser,
+      maxBytes: config.fetchCache.maxBytes,
+      maxAgeDays: config.fetchCache.maxAgeDays
+    })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
   // Per signer and repository, at most 100,000 commits new to the index, then 10,000 an hour: a
   // member key flooding ref observations of invented commits cannot grow the commit indexes
@@ -179,7 +189,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const mirrorOf = (repoId: string): GitMirror => mirrors.get(repoId)!
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
-      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
+      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, ...(fetchCache !== undefined ? { fetchCache } : {}), builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
       { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
     )
     const worker = buildWorker({ concurrency: config.concurrency }, {

@@ -62,6 +62,16 @@ describe('loadNodeConfig', () => {
     expect(loadNodeConfig(configFile({ private: ['app'], readToken: 'r'.repeat(16) }))).toMatchObject({ private: ['app'], readToken: 'r'.repeat(16), progressIntervalSeconds: 15, retention: { maxAgeDays: 30, maxBuilds: 0, maxBytes: 0, intervalMinutes: 60 } })
     expect(() => loadNodeConfig('/nonexistent/node.json')).toThrow(/cannot read the node config \(ENOENT\)/)
   })
+
+  it('reads the npm fetch cache setting (opt-in, bwrap only), paths relative to the file', () => {
+    const msg = (content: unknown): string => { try { loadNodeConfig(configFile(content)); return 'ok' } catch (e) { return (e as Error).message } }
+    expect(loadNodeConfig(configFile({})).fetchCache).toBeUndefined()
+    const f = configFile({ fetchCache: { npm: true, maxBytes: 1_000_000, dir: 'fc' } })
+    expect(loadNodeConfig(f).fetchCache).toEqual({ npm: true, maxBytes: 1_000_000, maxAgeDays: 30, dir: join(f, '..', 'fc') })
+    expect(msg({ fetchCache: { npm: true }, sandbox: 'none' })).toMatch(/node.json: fetchCache: needs the bwrap sandbox/)
+    expect(msg({ fetchCache: { pip: true } })).toMatch(/node.json: fetchCache.pip: unknown field; allowed: npm, maxBytes, maxAgeDays, dir/)
+    expect(msg({ fetchCache: { npm: 'yes' } })).toMatch(/fetchCache.npm: must be true or false/)
+  })
 })
 
 describe('logger', () => {
