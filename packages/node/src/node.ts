@@ -177,6 +177,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       mirrors.set(repo.id, mirror)
     }
     const mirrorOf = (repoId: string): GitMirror => mirrors.get(repoId)!
+    stops.push(async () => { for (const m of byUrl.values()) m.close() })
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
       { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
@@ -244,17 +245,32 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     metrics.registry.collect('quorate_build_queue', 'Build jobs by state.', 'gauge', () => Object.entries(queueCounts).map(([state, n]) => [{ state }, n]))
 
     // Commit metadata never changes: read each commit from the mirror once (bounded cache).
+    // Commits the mirror lacks are not asked again until a poll has fetched the mirrors since
+    // (each ask is a git process: a lookup of a commit the mirror lacks spawned one every time).
     const gitCache = new Map<string, GitCommitSummary>()
+    const gitLacks = new Map<string, number>()
     async function gitSummaries (repoId: string, commits: string[]): Promise<Map<string, GitCommitSummary>> {
       const out = new Map<string, GitCommitSummary>()
-      const missing = commits.filter(x => { const hit = gitCache.get(`${repoId}@${x}`); if (hit !== undefined) out.set(x, hit); return hit === undefined })
+      const polls = watch.polls()
+      const missing = commits.filter(x => {
+        const k = `${repoId}@${x}`
+        const hit = gitCache.get(k)
+        if (hit !== undefined) out.set(x, hit)
+        return hit === undefined && gitLacks.get(k) !== polls
+      })
       if (missing.length === 0) return out
       const mirror = mirrors.get(repoId)
       if (mirror === undefined) return out
-      for (const [sha, info] of await mirror.commitSummaries(missing)) {
+      const found = await mirror.commitSummaries(missing)
+      for (const [sha, info] of found) {
         out.set(sha, info)
         gitCache.set(`${repoId}@${sha}`, info)
         if (gitCache.size > 20_000) gitCache.delete(gitCache.keys().next().value as string)
+      }
+      for (const x of missing) {
+        if (found.has(x)) continue
+        gitLacks.set(`${repoId}@${x}`, polls)
+        if (gitLacks.size > 100_000) gitLacks.delete(gitLacks.keys().next().value as string)
       }
       return out
     }
