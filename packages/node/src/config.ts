@@ -51,6 +51,8 @@ export interface NodeConfig {
   progressIntervalSeconds: number
   /** Garbage collection of kept outputs, build logs and cached build roots (see README "Retention"). */
   retention: RetentionConfig
+  /** Decisions kept in memory per repository (about 4 KiB each; default 4096), and MiB for whole one-commit answers (default 64). */
+  decisionCache: { decisionsPerRepository: number, answerMiB: number }
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
@@ -67,7 +69,7 @@ export interface RetentionConfig {
   intervalMinutes: number
 }
 
-const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'decisionCache', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -168,6 +170,15 @@ export function loadNodeConfig (file: string): NodeConfig {
     return v
   }
   const retention: RetentionConfig = { maxAgeDays: retInt('maxAgeDays', 30, 36_500), maxBuilds: retInt('maxBuilds', 0, 1e9), maxBytes: retInt('maxBytes', 0, Number.MAX_SAFE_INTEGER), intervalMinutes: Math.max(1, retInt('intervalMinutes', 60, 10_080)) }
+  const dc = c.decisionCache as Record<string, unknown> | undefined
+  if (dc !== undefined && (typeof dc !== 'object' || dc === null || Array.isArray(dc))) bad(file, 'decisionCache', 'must be an object such as {"decisionsPerRepository": 4096, "answerMiB": 64}')
+  for (const k of Object.keys(dc ?? {})) if (!['decisionsPerRepository', 'answerMiB'].includes(k)) bad(file, `decisionCache.${k}`, 'unknown field; allowed: decisionsPerRepository, answerMiB')
+  const dcInt = (k: string, def: number, min: number, max: number): number => {
+    const v = dc?.[k] ?? def
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) bad(file, `decisionCache.${k}`, `must be a whole number from ${min} to ${max}`)
+    return v
+  }
+  const decisionCache = { decisionsPerRepository: dcInt('decisionsPerRepository', 4096, 1, 10_000_000), answerMiB: dcInt('answerMiB', 64, 0, 1_000_000) }
   const dataDir = path('dataDir', 'data')
   assertPrivateDataDir(dataDir, file)
   return {
@@ -200,6 +211,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     ...(c.readToken !== undefined ? { readToken: c.readToken as string } : {}),
     progressIntervalSeconds: int('progressIntervalSeconds', 15, 1, 3600),
     retention,
+    decisionCache,
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),
     ...(notify !== undefined ? { notify } : {})

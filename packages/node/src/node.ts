@@ -107,7 +107,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     for (const id of privateRepos) if (!policy.repositories.has(id)) logger.warn('private repository not in the policy', { repo: id })
     let network: Network | undefined
     const outputs = createOutputs({ store, network: { fetchBlob: async (sha256, o) => await network?.fetchBlob(sha256, o) }, logger, privateRepos })
-    const decisions = createDecisions({}, { store, policy, events, logger, notify, metrics })
+    const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, metrics })
     decisions.start()
     stops.push(decisions.stop)
     const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats })
