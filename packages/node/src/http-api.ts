@@ -11,6 +11,7 @@ import type { CommitDecision, Decisions } from './decisions.js'
 import type { Outputs } from './outputs.js'
 import type { MetricsRegistry } from './metrics.js'
 import type { OwnLogStatus } from './own-log-recovery.js'
+import type { RebuildAnswer } from './build-jobs.js'
 import { latestTrusted } from './ref-views.js'
 import { commitCandidates, type CommitCandidates } from './commit-views.js'
 import { matchRoute, MalformedPathError, type BuilderCell, type GitCommitInfo, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus, type RootProblemStatus, type NodeProblemStatus } from './api-routes.js'
@@ -68,6 +69,8 @@ export interface HttpApiComponents {
   gitInfo?: (repoId: string, commits: string[]) => Promise<Map<string, { subject: string, author: string, date: string }>>
   /** Fetches repositories now (webhook, admin poll). */
   poll: (repoId?: string) => Promise<void>
+  /** An administrator's rebuild after a final failure (build-jobs' requestRebuild); `by` says who asked (the client address). */
+  requestRebuild?: (repoId: string, commit: string, by: string) => Promise<RebuildAnswer>
   logger: Logger
 }
 
@@ -82,7 +85,7 @@ function builderCells (d: Decision): BuilderCell[] {
 }
 
 class HttpError extends Error {
-  constructor (readonly status: number, message: string) { super(message) }
+  constructor (readonly status: number, message: string, readonly code?: string) { super(message) }
 }
 
 function sendJson (res: ServerResponse, status: number, body: unknown): void {
@@ -345,9 +348,23 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       reply('webhook', res, 202, { ok: true, polling: true })
     },
     adminPoll: async (_p, req, res) => {
-      requireAdmin(req)
+      requireAdmin(req, 'poll')
       await c.poll()
       reply('adminPoll', res, 200, { ok: true, queue: (await c.status()).queue })
+    },
+    adminRebuild: async (p, req, res) => {
+      requireAdmin(req, 'rebuild')
+      const repoId = repoParam(p.repo)
+      if (!isCommitSha(p.commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
+      if (c.requestRebuild === undefined) throw new HttpError(409, 'this node does not build (its key is not in the policy): nothing to rebuild', 'unknown-commit')
+      const by = req.socket.remoteAddress ?? '?'
+      const answer = await c.requestRebuild(repoId, p.commit, by)
+      if (!answer.ok) {
+        logger.info('admin rebuild refused', { repo: repoId, commit: p.commit.slice(0, 12), by, code: answer.code, reason: answer.message })
+        throw new HttpError(answer.code === 'unknown-commit' ? 404 : 409, answer.message, answer.code)
+      }
+      const decision = await decisions.decision(repoId, p.commit)
+      reply('adminRebuild', res, 200, { ...answer, status: decision.status })
     }
   }
 
@@ -387,9 +404,17 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     throw new HttpError(401, 'this belongs to a private repository: send "Authorization: Bearer <readToken>" (quorate … --token TOKEN)')
   }
 
-  function requireAdmin (req: IncomingMessage): void {
-    if (init.adminToken === undefined) throw new HttpError(403, 'admin endpoints are disabled: set "adminToken" in the node config')
-    if (!tokenMatches(req.headers.authorization, init.adminToken)) throw new HttpError(401, 'admin endpoints need "Authorization: Bearer <adminToken>"')
+  /** Admin routes: refused (and logged) without the node's admin token; disabled when it has none. */
+  function requireAdmin (req: IncomingMessage, action: string): void {
+    const by = req.socket.remoteAddress ?? '?'
+    if (init.adminToken === undefined) {
+      logger.warn('admin request refused', { action, by, reason: 'no admin token configured' })
+      throw new HttpError(403, `admin endpoints are disabled on this node: set "adminTokenFile" (or "adminToken") in ${init.configFile}`)
+    }
+    if (!tokenMatches(req.headers.authorization, init.adminToken)) {
+      logger.warn('admin request refused', { action, by, reason: req.headers.authorization === undefined ? 'no token' : 'wrong token' })
+      throw new HttpError(401, 'admin endpoints need "Authorization: Bearer <adminToken>" with this node\'s admin token')
+    }
   }
 
   const sockets = new Set<import('node:net').Socket>()
@@ -421,7 +446,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       } catch (err) {
         const status = err instanceof HttpError ? err.status : 500
         if (status === 500) logger.error('http error', { path, error: (err as Error).message })
-        if (!res.headersSent) sendJson(res, status, { error: err instanceof HttpError ? err.message : 'internal error' })
+        if (!res.headersSent) sendJson(res, status, { error: err instanceof HttpError ? err.message : 'internal error', ...(err instanceof HttpError && err.code !== undefined ? { code: err.code } : {}) })
         else res.end()
       }
     })()

@@ -181,7 +181,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
       { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
-      { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
+      { policy, keyid: key.keyid, mirrorOf, store, queue: store, requeued: () => worker.kick(), sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
     )
     const worker = buildWorker({ concurrency: config.concurrency }, {
       queue: store,
@@ -293,6 +293,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       metrics,
       status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems(), running: jobs.running(), problems: watch.problems() }),
       poll: async (repoId) => await watch.pollNow(repoId),
+      ...(member !== undefined ? { requestRebuild: jobs.requestRebuild } : {}),
       gitInfo: async (repoId, commits) => await gitSummaries(repoId, commits),
       logger
     })

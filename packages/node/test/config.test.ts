@@ -67,6 +67,23 @@ describe('loadNodeConfig', () => {
   })
 })
 
+describe('adminTokenFile', () => {
+  it('reads the admin token from a 0600 file next to the config, and refuses a readable, short or doubled one', () => {
+    const f = configFile({ adminTokenFile: 'admin-token' })
+    const tokenFile = join(f, '..', 'admin-token')
+    const msg = (content: unknown, file = f): string => { try { loadNodeConfig(file === f ? f : configFile(content)); return 'ok' } catch (e) { return (e as Error).message } }
+    expect(msg(undefined)).toMatch(/adminTokenFile: cannot read .*admin-token \(ENOENT\); create it with "openssl rand -hex 24 > .*admin-token && chmod 600/)
+    writeFileSync(tokenFile, 't'.repeat(32) + '\n', { mode: 0o644 })
+    chmodSync(tokenFile, 0o644)
+    expect(msg(undefined)).toMatch(/adminTokenFile: .*admin-token is readable by other users \(mode 644\); run "chmod 600 /)
+    chmodSync(tokenFile, 0o600)
+    expect(loadNodeConfig(f).adminToken).toBe('t'.repeat(32))
+    writeFileSync(tokenFile, 'short\n')
+    expect(msg(undefined)).toMatch(/adminTokenFile: .* must hold one token of at least 16 characters/)
+    expect(msg({ adminTokenFile: 'x', adminToken: 'a'.repeat(16) }, 'other')).toMatch(/adminTokenFile: give either "adminTokenFile" or "adminToken", not both/)
+  })
+})
+
 describe('logger', () => {
   it('escapes control characters from signer-chosen strings in text and keeps JSON lines parseable', () => {
     const lines: string[] = []
