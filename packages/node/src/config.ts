@@ -49,6 +49,12 @@ export interface NodeConfig {
   readToken?: string
   /** How often a running build, a first clone and catch-up sync log their progress at info level. Default 15. */
   progressIntervalSeconds: number
+  /**
+   * Largest file list (or other blob) this node fetches from or serves to peers, in bytes
+   * (default 1 GiB: the list of several million files). Blobs travel by range to disk, so this
+   * bounds disk and time, never memory.
+   */
+  maxFileListBytes: number
   /** Garbage collection of kept outputs, build logs and cached build roots (see README "Retention"). */
   retention: RetentionConfig
   /** Decisions kept in memory per repository (about 4 KiB each; default 4096), and MiB for whole one-commit answers (default 64). */
@@ -69,7 +75,7 @@ export interface RetentionConfig {
   intervalMinutes: number
 }
 
-const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'decisionCache', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'adminTokenFile', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'decisionCache', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'adminTokenFile', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns', 'maxFileListBytes'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -212,6 +218,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     private: priv,
     ...(c.readToken !== undefined ? { readToken: c.readToken as string } : {}),
     progressIntervalSeconds: int('progressIntervalSeconds', 15, 1, 3600),
+    maxFileListBytes: int('maxFileListBytes', 1024 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
     retention,
     decisionCache,
     ...(fi !== undefined ? { faultInjection: fi } : {}),

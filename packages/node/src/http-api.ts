@@ -3,7 +3,7 @@ import { timingSafeEqual, createHash, createHmac } from 'node:crypto'
 import { isCommitSha, isRepoId, isSha256Hex, type Decision, type Policy } from '@quorate/core'
 import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
 import { redactUrl } from '@quorate/builder'
-import type { Store } from '@quorate/store'
+import type { BlobFileReader, Store } from '@quorate/store'
 import type { Network } from '@quorate/network'
 import type { EventBus, NodeEvent } from './events.js'
 import type { Logger } from './logger.js'
@@ -60,7 +60,7 @@ export interface HttpApiComponents {
   store: Pick<Store, 'commitInfos' | 'commitsWithDigest' | 'recentRefObservations' | 'equivocationProofs' | 'envelopesAfter'>
   /** This node's own builder key: its ref observations come from the node's own git mirror (they verify a commit). */
   ownKeyid?: string
-  outputs: Pick<Outputs, 'fileList' | 'file' | 'log' | 'isPrivate'>
+  outputs: Pick<Outputs, 'openFileList' | 'file' | 'log' | 'isPrivate'>
   network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
   events: Pick<EventBus, 'since' | 'subscribe'>
   metrics: { registry: Pick<MetricsRegistry, 'exposition'> }
@@ -246,11 +246,14 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     blob: async (p, req, res) => {
       if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'blob id must be a sha256 hex digest')
       await requireReader(p.sha256, req)
-      // Any peer holding it can serve it: fetched by content address and checked by the network layer.
-      const blob = await c.outputs.fileList(p.sha256, { fromPeers: true })
+      // Any peer holding it can serve it: fetched by content address (to disk, by range) and checked by the network layer.
+      const blob = await c.outputs.openFileList(p.sha256, { fromPeers: true })
       if (blob === undefined) throw new HttpError(404, 'no such blob on this node or its peers')
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength, 'x-content-type-options': 'nosniff' })
-      res.end(blob)
+      try {
+        await sendBlob(req, res, blob)
+      } finally {
+        await blob.close()
+      }
     },
     file: async (p, req, res) => {
       if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'file id must be a sha256 hex digest')
@@ -464,5 +467,61 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       for (const s of sockets) s.destroy()
       await new Promise<void>(resolve => server.close(() => resolve()))
     }
+  }
+}
+
+/**
+ * `Range: bytes=A-B`, `bytes=A-` or `bytes=-N` (one range) of a blob of `size` bytes: the range,
+ * 'unsatisfiable' (416), or undefined for the whole blob (no header, several ranges or another
+ * unit, which RFC 9110 lets a server answer with the whole).
+ */
+export function parseByteRange (header: string | undefined, size: number): { start: number, end: number } | 'unsatisfiable' | undefined {
+  if (header === undefined) return undefined
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  if (m === null || (m[1] === '' && m[2] === '')) return undefined
+  if (m[1] === '') {
+    const suffix = Number(m[2])
+    if (suffix === 0 || size === 0) return 'unsatisfiable'
+    return { start: Math.max(0, size - suffix), end: size - 1 }
+  }
+  const start = Number(m[1])
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)
+  if (!Number.isSafeInteger(start) || start >= size) return 'unsatisfiable'
+  if (end < start) return undefined
+  return { start, end }
+}
+
+/** Streams a blob (or the range asked for) in 1 MiB pieces, waiting for the client to drain: never held whole. */
+async function sendBlob (req: IncomingMessage, res: ServerResponse, blob: BlobFileReader): Promise<void> {
+  const range = parseByteRange(req.headers.range, blob.size)
+  const headers = { 'content-type': 'application/octet-stream', 'x-content-type-options': 'nosniff', 'accept-ranges': 'bytes' }
+  if (range === 'unsatisfiable') {
+    res.writeHead(416, { ...headers, 'content-range': `bytes */${blob.size}`, 'content-length': 0 })
+    res.end()
+    return
+  }
+  const start = range?.start ?? 0
+  const end = range?.end ?? blob.size - 1
+  res.writeHead(range === undefined ? 200 : 206, {
+    ...headers,
+    'content-length': end - start + 1,
+    ...(range !== undefined ? { 'content-range': `bytes ${start}-${end}/${blob.size}` } : {})
+  })
+  if (req.method === 'HEAD') { res.end(); return }
+  try {
+    for (let at = start; at <= end && !res.destroyed;) {
+      const piece = await blob.read(at, Math.min(1024 * 1024, end + 1 - at))
+      if (piece.byteLength === 0) throw new Error('the blob ended early')
+      at += piece.byteLength
+      // The reader reuses its buffer: wait until this piece is written out (or the client is gone).
+      await new Promise<void>(resolve => {
+        const done = (): void => { res.off('close', done); resolve() }
+        res.on('close', done)
+        res.write(piece, done)
+      })
+    }
+    res.end()
+  } catch (err) {
+    res.destroy(err as Error) // a body cut short is an error the client sees, never a shorter blob
   }
 }

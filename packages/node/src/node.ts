@@ -106,7 +106,13 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const privateRepos = new Set(config.private)
     for (const id of privateRepos) if (!policy.repositories.has(id)) logger.warn('private repository not in the policy', { repo: id })
     let network: Network | undefined
-    const outputs = createOutputs({ store, network: { fetchBlob: async (sha256, o) => await network?.fetchBlob(sha256, o) }, logger, privateRepos })
+    const outputs = createOutputs({
+      store,
+      network: { fetchBlob: async (sha256, o) => await network?.fetchBlob(sha256, o), fetchBlobFile: async (sha256, path, o) => await network?.fetchBlobFile(sha256, path, o) },
+      maxFileListBytes: config.maxFileListBytes,
+      logger,
+      privateRepos
+    })
     const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, metrics })
     decisions.start()
     stops.push(decisions.stop)
@@ -122,7 +128,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       validate: validator.validate,
       sync: { heads: async () => await store.logHeads(), envelopesAfter: (r, k, s) => store.envelopesAfter(r, k, s) },
       // File lists and complete build logs, by content address; never a private repository's.
-      blobs: { get: async (sha256) => await outputs.publicBlob(sha256) },
+      blobs: { open: async (sha256) => await outputs.openPublicBlob(sha256) },
+      maxBlobBytes: config.maxFileListBytes,
       mdns: config.mdns,
       log: (event, fields) => { if (/connect|ban|graylist/.test(event)) logger.info(`network ${event}`, fields); else logger.debug(`network ${event}`, fields) }
     })
