@@ -30,6 +30,8 @@ export interface BuildJobsInit {
   fetchNetwork?: BuildRequest['fetchNetwork']
   /** Where pinned build roots (recipe.root) come from. */
   rootCache?: BuildRequest['rootCache']
+  /** npm's cache between fetch phases (node config `fetchCache`). */
+  fetchCache?: BuildRequest['fetchCache']
   builderId: string
   /** Demo and tests only: behave like a compromised CI that alters its outputs. */
   tamperOutput?: boolean
@@ -262,6 +264,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           user: init.user,
           fetchNetwork: init.fetchNetwork,
           ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
+          ...(init.fetchCache !== undefined ? { fetchCache: init.fetchCache } : {}),
           outputCopyDir,
           signal,
           onProgress,

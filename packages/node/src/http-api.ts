@@ -7,14 +7,14 @@ import type { BlobFileReader, Store } from '@quorate/store'
 import type { Network } from '@quorate/network'
 import type { EventBus, NodeEvent } from './events.js'
 import type { Logger } from './logger.js'
-import type { Decisions } from './decisions.js'
+import type { CommitDecision, Decisions } from './decisions.js'
 import type { Outputs } from './outputs.js'
 import type { MetricsRegistry } from './metrics.js'
 import type { OwnLogStatus } from './own-log-recovery.js'
 import type { RebuildAnswer } from './build-jobs.js'
 import { latestTrusted } from './ref-views.js'
 import { commitLists, type MirrorMoves } from './commit-views.js'
-import { matchRoute, MalformedPathError, type CommitsNotIndexed, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus, type RootProblemStatus, type NodeProblemStatus } from './api-routes.js'
+import { matchRoute, MalformedPathError, type CommitsNotIndexed, type GitCommitInfo, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus, type RootProblemStatus, type NodeProblemStatus } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
 
@@ -108,6 +108,46 @@ function sendJsonBytes (res: ServerResponse, status: number, body: Uint8Array): 
 /** A JSON answer typed by the shared route table. */
 function reply<N extends RouteName> (_route: N, res: ServerResponse, status: number, body: ResponseOf<N>): void {
   sendJson(res, status, body)
+}
+
+/**
+ * The one-commit answer (CommitResponse) but its `git` field, serialized once per decision: kept
+ * with the decision (so dropped exactly when it is: a new envelope for the commit or a commit it
+ * introduces, an equivocation proof for the repository, a policy change) and only once the logs
+ * it reports are complete (an incomplete log can be completed by an envelope of another commit).
+ * The stored envelopes are spliced in as the store holds them (JSON that passed the envelope
+ * checks when it was stored): never parsed and serialized again.
+ */
+const commitBodies = new WeakMap<CommitDecision, Buffer>()
+
+async function commitAnswerBody (answer: CommitDecision, decisions: Pick<Decisions, 'logCompleteness'>): Promise<Buffer> {
+  const cached = commitBodies.get(answer)
+  if (cached !== undefined) return cached
+  const logs = await decisions.logCompleteness(answer)
+  const { decision } = answer
+  const head: Omit<ResponseOf<'commit'>, 'envelopes' | 'equivocationProofs' | 'git'> = { repoId: decision.repoId, commit: decision.commit, policyDigest: decision.policyDigest, decision, logs }
+  const text = JSON.stringify(head, null, 2)
+  const parts: Uint8Array[] = [Buffer.from(text.slice(0, text.lastIndexOf('}')).trimEnd() + ',\n  "envelopes": [')]
+  answer.envelopes.forEach((e, i) => { if (i > 0) parts.push(COMMA); parts.push(e) })
+  parts.push(Buffer.from('],\n  "equivocationProofs": ['))
+  answer.proofs.forEach(([a, b], i) => { parts.push(Buffer.from(i > 0 ? ',[' : '[')); parts.push(a, COMMA, b, Buffer.from(']')) })
+  parts.push(Buffer.from(']'))
+  const body = Buffer.concat(parts)
+  if (logs.every(l => l.complete)) commitBodies.set(answer, body)
+  return body
+}
+const COMMA = Buffer.from(',')
+
+function sendCommitAnswer (res: ServerResponse, body: Buffer, git: GitCommitInfo | undefined): void {
+  const tail = Buffer.from(git === undefined ? '\n}' : `,\n  "git": ${JSON.stringify(git)}\n}`)
+  res.writeHead(200, {
+    'content-type': 'application/json; charset=utf-8',
+    'x-content-type-options': 'nosniff',
+    'cache-control': 'no-store',
+    'content-length': body.byteLength + tail.byteLength
+  })
+  res.write(body)
+  res.end(tail)
 }
 
 async function readBody (req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -210,9 +250,9 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       const repoId = repoParam(p.repo)
       const commit = p.commit
       if (!isCommitSha(commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
-      const { decision, envelopes, proofs } = await decisions.decide(repoId, commit)
-      const g = (await gitOf(repoId, [commit])).get(commit)
-      reply('commit', res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await decisions.logCompleteness(decision), envelopes, equivocationProofs: proofs, ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}) })
+      const [answer, git] = await Promise.all([decisions.decide(repoId, commit), gitOf(repoId, [commit])])
+      const g = git.get(commit)
+      sendCommitAnswer(res, await commitAnswerBody(answer, decisions), g === undefined ? undefined : { ...g, unsigned: true })
     },
     blob: async (p, req, res) => {
       if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'blob id must be a sha256 hex digest')
