@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { parseFetchNetworkPolicy, parseRootsConfig, type FetchNetworkPolicy, type RootsConfig } from '@quorate/builder'
 import { QuorateError, isRepoId, parseBuilderKeyFile, parseJsonStrict, parsePolicy, type BuilderKeyPair, type Policy } from '@quorate/core'
+import { defaultVerifyWorkers } from './verify-pool.js'
 
 /** A node's own config file (never gossiped). Paths are relative to the config file. */
 export interface NodeConfig {
@@ -49,6 +50,11 @@ export interface NodeConfig {
   readToken?: string
   /** How often a running build, a first clone and catch-up sync log their progress at info level. Default 15. */
   progressIntervalSeconds: number
+  /**
+   * Worker threads that verify incoming signatures while the main thread parses and stores
+   * (0: verify on the main thread). Default: one per core beyond the first, at most two.
+   */
+  verifyWorkers: number
   /** Garbage collection of kept outputs, build logs and cached build roots (see README "Retention"). */
   retention: RetentionConfig
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
@@ -67,7 +73,7 @@ export interface RetentionConfig {
   intervalMinutes: number
 }
 
-const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['verifyWorkers', 'private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -199,6 +205,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     private: priv,
     ...(c.readToken !== undefined ? { readToken: c.readToken as string } : {}),
     progressIntervalSeconds: int('progressIntervalSeconds', 15, 1, 3600),
+    verifyWorkers: int('verifyWorkers', defaultVerifyWorkers(), 0, 16),
     retention,
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),
