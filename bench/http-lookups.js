@@ -2,7 +2,9 @@
 // attestation (next to the envelope bytes), and HTTP throughput with a load generator on
 // loopback: quorum lookups of random commits (GET /v1/repos/:repo/commits/:commit) and the
 // commits list (a page), each next to the same server's GET /healthz.
-//   node bench/http-lookups.js [--quick]
+//   node bench/http-lookups.js [--quick] [--lookups-only]
+// --lookups-only skips the commits page (for profiling the lookups alone); BENCH_NODE_FLAGS passes
+// flags to the node process, e.g. BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof'.
 import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -44,7 +46,9 @@ writeFileSync(join(dataDir, 'node.json'), JSON.stringify({
 }))
 
 const t0 = performance.now()
-const child = spawn(process.execPath, [cli, 'node', '--config', join(dataDir, 'node.json'), '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(f => f !== '')
+const LOOKUPS_ONLY = process.argv.includes('--lookups-only')
+const child = spawn(process.execPath, [...nodeFlags, cli, 'node', '--config', join(dataDir, 'node.json'), '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] })
 const logLines = []
 const url = await new Promise((resolve, reject) => {
   child.once('exit', code => reject(new Error(`node exited (${code}): ${logLines.slice(-5).join('\n')}`)))
@@ -70,10 +74,12 @@ try {
   const rand = () => `/v1/repos/${REPOS[Math.floor(Math.random() * REPOS.length)]}/commits/${hex(1 + Math.floor(Math.random() * commitsPerRepo))}`
   lookup = await loadTest(url, rand, { connections: CONNECTIONS, durationMs: DURATION })
   console.log(`  GET /v1/repos/:repo/commits/:commit (random): ${fmt(lookup.perSec)}/s, p50 ${lookup.p50.toFixed(1)} ms, p99 ${lookup.p99.toFixed(1)} ms, ${fmt(lookup.avgBytes)} bytes, ${lookup.errors} errors`)
-  // the server's page size (100 asked; a server without ?limit= answers its default page)
-  pageSize = (await (await fetch(`${url}/v1/repos/${REPOS[0]}/commits?limit=100`)).json()).commits.length
-  page = await loadTest(url, (i) => `/v1/repos/${REPOS[i % REPOS.length]}/commits?limit=100`, { connections: 4, durationMs: DURATION })
-  console.log(`  GET /v1/repos/:repo/commits?limit=100 (${pageSize} commits a page): ${fmt(page.perSec, 1)}/s, p50 ${page.p50.toFixed(0)} ms, p99 ${page.p99.toFixed(0)} ms, ${page.errors} errors`)
+  if (!LOOKUPS_ONLY) {
+    // the server's page size (100 asked; a server without ?limit= answers its default page)
+    pageSize = (await (await fetch(`${url}/v1/repos/${REPOS[0]}/commits?limit=100`)).json()).commits.length
+    page = await loadTest(url, (i) => `/v1/repos/${REPOS[i % REPOS.length]}/commits?limit=100`, { connections: 4, durationMs: DURATION })
+    console.log(`  GET /v1/repos/:repo/commits?limit=100 (${pageSize} commits a page): ${fmt(page.perSec, 1)}/s, p50 ${page.p50.toFixed(0)} ms, p99 ${page.p99.toFixed(0)} ms, ${page.errors} errors`)
+  }
 } finally {
   var memEnd = rss() // eslint-disable-line no-var
   child.kill('SIGTERM')
@@ -91,8 +97,8 @@ record({
   meets: lookupRatio >= 0.5,
   values: { stored: fixture.count, lookupPerSec: lookup.perSec, lookupP50: lookup.p50, lookupP99: lookup.p99, healthPerSec: health.perSec, healthP99: health.p99, connections: CONNECTIONS }
 })
-const pageRatio = page.perSec / health.perSec
-record({
+const pageRatio = LOOKUPS_ONLY ? 0 : page.perSec / health.perSec
+if (!LOOKUPS_ONLY) record({
   id: 'commits-page',
   benchmark: `GET /v1/repos/:repo/commits (a page: ${pageSize} commits), ${fmt(fixture.count)} stored`,
   figure: `${fmt(page.perSec, 1)}/s, p99 ${page.p99.toFixed(0)} ms`,

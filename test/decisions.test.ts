@@ -96,15 +96,14 @@ describe('one network through failures, pushes, a rollback and a lost data direc
   it('a commit failing on every builder is failed (exit 1) with its reasons once the final failures are in; audit groups the retries', async () => {
     writeFileSync(join(repo, 'build.sh'), '#!/bin/sh\necho "cannot build: missing dependency libfoo" >&2\nexit 3\n', { mode: 0o755 })
     const broken = commitAll(repo, 'break the build')
-    const t0 = Date.now()
-    const r = await runCli(['verify', ...nodes(), '--policy', net.policyFile, '--repo', net.repoId, '--commit', broken, '--wait', '--timeout', '120', '--json'])
+    // --wait gives up with exit 3 after 60 s: the failed answer must come before that
+    const r = await runCli(['verify', ...nodes(), '--policy', net.policyFile, '--repo', net.repoId, '--commit', broken, '--wait', '--timeout', '60', '--json'])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/FAILED: .* failed to build: the build failed: \d+ final signed failures? from \d builders?/)
     const report = JSON.parse(r.stdout)
     expect(report.status).toBe('failed')
     expect(report.failures.filter((f: any) => f.final).length).toBeGreaterThanOrEqual(2)
     expect(report.failures.some((f: any) => f.attempt === 2 && f.final)).toBe(true)
-    expect(Date.now() - t0).toBeLessThan(60_000)
     const audit = await runCli(['audit', ...nodes(), '--policy', net.policyFile, '--commit', broken])
     // one line per builder, its retries grouped (a builder may still be retrying when the answer is final)
     expect(audit.stdout).toMatch(/failure: [abc]1: attempts 1, 2 \(final\): the build command .* exited with status 3/)

@@ -25,6 +25,8 @@ export { detectSandbox, probeSandbox, bwrapArgs, SANDBOX_SRC, SANDBOX_HOME, BUIL
 export { resolveBuildUser, prepareBuildArea, DEFAULT_ROOT_BUILD_ID } from './build-user.js'
 export { isNodeTrouble, nodeTrouble, assertRoomForBuild } from './node-trouble.js'
 export { parseFetchNetworkPolicy, DEFAULT_FETCH_NETWORK, DEFAULT_DENIED_RANGES } from './fetch-network.js'
+export { FetchCache, parseFetchCacheConfig, DEFAULT_FETCH_CACHE_MAX_BYTES, DEFAULT_FETCH_CACHE_MAX_AGE_DAYS } from './fetch-cache.js'
+export type { FetchCacheInit, FetchCacheConfig, FetchCacheLease, FetchCacheReport } from './fetch-cache.js'
 export { packOciImage, parseImageSpec } from './oci-image.js'
 export type { OciImageSpec, OciImageConfig, PackOciImageOptions, PackedOciImage } from './oci-image.js'
 export type { LimitsMechanism } from './containment.js'

@@ -166,8 +166,11 @@ export function groupFailures (failures: ReadonlyArray<{ builder: string, reason
   return [...by].map(([builder, xs]) => {
     const sorted = [...xs].sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0))
     const last = sorted[sorted.length - 1]
-    const nums = sorted.map(x => String(x.attempt ?? 1)).join(', ')
-    return { builder, attempts: `attempt${sorted.length === 1 ? '' : 's'} ${nums}${last.final === true ? ' (final)' : ' (will retry)'}`, reason: last.reason }
+    // A final attempt signed again as not final is an administrator's rebuild request (it reopened the attempt).
+    const reopened = (x: typeof sorted[number], i: number): boolean => i > 0 && sorted[i - 1].final === true && x.final !== true && (sorted[i - 1].attempt ?? 1) === (x.attempt ?? 1)
+    const parts = sorted.map((x, i) => reopened(x, i) ? 'reopened by an administrator' : `${x.attempt ?? 1}${x.final === true && i < sorted.length - 1 ? ' (final)' : ''}`)
+    const tries = sorted.filter((x, i) => !reopened(x, i)).length
+    return { builder, attempts: `attempt${tries === 1 ? '' : 's'} ${parts.join(', ')}${last.final === true ? ' (final)' : ' (will retry)'}`, reason: last.reason }
   })
 }
 

@@ -204,6 +204,25 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       'quorate logs --node https://quorate.acme.example --repo hello --commit 3f2c…e1 | tail -50'
     ],
     notes: ['A log longer than the recipe\'s maxLogBytes is kept as its head and tail with a line saying how much was left out; that text cannot be checked against the signed digest, and the command says so on stderr.']
+  },
+  'rebuild-request': {
+    usage: 'quorate rebuild-request --node URL --repo ID --commit SHA [--token-file FILE] [--json]',
+    summary: 'An administrator\'s action: asks your node to build a commit again after its final failure, once you fixed the cause on the node\'s side (an internal mirror that was down, a missing credential or tool). The node signs its final attempt again as not final (its organization is open again, so the commit turns pending where a quorum is still reachable), queues the build, and the next attempt is signed as attempt n+1. Not "quorate rebuild", which reproduces a commit on your own machine.',
+    options: [
+      '--node URL          your node\'s HTTP address (http://host:port)',
+      '--repo ID           the repository id in the policy',
+      '--commit SHA        the full commit id that failed finally on that node',
+      '--token-file FILE   the node\'s admin token (mode 0600; the file named by "adminTokenFile" in node.json); default: QUORATE_ADMIN_TOKEN',
+      '--json              the node\'s answer as JSON on stdout'
+    ],
+    examples: [
+      'quorate rebuild-request --node http://127.0.0.1:8080 --repo hello --commit 3f2c…e1 --token-file /etc/quorate/admin-token',
+      'QUORATE_ADMIN_TOKEN=$(cat admin-token) quorate rebuild-request --node http://127.0.0.1:8080 --repo hello --commit 3f2c…e1 && quorate verify --node http://127.0.0.1:8080 --policy policy.json --repo hello --commit 3f2c…e1 --wait'
+    ],
+    notes: [
+      'Exit codes: 0 queued, 1 refused (the commit has no final failure on that node: it is still retrying, was built successfully, or is unknown there), 2 usage, a wrong or missing token (401/403) or no answer.',
+      'Each organization\'s administrator asks their own node: a commit that failed everywhere needs threshold organizations to rebuild it before it can be trusted.'
+    ]
   }
 }
 

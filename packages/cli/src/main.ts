@@ -44,6 +44,7 @@ Usage:
   quorate rebuild --policy FILE --repo ID --commit SHA [--out DIR] [--node URL]... [--root-cache DIR] [--insecure-registry HOST:PORT]... [--json]
   quorate status --node URL [--json]
   quorate logs --node URL... --repo ID --commit SHA [--builder NAME] [--policy FILE] [--token TOKEN]
+  quorate rebuild-request --node URL --repo ID --commit SHA [--token-file FILE] [--json]   (admin: build again after a final failure)
 
 Every command has its own help with examples: quorate COMMAND --help. quorate --version prints the version.
 Errors are one sentence and an exit code; add --debug for a stack trace.
@@ -503,6 +504,7 @@ async function main (argv: string[]): Promise<number> {
     case 'rebuild': return await (await import('./rebuild.js')).cmdRebuild(rest, { print, printErr })
     case 'status': return await cmdStatus(rest)
     case 'logs': return await (await import('./logs.js')).cmdLogs(rest, { print, printErr, usage })
+    case 'rebuild-request': return await (await import('./rebuild-request.js')).cmdRebuildRequest(rest, { print, printErr, usage })
     case undefined: case '-h': case '--help': case 'help': print(USAGE); return cmd === undefined ? 2 : 0
     default: return usage(`unknown command "${cmd}"`)
   }

@@ -28,7 +28,14 @@ export interface NodeClient {
    * maxLogBytes comes as head and tail (`complete: false`), which no digest can check.
    */
   log: (sha256: string, opts?: { timeoutMs?: number }) => Promise<FetchedLog | undefined>
+  /**
+   * An admin action (POST, sending the token given to nodeClient). A refusal is a NodeHttpError
+   * with the node's message and, where the node gives one, its `code`.
+   */
+  post: <N extends AdminRoute>(name: N, params: Record<ParamsOf<N>, string>, opts?: { timeoutMs?: number }) => Promise<ResponseOf<N>>
 }
+
+type AdminRoute = 'adminRebuild' | 'adminPoll'
 
 export interface FetchedLog {
   text: string
@@ -37,7 +44,7 @@ export interface FetchedLog {
   totalBytes: number
 }
 
-type JsonRoute = Exclude<RouteName, 'blob' | 'file' | 'buildLog' | 'events' | 'metrics' | 'webhook' | 'adminPoll'>
+type JsonRoute = Exclude<RouteName, 'blob' | 'file' | 'buildLog' | 'events' | 'metrics' | 'webhook' | AdminRoute>
 
 /** Fields each JSON answer must have before it is handed on as its type. */
 const REQUIRED: Record<JsonRoute, Record<string, 'string' | 'array' | 'object' | 'number' | 'boolean'>> = {
@@ -54,8 +61,8 @@ const REQUIRED: Record<JsonRoute, Record<string, 'string' | 'array' | 'object' |
 
 /** An HTTP failure of one node: its status (0 when it did not answer) and what it said. */
 export class NodeHttpError extends QuorateError {
-  constructor (readonly url: string, readonly status: number, message: string) {
-    super('HTTP_FAILED', message, { url, status })
+  constructor (readonly url: string, readonly status: number, message: string, readonly reason?: string) {
+    super('HTTP_FAILED', message, { url, status, ...(reason !== undefined ? { reason } : {}) })
   }
 }
 
@@ -70,10 +77,10 @@ export function nodeClient (url: string, opts: { token?: string } = {}): NodeCli
   const base = nodeBaseUrl(url)
   const headers: Record<string, string> = opts.token !== undefined ? { authorization: `Bearer ${opts.token}` } : {}
 
-  async function request (path: string, timeoutMs: number): Promise<Response> {
+  async function request (path: string, timeoutMs: number, method: 'GET' | 'POST' = 'GET'): Promise<Response> {
     let res: Response
     try {
-      res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs), headers })
+      res = await fetch(`${base}${path}`, { method, signal: AbortSignal.timeout(timeoutMs), headers })
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code
       const what = (err as Error).name === 'TimeoutError' ? `nothing within ${timeoutMs / 1000} s` : cause ?? (err as Error).message
@@ -109,6 +116,19 @@ export function nodeClient (url: string, opts: { token?: string } = {}): NodeCli
     },
     async response (name, params, opts = {}) {
       return await request(routePath(name, params, opts.query), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+    },
+    async post (name, params, opts = {}) {
+      const path = routePath(name, params)
+      const res = await request(path, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'POST')
+      let body: unknown
+      try { body = await res.json() } catch { body = undefined }
+      if (!res.ok) {
+        const b = body as { error?: unknown, code?: unknown } | undefined
+        const detail = typeof b?.error === 'string' ? `: ${b.error}` : ''
+        throw new NodeHttpError(base, res.status, `${base}${path}: HTTP ${res.status}${detail}`, typeof b?.code === 'string' ? b.code : undefined)
+      }
+      if (body === null || typeof body !== 'object' || (body as { ok?: unknown }).ok !== true) throw new NodeHttpError(base, res.status, `${base}${path}: the answer is not the expected JSON; is this a Quorate node of the same release?`)
+      return body as ResponseOf<typeof name>
     },
     async log (sha256, opts = {}) {
       const path = routePath('buildLog', { sha256 })

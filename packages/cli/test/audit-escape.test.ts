@@ -57,4 +57,12 @@ describe('audit groups a builder\'s retries', () => {
     const text = renderText([f])
     expect(text.match(/failure: b1/g)).toHaveLength(1)
   })
+
+  it('says where an administrator reopened a final failure (the final attempt signed again as not final)', async () => {
+    const { groupFailures } = await import('../src/audit.js')
+    const f = (attempt: number, final: boolean, seq: number, reason = 'mirror down'): any => ({ builder: 'a1', org: 'a', envelopeId: `e${seq}`, reason, exitStatus: 22, timedOut: false, attempt, final, seq })
+    expect(groupFailures([f(1, true, 2), f(1, false, 3), f(2, true, 5), f(2, false, 6, 'rebuild requested by an administrator after the final failure of attempt 2: mirror down')])).toEqual([
+      { builder: 'a1', attempts: 'attempts 1 (final), reopened by an administrator, 2 (final), reopened by an administrator (will retry)', reason: 'rebuild requested by an administrator after the final failure of attempt 2: mirror down' }
+    ])
+  })
 })

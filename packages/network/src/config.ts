@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { QuorateError } from '@quorate/core'
-import { DEFAULT_MAX_BLOB_BYTES } from './blob-protocol.js'
+import { DEFAULT_BLOB_RANGE_BYTES, DEFAULT_MAX_BLOB_BYTES, MAX_BLOB_RANGE_BYTES } from './blob-protocol.js'
 import { DEFAULT_MAX_FRAME_BYTES } from './frames.js'
 import { REPO_ID_PATTERN } from './topics.js'
 import type { NetworkInit } from './types.js'
@@ -34,6 +34,7 @@ export interface NetworkConfig {
   maxConcurrentValidations: number
   banMs: number
   maxBlobBytes: number
+  blobRangeBytes: number
   mdns: boolean
 }
 
@@ -101,7 +102,7 @@ export function resolveNetworkConfig (init: NetworkInit): NetworkConfig {
       throw invalid(`repoIds[${i}]`, `"${String(id)}" is not a repository id (${REPO_ID_PATTERN.source}); use the policy's repository id, never a URL`, { value: id })
     }
   })
-  if (init.blobs !== undefined && typeof init.blobs?.get !== 'function') throw invalid('blobs', 'must implement get(sha256) => Promise<Uint8Array | undefined>')
+  if (init.blobs !== undefined && typeof init.blobs?.get !== 'function' && typeof init.blobs?.open !== 'function') throw invalid('blobs', 'must implement open(sha256) => Promise<BlobReader | undefined> or get(sha256) => Promise<Uint8Array | undefined>')
   if (init.mdns !== undefined && typeof init.mdns !== 'boolean') throw invalid('mdns', 'must be true or false')
   if (init.sync !== undefined && (typeof init.sync.heads !== 'function' || typeof init.sync.envelopesAfter !== 'function')) {
     throw invalid('sync', 'must implement heads() and envelopesAfter(repoId, keyid, afterSeq)')
@@ -125,7 +126,8 @@ export function resolveNetworkConfig (init: NetworkInit): NetworkConfig {
     gossipRatePerPeer: positiveInt('gossipRatePerPeer', init.gossipRatePerPeer, 200),
     maxConcurrentValidations: positiveInt('maxConcurrentValidations', init.maxConcurrentValidations, 256),
     banMs: positiveInt('banMs', init.banMs, 600_000, { min: 0 }),
-    maxBlobBytes: positiveInt('maxBlobBytes', init.maxBlobBytes, DEFAULT_MAX_BLOB_BYTES, { max: 256 * 1024 * 1024 }),
+    maxBlobBytes: positiveInt('maxBlobBytes', init.maxBlobBytes, DEFAULT_MAX_BLOB_BYTES, { max: 64 * 1024 * 1024 * 1024 }),
+    blobRangeBytes: positiveInt('blobRangeBytes', init.blobRangeBytes, DEFAULT_BLOB_RANGE_BYTES, { min: 64 * 1024, max: MAX_BLOB_RANGE_BYTES }),
     mdns: init.mdns === true
   }
 }

@@ -17,7 +17,7 @@
  *   // yours: check the envelope against the policy, store it (synced), then 'accept'; or 'reject' / 'ignore'
  *   validate: async (msg) => await checkAndStore(msg.repoId, msg.data),
  *   sync: { heads: async () => await store.logHeads(), envelopesAfter: (repoId, keyid, afterSeq) => store.envelopesAfter(repoId, keyid, afterSeq) },
- *   blobs: { get: async (sha256) => await store.getBlob(sha256) }
+ *   blobs: { open: async (sha256) => await store.openBlob(sha256) } // read by range: large blobs stay on disk
  * })
  * await net.publish('hello', envelopeBytes) // { recipients: n }; 0 is fine, sync delivers later
  * await net.stop()
@@ -28,9 +28,10 @@ export { createPeerKey, peerIdFromPeerKey } from './peer-key.js'
 export { attestationTopic, repoIdFromTopic } from './topics.js'
 export { startNetwork } from './network.js'
 export { SYNC_PROTOCOL } from './sync-protocol.js'
-export { BLOB_PROTOCOL, DEFAULT_MAX_BLOB_BYTES } from './blob-protocol.js'
+export { BLOB_PROTOCOL, DEFAULT_BLOB_RANGE_BYTES, DEFAULT_MAX_BLOB_BYTES, LEGACY_WHOLE_BLOB_BYTES } from './blob-protocol.js'
 export { DEFAULT_MAX_MESSAGE_BYTES } from './config.js'
 export type {
+  BlobReader,
   BlobSource,
   FetchBlobOptions,
   IncomingMessage,

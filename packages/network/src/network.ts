@@ -70,7 +70,7 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     })
   scheduler = rounds === undefined ? undefined : syncScheduler({ syncIntervalMs: config.syncIntervalMs, log }, { host: libp2p, rounds })
 
-  const blobs = blobFetcher({ maxBlobBytes: config.maxBlobBytes, selfId, log }, { host: libp2p, bans, stats })
+  const blobs = blobFetcher({ maxBlobBytes: config.maxBlobBytes, rangeBytes: config.blobRangeBytes, selfId, log }, { host: libp2p, bans, stats })
   const served = init.blobs === undefined ? undefined : blobServer({ maxBlobBytes: config.maxBlobBytes, log }, { host: libp2p, source: init.blobs, bans, stats })
 
   const peers = connections({ bootstrapPeers, mdns: config.mdns, selfId, log }, {
@@ -108,6 +108,7 @@ export async function startNetwork (init: NetworkInit): Promise<Network> {
     },
 
     fetchBlob: blobs.fetchBlob,
+    fetchBlobFile: blobs.fetchBlobFile,
 
     async dial (addr) {
       let ma

@@ -36,17 +36,36 @@ export interface SyncSource {
   envelopesAfter: (repoId: string, keyid: string, afterSeq: number) => AsyncIterable<Uint8Array>
 }
 
-/** Content-addressed blobs the node serves over `/quorate/blob/1.0.0` (the node passes its store's blobs). */
-export interface BlobSource {
-  /** The bytes whose SHA-256 is `sha256` (64 lowercase hex), or undefined. */
-  get: (sha256: string) => Promise<Uint8Array | undefined>
+/** One blob opened for reading by range: large blobs are served without being held whole. */
+export interface BlobReader {
+  /** The blob's size in bytes. */
+  readonly size: number
+  /** Up to `length` bytes from `offset` (fewer only at the end), valid until the next read (a reader may reuse its buffer). */
+  read: (offset: number, length: number) => Promise<Uint8Array>
+  close: () => Promise<void>
 }
+
+/**
+ * Content-addressed blobs the node serves over `/quorate/blob/1.0.0` (the node passes its store's
+ * blobs): `open` reads by range (large blobs stay on disk); `get` hands over the whole bytes
+ * (small blobs, tests). `open` is used when both are given.
+ */
+export type BlobSource =
+  | { open: (sha256: string) => Promise<BlobReader | undefined>, get?: (sha256: string) => Promise<Uint8Array | undefined> }
+  | { get: (sha256: string) => Promise<Uint8Array | undefined>, open?: (sha256: string) => Promise<BlobReader | undefined> }
 
 export interface FetchBlobOptions {
   /** Peers to ask, in this order. Default: every connected peer that may serve blobs. */
   peers?: string[]
-  /** Give up after this long over all peers, in ms. Default 30000. */
+  /**
+   * Give up when no range has arrived for this long, in ms (a large blob keeps going while it
+   * moves; a peer that stalls or drips is left after this long). Default 30000.
+   */
   timeoutMs?: number
+  /** Refuse blobs larger than this (default and ceiling: the network's maxBlobBytes). */
+  maxBytes?: number
+  /** The size the caller knows (from a signed file list): a peer announcing another size is lying. */
+  size?: number
 }
 
 export type NetworkLogger = (event: string, fields: Record<string, unknown>) => void
@@ -104,8 +123,13 @@ export interface NetworkInit {
   banMs?: number
   /** When given, the node serves blobs by SHA-256 on `/quorate/blob/1.0.0`. */
   blobs?: BlobSource
-  /** Largest blob served or fetched, in bytes. Default 64 MiB (the file list of about 500,000 files). */
+  /**
+   * Largest blob served or fetched, in bytes. Default 1 GiB. Blobs travel by range and are
+   * written to disk as they arrive (fetchBlobFile), so this bounds disk and time, not memory.
+   */
   maxBlobBytes?: number
+  /** Bytes asked for per range request. Default 4 MiB (tests lower it to cross range boundaries cheaply). */
+  blobRangeBytes?: number
   /**
    * Find peers on the local network by mDNS (multicast DNS) and dial them. For LANs only: it
    * announces this node's addresses to every host on the link. Default false.
@@ -176,6 +200,13 @@ export interface Network {
    * penalized and the next one asked. Undefined when no peer has it (or all timed out).
    */
   fetchBlob: (sha256: string, opts?: FetchBlobOptions) => Promise<Uint8Array | undefined>
+  /**
+   * Like fetchBlob, for blobs that need not fit in memory: the bytes are written to a temporary
+   * file next to `path` as they arrive, hashed on the way, and the file is renamed to `path`
+   * only when its size and SHA-256 check out. Resolves the blob's size, or undefined (no file
+   * left behind) when no peer had it with the right content.
+   */
+  fetchBlobFile: (sha256: string, path: string, opts?: FetchBlobOptions) => Promise<number | undefined>
   dial: (multiaddr: string) => Promise<void>
   hangUp: (peerId: string) => Promise<void>
   stats: () => NetworkStats

@@ -5,8 +5,10 @@ describe('@quorate/network exports', () => {
   it('pins the public surface', () => {
     expect(Object.keys(network).sort()).toEqual([
       'BLOB_PROTOCOL',
+      'DEFAULT_BLOB_RANGE_BYTES',
       'DEFAULT_MAX_BLOB_BYTES',
       'DEFAULT_MAX_MESSAGE_BYTES',
+      'LEGACY_WHOLE_BLOB_BYTES',
       'SYNC_PROTOCOL',
       'attestationTopic',
       'createPeerKey',
@@ -23,7 +25,9 @@ describe('@quorate/network exports', () => {
     expect(network.SYNC_PROTOCOL).toBe('/quorate/sync/1.0.0')
     expect(network.DEFAULT_MAX_MESSAGE_BYTES).toBe(65536)
     expect(network.BLOB_PROTOCOL).toBe('/quorate/blob/1.0.0')
-    expect(network.DEFAULT_MAX_BLOB_BYTES).toBe(64 * 1024 * 1024)
+    expect(network.DEFAULT_MAX_BLOB_BYTES).toBe(1024 * 1024 * 1024)
+    expect(network.LEGACY_WHOLE_BLOB_BYTES).toBe(64 * 1024 * 1024)
+    expect(network.DEFAULT_BLOB_RANGE_BYTES).toBe(4 * 1024 * 1024)
   })
 
   it('installs Promise.withResolvers (libp2p 3 needs it on Node 20)', () => {

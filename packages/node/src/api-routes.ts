@@ -78,8 +78,15 @@ export interface LatestResponse { repoId: string, ref: string, commit: string, n
 export interface LogResponse { repoId: string, keyid: string, envelopes: unknown[] }
 export interface DigestResponse { narSha256: string, commits: Array<{ repoId: string, commit: string, status: DecisionStatus, trusted: boolean, attestedBy: string[] }> }
 export interface PollResponse { ok: true, queue: Record<string, number> }
+/**
+ * An administrator's rebuild after a final failure was accepted: the node signed its final
+ * attempt again as not final (`envelopeId`; its organization is open again) and queued the build
+ * key; the next attempt is `nextAttempt`. `status`: the commit's decision on this node now.
+ */
+export interface RebuildResponse { ok: true, repoId: string, commit: string, reopenedAttempt: number, nextAttempt: number, envelopeId: string, status: DecisionStatus }
 export interface WebhookResponse { ok: true, polling: true }
-export interface ErrorResponse { error: string }
+/** A non-2xx answer; `code` names why a request was refused where callers can act on it (a rebuild: unknown-commit, already-built, not-final). */
+export interface ErrorResponse { error: string, code?: string }
 
 /** A route: method, path template (`:name` parameters, one path segment each) and what it answers. */
 export interface Route<Params extends string = string, Body = unknown> {
@@ -122,7 +129,9 @@ export const ROUTES = {
   /** Prometheus text. */
   metrics: route<never, string>('GET', '/metrics'),
   webhook: route<never, WebhookResponse>('POST', '/v1/webhook'),
-  adminPoll: route<never, PollResponse>('POST', '/v1/admin/poll')
+  adminPoll: route<never, PollResponse>('POST', '/v1/admin/poll'),
+  /** Rebuild a commit after this node's final failure (Authorization: Bearer <adminToken>). */
+  adminRebuild: route<'repo' | 'commit', RebuildResponse>('POST', '/v1/admin/repos/:repo/commits/:commit/rebuild')
 } as const
 
 export type RouteName = keyof typeof ROUTES

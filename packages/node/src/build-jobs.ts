@@ -30,6 +30,8 @@ export interface BuildJobsInit {
   fetchNetwork?: BuildRequest['fetchNetwork']
   /** Where pinned build roots (recipe.root) come from. */
   rootCache?: BuildRequest['rootCache']
+  /** npm's cache between fetch phases (node config `fetchCache`). */
+  fetchCache?: BuildRequest['fetchCache']
   builderId: string
   /** Demo and tests only: behave like a compromised CI that alters its outputs. */
   tamperOutput?: boolean
@@ -48,8 +50,10 @@ export interface BuildJobsComponents {
   policy: Policy
   keyid: string
   mirrorOf: (repoId: string) => GitMirror
-  store: Pick<Store, 'envelopesForCommit'>
+  store: Pick<Store, 'envelopesForCommit' | 'getJob'>
   queue: Pick<BuildQueue, 'updateJob'>
+  /** A job was queued again (an administrator's rebuild): the worker should look now. */
+  requeued?: () => void
   /** Signs into the own log (persisted), then publishes; resolves to the envelope id. */
   sign: (repoId: string, make: (log: LogPosition) => Record<string, unknown>) => Promise<string>
   /**
@@ -78,6 +82,31 @@ export interface BuildJobs {
   nodeProblems: () => NodeProblem[]
   /** The builds running now, with their phase and elapsed time. */
   running: () => RunningBuild[]
+  /**
+   * An administrator's "rebuild after a final failure" (DESIGN.md, failure predicate): when this
+   * node's newest answer for the commit is a final failure, it signs that attempt again with
+   * `final: false` (its organization is open again: the decision turns pending where a quorum is
+   * reachable), re-queues the build key, and the next attempt signs attempt n+1 with a fresh retry
+   * budget. Refused, with the reason, when the commit is unknown, already built, or not finally failed.
+   */
+  requestRebuild: (repoId: string, commit: string, by: string) => Promise<RebuildAnswer>
+}
+
+/** What an administrator's rebuild request did, or why it was refused. */
+export type RebuildAnswer =
+  | { ok: true, repoId: string, commit: string, reopenedAttempt: number, nextAttempt: number, envelopeId: string }
+  | { ok: false, code: 'unknown-commit' | 'already-built' | 'not-final', message: string }
+
+/** What this node's key already signed for a commit. */
+interface OwnAnswers {
+  build?: { id: string, bytes: Uint8Array }
+  /** The highest attempt number signed in a failure. */
+  attempts: number
+  /** The attempt of the newest final failure an administrator reopened since (0: none): the retry budget counts from here. */
+  base: number
+  newestFailure?: { id: string, seq: number, attempt: number, final: boolean, reason: string, statement: Record<string, unknown> }
+  /** The newest failure's envelope id when it is final (the job is over). */
+  final?: string
 }
 
 /** A job held back by the node's own trouble: it is not the build's fault, nothing was signed. */
@@ -101,31 +130,45 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
 
   /**
    * What this key already signed for the job's commit: a build result (never sign another; the
-   * envelope is republished) or failures (the next attempt number continues after them; a final
-   * one ends the job).
+   * envelope is republished) or failures. The newest failure (by log position) decides whether the
+   * job is over: a final one ends it, unless an administrator reopened it since (a reopening is the
+   * final attempt signed again with `final: false`; see requestRebuild). `attempts` is the highest
+   * attempt signed (the next continues after it); `base` is the attempt an administrator reopened
+   * after (0 if none), from which the retry budget counts again.
    */
-  async function ownAnswers (job: BuildJob): Promise<{ build?: { id: string, bytes: Uint8Array }, attempts: number, final?: string }> {
-    const mine = (await c.store.envelopesForCommit(job.repoId, job.commit)).filter(e => e.meta.keyid === c.keyid)
+  async function ownAnswers (repoId: string, commit: string): Promise<OwnAnswers> {
+    const mine = (await c.store.envelopesForCommit(repoId, commit)).filter(e => e.meta.keyid === c.keyid)
     const build = mine.find(e => e.meta.kind === 'build')
-    let attempts = 0
-    let final: string | undefined
+    const failures: Array<NonNullable<OwnAnswers['newestFailure']>> = []
     for (const e of mine.filter(x => x.meta.kind === 'failure')) {
       try {
-        const a = parseAttestation(parseEnvelope(JSON.parse(Buffer.from(e.bytes).toString('utf8'))).payloadBytes)
+        const payload = parseEnvelope(JSON.parse(Buffer.from(e.bytes).toString('utf8'))).payloadBytes
+        const a = parseAttestation(payload)
         if (a.kind !== 'failure') continue
-        attempts = Math.max(attempts, a.attempt)
-        if (a.final) final = e.meta.id
+        failures.push({ id: e.meta.id, seq: e.meta.seq, attempt: a.attempt, final: a.final, reason: a.reason, statement: JSON.parse(Buffer.from(payload).toString('utf8')) as Record<string, unknown> })
       } catch {}
     }
-    return { ...(build !== undefined ? { build: { id: build.meta.id, bytes: build.bytes } } : {}), attempts, ...(final !== undefined ? { final } : {}) }
+    failures.sort((a, b) => a.seq - b.seq)
+    const newest = failures.at(-1)
+    const attempts = Math.max(0, ...failures.map(f => f.attempt))
+    // Attempts up to a final failure that was reopened since do not count against the retry budget.
+    const base = Math.max(0, ...failures.filter(f => f.final && f !== newest).map(f => f.attempt))
+    return {
+      ...(build !== undefined ? { build: { id: build.meta.id, bytes: build.bytes } } : {}),
+      attempts,
+      base,
+      ...(newest !== undefined ? { newestFailure: newest } : {}),
+      ...(newest?.final === true ? { final: newest.id } : {})
+    }
   }
 
   /**
    * Re-checks after the own log is ready: 'settled' when the job is already answered (its state
-   * is recorded), else how many failed attempts this key already signed for it.
+   * is recorded), else how many failed attempts this key already signed for it and the attempt
+   * its retry budget counts from.
    */
-  async function checkOwnLog (job: BuildJob): Promise<number | 'settled'> {
-    const own = await ownAnswers(job)
+  async function checkOwnLog (job: BuildJob): Promise<{ attempts: number, base: number } | 'settled'> {
+    const own = await ownAnswers(job.repoId, job.commit)
     if (own.build !== undefined) {
       c.republish({ id: own.build.id, repoId: job.repoId, bytes: own.build.bytes })
       await queue.updateJob({ ...job, state: 'succeeded', envelopeId: own.build.id })
@@ -136,7 +179,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       await queue.updateJob({ ...job, state: 'failed', notBefore: Number.MAX_SAFE_INTEGER, envelopeId: own.final })
       return 'settled'
     }
-    return own.attempts
+    return { attempts: own.attempts, base: own.base }
   }
 
   /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
@@ -174,7 +217,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const signed = await checkOwnLog(job)
         if (signed === 'settled') return
-        const attempt = signed + 1
+        const attempt = signed.attempts + 1
         // Retrying cannot change the commit's recipe: final at once.
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId, ref: job.ref, commit: job.commit, exitStatus: null, timedOut: false, reason: problem,
@@ -221,6 +264,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           user: init.user,
           fetchNetwork: init.fetchNetwork,
           ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
+          ...(init.fetchCache !== undefined ? { fetchCache: init.fetchCache } : {}),
           outputCopyDir,
           signal,
           onProgress,
@@ -303,8 +347,9 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'finished', ok: true, durationMs: Date.now() - t0 })
       } else {
         await c.outputs.keepBuild({ repoId: job.repoId, commit: job.commit, log: outcome.log })
-        const attempt = signed + 1
-        const retry = attempt < maxAttempts
+        const attempt = signed.attempts + 1
+        // After an administrator reopened a final failure, the rebuild has the whole budget again.
+        const retry = attempt < signed.base + maxAttempts
         const id = await c.sign(job.repoId, log => makeFailureStatement({
           repoId: job.repoId,
           ref: job.ref,
@@ -335,8 +380,50 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     }
   }
 
+  let rebuilding: Promise<unknown> = Promise.resolve()
+  function requestRebuild (repoId: string, commit: string, by: string): Promise<RebuildAnswer> {
+    // One at a time: two requests racing must not both sign a reopening.
+    const next = rebuilding.then(async () => await reopen(repoId, commit, by))
+    rebuilding = next.catch(() => {})
+    return next
+  }
+
+  async function reopen (repoId: string, commit: string, by: string): Promise<RebuildAnswer> {
+    const repo = policy.repositories.get(repoId)
+    const key = `${repoId}@${commit}`
+    if (repo === undefined) return { ok: false, code: 'unknown-commit', message: `unknown repository "${repoId}": it is not in this node's policy` }
+    const recipeKey = repo.recipeDigest ?? 'repo'
+    const job = await c.store.getJob(repoId, commit, recipeKey)
+    const own = await ownAnswers(repoId, commit)
+    if (job === undefined && own.build === undefined && own.newestFailure === undefined) {
+      return { ok: false, code: 'unknown-commit', message: `this node never built ${key}: nothing to rebuild (is the commit on a watched branch, and is its id complete?)` }
+    }
+    if (own.build !== undefined) {
+      return { ok: false, code: 'already-built', message: `${key} was built successfully by this node (envelope ${own.build.id}); a success is never rebuilt` }
+    }
+    const f = own.newestFailure
+    if (own.final === undefined || f === undefined) {
+      const why = f !== undefined
+        ? `its newest failure (attempt ${f.attempt}) is not final: the node retries it by itself${job?.state === 'queued' ? ' (queued)' : ''}`
+        : `its build is ${job?.state ?? 'not queued'}${job !== undefined && job.attempts > 0 ? ` (attempt ${job.attempts})` : ''} and has not failed`
+      return { ok: false, code: 'not-final', message: `${key} has no final failure to rebuild after: ${why}` }
+    }
+    // The final attempt signed again as not final: "attempt n failed, and this builder will
+    // retry". Everyone's decision sees the organization open again; the next attempt is n+1.
+    const predicate = f.statement.predicate as Record<string, unknown>
+    const reason = `rebuild requested by an administrator after the final failure of attempt ${f.attempt}: ${f.reason}`
+    const envelopeId = await c.sign(repoId, log => ({ ...f.statement, predicate: { ...predicate, final: false, reason: reason.slice(0, 2000), quorate_log: log } }))
+    const { lastError: _e, envelopeId: _id, ...rest } = job ?? { repoId, commit, ref: String(predicate.ref), recipeKey, queuedAt: Date.now(), state: 'failed' as const, attempts: 0, notBefore: 0 }
+    await queue.updateJob({ ...rest, state: 'queued', attempts: 0, notBefore: Date.now() })
+    logger.warn('admin rebuild requested', { repo: repoId, commit: commit.slice(0, 12), by, reopenedAttempt: f.attempt, nextAttempt: f.attempt + 1, envelopeId, previousReason: f.reason })
+    events.emit({ type: 'build', repoId, commit, phase: 'queued' })
+    c.requeued?.()
+    return { ok: true, repoId, commit, reopenedAttempt: f.attempt, nextAttempt: f.attempt + 1, envelopeId }
+  }
+
   return {
     run,
+    requestRebuild,
     nodeProblems: () => [...problems.values()],
     running: () => {
       const now = Date.now()

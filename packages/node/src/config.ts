@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { parseFetchNetworkPolicy, parseRootsConfig, type FetchNetworkPolicy, type RootsConfig } from '@quorate/builder'
+import { parseFetchCacheConfig, parseFetchNetworkPolicy, parseRootsConfig, type FetchCacheConfig, type FetchNetworkPolicy, type RootsConfig } from '@quorate/builder'
 import { QuorateError, isRepoId, parseBuilderKeyFile, parseJsonStrict, parsePolicy, type BuilderKeyPair, type Policy } from '@quorate/core'
 import { defaultVerifyWorkers } from './verify-pool.js'
 
@@ -25,6 +25,8 @@ export interface NodeConfig {
   buildDir?: string
   /** What a fetch phase may reach beyond the internet's public addresses (and further ranges it may not). */
   fetchNetwork: FetchNetworkPolicy
+  /** npm's cache kept between fetch phases of one repository (opt-in; see README "Fetch cache"). */
+  fetchCache?: FetchCacheConfig
   /** Build roots: cache, size bounds, registries (TLS, credentials, mirrors) and offline layouts. */
   roots: RootsConfig
   pollIntervalSeconds: number
@@ -55,8 +57,16 @@ export interface NodeConfig {
    * (0: verify on the main thread). Default: one per core beyond the first, at most two.
    */
   verifyWorkers: number
+  /**
+   * Largest file list (or other blob) this node fetches from or serves to peers, in bytes
+   * (default 1 GiB: the list of several million files). Blobs travel by range to disk, so this
+   * bounds disk and time, never memory.
+   */
+  maxFileListBytes: number
   /** Garbage collection of kept outputs, build logs and cached build roots (see README "Retention"). */
   retention: RetentionConfig
+  /** Decisions kept in memory per repository (about 4 KiB each; default 4096), and MiB for whole one-commit answers (default 64). */
+  decisionCache: { decisionsPerRepository: number, answerMiB: number }
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
@@ -73,7 +83,7 @@ export interface RetentionConfig {
   intervalMinutes: number
 }
 
-const ALLOWED = new Set(['verifyWorkers', 'private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'])
+const ALLOWED = new Set(['verifyWorkers', 'private', 'readToken', 'progressIntervalSeconds', 'retention', 'decisionCache', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'fetchCache', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'adminTokenFile', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns', 'maxFileListBytes'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -124,6 +134,8 @@ export function loadNodeConfig (file: string): NodeConfig {
   if (typeof host !== 'string') bad(file, 'http.host', 'must be an address such as "127.0.0.1"')
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) bad(file, 'http.port', 'must be a port number (0 picks a free one)')
   if (c.adminToken !== undefined && (typeof c.adminToken !== 'string' || c.adminToken.length < 16)) bad(file, 'adminToken', 'must be a string of at least 16 characters (e.g. from "openssl rand -hex 24")')
+  if (c.adminTokenFile !== undefined && c.adminToken !== undefined) bad(file, 'adminTokenFile', 'give either "adminTokenFile" or "adminToken", not both')
+  const adminToken = c.adminTokenFile !== undefined ? readAdminTokenFile(file, path('adminTokenFile')) : c.adminToken as string | undefined
   if (c.sandbox !== undefined && c.sandbox !== 'bwrap' && c.sandbox !== 'none') bad(file, 'sandbox', 'must be "bwrap" (default) or "none" (no isolation: builds can read this node\'s files)')
   const su = c.sandboxUser as { uid?: unknown, gid?: unknown } | undefined
   const id = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0 && v < 2 ** 32 - 1
@@ -137,6 +149,13 @@ export function loadNodeConfig (file: string): NodeConfig {
   } catch (err) {
     throw new QuorateError('CONFIG_INVALID', `${file}: ${(err as Error).message}`, { file, field: 'fetchNetwork' })
   }
+  let fetchCache: FetchCacheConfig | undefined
+  try {
+    fetchCache = parseFetchCacheConfig(c.fetchCache, 'fetchCache', p => resolve(dirname(file), p))
+  } catch (err) {
+    throw new QuorateError('CONFIG_INVALID', `${file}: ${(err as Error).message}`, { file, field: (err as QuorateError).fields?.field ?? 'fetchCache' })
+  }
+  if (fetchCache !== undefined && c.sandbox === 'none') bad(file, 'fetchCache', 'needs the bwrap sandbox (it keeps the cache out of the build phase and checks it while no build runs); remove "fetchCache" or use "sandbox": "bwrap"')
   if (c.loopbackNetwork !== undefined && typeof c.loopbackNetwork !== 'boolean') bad(file, 'loopbackNetwork', 'must be true or false')
   if (c.mdns !== undefined && typeof c.mdns !== 'boolean') bad(file, 'mdns', 'must be true or false')
   if (c.keyIsNew !== undefined && typeof c.keyIsNew !== 'boolean') bad(file, 'keyIsNew', 'must be true or false (true only when this key has never signed anything)')
@@ -164,7 +183,7 @@ export function loadNodeConfig (file: string): NodeConfig {
   const priv = (c.private ?? []) as string[]
   if (!Array.isArray(priv) || !priv.every(id => typeof id === 'string' && isRepoId(id))) bad(file, 'private', 'must be a list of repository ids from the policy, such as ["internal-app"]')
   if (c.readToken !== undefined && (typeof c.readToken !== 'string' || c.readToken.length < 16)) bad(file, 'readToken', 'must be a string of at least 16 characters (e.g. from "openssl rand -hex 24")')
-  if (priv.length > 0 && c.readToken === undefined && c.adminToken === undefined) bad(file, 'readToken', 'private repositories need a "readToken" (or an "adminToken") that readers send as "Authorization: Bearer <token>"')
+  if (priv.length > 0 && c.readToken === undefined && adminToken === undefined) bad(file, 'readToken', 'private repositories need a "readToken" (or an "adminToken") that readers send as "Authorization: Bearer <token>"')
   const ret = c.retention as Record<string, unknown> | undefined
   if (ret !== undefined && (typeof ret !== 'object' || ret === null || Array.isArray(ret))) bad(file, 'retention', 'must be an object such as {"maxAgeDays": 30, "maxBuilds": 1000, "maxBytes": 10000000000}')
   for (const k of Object.keys(ret ?? {})) if (!['maxAgeDays', 'maxBuilds', 'maxBytes', 'intervalMinutes'].includes(k)) bad(file, `retention.${k}`, 'unknown field; allowed: maxAgeDays, maxBuilds, maxBytes, intervalMinutes')
@@ -174,6 +193,15 @@ export function loadNodeConfig (file: string): NodeConfig {
     return v
   }
   const retention: RetentionConfig = { maxAgeDays: retInt('maxAgeDays', 30, 36_500), maxBuilds: retInt('maxBuilds', 0, 1e9), maxBytes: retInt('maxBytes', 0, Number.MAX_SAFE_INTEGER), intervalMinutes: Math.max(1, retInt('intervalMinutes', 60, 10_080)) }
+  const dc = c.decisionCache as Record<string, unknown> | undefined
+  if (dc !== undefined && (typeof dc !== 'object' || dc === null || Array.isArray(dc))) bad(file, 'decisionCache', 'must be an object such as {"decisionsPerRepository": 4096, "answerMiB": 64}')
+  for (const k of Object.keys(dc ?? {})) if (!['decisionsPerRepository', 'answerMiB'].includes(k)) bad(file, `decisionCache.${k}`, 'unknown field; allowed: decisionsPerRepository, answerMiB')
+  const dcInt = (k: string, def: number, min: number, max: number): number => {
+    const v = dc?.[k] ?? def
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) bad(file, `decisionCache.${k}`, `must be a whole number from ${min} to ${max}`)
+    return v
+  }
+  const decisionCache = { decisionsPerRepository: dcInt('decisionsPerRepository', 4096, 1, 10_000_000), answerMiB: dcInt('answerMiB', 64, 0, 1_000_000) }
   const dataDir = path('dataDir', 'data')
   assertPrivateDataDir(dataDir, file)
   return {
@@ -187,11 +215,12 @@ export function loadNodeConfig (file: string): NodeConfig {
     announce: strings('announce', []),
     bootstrap: strings('bootstrap', []),
     http: { host, port },
-    ...(c.adminToken !== undefined ? { adminToken: c.adminToken as string } : {}),
+    ...(adminToken !== undefined ? { adminToken } : {}),
     sandbox: (c.sandbox as 'bwrap' | 'none' | undefined) ?? 'bwrap',
     ...(su !== undefined ? { sandboxUser: { uid: su.uid as number, gid: su.gid as number } } : {}),
     ...(c.buildDir !== undefined ? { buildDir: path('buildDir') } : {}),
     fetchNetwork,
+    ...(fetchCache !== undefined ? { fetchCache } : {}),
     roots,
     pollIntervalSeconds: int('pollIntervalSeconds', 30, 1, 86_400),
     backfill: int('backfill', 10, 1, 10_000),
@@ -206,7 +235,9 @@ export function loadNodeConfig (file: string): NodeConfig {
     ...(c.readToken !== undefined ? { readToken: c.readToken as string } : {}),
     progressIntervalSeconds: int('progressIntervalSeconds', 15, 1, 3600),
     verifyWorkers: int('verifyWorkers', defaultVerifyWorkers(), 0, 16),
+    maxFileListBytes: int('maxFileListBytes', 1024 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
     retention,
+    decisionCache,
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),
     ...(notify !== undefined ? { notify } : {})
@@ -227,6 +258,25 @@ export function assertPrivateDataDir (dir: string, configFile: string): void {
   if ((mode & 0o022) !== 0) {
     throw new QuorateError('CONFIG_INVALID', `${configFile}: dataDir ${dir} is writable by other users (mode ${(mode & 0o777).toString(8)}); run "chmod go-w ${dir}" (or "chmod 700 ${dir}")`, { file: configFile, field: 'dataDir' })
   }
+}
+
+/**
+ * The admin token from its own file (node config "adminTokenFile"): one line, at least 16
+ * characters, mode 0600 (a token other users can read lets them re-queue builds).
+ */
+function readAdminTokenFile (configFile: string, tokenFile: string): string {
+  let mode: number
+  let text: string
+  try {
+    mode = statSync(tokenFile).mode
+    text = readFileSync(tokenFile, 'utf8')
+  } catch (err) {
+    bad(configFile, 'adminTokenFile', `cannot read ${tokenFile} (${(err as { code?: string }).code ?? (err as Error).message}); create it with "openssl rand -hex 24 > ${tokenFile} && chmod 600 ${tokenFile}"`)
+  }
+  if ((mode & 0o077) !== 0) bad(configFile, 'adminTokenFile', `${tokenFile} is readable by other users (mode ${(mode & 0o777).toString(8)}); run "chmod 600 ${tokenFile}"`)
+  const token = text.trim()
+  if (token.length < 16 || /\s/.test(token)) bad(configFile, 'adminTokenFile', `${tokenFile} must hold one token of at least 16 characters without spaces (e.g. from "openssl rand -hex 24")`)
+  return token
 }
 
 /** Refuses secret files that other users can read. */

@@ -3,17 +3,18 @@ import { timingSafeEqual, createHash, createHmac } from 'node:crypto'
 import { isCommitSha, isRepoId, isSha256Hex, type Decision, type Policy } from '@quorate/core'
 import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
 import { redactUrl } from '@quorate/builder'
-import type { Store } from '@quorate/store'
+import type { BlobFileReader, Store } from '@quorate/store'
 import type { Network } from '@quorate/network'
 import type { EventBus, NodeEvent } from './events.js'
 import type { Logger } from './logger.js'
-import type { Decisions } from './decisions.js'
+import type { CommitDecision, Decisions } from './decisions.js'
 import type { Outputs } from './outputs.js'
 import type { MetricsRegistry } from './metrics.js'
 import type { OwnLogStatus } from './own-log-recovery.js'
+import type { RebuildAnswer } from './build-jobs.js'
 import { latestTrusted } from './ref-views.js'
 import { commitCandidates, type CommitCandidates } from './commit-views.js'
-import { matchRoute, MalformedPathError, type BuilderCell, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus, type RootProblemStatus, type NodeProblemStatus } from './api-routes.js'
+import { matchRoute, MalformedPathError, type BuilderCell, type GitCommitInfo, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus, type RootProblemStatus, type NodeProblemStatus } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
 
@@ -59,7 +60,7 @@ export interface HttpApiComponents {
   store: Pick<Store, 'commitInfos' | 'commitsWithDigest' | 'recentRefObservations' | 'equivocationProofs' | 'envelopesAfter'>
   /** This node's own builder key: its ref observations come from the node's own git mirror (they verify a commit). */
   ownKeyid?: string
-  outputs: Pick<Outputs, 'fileList' | 'file' | 'log' | 'isPrivate'>
+  outputs: Pick<Outputs, 'openFileList' | 'file' | 'log' | 'isPrivate'>
   network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
   events: Pick<EventBus, 'since' | 'subscribe'>
   metrics: { registry: Pick<MetricsRegistry, 'exposition'> }
@@ -68,6 +69,8 @@ export interface HttpApiComponents {
   gitInfo?: (repoId: string, commits: string[]) => Promise<Map<string, { subject: string, author: string, date: string }>>
   /** Fetches repositories now (webhook, admin poll). */
   poll: (repoId?: string) => Promise<void>
+  /** An administrator's rebuild after a final failure (build-jobs' requestRebuild); `by` says who asked (the client address). */
+  requestRebuild?: (repoId: string, commit: string, by: string) => Promise<RebuildAnswer>
   logger: Logger
 }
 
@@ -82,7 +85,7 @@ function builderCells (d: Decision): BuilderCell[] {
 }
 
 class HttpError extends Error {
-  constructor (readonly status: number, message: string) { super(message) }
+  constructor (readonly status: number, message: string, readonly code?: string) { super(message) }
 }
 
 function sendJson (res: ServerResponse, status: number, body: unknown): void {
@@ -99,6 +102,46 @@ function sendJson (res: ServerResponse, status: number, body: unknown): void {
 /** A JSON answer typed by the shared route table. */
 function reply<N extends RouteName> (_route: N, res: ServerResponse, status: number, body: ResponseOf<N>): void {
   sendJson(res, status, body)
+}
+
+/**
+ * The one-commit answer (CommitResponse) but its `git` field, serialized once per decision: kept
+ * with the decision (so dropped exactly when it is: a new envelope for the commit or a commit it
+ * introduces, an equivocation proof for the repository, a policy change) and only once the logs
+ * it reports are complete (an incomplete log can be completed by an envelope of another commit).
+ * The stored envelopes are spliced in as the store holds them (JSON that passed the envelope
+ * checks when it was stored): never parsed and serialized again.
+ */
+const commitBodies = new WeakMap<CommitDecision, Buffer>()
+
+async function commitAnswerBody (answer: CommitDecision, decisions: Pick<Decisions, 'logCompleteness'>): Promise<Buffer> {
+  const cached = commitBodies.get(answer)
+  if (cached !== undefined) return cached
+  const logs = await decisions.logCompleteness(answer)
+  const { decision } = answer
+  const head: Omit<ResponseOf<'commit'>, 'envelopes' | 'equivocationProofs' | 'git'> = { repoId: decision.repoId, commit: decision.commit, policyDigest: decision.policyDigest, decision, logs }
+  const text = JSON.stringify(head, null, 2)
+  const parts: Uint8Array[] = [Buffer.from(text.slice(0, text.lastIndexOf('}')).trimEnd() + ',\n  "envelopes": [')]
+  answer.envelopes.forEach((e, i) => { if (i > 0) parts.push(COMMA); parts.push(e) })
+  parts.push(Buffer.from('],\n  "equivocationProofs": ['))
+  answer.proofs.forEach(([a, b], i) => { parts.push(Buffer.from(i > 0 ? ',[' : '[')); parts.push(a, COMMA, b, Buffer.from(']')) })
+  parts.push(Buffer.from(']'))
+  const body = Buffer.concat(parts)
+  if (logs.every(l => l.complete)) commitBodies.set(answer, body)
+  return body
+}
+const COMMA = Buffer.from(',')
+
+function sendCommitAnswer (res: ServerResponse, body: Buffer, git: GitCommitInfo | undefined): void {
+  const tail = Buffer.from(git === undefined ? '\n}' : `,\n  "git": ${JSON.stringify(git)}\n}`)
+  res.writeHead(200, {
+    'content-type': 'application/json; charset=utf-8',
+    'x-content-type-options': 'nosniff',
+    'cache-control': 'no-store',
+    'content-length': body.byteLength + tail.byteLength
+  })
+  res.write(body)
+  res.end(tail)
 }
 
 async function readBody (req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -196,18 +239,21 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       const repoId = repoParam(p.repo)
       const commit = p.commit
       if (!isCommitSha(commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
-      const { decision, envelopes, proofs } = await decisions.decide(repoId, commit)
-      const g = (await gitOf(repoId, [commit])).get(commit)
-      reply('commit', res, 200, { repoId, commit, policyDigest: policy.digest, decision, logs: await decisions.logCompleteness(decision), envelopes, equivocationProofs: proofs, ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}) })
+      const [answer, git] = await Promise.all([decisions.decide(repoId, commit), gitOf(repoId, [commit])])
+      const g = git.get(commit)
+      sendCommitAnswer(res, await commitAnswerBody(answer, decisions), g === undefined ? undefined : { ...g, unsigned: true })
     },
     blob: async (p, req, res) => {
       if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'blob id must be a sha256 hex digest')
       await requireReader(p.sha256, req)
-      // Any peer holding it can serve it: fetched by content address and checked by the network layer.
-      const blob = await c.outputs.fileList(p.sha256, { fromPeers: true })
+      // Any peer holding it can serve it: fetched by content address (to disk, by range) and checked by the network layer.
+      const blob = await c.outputs.openFileList(p.sha256, { fromPeers: true })
       if (blob === undefined) throw new HttpError(404, 'no such blob on this node or its peers')
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength, 'x-content-type-options': 'nosniff' })
-      res.end(blob)
+      try {
+        await sendBlob(req, res, blob)
+      } finally {
+        await blob.close()
+      }
     },
     file: async (p, req, res) => {
       if (!isSha256Hex(p.sha256)) throw new HttpError(400, 'file id must be a sha256 hex digest')
@@ -305,9 +351,23 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       reply('webhook', res, 202, { ok: true, polling: true })
     },
     adminPoll: async (_p, req, res) => {
-      requireAdmin(req)
+      requireAdmin(req, 'poll')
       await c.poll()
       reply('adminPoll', res, 200, { ok: true, queue: (await c.status()).queue })
+    },
+    adminRebuild: async (p, req, res) => {
+      requireAdmin(req, 'rebuild')
+      const repoId = repoParam(p.repo)
+      if (!isCommitSha(p.commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
+      if (c.requestRebuild === undefined) throw new HttpError(409, 'this node does not build (its key is not in the policy): nothing to rebuild', 'unknown-commit')
+      const by = req.socket.remoteAddress ?? '?'
+      const answer = await c.requestRebuild(repoId, p.commit, by)
+      if (!answer.ok) {
+        logger.info('admin rebuild refused', { repo: repoId, commit: p.commit.slice(0, 12), by, code: answer.code, reason: answer.message })
+        throw new HttpError(answer.code === 'unknown-commit' ? 404 : 409, answer.message, answer.code)
+      }
+      const decision = await decisions.decision(repoId, p.commit)
+      reply('adminRebuild', res, 200, { ...answer, status: decision.status })
     }
   }
 
@@ -347,9 +407,17 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     throw new HttpError(401, 'this belongs to a private repository: send "Authorization: Bearer <readToken>" (quorate … --token TOKEN)')
   }
 
-  function requireAdmin (req: IncomingMessage): void {
-    if (init.adminToken === undefined) throw new HttpError(403, 'admin endpoints are disabled: set "adminToken" in the node config')
-    if (!tokenMatches(req.headers.authorization, init.adminToken)) throw new HttpError(401, 'admin endpoints need "Authorization: Bearer <adminToken>"')
+  /** Admin routes: refused (and logged) without the node's admin token; disabled when it has none. */
+  function requireAdmin (req: IncomingMessage, action: string): void {
+    const by = req.socket.remoteAddress ?? '?'
+    if (init.adminToken === undefined) {
+      logger.warn('admin request refused', { action, by, reason: 'no admin token configured' })
+      throw new HttpError(403, `admin endpoints are disabled on this node: set "adminTokenFile" (or "adminToken") in ${init.configFile}`)
+    }
+    if (!tokenMatches(req.headers.authorization, init.adminToken)) {
+      logger.warn('admin request refused', { action, by, reason: req.headers.authorization === undefined ? 'no token' : 'wrong token' })
+      throw new HttpError(401, 'admin endpoints need "Authorization: Bearer <adminToken>" with this node\'s admin token')
+    }
   }
 
   const sockets = new Set<import('node:net').Socket>()
@@ -381,7 +449,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       } catch (err) {
         const status = err instanceof HttpError ? err.status : 500
         if (status === 500) logger.error('http error', { path, error: (err as Error).message })
-        if (!res.headersSent) sendJson(res, status, { error: err instanceof HttpError ? err.message : 'internal error' })
+        if (!res.headersSent) sendJson(res, status, { error: err instanceof HttpError ? err.message : 'internal error', ...(err instanceof HttpError && err.code !== undefined ? { code: err.code } : {}) })
         else res.end()
       }
     })()
@@ -399,5 +467,61 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       for (const s of sockets) s.destroy()
       await new Promise<void>(resolve => server.close(() => resolve()))
     }
+  }
+}
+
+/**
+ * `Range: bytes=A-B`, `bytes=A-` or `bytes=-N` (one range) of a blob of `size` bytes: the range,
+ * 'unsatisfiable' (416), or undefined for the whole blob (no header, several ranges or another
+ * unit, which RFC 9110 lets a server answer with the whole).
+ */
+export function parseByteRange (header: string | undefined, size: number): { start: number, end: number } | 'unsatisfiable' | undefined {
+  if (header === undefined) return undefined
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  if (m === null || (m[1] === '' && m[2] === '')) return undefined
+  if (m[1] === '') {
+    const suffix = Number(m[2])
+    if (suffix === 0 || size === 0) return 'unsatisfiable'
+    return { start: Math.max(0, size - suffix), end: size - 1 }
+  }
+  const start = Number(m[1])
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)
+  if (!Number.isSafeInteger(start) || start >= size) return 'unsatisfiable'
+  if (end < start) return undefined
+  return { start, end }
+}
+
+/** Streams a blob (or the range asked for) in 1 MiB pieces, waiting for the client to drain: never held whole. */
+async function sendBlob (req: IncomingMessage, res: ServerResponse, blob: BlobFileReader): Promise<void> {
+  const range = parseByteRange(req.headers.range, blob.size)
+  const headers = { 'content-type': 'application/octet-stream', 'x-content-type-options': 'nosniff', 'accept-ranges': 'bytes' }
+  if (range === 'unsatisfiable') {
+    res.writeHead(416, { ...headers, 'content-range': `bytes */${blob.size}`, 'content-length': 0 })
+    res.end()
+    return
+  }
+  const start = range?.start ?? 0
+  const end = range?.end ?? blob.size - 1
+  res.writeHead(range === undefined ? 200 : 206, {
+    ...headers,
+    'content-length': end - start + 1,
+    ...(range !== undefined ? { 'content-range': `bytes ${start}-${end}/${blob.size}` } : {})
+  })
+  if (req.method === 'HEAD') { res.end(); return }
+  try {
+    for (let at = start; at <= end && !res.destroyed;) {
+      const piece = await blob.read(at, Math.min(1024 * 1024, end + 1 - at))
+      if (piece.byteLength === 0) throw new Error('the blob ended early')
+      at += piece.byteLength
+      // The reader reuses its buffer: wait until this piece is written out (or the client is gone).
+      await new Promise<void>(resolve => {
+        const done = (): void => { res.off('close', done); resolve() }
+        res.on('close', done)
+        res.write(piece, done)
+      })
+    }
+    res.end()
+  } catch (err) {
+    res.destroy(err as Error) // a body cut short is an error the client sees, never a shorter blob
   }
 }

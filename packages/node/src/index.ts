@@ -40,13 +40,13 @@ export type { Decisions, DecisionsInit, DecisionsComponents, DecisionReads, Comm
 export { outputs } from './outputs.js'
 export type { Outputs, OutputsComponents, BuiltOutput } from './outputs.js'
 export { buildJobs, MAX_ATTEMPTS } from './build-jobs.js'
-export type { BuildJobs, BuildJobsInit, BuildJobsComponents } from './build-jobs.js'
+export type { BuildJobs, BuildJobsInit, BuildJobsComponents, RebuildAnswer } from './build-jobs.js'
 export { httpApi, webhookSignatureMatches } from './http-api.js'
 export type { HttpApi, HttpApiInit, HttpApiComponents, NodeStatus } from './http-api.js'
 export { ROUTES, routePath, matchRoute, MalformedPathError } from './api-routes.js'
 export type {
   Route, RouteName, ResponseOf, ParamsOf, BuilderCell, HealthResponse, StatusResponse, PolicyResponse, ReposResponse, CommitSummary,
-  CommitsResponse, UnverifiedClaimSummary, CommitResponse, LatestResponse, DigestResponse, PollResponse, WebhookResponse, ErrorResponse
+  CommitsResponse, UnverifiedClaimSummary, CommitResponse, LatestResponse, DigestResponse, PollResponse, RebuildResponse, WebhookResponse, ErrorResponse
 } from './api-routes.js'
 export { createNodeMetrics, collectNetworkMetrics, MetricsRegistry, Counter, Histogram } from './metrics.js'
 export type { NodeMetrics } from './metrics.js'

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { QuorateError, makeRefObservationStatement, rootRegistriesOf, type BuilderKeyPair, type LogPosition, type Policy } from '@quorate/core'
 import { Store } from '@quorate/store'
-import { BuildRootCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker, type GitCommitSummary } from '@quorate/builder'
+import { BuildRootCache, FetchCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker, type GitCommitSummary } from '@quorate/builder'
 import { startNetwork, type Network } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, type NodeConfig } from './config.js'
 import { loadPeerKey, writePeerKeyFile } from './peer-key-file.js'
@@ -88,6 +88,16 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     ...(config.roots.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: config.roots.maxUnpackedBytes } : {}),
     ...(dropping ? { unpackUser: { uid: ROOT_UNPACK_ID, gid: ROOT_UNPACK_ID } } : {})
   })
+  // npm's cache between fetch phases (opt-in, README "Fetch cache"): beside the build area for a
+  // root node (the build user must reach it), else in the data directory.
+  const fetchCache = config.fetchCache === undefined || config.sandbox !== 'bwrap'
+    ? undefined
+    : new FetchCache({
+      dir: config.fetchCache.dir ?? (dropping ? `${buildArea}-fetch-cache` : join(config.dataDir, 'fetch-cache')),
+      user: buildUser,
+      maxBytes: config.fetchCache.maxBytes,
+      maxAgeDays: config.fetchCache.maxAgeDays
+    })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
   // Per signer and repository, at most 100,000 commits new to the index, then 10,000 an hour: a
   // member key flooding ref observations of invented commits cannot grow the commit indexes
@@ -107,8 +117,14 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const privateRepos = new Set(config.private)
     for (const id of privateRepos) if (!policy.repositories.has(id)) logger.warn('private repository not in the policy', { repo: id })
     let network: Network | undefined
-    const outputs = createOutputs({ store, network: { fetchBlob: async (sha256, o) => await network?.fetchBlob(sha256, o) }, logger, privateRepos })
-    const decisions = createDecisions({}, { store, policy, events, logger, notify, metrics })
+    const outputs = createOutputs({
+      store,
+      network: { fetchBlob: async (sha256, o) => await network?.fetchBlob(sha256, o), fetchBlobFile: async (sha256, path, o) => await network?.fetchBlobFile(sha256, path, o) },
+      maxFileListBytes: config.maxFileListBytes,
+      logger,
+      privateRepos
+    })
+    const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, metrics })
     decisions.start()
     stops.push(decisions.stop)
     // Incoming signatures are verified on worker threads while this thread parses and stores
@@ -127,7 +143,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       validate: validator.validate,
       sync: { heads: async () => await store.logHeads(), envelopesAfter: (r, k, s) => store.envelopesAfter(r, k, s) },
       // File lists and complete build logs, by content address; never a private repository's.
-      blobs: { get: async (sha256) => await outputs.publicBlob(sha256) },
+      blobs: { open: async (sha256) => await outputs.openPublicBlob(sha256) },
+      maxBlobBytes: config.maxFileListBytes,
       mdns: config.mdns,
       log: (event, fields) => { if (/connect|ban|graylist/.test(event)) logger.info(`network ${event}`, fields); else logger.debug(`network ${event}`, fields) }
     })
@@ -182,10 +199,11 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       mirrors.set(repo.id, mirror)
     }
     const mirrorOf = (repoId: string): GitMirror => mirrors.get(repoId)!
+    stops.push(async () => { for (const m of byUrl.values()) m.close() })
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
-      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
-      { policy, keyid: key.keyid, mirrorOf, store, queue: store, sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
+      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, ...(fetchCache !== undefined ? { fetchCache } : {}), builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
+      { policy, keyid: key.keyid, mirrorOf, store, queue: store, requeued: () => worker.kick(), sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
     )
     const worker = buildWorker({ concurrency: config.concurrency }, {
       queue: store,
@@ -249,17 +267,32 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     metrics.registry.collect('quorate_build_queue', 'Build jobs by state.', 'gauge', () => Object.entries(queueCounts).map(([state, n]) => [{ state }, n]))
 
     // Commit metadata never changes: read each commit from the mirror once (bounded cache).
+    // Commits the mirror lacks are not asked again until a poll has fetched the mirrors since
+    // (each ask is a git process: a lookup of a commit the mirror lacks spawned one every time).
     const gitCache = new Map<string, GitCommitSummary>()
+    const gitLacks = new Map<string, number>()
     async function gitSummaries (repoId: string, commits: string[]): Promise<Map<string, GitCommitSummary>> {
       const out = new Map<string, GitCommitSummary>()
-      const missing = commits.filter(x => { const hit = gitCache.get(`${repoId}@${x}`); if (hit !== undefined) out.set(x, hit); return hit === undefined })
+      const polls = watch.polls()
+      const missing = commits.filter(x => {
+        const k = `${repoId}@${x}`
+        const hit = gitCache.get(k)
+        if (hit !== undefined) out.set(x, hit)
+        return hit === undefined && gitLacks.get(k) !== polls
+      })
       if (missing.length === 0) return out
       const mirror = mirrors.get(repoId)
       if (mirror === undefined) return out
-      for (const [sha, info] of await mirror.commitSummaries(missing)) {
+      const found = await mirror.commitSummaries(missing)
+      for (const [sha, info] of found) {
         out.set(sha, info)
         gitCache.set(`${repoId}@${sha}`, info)
         if (gitCache.size > 20_000) gitCache.delete(gitCache.keys().next().value as string)
+      }
+      for (const x of missing) {
+        if (found.has(x)) continue
+        gitLacks.set(`${repoId}@${x}`, polls)
+        if (gitLacks.size > 100_000) gitLacks.delete(gitLacks.keys().next().value as string)
       }
       return out
     }
@@ -282,6 +315,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       metrics,
       status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems(), running: jobs.running(), problems: watch.problems() }),
       poll: async (repoId) => await watch.pollNow(repoId),
+      ...(member !== undefined ? { requestRebuild: jobs.requestRebuild } : {}),
       gitInfo: async (repoId, commits) => await gitSummaries(repoId, commits),
       logger
     })

@@ -2,16 +2,18 @@ import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { isSha256Hex } from '@quorate/core'
-import type { Store } from '@quorate/store'
+import type { BlobFileReader, Store } from '@quorate/store'
 import type { Network } from '@quorate/network'
 import type { Logger } from './logger.js'
 
 export interface OutputsComponents {
-  store: Pick<Store, 'putBlob' | 'getBlob' | 'putOutputFile' | 'getOutputFile' | 'putBuildLog' | 'buildLog' | 'putKeptBuild' | 'markPrivate' | 'markPublic' | 'isPrivate'>
+  store: Pick<Store, 'putBlob' | 'getBlob' | 'putBlobFile' | 'blobTempPath' | 'openBlob' | 'putOutputFile' | 'getOutputFile' | 'putBuildLog' | 'buildLog' | 'putKeptBuild' | 'markPrivate' | 'markPublic' | 'isPrivate'>
   /** Repositories whose outputs, logs and file lists are served only with a read token (node config `private`). */
   privateRepos?: ReadonlySet<string>
   /** Peers that may hold a file list this node lacks. */
-  network?: Pick<Network, 'fetchBlob'>
+  network?: Pick<Network, 'fetchBlob' | 'fetchBlobFile'>
+  /** Largest file list fetched from peers (node config maxFileListBytes; default 1 GiB). */
+  maxFileListBytes?: number
   logger: Logger
 }
 
@@ -62,10 +64,16 @@ export interface Outputs {
   log: (sha256: string, opts?: { fromPeers?: boolean }) => Promise<KeptLog | undefined>
   /** Whether content is a private repository's (served only with a read token). */
   isPrivate: (sha256: string) => Promise<boolean>
-  /** What the blob protocol serves to peers: file lists and complete logs, never private content. */
-  publicBlob: (sha256: string) => Promise<Uint8Array | undefined>
+  /** What the blob protocol serves to peers, read by range: file lists and complete logs, never private content. */
+  openPublicBlob: (sha256: string) => Promise<BlobFileReader | undefined>
   /** A file list by digest, from the store or (when `fromPeers`) any peer holding it (checked by the network layer). */
   fileList: (sha256: string, opts?: { fromPeers?: boolean }) => Promise<Uint8Array | undefined>
+  /**
+   * A file list (or any kept blob) opened for reading by range, from the store or (when
+   * `fromPeers`) fetched from a peer into the store first, streamed to disk and checked there:
+   * a file list of any size up to maxFileListBytes passes through memory a range at a time.
+   */
+  openFileList: (sha256: string, opts?: { fromPeers?: boolean }) => Promise<BlobFileReader | undefined>
   /** An output file by its sha256, or undefined when this node does not keep it. */
   file: (sha256: string) => Promise<Uint8Array | undefined>
 }
@@ -92,6 +100,24 @@ export function outputs (c: OutputsComponents): Outputs {
       if (blob !== undefined) await store.putBlob(sha256, blob)
     }
     return blob
+  }
+  /** Fetches in flight, by digest: two requests for one missing file list share one download. */
+  const fetching = new Map<string, Promise<boolean>>()
+  async function fetchIntoStore (sha256: string): Promise<boolean> {
+    const network = c.network
+    if (network === undefined) return false
+    let pending = fetching.get(sha256)
+    if (pending === undefined) {
+      pending = (async () => {
+        const tmp = await store.blobTempPath()
+        const size = await network.fetchBlobFile(sha256, tmp, { timeoutMs: 10_000, ...(c.maxFileListBytes !== undefined ? { maxBytes: c.maxFileListBytes } : {}) })
+        if (size === undefined) return false
+        await store.putBlobFile(sha256, tmp)
+        return true
+      })().finally(() => fetching.delete(sha256))
+      fetching.set(sha256, pending)
+    }
+    return await pending
   }
   return {
     async adoptLegacyFiles (dir) {
@@ -142,12 +168,17 @@ export function outputs (c: OutputsComponents): Outputs {
     async isPrivate (sha256) {
       return privateRepos.size > 0 && await store.isPrivate(sha256)
     },
-    async publicBlob (sha256) {
+    async openPublicBlob (sha256) {
       if (privateRepos.size > 0 && await store.isPrivate(sha256)) return undefined
-      return await store.getBlob(sha256)
+      return await store.openBlob(sha256)
     },
     async fileList (sha256, opts = {}) {
       return await blobOf(sha256, opts.fromPeers === true)
+    },
+    async openFileList (sha256, opts = {}) {
+      const kept = await store.openBlob(sha256)
+      if (kept !== undefined || opts.fromPeers !== true) return kept
+      return await fetchIntoStore(sha256) ? await store.openBlob(sha256) : undefined
     },
     async file (sha256) {
       return await store.getOutputFile(sha256)

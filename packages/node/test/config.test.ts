@@ -67,8 +67,38 @@ describe('loadNodeConfig', () => {
     expect(msg({ readToken: 'short' })).toMatch(/readToken: must be a string of at least 16 characters/)
     expect(msg({ retention: { maxAge: 3 } })).toMatch(/retention.maxAge: unknown field; allowed: maxAgeDays, maxBuilds, maxBytes, intervalMinutes/)
     expect(msg({ retention: { maxBuilds: -1 } })).toMatch(/retention.maxBuilds: must be a whole number/)
+    expect(msg({ decisionCache: { answers: 3 } })).toMatch(/decisionCache.answers: unknown field; allowed: decisionsPerRepository, answerMiB/)
+    expect(msg({ decisionCache: { decisionsPerRepository: 0 } })).toMatch(/decisionCache.decisionsPerRepository: must be a whole number from 1/)
+    expect(loadNodeConfig(configFile({ decisionCache: { answerMiB: 256 } })).decisionCache).toEqual({ decisionsPerRepository: 4096, answerMiB: 256 })
     expect(loadNodeConfig(configFile({ private: ['app'], readToken: 'r'.repeat(16) }))).toMatchObject({ private: ['app'], readToken: 'r'.repeat(16), progressIntervalSeconds: 15, retention: { maxAgeDays: 30, maxBuilds: 0, maxBytes: 0, intervalMinutes: 60 } })
     expect(() => loadNodeConfig('/nonexistent/node.json')).toThrow(/cannot read the node config \(ENOENT\)/)
+  })
+
+  it('reads the npm fetch cache setting (opt-in, bwrap only), paths relative to the file', () => {
+    const msg = (content: unknown): string => { try { loadNodeConfig(configFile(content)); return 'ok' } catch (e) { return (e as Error).message } }
+    expect(loadNodeConfig(configFile({})).fetchCache).toBeUndefined()
+    const f = configFile({ fetchCache: { npm: true, maxBytes: 1_000_000, dir: 'fc' } })
+    expect(loadNodeConfig(f).fetchCache).toEqual({ npm: true, maxBytes: 1_000_000, maxAgeDays: 30, dir: join(f, '..', 'fc') })
+    expect(msg({ fetchCache: { npm: true }, sandbox: 'none' })).toMatch(/node.json: fetchCache: needs the bwrap sandbox/)
+    expect(msg({ fetchCache: { pip: true } })).toMatch(/node.json: fetchCache.pip: unknown field; allowed: npm, maxBytes, maxAgeDays, dir/)
+    expect(msg({ fetchCache: { npm: 'yes' } })).toMatch(/fetchCache.npm: must be true or false/)
+  })
+})
+
+describe('adminTokenFile', () => {
+  it('reads the admin token from a 0600 file next to the config, and refuses a readable, short or doubled one', () => {
+    const f = configFile({ adminTokenFile: 'admin-token' })
+    const tokenFile = join(f, '..', 'admin-token')
+    const msg = (content: unknown, file = f): string => { try { loadNodeConfig(file === f ? f : configFile(content)); return 'ok' } catch (e) { return (e as Error).message } }
+    expect(msg(undefined)).toMatch(/adminTokenFile: cannot read .*admin-token \(ENOENT\); create it with "openssl rand -hex 24 > .*admin-token && chmod 600/)
+    writeFileSync(tokenFile, 't'.repeat(32) + '\n', { mode: 0o644 })
+    chmodSync(tokenFile, 0o644)
+    expect(msg(undefined)).toMatch(/adminTokenFile: .*admin-token is readable by other users \(mode 644\); run "chmod 600 /)
+    chmodSync(tokenFile, 0o600)
+    expect(loadNodeConfig(f).adminToken).toBe('t'.repeat(32))
+    writeFileSync(tokenFile, 'short\n')
+    expect(msg(undefined)).toMatch(/adminTokenFile: .* must hold one token of at least 16 characters/)
+    expect(msg({ adminTokenFile: 'x', adminToken: 'a'.repeat(16) }, 'other')).toMatch(/adminTokenFile: give either "adminTokenFile" or "adminToken", not both/)
   })
 })
 

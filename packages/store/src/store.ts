@@ -1,8 +1,8 @@
 import { Level } from 'level'
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { QuorateError, TokenBuckets, type BuildJob, type BuildJobState, type VerifiedAttestation } from '@quorate/core'
-import { BlobFiles, sha256Of } from './blob-files.js'
+import { BlobFiles, bytesBlobReader, sha256Of, type BlobFileReader } from './blob-files.js'
 
 /** What the store keeps per envelope, besides the raw bytes. */
 export interface StoredEnvelopeMeta {
@@ -124,6 +124,8 @@ export class Store {
   /** Small output files by sha256. */
   private readonly outputs
   private readonly blobFiles: BlobFiles
+  /** Blobs (file lists, logs) over SMALL_BLOB_BYTES, as files. */
+  private readonly largeBlobs: BlobFiles
   /** Per log, the end of its prefix known complete and linked (see logComplete): a cache of the logs index, written with it. */
   private readonly linkedIndex
   private readonly buildLogs
@@ -162,6 +164,7 @@ export class Store {
     const b = opts.commitIndexBudget
     this.indexBudget = b === undefined ? undefined : new TokenBuckets({ ratePerSecond: b.perHour / 3600, burst: b.burst })
     this.blobFiles = new BlobFiles(blobsDir)
+    this.largeBlobs = new BlobFiles(join(blobsDir, 'large'))
     this.envs = db.sublevel<string, Bytes>('env', { valueEncoding: 'view' })
     this.metas = db.sublevel<string, StoredEnvelopeMeta>('meta', { valueEncoding: 'json' })
     this.byCommit = db.sublevel<string, string>('bycommit', { valueEncoding: 'utf8' })
@@ -197,6 +200,7 @@ export class Store {
     await store.indexDueJobs()
     await store.indexRefObservations()
     for await (const [log, at] of store.linkedIndex.iterator()) store.linked.set(log, at)
+    await store.largeBlobs.clearTemp() // blobs a stopped process was still fetching or writing
     return store
   }
 
@@ -788,16 +792,47 @@ export class Store {
     await this.state.put(key, value)
   }
 
+  /**
+   * Keeps a content-addressed blob (a file list, a complete build log): up to SMALL_BLOB_BYTES
+   * inside the LevelDB, larger ones as a read-only file (`blobsDir/large/`), so a file list of
+   * hundreds of thousands of files is never one huge LevelDB value and is served by range.
+   */
   async putBlob (sha256: string, bytes: Bytes): Promise<void> {
-    await this.blobs.put(sha256, bytes)
+    if (bytes.byteLength > SMALL_BLOB_BYTES) await this.largeBlobs.write(sha256, bytes)
+    else await this.blobs.put(sha256, bytes)
   }
 
+  /**
+   * Keeps the complete file at `path` (on the blobs directory's filesystem: see blobTempPath) as
+   * the blob `sha256`, moving it; the caller has checked the digest (the network layer, the
+   * file-list writer). Large blobs never pass through memory.
+   */
+  async putBlobFile (sha256: string, path: string): Promise<void> {
+    if ((await stat(path)).size > SMALL_BLOB_BYTES) { await this.largeBlobs.adopt(sha256, path); return }
+    await this.blobs.put(sha256, await readFile(path))
+    await rm(path, { force: true })
+  }
+
+  /** A fresh path for a blob being written or fetched, to hand to putBlobFile once complete. */
+  async blobTempPath (): Promise<string> {
+    return await this.largeBlobs.tempPath()
+  }
+
+  /** The whole blob in memory (small blobs, logs); large ones are better read with openBlob. */
   async getBlob (sha256: string): Promise<Bytes | undefined> {
-    return await this.blobs.get(sha256)
+    return await this.blobs.get(sha256) ?? await this.largeBlobs.get(sha256)
+  }
+
+  /** A blob opened for reading by range (served to peers and over HTTP without holding it whole). */
+  async openBlob (sha256: string): Promise<BlobFileReader | undefined> {
+    const small = await this.blobs.get(sha256)
+    if (small !== undefined) return bytesBlobReader(small)
+    return await this.largeBlobs.open(sha256)
   }
 
   async deleteBlob (sha256: string): Promise<void> {
     await this.blobs.del(sha256)
+    await this.largeBlobs.remove(sha256)
   }
 
   // --- build logs, kept builds, private content --------------------------------------
