@@ -32,6 +32,8 @@ export type { CommitCandidates, CommitLists, CommitListsComponents, MirrorMove, 
 export { publisher } from './publisher.js'
 export type { Publisher, PublisherInit, PublisherComponents } from './publisher.js'
 export { ingest } from './ingest.js'
+export { createVerifyPool, defaultVerifyWorkers } from './verify-pool.js'
+export type { VerifyPool, VerifyPoolInit, VerifyPoolStats } from './verify-pool.js'
 export type { Ingest, IngestInit, IngestComponents, IngestStats } from './ingest.js'
 export { decisions } from './decisions.js'
 export type { Decisions, DecisionsInit, DecisionsComponents, DecisionReads, CommitDecision, LogCompleteness } from './decisions.js'
