@@ -48,5 +48,5 @@ export type {
 } from './api-routes.js'
 export { createNodeMetrics, collectNetworkMetrics, MetricsRegistry, Counter, Histogram } from './metrics.js'
 export type { NodeMetrics } from './metrics.js'
-export { createNotifier } from './notifier.js'
-export type { Notice } from './notifier.js'
+export { createNotifier, noticeMemory } from './notifier.js'
+export type { Notice, NoticeMemory, NoticeMemoryStore } from './notifier.js'

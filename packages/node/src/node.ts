@@ -13,7 +13,7 @@ import type { Logger } from './logger.js'
 import { httpApi, type HttpApi } from './http-api.js'
 import type { RootProblemStatus } from './api-routes.js'
 import { createNodeMetrics, collectNetworkMetrics, type NodeMetrics } from './metrics.js'
-import { createNotifier } from './notifier.js'
+import { createNotifier, noticeMemory } from './notifier.js'
 import { ownLog } from './own-log.js'
 import { ownLogRecovery } from './own-log-recovery.js'
 import { ownPreviousTip } from './ref-views.js'
@@ -123,7 +123,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       logger,
       privateRepos
     })
-    const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, metrics })
+    const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, memory: noticeMemory(store), metrics })
     decisions.start()
     stops.push(decisions.stop)
     const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats })

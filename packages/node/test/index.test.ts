@@ -7,7 +7,7 @@ describe('@quorate/node', () => {
       'BACKUP_PARTS', 'Counter', 'EventBus', 'Histogram', 'MAX_ATTEMPTS', 'MalformedPathError', 'MetricsRegistry', 'NEW_KEY_MARKER', 'ROUTES',
       'assertPrivateFile', 'backupDataDir', 'buildJobs', 'collectNetworkMetrics', 'commitCandidates', 'createLogger', 'createNodeMetrics',
       'createNotifier', 'dataDirLayout', 'decisions', 'escapeForTerminal', 'httpApi', 'ingest', 'initPeerKeyFile', 'latestTrusted',
-      'loadBuilderKey', 'loadNodeConfig', 'loadPeerKey', 'loadPolicyFile', 'matchRoute', 'openStoppedStore',
+      'loadBuilderKey', 'loadNodeConfig', 'loadPeerKey', 'loadPolicyFile', 'matchRoute', 'noticeMemory', 'openStoppedStore',
       'outputs', 'ownLog', 'ownLogRecovery', 'ownPreviousTip', 'prepareDataDir', 'publisher', 'readJsonFile', 'recentRefMoves', 'restoreDataDir', 'rotateBuilderKey', 'routePath', 'startNode',
       'webhookSignatureMatches', 'writePeerKeyFile'
     ])
