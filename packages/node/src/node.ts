@@ -19,6 +19,7 @@ import { ownLogRecovery } from './own-log-recovery.js'
 import { ownPreviousTip } from './ref-views.js'
 import { publisher, type Publisher } from './publisher.js'
 import { ingest, type IngestStats } from './ingest.js'
+import { createVerifyPool } from './verify-pool.js'
 import { decisions as createDecisions, type Decisions } from './decisions.js'
 import { outputs as createOutputs } from './outputs.js'
 import { buildJobs } from './build-jobs.js'
@@ -126,7 +127,11 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, memory: noticeMemory(store), metrics })
     decisions.start()
     stops.push(decisions.stop)
-    const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats })
+    // Incoming signatures are verified on worker threads while this thread parses and stores
+    // (config verifyWorkers; 0: here). Stopped after the network, which is stopped first.
+    const verifier = createVerifyPool({ workers: config.verifyWorkers, onCrash: error => logger.warn('verify worker died; replaced', { error }) })
+    stops.push(verifier.close)
+    const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats, verifier })
 
     network = await startNetwork({
       peerKey,
