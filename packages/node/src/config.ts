@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { parseFetchCacheConfig, parseFetchNetworkPolicy, parseRootsConfig, type FetchCacheConfig, type FetchNetworkPolicy, type RootsConfig } from '@quorate/builder'
 import { QuorateError, isRepoId, parseBuilderKeyFile, parseJsonStrict, parsePolicy, type BuilderKeyPair, type Policy } from '@quorate/core'
+import { defaultVerifyWorkers } from './verify-pool.js'
 
 /** A node's own config file (never gossiped). Paths are relative to the config file. */
 export interface NodeConfig {
@@ -52,6 +53,11 @@ export interface NodeConfig {
   /** How often a running build, a first clone and catch-up sync log their progress at info level. Default 15. */
   progressIntervalSeconds: number
   /**
+   * Worker threads that verify incoming signatures while the main thread parses and stores
+   * (0: verify on the main thread). Default: one per core beyond the first, at most two.
+   */
+  verifyWorkers: number
+  /**
    * Largest file list (or other blob) this node fetches from or serves to peers, in bytes
    * (default 1 GiB: the list of several million files). Blobs travel by range to disk, so this
    * bounds disk and time, never memory.
@@ -77,7 +83,7 @@ export interface RetentionConfig {
   intervalMinutes: number
 }
 
-const ALLOWED = new Set(['private', 'readToken', 'progressIntervalSeconds', 'retention', 'decisionCache', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'fetchCache', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'adminTokenFile', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns', 'maxFileListBytes'])
+const ALLOWED = new Set(['verifyWorkers', 'private', 'readToken', 'progressIntervalSeconds', 'retention', 'decisionCache', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'fetchCache', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'adminTokenFile', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns', 'maxFileListBytes'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -228,6 +234,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     private: priv,
     ...(c.readToken !== undefined ? { readToken: c.readToken as string } : {}),
     progressIntervalSeconds: int('progressIntervalSeconds', 15, 1, 3600),
+    verifyWorkers: int('verifyWorkers', defaultVerifyWorkers(), 0, 16),
     maxFileListBytes: int('maxFileListBytes', 1024 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
     retention,
     decisionCache,

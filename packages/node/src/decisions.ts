@@ -3,7 +3,7 @@ import type { Store } from '@quorate/store'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { Counter, MetricsRegistry } from './metrics.js'
-import type { Notice } from './notifier.js'
+import type { Notice, NoticeMemory } from './notifier.js'
 
 /**
  * A decision with what it rests on: every envelope stored for the commit and the repository's
@@ -48,6 +48,8 @@ export interface DecisionsComponents {
   events: EventBus
   logger: Logger
   notify: (notice: Omit<Notice, 'node' | 'time'>) => void
+  /** What was announced per commit across restarts (the store); without it, only since this start. */
+  memory?: NoticeMemory
   metrics?: { registry: MetricsRegistry, decisions?: Counter }
 }
 
@@ -267,13 +269,18 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     const sig = `${decision.status}/${decision.trusted?.resultKey ?? ''}/${decision.results.map(r => r.supportingOrgs.length).join(',')}`
     const was = announced.get(k)
     if (was?.sig === sig) return
-    const notice = decisionNotice(was?.memo, decision)
+    // After a restart, what was announced before it (the notice memory in the store) decides
+    // whether this is a change: a notice is not sent twice, and a change while the node was down counts.
+    const previous = was?.memo ?? await c.memory?.recall(repoId, commit).catch(err => { logger.warn('notice memory unreadable', { error: (err as Error).message }); return undefined })
+    const notice = decisionNotice(previous, decision)
+    const memo = memoOf(decision)
     announced.delete(k)
-    announced.set(k, { sig, status: decision.status, memo: memoOf(decision) })
+    announced.set(k, { sig, status: decision.status, memo })
     if (announced.size > 10_000) announced.delete(announced.keys().next().value as string)
     c.metrics?.decisions?.inc({ status: decision.status })
     // Only final bad answers page anyone, once per change (a pending disagreement does not).
     if (notice !== undefined) c.notify({ type: notice.type, repoId, commit, summary: `${decision.status}: ${decision.summary}`, reason: notice.reason })
+    await c.memory?.remember(repoId, commit, memo).catch(err => logger.warn('notice memory not written', { error: (err as Error).message }))
     logger.info('decision', {
       repo: repoId,
       commit: commit.slice(0, 12),

@@ -13,12 +13,13 @@ import type { Logger } from './logger.js'
 import { httpApi, type HttpApi } from './http-api.js'
 import type { RootProblemStatus } from './api-routes.js'
 import { createNodeMetrics, collectNetworkMetrics, type NodeMetrics } from './metrics.js'
-import { createNotifier } from './notifier.js'
+import { createNotifier, noticeMemory } from './notifier.js'
 import { ownLog } from './own-log.js'
 import { ownLogRecovery } from './own-log-recovery.js'
 import { ownPreviousTip } from './ref-views.js'
 import { publisher, type Publisher } from './publisher.js'
 import { ingest, type IngestStats } from './ingest.js'
+import { createVerifyPool } from './verify-pool.js'
 import { decisions as createDecisions, type Decisions } from './decisions.js'
 import { outputs as createOutputs } from './outputs.js'
 import { buildJobs } from './build-jobs.js'
@@ -123,10 +124,14 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       logger,
       privateRepos
     })
-    const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, metrics })
+    const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, memory: noticeMemory(store), metrics })
     decisions.start()
     stops.push(decisions.stop)
-    const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats })
+    // Incoming signatures are verified on worker threads while this thread parses and stores
+    // (config verifyWorkers; 0: here). Stopped after the network, which is stopped first.
+    const verifier = createVerifyPool({ workers: config.verifyWorkers, onCrash: error => logger.warn('verify worker died; replaced', { error }) })
+    stops.push(verifier.close)
+    const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats, verifier })
 
     network = await startNetwork({
       peerKey,

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadNodeConfig } from '../src/config.js'
+import { defaultVerifyWorkers } from '../src/verify-pool.js'
 import { createLogger, escapeForTerminal } from '../src/logger.js'
 
 const dirs: string[] = []
@@ -23,6 +24,13 @@ describe('loadNodeConfig', () => {
     expect(c.dataDir).toBe(join(f, '..', 'd'))
     expect(c.builderKeyFile).toBe(join(f, '..', 'builder-key.json'))
     expect(c).toMatchObject({ sandbox: 'none', pollIntervalSeconds: 30, backfill: 10, concurrency: 1, loopbackNetwork: false, http: { host: '127.0.0.1', port: 8080 } })
+  })
+
+  it('takes verifyWorkers (default: one per core beyond the first, at most two) and refuses what is not a count of threads', () => {
+    expect(loadNodeConfig(configFile({})).verifyWorkers).toBe(defaultVerifyWorkers())
+    expect(loadNodeConfig(configFile({ verifyWorkers: 0 })).verifyWorkers).toBe(0)
+    expect(loadNodeConfig(configFile({ verifyWorkers: 3 })).verifyWorkers).toBe(3)
+    for (const bad of [-1, 1.5, 17, '2']) expect(() => loadNodeConfig(configFile({ verifyWorkers: bad }))).toThrow(/verifyWorkers.*whole number from 0 to 16/)
   })
 
   it('refuses a data directory that other users can write, and says how to fix it', () => {

@@ -242,6 +242,56 @@ describe('Store logs', () => {
   })
 })
 
+describe('Store write path memory (the store stays the truth)', () => {
+  it('finds duplicates and forks of envelopes stored before a restart, and stores what lies past a log\'s end', async () => {
+    const dir = tmp()
+    let store = await Store.open(dir)
+    const [e0, e1, e2] = [envelope(0, 'a'), envelope(1, 'b'), envelope(2, 'c')]
+    for (const e of [e0, e1, e2]) await store.putEnvelope(e.v, e.bytes)
+    await store.close()
+    store = await Store.open(dir) // the highest position of each log is read again, once
+    const fork1 = envelope(1, 'b', key, 'other time')
+    const e4 = envelope(4, 'e'); const e3 = envelope(3, 'd')
+    const outs = await Promise.all([e2, fork1, e4, e4, e3].map(async e => await store.putEnvelope(e.v, e.bytes)))
+    expect(outs.map(o => o.status)).toEqual(['duplicate', 'fork', 'stored', 'duplicate', 'stored'])
+    // written past the end, then read back as duplicates and forks in a later batch
+    expect((await store.putEnvelope(e3.v, e3.bytes)).status).toBe('duplicate')
+    expect((await store.putEnvelope(envelope(4, 'e', key, 'other time').v, envelope(4, 'e', key, 'other time').bytes)).status).toBe('fork')
+    expect(await store.logHead('hello', key.keyid)).toMatchObject({ seq: 4, envelopeId: e4.v.id })
+    expect(await store.equivocationProofs('hello')).toHaveLength(2)
+    // a log that does not reach a position is not complete up to it, before and after a restart
+    expect(await store.logComplete('hello', key.keyid, 7)).toBe(false)
+    await store.close()
+    store = await Store.open(dir)
+    expect(await store.logComplete('hello', key.keyid, 7)).toBe(false)
+    await store.close()
+  })
+
+  it('names the commit of a signer\'s newest ref observation before a position, from memory and from the store alike', async () => {
+    const dir = tmp()
+    let store = await Store.open(dir)
+    expect(await store.priorRefCommit('hello', 'refs/heads/main', key.keyid, 5)).toBe(null)
+    const [e0, e1, e3] = [envelope(0, 'a'), envelope(1, 'b'), envelope(3, 'd')]
+    await store.putEnvelope(e0.v, e0.bytes)
+    expect(await store.priorRefCommit('hello', 'refs/heads/main', key.keyid, 1)).toBe('a'.repeat(40))
+    // out of order: seq 3 before seq 1
+    await store.putEnvelope(e3.v, e3.bytes)
+    await store.putEnvelope(e1.v, e1.bytes)
+    const answers = async (): Promise<Array<string | null>> => await Promise.all([0, 1, 2, 3, 4, 9].map(async s => await store.priorRefCommit('hello', 'refs/heads/main', key.keyid, s)))
+    const expected = [null, 'a'.repeat(40), 'b'.repeat(40), 'b'.repeat(40), 'd'.repeat(40), 'd'.repeat(40)]
+    expect(await answers()).toEqual(expected)
+    // a fork's second envelope is evidence, not the signer's tip
+    expect((await store.putEnvelope(envelope(3, 'f', key, 'other time').v, envelope(3, 'f', key, 'other time').bytes)).status).toBe('fork')
+    expect(await answers()).toEqual(expected)
+    expect(await store.priorRefCommit('hello', 'refs/heads/dev', key.keyid, 9)).toBe(null)
+    expect(await store.priorRefCommit('hello', 'refs/heads/main', other.keyid, 9)).toBe(null)
+    await store.close()
+    store = await Store.open(dir)
+    expect(await answers()).toEqual(expected)
+    await store.close()
+  })
+})
+
 describe('Store private content', () => {
   it('marks content private unless a public build produced it too, across a restart', async () => {
     const dir = tmp()
