@@ -2,11 +2,11 @@ import { readdir, rm, rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
-  isQuorateError, makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
+  isQuorateError, makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, sha256Hex,
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
-import { runBuild, isNodeTrouble, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
+import { runBuild, isNodeTrouble, readRepoRecipe, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
@@ -15,8 +15,6 @@ import { routePath, type NodeProblemStatus, type RunningBuildStatus } from './ap
 
 /** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
-/** The signed failure reason when the policy requires a build root and the commit's recipe has none. */
-const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this repository ("requireRoot": true), but .quorate/recipe.json has no "root"; add "root": {"image": "<name>@sha256:<digest>"} to the recipe'
 
 export interface BuildJobsInit {
   sandbox: 'bwrap' | 'none'
@@ -182,26 +180,6 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     return { attempts: own.attempts, base: own.base }
   }
 
-  /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
-  async function recipeFromCommit (job: BuildJob, requireRoot: boolean): Promise<string | RecipeSpec> {
-    let bytes: Uint8Array | undefined
-    try {
-      bytes = await c.mirrorOf(job.repoId).readFile(job.commit, '.quorate/recipe.json')
-    } catch (err) {
-      return `cannot read .quorate/recipe.json: ${(err as Error).message}`
-    }
-    if (bytes === undefined) return 'the commit has no .quorate/recipe.json, and the policy says the recipe comes from the repository'
-    try {
-      const parsed = parseRecipeSpec(parseJsonStrict(Buffer.from(bytes).toString('utf8'), '.quorate/recipe.json'), '.quorate/recipe.json')
-      if (requireRoot && parsed.recipe.root === undefined) return REQUIRE_ROOT_REASON
-      const limits = { ...parsed.limits }
-      for (const k of Object.keys(limits) as Array<keyof typeof limits>) limits[k] = Math.min(limits[k], DEFAULT_RECIPE_LIMITS[k])
-      return { recipe: parsed.recipe, limits }
-    } catch (err) {
-      return (err as Error).message
-    }
-  }
-
   async function run (job: BuildJob, signal: AbortSignal): Promise<void> {
     const repo = policy.repositories.get(job.repoId)
     if (repo === undefined) return
@@ -211,8 +189,10 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     if (repo.recipe !== undefined) {
       spec = repo.recipe
     } else {
-      const problem = await recipeFromCommit(job, repo.requireRoot)
-      if (typeof problem === 'string') {
+      // The commit's own .quorate/recipe.json, read and capped as `quorate rebuild` reads it.
+      const read = await readRepoRecipe(c.mirrorOf(job.repoId), job.commit, { requireRoot: repo.requireRoot })
+      if (!read.ok) {
+        const problem = read.reason
         await c.ownLogReady?.()
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const signed = await checkOwnLog(job)
@@ -228,7 +208,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: problem, retry: false })
         return
       }
-      spec = problem
+      spec = read.spec
     }
     const executed = init.tamperOutput === true ? tamperedRecipe(spec.recipe) : spec.recipe
     const workDir = join(init.buildArea, randomUUID())

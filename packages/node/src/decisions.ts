@@ -14,8 +14,6 @@ export interface CommitDecision {
   decision: Decision
   envelopes: Uint8Array[]
   proofs: Array<[Uint8Array, Uint8Array]>
-  /** Log position of each stored envelope, by `keyid/envelope id` (for logCompleteness). */
-  positions: ReadonlyMap<string, number>
   /** About how much memory this answer holds, with its serialized HTTP answer (what the answer cache counts). */
   bytes: number
 }
@@ -24,7 +22,7 @@ export interface CommitDecision {
 export interface LogCompleteness { builder: string, keyid: string, seq: number, complete: boolean }
 
 /** What decisions read from the store. */
-export type DecisionReads = Pick<Store, 'envelopesForCommit' | 'equivocationProofs' | 'logComplete'>
+export type DecisionReads = Pick<Store, 'envelopeBytesForCommit' | 'logPositions' | 'equivocationProofs' | 'logComplete'>
 
 export interface DecisionsInit {
   /** Decisions are recomputed once per commit per this many ms, however many envelopes arrive. Default 50. */
@@ -189,21 +187,19 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
 
   async function compute (repoId: string, commit: string): Promise<CommitDecision> {
     // One range read and one multi-get per commit; the repository's proofs are read once until one is added.
-    const [stored, proofs] = await Promise.all([store.envelopesForCommit(repoId, commit), proofsOf(repoId)])
+    const [stored, proofs] = await Promise.all([store.envelopeBytesForCommit(repoId, commit), proofsOf(repoId)])
     const envelopes: Uint8Array[] = []
     const parsed: object[] = []
-    const positions = new Map<string, number>()
     let bytes = 8192
     for (const s of stored) {
       envelopes.push(s.bytes)
       parsed.push(parseEnvelopeJson(s.bytes) as object)
-      positions.set(`${s.meta.keyid}/${s.meta.id}`, s.meta.seq)
       // the bytes, their copy in the serialized answer, and the parsed decision's share
       bytes += 3 * s.bytes.byteLength
     }
     for (const [a, b] of proofs.stored) bytes += a.byteLength + b.byteLength
     const decision = decideQuorum({ policy, repoId, commit, envelopes: parsed, equivocationProofs: proofs.parsed, verifiedIds: STORED_SIGNATURES_CHECKED })
-    return { decision, envelopes, proofs: proofs.stored, positions, bytes }
+    return { decision, envelopes, proofs: proofs.stored, bytes }
   }
 
   function decide (repoId: string, commit: string): Promise<CommitDecision> {
@@ -230,8 +226,10 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     if (known !== undefined) return known
     const { repoId } = d.decision
     const out: LogCompleteness[] = []
-    for (const v of d.decision.votes) {
-      const seq = d.positions.get(`${v.keyid}/${v.envelopeId}`)
+    const { votes } = d.decision
+    const seqs = await store.logPositions(votes.map(v => ({ id: v.envelopeId, keyid: v.keyid })))
+    for (const [i, v] of votes.entries()) {
+      const seq = seqs[i]
       if (seq === undefined) continue
       out.push({ builder: v.builder, keyid: v.keyid, seq, complete: await store.logComplete(repoId, v.keyid, seq) })
     }

@@ -489,11 +489,37 @@ export class Store {
 
   /** Every envelope stored for one commit (builds, failures, ref observations). */
   async envelopesForCommit (repoId: string, commit: string): Promise<Array<{ meta: StoredEnvelopeMeta, bytes: Bytes }>> {
-    const prefix = repoId + SEP + commit + SEP
-    const keys: string[] = []
-    for await (const k of this.byCommit.keys({ gte: prefix, lt: prefix + '\xff' })) keys.push(k.slice(prefix.length))
+    const keys = await this.commitEnvelopeKeys(repoId, commit)
     const [bytes, metas] = await Promise.all([this.envs.getMany(keys), this.metas.getMany(keys)])
     return keys.map((_, i) => ({ meta: metas[i]!, bytes: bytes[i]! })).filter(x => x.bytes !== undefined && x.meta !== undefined)
+  }
+
+  /**
+   * The bytes of every envelope stored for one commit, with its id and signer: one range read
+   * and one multi-get (what a decision reads; envelopesForCommit also reads each one's metadata).
+   */
+  async envelopeBytesForCommit (repoId: string, commit: string): Promise<Array<{ id: string, keyid: string, bytes: Bytes }>> {
+    const keys = await this.commitEnvelopeKeys(repoId, commit)
+    const bytes = await this.envs.getMany(keys)
+    const out: Array<{ id: string, keyid: string, bytes: Bytes }> = []
+    keys.forEach((k, i) => {
+      const b = bytes[i]
+      const at = k.indexOf(SEP)
+      if (b !== undefined) out.push({ id: k.slice(0, at), keyid: k.slice(at + 1), bytes: b })
+    })
+    return out
+  }
+
+  /** The log positions (seq) of stored envelopes, by envelope id and signer (undefined where not stored). */
+  async logPositions (envelopes: ReadonlyArray<{ id: string, keyid: string }>): Promise<Array<number | undefined>> {
+    if (envelopes.length === 0) return []
+    return (await this.metas.getMany(envelopes.map(e => e.id + SEP + e.keyid))).map(m => m?.seq)
+  }
+
+  private async commitEnvelopeKeys (repoId: string, commit: string): Promise<string[]> {
+    const prefix = repoId + SEP + commit + SEP
+    // all(): one native read for a commit's few keys (a for-await loop reads the first key alone, then the rest)
+    return (await this.byCommit.keys({ gte: prefix, lt: prefix + '\xff' }).all()).map(k => k.slice(prefix.length))
   }
 
   /**
