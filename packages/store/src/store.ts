@@ -81,6 +81,16 @@ export interface StoreOptions {
   commitIndexBudget?: { burst: number, perHour: number }
 }
 
+/** What one signer's ref observations over its commitIndexBudget left out of a repository's commit indexes. */
+export interface NotIndexed {
+  repoId: string
+  keyid: string
+  /** Commits new to the indexes that were not indexed. */
+  commits: number
+  /** Envelopes stored (their logs keep no gap) whose new commits were not indexed. */
+  envelopes: number
+}
+
 /** Output files up to this size live inside the LevelDB (no filesystem block each); larger ones in the blobs directory. */
 export const SMALL_BLOB_BYTES = 64 * 1024
 
@@ -156,8 +166,8 @@ export class Store {
    */
   private readonly refTips = new Map<string, { seq: number, commit: string } | null>()
   private readonly indexBudget: TokenBuckets | undefined
-  /** Commits that ref observations named but were not indexed, over their signer's commitIndexBudget. */
-  commitsNotIndexed = 0
+  /** Per (repository, signer): what ref observations over the signer's commitIndexBudget left out of the indexes, since the store opened. */
+  private readonly notIndexed = new Map<string, NotIndexed>()
 
   private constructor (db: Level<string, Bytes>, blobsDir: string, opts: StoreOptions = {}) {
     this.db = db
@@ -440,8 +450,27 @@ export class Store {
     if (this.indexBudget === undefined || kind !== 'ref') return commits
     const fresh = commits.filter(c => !this.knownCommits.has(repoId + SEP + c))
     if (fresh.length === 0 || this.indexBudget.take(repoId + SEP + keyid, now, fresh.length)) return commits
-    this.commitsNotIndexed += fresh.length
+    const key = repoId + SEP + keyid
+    const n = this.notIndexed.get(key) ?? { repoId, keyid, commits: 0, envelopes: 0 }
+    n.commits += fresh.length
+    n.envelopes++
+    this.notIndexed.set(key, n)
     return commits.filter(c => this.knownCommits.has(repoId + SEP + c))
+  }
+
+  /** Commits that ref observations named but were not indexed, over their signer's commitIndexBudget, in all. */
+  get commitsNotIndexed (): number {
+    let n = 0
+    for (const x of this.notIndexed.values()) n += x.commits
+    return n
+  }
+
+  /**
+   * Per (repository, signer) over its commitIndexBudget since the store opened: the envelopes
+   * stored whose new commits were not indexed, and how many commits they named.
+   */
+  commitsNotIndexedBy (): NotIndexed[] {
+    return [...this.notIndexed.values()].map(x => ({ ...x })).sort((a, b) => a.repoId < b.repoId ? -1 : a.repoId > b.repoId ? 1 : a.keyid < b.keyid ? -1 : 1)
   }
 
   private rememberCommit (commitKey: string): void {
