@@ -45,7 +45,10 @@ export async function cmdRebuildRequest (args: string[], io: Io): Promise<number
   try {
     const answer = await client.post('adminRebuild', { repo: values.repo, commit: values.commit })
     if (values.json === true) io.print(JSON.stringify(answer, null, 2))
-    io.printErr(`QUEUED: ${values.repo}@${values.commit} will be built again on ${client.url}: attempt ${answer.reopenedAttempt}'s final failure is reopened (envelope ${answer.envelopeId.slice(0, 16)}…), attempt ${answer.nextAttempt} is next; the commit is ${answer.status} there now`)
+    const reopened = answer.reopenedAttempt !== undefined && answer.envelopeId !== undefined
+      ? `attempt ${answer.reopenedAttempt}'s final failure is reopened (envelope ${answer.envelopeId.slice(0, 16)}…), `
+      : 'its job had stopped without a final failure to reopen, '
+    io.printErr(`QUEUED: ${values.repo}@${values.commit} will be built again on ${client.url}: ${reopened}attempt ${answer.nextAttempt} is next; the commit is ${answer.status} there now`)
     return 0
   } catch (err) {
     if (!(err instanceof NodeHttpError)) throw err
