@@ -93,12 +93,14 @@ export interface DigestResponse { narSha256: string, commits: Array<{ repoId: st
 export interface PollResponse { ok: true, queue: Record<string, number> }
 /**
  * An administrator's rebuild after a final failure was accepted: the node signed its final
- * attempt again as not final (`envelopeId`; its organization is open again) and queued the build
- * key; the next attempt is `nextAttempt`. `status`: the commit's decision on this node now.
+ * attempt `reopenedAttempt` again as not final (`envelopeId`; its organization is open again) and
+ * queued the build key; the next attempt is `nextAttempt`. Both are absent when the job had given
+ * up without a signed final failure (the build could not run): it is only queued again.
+ * `status`: the commit's decision on this node now.
  */
-export interface RebuildResponse { ok: true, repoId: string, commit: string, reopenedAttempt: number, nextAttempt: number, envelopeId: string, status: DecisionStatus }
+export interface RebuildResponse { ok: true, repoId: string, commit: string, nextAttempt: number, reopenedAttempt?: number, envelopeId?: string, status: DecisionStatus }
 export interface WebhookResponse { ok: true, polling: true }
-/** A non-2xx answer; `code` names why a request was refused where callers can act on it (a rebuild: unknown-commit, already-built, not-final). */
+/** A non-2xx answer; `code` names why a request was refused where callers can act on it (a rebuild: unknown-commit, already-built, not-final, holding-signatures). */
 export interface ErrorResponse { error: string, code?: string }
 
 /** A route: method, path template (`:name` parameters, one path segment each) and what it answers. */

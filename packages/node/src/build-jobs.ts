@@ -92,7 +92,8 @@ export interface BuildJobs {
 
 /** What an administrator's rebuild request did, or why it was refused. */
 export type RebuildAnswer =
-  | { ok: true, repoId: string, commit: string, reopenedAttempt: number, nextAttempt: number, envelopeId: string }
+  /** `reopenedAttempt` and `envelopeId` (the reopening) are absent when the job had given up without a final failure to reopen. */
+  | { ok: true, repoId: string, commit: string, nextAttempt: number, reopenedAttempt?: number, envelopeId?: string }
   | { ok: false, code: 'unknown-commit' | 'already-built' | 'not-final', message: string }
 
 /** What this node's key already signed for a commit. */
@@ -381,24 +382,29 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     if (own.build !== undefined) {
       return { ok: false, code: 'already-built', message: `${key} was built successfully by this node (envelope ${own.build.id}); a success is never rebuilt` }
     }
-    const f = own.newestFailure
-    if (own.final === undefined || f === undefined) {
-      const why = f !== undefined
-        ? `its newest failure (attempt ${f.attempt}) is not final: the node retries it by itself${job?.state === 'queued' ? ' (queued)' : ''}`
-        : `its build is ${job?.state ?? 'not queued'}${job !== undefined && job.attempts > 0 ? ` (attempt ${job.attempts})` : ''} and has not failed`
-      return { ok: false, code: 'not-final', message: `${key} has no final failure to rebuild after: ${why}` }
+    if (job?.state === 'queued' || job?.state === 'running') {
+      return { ok: false, code: 'not-final', message: `${key} has no final failure to rebuild after: its build is ${job.state}${job.attempts > 0 ? ` (attempt ${job.attempts} of this round)` : ''}, and the node builds it by itself` }
     }
-    // The final attempt signed again as not final: "attempt n failed, and this builder will
-    // retry". Everyone's decision sees the organization open again; the next attempt is n+1.
-    const predicate = f.statement.predicate as Record<string, unknown>
-    const reason = `rebuild requested by an administrator after the final failure of attempt ${f.attempt}: ${f.reason}`
-    const envelopeId = await c.sign(repoId, log => ({ ...f.statement, predicate: { ...predicate, final: false, reason: reason.slice(0, 2000), quorate_log: log } }))
-    const { lastError: _e, envelopeId: _id, ...rest } = job ?? { repoId, commit, ref: String(predicate.ref), recipeKey, queuedAt: Date.now(), state: 'failed' as const, attempts: 0, notBefore: 0 }
+    const f = own.newestFailure
+    let envelopeId: string | undefined
+    if (f?.final === true) {
+      // The final attempt signed again as not final: "attempt n failed, and this builder will
+      // retry". Everyone's decision sees the organization open again; the next attempt is n+1.
+      const predicate = f.statement.predicate as Record<string, unknown>
+      const reason = `rebuild requested by an administrator after the final failure of attempt ${f.attempt}: ${f.reason}`
+      envelopeId = await c.sign(repoId, log => ({ ...f.statement, predicate: { ...predicate, final: false, reason: reason.slice(0, 2000), quorate_log: log } }))
+    } else if (job?.state !== 'failed') {
+      return { ok: false, code: 'not-final', message: `${key} has no final failure to rebuild after: ${f !== undefined ? `its newest failure (attempt ${f.attempt}) is not final, and the node retries it by itself` : 'it has not failed on this node'}` }
+    }
+    // Otherwise the job gave up without a final failure to reopen (the build could not run, or the
+    // node stopped right after signing a reopening): queued again, nothing new to sign.
+    const { lastError: _e, envelopeId: _id, ...rest } = job ?? { repoId, commit, ref: String((f?.statement.predicate as Record<string, unknown> | undefined)?.ref ?? 'refs/heads/main'), recipeKey, queuedAt: Date.now(), state: 'failed' as const, attempts: 0, notBefore: 0 }
     await queue.updateJob({ ...rest, state: 'queued', attempts: 0, notBefore: Date.now() })
-    logger.warn('admin rebuild requested', { repo: repoId, commit: commit.slice(0, 12), by, reopenedAttempt: f.attempt, nextAttempt: f.attempt + 1, envelopeId, previousReason: f.reason })
+    const nextAttempt = own.attempts + 1
+    logger.warn('admin rebuild requested', { repo: repoId, commit: commit.slice(0, 12), by, ...(f?.final === true ? { reopenedAttempt: f.attempt, envelopeId } : { requeued: 'no final failure to reopen' }), nextAttempt, ...(f !== undefined ? { previousReason: f.reason } : {}) })
     events.emit({ type: 'build', repoId, commit, phase: 'queued' })
     c.requeued?.()
-    return { ok: true, repoId, commit, reopenedAttempt: f.attempt, nextAttempt: f.attempt + 1, envelopeId }
+    return { ok: true, repoId, commit, nextAttempt, ...(envelopeId !== undefined ? { reopenedAttempt: f!.attempt, envelopeId } : {}) }
   }
 
   return {
