@@ -2,7 +2,9 @@
 // attestation (next to the envelope bytes), and HTTP throughput with a load generator on
 // loopback: quorum lookups of random commits (GET /v1/repos/:repo/commits/:commit) and the
 // commits list (a page), each next to the same server's GET /healthz.
-//   node bench/http-lookups.js [--quick]
+//   node bench/http-lookups.js [--quick] [--lookups-only]
+// --lookups-only skips the commits page (for profiling the lookups alone); BENCH_NODE_FLAGS passes
+// flags to the node process, e.g. BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof'.
 import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -44,7 +46,9 @@ writeFileSync(join(dataDir, 'node.json'), JSON.stringify({
 }))
 
 const t0 = performance.now()
-const child = spawn(process.execPath, [cli, 'node', '--config', join(dataDir, 'node.json'), '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(f => f !== '')
+const LOOKUPS_ONLY = process.argv.includes('--lookups-only')
+const child = spawn(process.execPath, [...nodeFlags, cli, 'node', '--config', join(dataDir, 'node.json'), '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] })
 const logLines = []
 const url = await new Promise((resolve, reject) => {
   child.once('exit', code => reject(new Error(`node exited (${code}): ${logLines.slice(-5).join('\n')}`)))
@@ -62,18 +66,39 @@ const rss = () => { const s = readFileSync(`/proc/${child.pid}/status`, 'utf8');
 const memStart = rss()
 console.log(`  node start-up with ${fmt(fixture.count)} stored: ${secs(startMs)}, RSS ${fmt(memStart.rss / 2 ** 20)} MiB`)
 
-let health, lookup, page, pageSize
+// CPU time (all threads) the node process and this load generator spend per answered request:
+// with both on the same 2 cores, 2 s / (node + client CPU per request) bounds requests per second
+const clockTick = 100 // USER_HZ on Linux
+const nodeCpuMs = () => { const f = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 1000 / clockTick }
+async function measured (run) {
+  const n0 = nodeCpuMs(); const c0 = process.cpuUsage()
+  const r = await run()
+  const c = process.cpuUsage(c0)
+  const n = r.requests + r.errors
+  return { ...r, nodeCpuUs: (nodeCpuMs() - n0) * 1000 / n, clientCpuUs: (c.user + c.system) / n }
+}
+const cpuText = (r) => `CPU per request: node ${fmt(r.nodeCpuUs)} µs, load generator ${fmt(r.clientCpuUs)} µs`
+
+let health, lookup, hot, page, pageSize
 try {
   await loadTest(url, () => '/healthz', { connections: CONNECTIONS, durationMs: 500 }) // warm-up
-  health = await loadTest(url, () => '/healthz', { connections: CONNECTIONS, durationMs: DURATION })
-  console.log(`  GET /healthz: ${fmt(health.perSec)}/s, p50 ${health.p50.toFixed(1)} ms, p99 ${health.p99.toFixed(1)} ms`)
+  health = await measured(async () => await loadTest(url, () => '/healthz', { connections: CONNECTIONS, durationMs: DURATION }))
+  console.log(`  GET /healthz: ${fmt(health.perSec)}/s, p50 ${health.p50.toFixed(1)} ms, p99 ${health.p99.toFixed(1)} ms; ${cpuText(health)}`)
   const rand = () => `/v1/repos/${REPOS[Math.floor(Math.random() * REPOS.length)]}/commits/${hex(1 + Math.floor(Math.random() * commitsPerRepo))}`
-  lookup = await loadTest(url, rand, { connections: CONNECTIONS, durationMs: DURATION })
-  console.log(`  GET /v1/repos/:repo/commits/:commit (random): ${fmt(lookup.perSec)}/s, p50 ${lookup.p50.toFixed(1)} ms, p99 ${lookup.p99.toFixed(1)} ms, ${fmt(lookup.avgBytes)} bytes, ${lookup.errors} errors`)
-  // the server's page size (100 asked; a server without ?limit= answers its default page)
-  pageSize = (await (await fetch(`${url}/v1/repos/${REPOS[0]}/commits?limit=100`)).json()).commits.length
-  page = await loadTest(url, (i) => `/v1/repos/${REPOS[i % REPOS.length]}/commits?limit=100`, { connections: 4, durationMs: DURATION })
-  console.log(`  GET /v1/repos/:repo/commits?limit=100 (${pageSize} commits a page): ${fmt(page.perSec, 1)}/s, p50 ${page.p50.toFixed(0)} ms, p99 ${page.p99.toFixed(0)} ms, ${page.errors} errors`)
+  lookup = await measured(async () => await loadTest(url, rand, { connections: CONNECTIONS, durationMs: DURATION }))
+  console.log(`  GET /v1/repos/:repo/commits/:commit (random): ${fmt(lookup.perSec)}/s, p50 ${lookup.p50.toFixed(1)} ms, p99 ${lookup.p99.toFixed(1)} ms, ${fmt(lookup.avgBytes)} bytes, ${lookup.errors} errors; ${cpuText(lookup)}`)
+  // the same lookups over a hot set of 500 commits, once each answered (the node keeps whole answers,
+  // serialized, up to decisionCache.answerMiB): what a lookup costs when it is not cold
+  const hotSet = Array.from({ length: 500 }, (_, i) => `/v1/repos/${REPOS[i % REPOS.length]}/commits/${hex(1 + Math.floor(i * commitsPerRepo / 500))}`)
+  for (let i = 0; i < hotSet.length; i += CONNECTIONS) await Promise.all(hotSet.slice(i, i + CONNECTIONS).map(async p => await (await fetch(url + p)).arrayBuffer()))
+  hot = await measured(async () => await loadTest(url, () => hotSet[Math.floor(Math.random() * hotSet.length)], { connections: CONNECTIONS, durationMs: DURATION / 2 }))
+  console.log(`  GET /v1/repos/:repo/commits/:commit (500 hot commits, answers cached): ${fmt(hot.perSec)}/s, p50 ${hot.p50.toFixed(1)} ms, p99 ${hot.p99.toFixed(1)} ms (${(hot.perSec / health.perSec).toFixed(2)} of /healthz); ${cpuText(hot)}`)
+  if (!LOOKUPS_ONLY) {
+    // the server's page size (100 asked; a server without ?limit= answers its default page)
+    pageSize = (await (await fetch(`${url}/v1/repos/${REPOS[0]}/commits?limit=100`)).json()).commits.length
+    page = await loadTest(url, (i) => `/v1/repos/${REPOS[i % REPOS.length]}/commits?limit=100`, { connections: 4, durationMs: DURATION })
+    console.log(`  GET /v1/repos/:repo/commits?limit=100 (${pageSize} commits a page): ${fmt(page.perSec, 1)}/s, p50 ${page.p50.toFixed(0)} ms, p99 ${page.p99.toFixed(0)} ms, ${page.errors} errors`)
+  }
 } finally {
   var memEnd = rss() // eslint-disable-line no-var
   child.kill('SIGTERM')
@@ -89,10 +114,10 @@ record({
   ratio: lookupRatio,
   target: '≥ 0.5',
   meets: lookupRatio >= 0.5,
-  values: { stored: fixture.count, lookupPerSec: lookup.perSec, lookupP50: lookup.p50, lookupP99: lookup.p99, healthPerSec: health.perSec, healthP99: health.p99, connections: CONNECTIONS }
+  values: { stored: fixture.count, lookupPerSec: lookup.perSec, lookupP50: lookup.p50, lookupP99: lookup.p99, hotPerSec: hot.perSec, hotP99: hot.p99, lookupNodeCpuUs: lookup.nodeCpuUs, lookupClientCpuUs: lookup.clientCpuUs, healthNodeCpuUs: health.nodeCpuUs, healthClientCpuUs: health.clientCpuUs, healthPerSec: health.perSec, healthP99: health.p99, connections: CONNECTIONS }
 })
-const pageRatio = page.perSec / health.perSec
-record({
+const pageRatio = LOOKUPS_ONLY ? 0 : page.perSec / health.perSec
+if (!LOOKUPS_ONLY) record({
   id: 'commits-page',
   benchmark: `GET /v1/repos/:repo/commits (a page: ${pageSize} commits), ${fmt(fixture.count)} stored`,
   figure: `${fmt(page.perSec, 1)}/s, p99 ${page.p99.toFixed(0)} ms`,

@@ -2,6 +2,7 @@ import { access, mkdir, readdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { QuorateError } from '@quorate/core'
 import { runCollect, type CollectResult } from './child-process.js'
+import { CatFileBatch } from './cat-file-batch.js'
 import { checkGitUrl, redactText, redactUrl } from './git-url.js'
 
 export interface GitCredentials {
@@ -98,6 +99,8 @@ export class GitMirror {
   private readonly credentials: GitCredentials
   private readonly fetchTimeoutMs: number
   private fetching: Promise<void> = Promise.resolve()
+  /** Reads commit objects for commitSummaries (one git process kept, not one per call). */
+  private batch: CatFileBatch | undefined
 
   constructor (init: GitMirrorInit) {
     checkGitUrl(init.url)
@@ -112,7 +115,17 @@ export class GitMirror {
   async fetch (options: FetchOptions = {}): Promise<void> {
     const run = this.fetching.then(async () => await this.fetchNow(options))
     this.fetching = run.catch(() => {})
-    await run
+    try {
+      await run
+    } finally {
+      // the next commitSummaries reads the fetched mirror from a new git process
+      this.batch?.close()
+    }
+  }
+
+  /** Ends the git process commitSummaries keeps (it ends by itself after 30 s without reads). */
+  close (): void {
+    this.batch?.close()
   }
 
   private async fetchNow (options: FetchOptions): Promise<void> {
@@ -155,26 +168,19 @@ export class GitMirror {
   }
 
   /**
-   * Subject line, author name and author date of each commit the mirror has (one git process
-   * for all of them); commits it lacks are left out.
+   * Subject line, author name and author date of each commit the mirror has (read by one git
+   * process kept between calls and restarted after each fetch); commits it lacks are left out.
    */
   async commitSummaries (commits: string[]): Promise<Map<string, CommitSummary>> {
     const out = new Map<string, CommitSummary>()
     const wanted = [...new Set(commits)].filter(c => COMMIT_HEX.test(c))
-    if (wanted.length === 0 || !await exists(join(this.dir, 'HEAD'))) return out
-    const r = await this.rawGit(['-C', this.dir, 'cat-file', '--batch'], { timeoutMs: LOCAL_TIMEOUT_MS, input: wanted.map(c => `${c}\n`).join(''), maxOutputBytes: 256 * 1024 * 1024 })
-    if (r.code !== 0 || r.timedOut) return out
-    const bytes = r.stdoutBytes
-    let at = 0
-    while (at < bytes.length) {
-      const nl = bytes.indexOf(0x0a, at)
-      if (nl < 0) break
-      const [sha, type, size] = bytes.subarray(at, nl).toString('utf8').split(' ')
-      if (type === 'missing' || size === undefined) { at = nl + 1; continue }
-      const n = Number(size)
-      const body = bytes.subarray(nl + 1, nl + 1 + n).toString('utf8')
-      at = nl + 1 + n + 1
-      if (type !== 'commit') continue
+    if (wanted.length === 0 || (this.batch === undefined && !await exists(join(this.dir, 'HEAD')))) return out
+    this.batch ??= new CatFileBatch(['git', ...SAFE_CONFIG, '-C', this.dir, 'cat-file', '--batch'], () => this.environment(false), { timeoutMs: LOCAL_TIMEOUT_MS })
+    const objects = await this.batch.read(wanted)
+    for (const [i, sha] of wanted.entries()) {
+      const o = objects[i]
+      if (o?.type !== 'commit' || o.body === undefined) continue
+      const body = o.body.toString('utf8')
       const end = body.indexOf('\n\n')
       const headers = (end < 0 ? body : body.slice(0, end)).split('\n')
       const message = end < 0 ? '' : body.slice(end + 2)
@@ -205,17 +211,27 @@ export class GitMirror {
 
   /** Full ref name → commit for every branch and tag matching the patterns; annotated tags are peeled. */
   async resolveRefs (patterns: RefPatterns): Promise<Map<string, string>> {
+    return (await this.resolveWatchedRefs(patterns)).refs
+  }
+
+  /**
+   * What a poll needs from one listing of the mirror's refs: `resolveRefs`'s map, and which
+   * watched branch patterns match no branch (with the branches there are), as `missingBranches`.
+   */
+  async resolveWatchedRefs (patterns: RefPatterns): Promise<{ refs: Map<string, string>, missing: MissingBranches }> {
     await this.requireMirror()
     const branchRes = patterns.branches.map(p => globToRegExp(stripPrefix(p, 'refs/heads/')))
     const tagRes = (patterns.tags ?? []).map(p => globToRegExp(stripPrefix(p, 'refs/tags/')))
     const listed = await this.git(['-C', this.dir, 'for-each-ref', '--format=%(refname)', 'refs/heads', 'refs/tags'], { what: 'list refs' })
+    const branches = listed.split('\n').filter(ref => ref.startsWith('refs/heads/')).map(ref => ref.slice('refs/heads/'.length))
+    const missing = { missing: patterns.branches.filter((_p, i) => !branches.some(b => branchRes[i].test(b))), branches }
     const wanted = listed.split('\n').filter(ref => {
       if (ref.startsWith('refs/heads/')) return branchRes.some(re => re.test(ref.slice('refs/heads/'.length)))
       if (ref.startsWith('refs/tags/')) return tagRes.some(re => re.test(ref.slice('refs/tags/'.length)))
       return false
     })
     const result = new Map<string, string>()
-    if (wanted.length === 0) return result
+    if (wanted.length === 0) return { refs: result, missing }
     // One process peels everything; a tag of a tree or blob prints "missing" and is skipped.
     const peeled = await this.git(['-C', this.dir, 'cat-file', '--batch-check=%(objectname) %(objecttype)'],
       { what: 'resolve refs', input: wanted.map(ref => `${ref}^{commit}\n`).join('') })
@@ -224,7 +240,7 @@ export class GitMirror {
       const [sha, type] = (lines[i] ?? '').split(' ')
       if (type === 'commit' && COMMIT_HEX.test(sha)) result.set(ref, sha)
     })
-    return result
+    return { refs: result, missing }
   }
 
   /**

@@ -13,6 +13,7 @@ import { packOciImage, type OciImageSpec } from './oci-image.js'
 import { assertSearchable, giveTree, resolveBuildUser, type BuildUser } from './build-user.js'
 import type { BuildRootCache, BuildRootLease } from './build-root.js'
 import { DEFAULT_FETCH_NETWORK, type FetchNetworkPolicy } from './fetch-network.js'
+import type { FetchCache, FetchCacheLease, FetchCacheReport } from './fetch-cache.js'
 import { assertRoomForBuild, diskNearlyFull, isNodeTrouble, nodeTrouble } from './node-trouble.js'
 import { BUILD_PATH, CLOSE_INHERITED_FDS, SANDBOX_HOME, SANDBOX_SRC, bwrapArgs, findFetchNetworkTools, findOnPath, probeSandbox, sandboxEtcFiles, sandboxLaunchArgv, type SandboxTools } from './sandbox.js'
 
@@ -50,6 +51,12 @@ export interface BuildRequest {
    * it failing rejects with ROOT_UNAVAILABLE (the node's trouble, never a build failure).
    */
   rootCache?: BuildRootCache
+  /**
+   * The node's fetch cache (node config `fetchCache`): npm's cache for this repository and
+   * build root, mounted at `$HOME/.npm` in the fetch phase only, checked by the node before and
+   * after (see fetch-cache.ts). Used only under bwrap and only by recipes with a fetch phase.
+   */
+  fetchCache?: FetchCache
 }
 
 export interface BuildDurations {
@@ -226,6 +233,7 @@ async function runBuildIn (request: BuildRequest, o: {
   }
 
   let cgroup: BuildCgroup | null = null
+  let cacheLease: FetchCacheLease | undefined
   // recipe.image is parsed with the recipe (core's parseRecipe); only its use without "oci" is left to refuse.
   const imageSpec: OciImageSpec | undefined = recipe.outputKind === 'oci' ? recipe.image ?? {} : undefined
   if (imageSpec === undefined && recipe.image !== undefined) {
@@ -281,12 +289,25 @@ async function runBuildIn (request: BuildRequest, o: {
     const watch = async (): Promise<string | null> => {
       const hit = await limitHit()
       if (hit !== null) return hit
-      const written = await diskUsage(request.workDir, diskBaseline + limits.maxOutputBytes) - diskBaseline
+      const written = await diskUsage(request.workDir, diskBaseline + limits.maxOutputBytes) - diskBaseline + await cacheWritten()
       if (written > limits.maxOutputBytes) {
-        return `the build wrote more than ${limits.maxOutputBytes} bytes (the recipe's maxOutputBytes) to its work directory; every process of the build was killed`
+        return `the build wrote more than ${limits.maxOutputBytes} bytes (the recipe's maxOutputBytes) to its work directory\${cacheInUse !== null ? ' and the fetch cache' : ''}; every process of the build was killed`
       }
       return null
     }
+    // The fetch cache, locked for this build's fetch phase: waiting for another build of the
+    // repository to finish its fetch phase is not the build's time, so it comes before the deadline.
+    let cacheBaseline = 0
+    if (recipe.fetch !== undefined && request.fetchCache !== undefined && tools !== null) {
+      step = 'checking the fetch cache'
+      cacheLease = await request.fetchCache.acquire(request.repoId, root?.manifestDigest, request.signal)
+      checkNotAborted(request)
+      log.push(`quorate: fetch cache: npm's cache of earlier builds of this repository at $HOME/.npm (${describeCache(cacheLease.before)}), for the fetch phase only\n`)
+      cacheBaseline = await diskUsage(cacheLease.npmDir)
+    }
+    // What the fetch phase writes to the cache counts against maxOutputBytes like its work dir.
+    let cacheInUse: string | null = null
+    const cacheWritten = async (): Promise<number> => cacheInUse === null ? 0 : await diskUsage(cacheInUse, cacheBaseline + limits.maxOutputBytes) - cacheBaseline
     // One wall-clock budget for fetch and build together.
     const deadline = Date.now() + limits.timeoutSeconds * 1000
     const phases: Array<{ phase: 'fetch' | 'build', argv: string[], network: boolean }> = []
@@ -299,6 +320,8 @@ async function runBuildIn (request: BuildRequest, o: {
       t = performance.now()
       log.push(`quorate: ${phase} phase: ${JSON.stringify(argv)}\n`)
       const command = ['/bin/sh', '-c', wrapper, 'sh', ...argv]
+      const npmCache = phase === 'fetch' ? cacheLease?.npmDir : undefined
+      cacheInUse = npmCache ?? null
       // The first process joins the build's cgroup before it starts anything else.
       const enrol = cgroup !== null ? ['/bin/sh', '-c', ENROL, 'sh', ...cgroup.procsFiles, '--'] : []
       const full = tools !== null
@@ -307,12 +330,19 @@ async function runBuildIn (request: BuildRequest, o: {
           user,
           enrol,
           network: network && pasta !== null ? { pasta, policy: request.fetchNetwork ?? DEFAULT_FETCH_NETWORK } : undefined,
-          bwrapArgs: bwrapArgs({ network, src, home, etcDir, root: root?.dir }),
+          bwrapArgs: bwrapArgs({ network, src, home, etcDir, root: root?.dir, ...(npmCache !== undefined ? { npmCache } : {}) }),
           command
         })
         : [...await closerPrefix(), ...enrol, ...command]
       const r = await runPhase(full, { cwd: src, env, deadline, log, signal: request.signal, cgroup, watch, limitHit })
       durationsMs[phase] = performance.now() - t
+      if (npmCache !== undefined && cacheLease !== undefined) {
+        // Every process of the phase is gone: check what it left in the cache, then unlock it.
+        cacheInUse = null
+        step = 'checking the fetch cache'
+        const after = await cacheLease.release()
+        log.push(`quorate: fetch cache after the fetch phase: ${describeCache(after)}\n`)
+      }
       if (r.aborted) throw cancelled(request)
       if (r.stopped !== null) {
         log.push(`quorate: ${phase} phase stopped: ${r.stopped}\n`)
@@ -379,9 +409,15 @@ async function runBuildIn (request: BuildRequest, o: {
     if (isNodeTrouble(err)) throw nodeTrouble(err, step)
     throw err
   } finally {
+    await cacheLease?.release().catch(() => {})
     await cgroup?.remove()
     if (request.keepWorkDir !== true) await removeTree(request.workDir)
   }
+}
+
+function describeCache (r: FetchCacheReport): string {
+  const dropped = [r.rejected > 0 ? `${r.rejected} damaged or foreign entries removed` : '', r.evicted > 0 ? `${r.evicted} oldest entries evicted to stay within maxBytes` : ''].filter(x => x !== '')
+  return `${r.entries} entries, ${r.bytes} bytes${dropped.length > 0 ? `; ${dropped.join(', ')}` : ''}; checked in ${r.ms} ms`
 }
 
 /**

@@ -9,6 +9,8 @@ import { FETCH_DNS_ADDRESS, fetchRoutesScript, pastaArgs, type FetchNetworkPolic
 /** The fixed paths every node's build sees (DESIGN.md "Builds"). */
 export const SANDBOX_SRC = '/build/src'
 export const SANDBOX_HOME = '/build/home'
+/** npm's default cache under SANDBOX_HOME, where a fetch phase finds the node's fetch cache (fetch-cache.ts). */
+export const SANDBOX_NPM_CACHE = '/build/home/.npm'
 /** Builds run as this uid/gid inside the sandbox (mapped to the build user outside: see build-user.ts). */
 export const SANDBOX_UID = 1000
 export const SANDBOX_GID = 1000
@@ -46,6 +48,11 @@ export interface SandboxLayout {
   src?: string
   /** Host directory bound read-write at /build/home. */
   home?: string
+  /**
+   * The fetch phase's npm cache (fetch-cache.ts): a host directory bound read-write at npm's
+   * default cache, `$HOME/.npm` (/build/home/.npm). Never given to the build phase.
+   */
+  npmCache?: string
   /** Host directory holding generated passwd, group, hosts and resolv.conf files for /etc. */
   etcDir?: string
   tmpBytes?: number
@@ -104,6 +111,10 @@ export function bwrapArgs (layout: SandboxLayout): string[] {
   )
   if (layout.src !== undefined) args.push('--bind', layout.src, SANDBOX_SRC)
   if (layout.home !== undefined) args.push('--bind', layout.home, SANDBOX_HOME)
+  if (layout.npmCache !== undefined) {
+    if (!layout.network || layout.home === undefined) throw new QuorateError('USAGE', 'the npm cache is mounted only in the fetch phase, inside the build home')
+    args.push('--bind', layout.npmCache, SANDBOX_NPM_CACHE)
+  }
   // The root is bubblewrap's own tmpfs: make it read-only so nothing outside the binds is writable.
   args.push('--remount-ro', '/')
   args.push('--chdir', layout.src !== undefined ? SANDBOX_SRC : '/')

@@ -40,6 +40,29 @@ describe('GitMirror', () => {
     expect(progress.length).toBe(count)
   })
 
+  it('reads commit summaries through one kept git process: concurrent asks, objects that are not commits, and commits fetched since', async () => {
+    const root = await temp.make()
+    const repo = await makeRepo(join(root, 'repo'))
+    const c1 = await commitFiles(repo, { 'a.txt': 'one' }, 'first', T0)
+    const c2 = await commitFiles(repo, { 'big.bin': 'x'.repeat(2 * 1024 * 1024) }, 'second', T0 + 10)
+    const blob = await git(repo, ['rev-parse', `${c2}:big.bin`])
+    const mirror = new GitMirror({ url: repo, dir: join(root, 'mirror.git') })
+    try {
+      expect((await mirror.commitSummaries([c1])).size).toBe(0) // no mirror yet
+      await mirror.fetch()
+      const asks = await Promise.all([[c1], [c2, 'f'.repeat(40)], [blob, c1], [c2]].map(async cs => await mirror.commitSummaries(cs)))
+      expect(asks.map(m => [...m.values()].map(s => s.subject))).toEqual([['first'], ['second'], ['first'], ['second']])
+      const c3 = await commitFiles(repo, { 'a.txt': 'three' }, 'third', T0 + 20)
+      expect((await mirror.commitSummaries([c3])).size).toBe(0)
+      await mirror.fetch()
+      expect([...(await mirror.commitSummaries([c3, c1])).values()].map(s => s.subject)).toEqual(['third', 'first'])
+      mirror.close()
+      expect([...(await mirror.commitSummaries([c2])).values()].map(s => s.subject)).toEqual(['second'])
+    } finally {
+      mirror.close()
+    }
+  })
+
   it('fetches a local repository, resolves ref globs, lists commits and checks out', async () => {
     const root = await temp.make()
     const repo = await makeRepo(join(root, 'repo'))

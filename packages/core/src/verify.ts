@@ -1,5 +1,5 @@
 import { parseJsonStrict } from './canonical-json.js'
-import { parseEnvelope, verifyEnvelopeSignature, type Envelope } from './dsse.js'
+import { parseEnvelope, verifyEnvelopeSignature, type Envelope, type ParsedEnvelope } from './dsse.js'
 import { isQuorateError } from './errors.js'
 import type { KeyInfo, Policy } from './policy.js'
 import { parseAttestation, type Attestation } from './statement.js'
@@ -57,10 +57,19 @@ export interface CheckOptions {
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
 /**
- * Checks one untrusted envelope against the policy in cost order: size, parse, topic,
- * known key, then signature. Bytes, JSON text or an already-parsed object are accepted.
+ * What `precheckEnvelope` found: a refusal, or an envelope that passed every check but its
+ * signature, with what the signature check needs (`verifySignatureOf`) and what it then proves.
  */
-export function checkEnvelope (input: Uint8Array | string | object, policy: Policy, opts: CheckOptions = {}): EnvelopeCheck {
+export type EnvelopePrecheck =
+  | { verdict: 'reject' | 'ignore', code: EnvelopeCheckCode, reason: string, id?: string, keyid?: string }
+  | { verdict: 'signature', parsed: ParsedEnvelope, key: KeyInfo, verified: VerifiedAttestation }
+
+/**
+ * Every check of `checkEnvelope` but the signature, in the same cost order (size, parse, topic,
+ * known key): so a caller can verify signatures elsewhere (on worker threads) with the same
+ * function (`verifyEd25519`, through `signatureChecked`) and the same verdicts.
+ */
+export function precheckEnvelope (input: Uint8Array | string | object, policy: Policy, opts: Omit<CheckOptions, 'verifiedIds'> = {}): EnvelopePrecheck {
   const maxBytes = opts.maxBytes ?? MAX_ENVELOPE_BYTES
   let raw: unknown = input
   try {
@@ -81,12 +90,28 @@ export function checkEnvelope (input: Uint8Array | string | object, policy: Poli
     const key: KeyInfo | undefined = policy.keys.get(parsed.keyid)
     if (key === undefined) return { verdict: 'ignore', code: 'unknown-key', reason: 'unknown key: not in the network policy', id: parsed.id, keyid: parsed.keyid }
     if (key.revoked) return { verdict: 'ignore', code: 'revoked-key', reason: `revoked key of builder "${key.builder}"`, id: parsed.id, keyid: parsed.keyid }
-    if (opts.verifiedIds?.has(parsed.id) !== true && !verifyEnvelopeSignature(parsed, key.publicKey)) {
-      return { verdict: 'reject', code: 'bad-signature', reason: `bad signature: does not verify under the key of builder "${key.builder}"`, id: parsed.id, keyid: parsed.keyid }
-    }
-    return { verdict: 'accept', verified: { id: parsed.id, keyid: parsed.keyid, builder: key.builder, org: key.org, envelope: parsed.envelope, attestation } }
+    return { verdict: 'signature', parsed, key, verified: { id: parsed.id, keyid: parsed.keyid, builder: key.builder, org: key.org, envelope: parsed.envelope, attestation } }
   } catch (err) {
     if (isQuorateError(err) || err instanceof TypeError) return { verdict: 'reject', code: 'malformed', reason: `malformed: ${(err as Error).message}` }
     throw err
   }
+}
+
+/** The verdict of a prechecked envelope once its signature was checked (`valid`: what `verifyEd25519` said). */
+export function signatureChecked (pre: Extract<EnvelopePrecheck, { verdict: 'signature' }>, valid: boolean): EnvelopeCheck {
+  if (!valid) {
+    const { parsed, key } = pre
+    return { verdict: 'reject', code: 'bad-signature', reason: `bad signature: does not verify under the key of builder "${key.builder}"`, id: parsed.id, keyid: parsed.keyid }
+  }
+  return { verdict: 'accept', verified: pre.verified }
+}
+
+/**
+ * Checks one untrusted envelope against the policy in cost order: size, parse, topic,
+ * known key, then signature. Bytes, JSON text or an already-parsed object are accepted.
+ */
+export function checkEnvelope (input: Uint8Array | string | object, policy: Policy, opts: CheckOptions = {}): EnvelopeCheck {
+  const pre = precheckEnvelope(input, policy, opts)
+  if (pre.verdict !== 'signature') return pre
+  return signatureChecked(pre, opts.verifiedIds?.has(pre.parsed.id) === true || verifyEnvelopeSignature(pre.parsed, pre.key.publicKey))
 }

@@ -15,8 +15,8 @@ describe('@quorate/core', () => {
       'keyPairFromSeed', 'keyidOf', 'latestTrustedCommit', 'makeFailureStatement', 'makeProvenanceStatement',
       'makeRefObservationStatement', 'memoOf', 'orderByTopology', 'orgChains', 'parseAttestation', 'parseBuilderKeyFile',
       'parseEnvelope', 'parseImageSpec', 'parseJsonStrict', 'parsePolicy', 'parsePublicKey', 'parseRecipeSpec', 'parseRootImage',
-      'policyDigestOf', 'preAuthEncoding', 'recipeDigestOf', 'redactUrl', 'refChainCandidates', 'refObservers',
-      'resultDigestOf', 'rootRegistriesOf', 'sha256Hex', 'signEd25519', 'signEnvelope', 'signStatement', 'statementBytes',
+      'policyDigestOf', 'preAuthEncoding', 'precheckEnvelope', 'recipeDigestOf', 'redactUrl', 'refChainCandidates', 'refObservers',
+      'resultDigestOf', 'rootRegistriesOf', 'sha256Hex', 'signEd25519', 'signEnvelope', 'signStatement', 'signatureChecked', 'statementBytes',
       'stringifyForDisplay', 'verifyEd25519', 'verifyEnvelopeSignature'
     ])
   })

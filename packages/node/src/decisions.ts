@@ -3,28 +3,41 @@ import type { Store } from '@quorate/store'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { Counter, MetricsRegistry } from './metrics.js'
-import type { Notice } from './notifier.js'
+import type { Notice, NoticeMemory } from './notifier.js'
 
-/** A decision with what it rests on: every envelope stored for the commit and the repository's equivocation proofs. */
+/**
+ * A decision with what it rests on: every envelope stored for the commit and the repository's
+ * equivocation proofs, as the store holds them (JSON bytes that passed the envelope checks when
+ * they were stored), read once per computation.
+ */
 export interface CommitDecision {
   decision: Decision
-  envelopes: unknown[]
-  proofs: Array<[unknown, unknown]>
+  envelopes: Uint8Array[]
+  proofs: Array<[Uint8Array, Uint8Array]>
+  /** About how much memory this answer holds, with its serialized HTTP answer (what the answer cache counts). */
+  bytes: number
 }
 
 /** Per counted builder: whether this node holds its log complete and linked up to the attestation that counted. */
 export interface LogCompleteness { builder: string, keyid: string, seq: number, complete: boolean }
 
 /** What decisions read from the store. */
-export type DecisionReads = Pick<Store, 'envelopesForCommit' | 'equivocationProofs' | 'logComplete'>
+export type DecisionReads = Pick<Store, 'envelopeBytesForCommit' | 'logPositions' | 'equivocationProofs' | 'logComplete'>
 
 export interface DecisionsInit {
   /** Decisions are recomputed once per commit per this many ms, however many envelopes arrive. Default 50. */
   announceDelayMs?: number
-  /** Commits whose decision is kept in memory (lists and lookups read these). Default 4096. */
-  cacheSize?: number
-  /** Commits whose decision is kept together with its parsed envelopes (the one-commit route). Default 256. */
-  fullCacheSize?: number
+  /**
+   * Decisions kept in memory per repository of the policy (commit lists, latest, digest lookups
+   * read these; each repository has its own, so a busy one does not push out the others). About
+   * 4 KiB each. Default 4096.
+   */
+  decisionsPerRepository?: number
+  /**
+   * Memory for whole one-commit answers (the decision with its stored envelopes and proofs, and
+   * the HTTP API's serialized answer), in bytes, least recently used dropped first. Default 64 MiB.
+   */
+  answerCacheBytes?: number
 }
 
 export interface DecisionsComponents {
@@ -33,6 +46,8 @@ export interface DecisionsComponents {
   events: EventBus
   logger: Logger
   notify: (notice: Omit<Notice, 'node' | 'time'>) => void
+  /** What was announced per commit across restarts (the store); without it, only since this start. */
+  memory?: NoticeMemory
   metrics?: { registry: MetricsRegistry, decisions?: Counter }
 }
 
@@ -44,11 +59,12 @@ export interface DecisionsComponents {
  * and, when a commit turns disputed, notified. The HTTP API and the notifier read it.
  */
 export interface Decisions {
-  /** The decision with every envelope and proof it rests on (the one-commit route). */
+  /** The decision with every envelope and proof it rests on (the one-commit route), from a cache bounded by memory. */
   decide: (repoId: string, commit: string) => Promise<CommitDecision>
   /** Just the decision, from a larger cache (commit lists, latest, digest lookups). */
   decision: (repoId: string, commit: string) => Promise<Decision>
-  logCompleteness: (decision: Decision) => Promise<LogCompleteness[]>
+  /** Whether this node holds the logs of the counted builders complete up to their votes (no envelopes read again). */
+  logCompleteness: (d: CommitDecision) => Promise<LogCompleteness[]>
   /** A verified envelope was stored: the decisions of its commits (a ref observation's tip and the commits it introduced) are recomputed and announced if they changed. */
   envelopeAdded: (v: VerifiedAttestation) => void
   /** An equivocation proof was stored for this repository. */
@@ -79,26 +95,49 @@ export interface Decisions {
  */
 const STORED_SIGNATURES_CHECKED = { has: (_id: string): boolean => true }
 
-/** Promises by key, least recently used dropped past `size`; a rejected promise is forgotten. */
+/**
+ * Promises by key, least recently used dropped while the entries cost more than `budget`; an
+ * entry's cost is known once its promise resolves (`costOf`). A rejected promise is forgotten.
+ */
 class Lru<T> {
-  private readonly map = new Map<string, Promise<T>>()
-  constructor (private readonly size: number) {}
+  private readonly map = new Map<string, { p: Promise<T>, cost: number }>()
+  private total = 0
+  constructor (private readonly budget: number, private readonly costOf: (v: T) => number = () => 1) {}
   get (k: string): Promise<T> | undefined {
-    const p = this.map.get(k)
-    if (p !== undefined) { this.map.delete(k); this.map.set(k, p) }
-    return p
+    const e = this.map.get(k)
+    if (e !== undefined) { this.map.delete(k); this.map.set(k, e) }
+    return e?.p
   }
 
   set (k: string, p: Promise<T>): void {
-    this.map.delete(k)
-    this.map.set(k, p)
-    p.catch(() => { if (this.map.get(k) === p) this.map.delete(k) })
-    if (this.map.size > this.size) this.map.delete(this.map.keys().next().value as string)
+    this.delete(k)
+    const e = { p, cost: 0 }
+    this.map.set(k, e)
+    p.then(v => {
+      if (this.map.get(k) !== e) return
+      e.cost = this.costOf(v)
+      this.total += e.cost
+      this.evict()
+    }, () => { if (this.map.get(k) === e) this.delete(k) })
   }
 
-  delete (k: string): void { this.map.delete(k) }
-  deleteWhere (f: (k: string) => boolean): void { for (const k of [...this.map.keys()]) if (f(k)) this.map.delete(k) }
-  clear (): void { this.map.clear() }
+  private evict (): void {
+    for (const [k, e] of this.map) {
+      if (this.total <= this.budget || this.map.size <= 1) return
+      this.map.delete(k)
+      this.total -= e.cost
+    }
+  }
+
+  delete (k: string): void {
+    const e = this.map.get(k)
+    if (e === undefined) return
+    this.map.delete(k)
+    this.total -= e.cost
+  }
+
+  deleteWhere (f: (k: string) => boolean): void { for (const k of [...this.map.keys()]) if (f(k)) this.delete(k) }
+  clear (): void { this.map.clear(); this.total = 0 }
 }
 
 function parseEnvelopeJson (bytes: Uint8Array): unknown {
@@ -109,8 +148,19 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   const { store, events, logger } = c
   let policy = c.policy
   const delay = init.announceDelayMs ?? 50
-  const cache = new Lru<CommitDecision>(init.fullCacheSize ?? 256)
-  const decisionCache = new Lru<Decision>(init.cacheSize ?? 4096)
+  const perRepository = init.decisionsPerRepository ?? 4096
+  /** Whole answers, bounded by memory. */
+  const answers = new Lru<CommitDecision>(init.answerCacheBytes ?? 64 * 1024 * 1024, d => d.bytes)
+  /** Decisions alone, per repository. */
+  const decisionCaches = new Map<string, Lru<Decision>>()
+  const decisionCache = (repoId: string): Lru<Decision> => {
+    let lru = decisionCaches.get(repoId)
+    if (lru === undefined) { lru = new Lru<Decision>(perRepository); decisionCaches.set(repoId, lru) }
+    return lru
+  }
+  /** Per repository, its equivocation proofs as stored and parsed (every decision of the repository reads them). */
+  const proofCache = new Map<string, Promise<{ stored: Array<[Uint8Array, Uint8Array]>, parsed: Array<[object, object]> }>>()
+  const completeLogs = new WeakMap<CommitDecision, LogCompleteness[]>()
   const refEpochs = new Map<string, number>()
   let epochBase = 0
   const bumpRefEpoch = (repoId: string): void => { refEpochs.set(repoId, (refEpochs.get(repoId) ?? 0) + 1) }
@@ -121,36 +171,78 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   let announcing: Promise<void> = Promise.resolve()
   let stopping = false
 
+  function proofsOf (repoId: string): Promise<{ stored: Array<[Uint8Array, Uint8Array]>, parsed: Array<[object, object]> }> {
+    let p = proofCache.get(repoId)
+    if (p === undefined) {
+      p = store.equivocationProofs(repoId).then(proofs => ({
+        stored: proofs.map(x => x.envelopes),
+        parsed: proofs.map(x => [parseEnvelopeJson(x.envelopes[0]) as object, parseEnvelopeJson(x.envelopes[1]) as object])
+      }))
+      const mine = p
+      proofCache.set(repoId, mine)
+      mine.catch(() => { if (proofCache.get(repoId) === mine) proofCache.delete(repoId) })
+    }
+    return p
+  }
+
   async function compute (repoId: string, commit: string): Promise<CommitDecision> {
-    const [stored, proofsStored] = await Promise.all([store.envelopesForCommit(repoId, commit), store.equivocationProofs(repoId)])
-    const envelopes = stored.map(s => parseEnvelopeJson(s.bytes))
-    const proofs = proofsStored.map(p => [parseEnvelopeJson(p.envelopes[0]), parseEnvelopeJson(p.envelopes[1])] as [unknown, unknown])
-    const decision = decideQuorum({ policy, repoId, commit, envelopes: envelopes as object[], equivocationProofs: proofs as Array<[object, object]>, verifiedIds: STORED_SIGNATURES_CHECKED })
-    return { decision, envelopes, proofs }
+    // One range read and one multi-get per commit; the repository's proofs are read once until one is added.
+    const [stored, proofs] = await Promise.all([store.envelopeBytesForCommit(repoId, commit), proofsOf(repoId)])
+    const envelopes: Uint8Array[] = []
+    const parsed: object[] = []
+    let bytes = 8192
+    for (const s of stored) {
+      envelopes.push(s.bytes)
+      parsed.push(parseEnvelopeJson(s.bytes) as object)
+      // the bytes, their copy in the serialized answer, and the parsed decision's share
+      bytes += 3 * s.bytes.byteLength
+    }
+    for (const [a, b] of proofs.stored) bytes += a.byteLength + b.byteLength
+    const decision = decideQuorum({ policy, repoId, commit, envelopes: parsed, equivocationProofs: proofs.parsed, verifiedIds: STORED_SIGNATURES_CHECKED })
+    return { decision, envelopes, proofs: proofs.stored, bytes }
   }
 
   function decide (repoId: string, commit: string): Promise<CommitDecision> {
     const k = `${repoId}@${commit}`
-    const hit = cache.get(k)
+    const hit = answers.get(k)
     if (hit !== undefined) return hit
     const p = compute(repoId, commit)
-    cache.set(k, p)
-    decisionCache.set(k, p.then(d => d.decision))
+    answers.set(k, p)
+    decisionCache(repoId).set(k, p.then(d => d.decision))
     return p
   }
 
   function decision (repoId: string, commit: string): Promise<Decision> {
     const k = `${repoId}@${commit}`
-    const hit = decisionCache.get(k) ?? cache.get(k)?.then(d => d.decision)
+    const hit = decisionCache(repoId).get(k) ?? answers.get(k)?.then(d => d.decision)
     if (hit !== undefined) return hit
     const p = compute(repoId, commit).then(d => d.decision)
-    decisionCache.set(k, p)
+    decisionCache(repoId).set(k, p)
     return p
   }
 
-  function drop (k: string): void {
-    cache.delete(k)
-    decisionCache.delete(k)
+  async function logCompleteness (d: CommitDecision): Promise<LogCompleteness[]> {
+    const known = completeLogs.get(d)
+    if (known !== undefined) return known
+    const { repoId } = d.decision
+    const out: LogCompleteness[] = []
+    const { votes } = d.decision
+    const seqs = await store.logPositions(votes.map(v => ({ id: v.envelopeId, keyid: v.keyid })))
+    for (const [i, v] of votes.entries()) {
+      const seq = seqs[i]
+      if (seq === undefined) continue
+      out.push({ builder: v.builder, keyid: v.keyid, seq, complete: await store.logComplete(repoId, v.keyid, seq) })
+    }
+    // A log found complete up to a position stays so (the store's linked prefix only grows); an
+    // incomplete one may be completed by an envelope of another commit, so it is asked again.
+    if (out.every(l => l.complete)) completeLogs.set(d, out)
+    return out
+  }
+
+  function drop (repoId: string, commit: string): void {
+    const k = `${repoId}@${commit}`
+    answers.delete(k)
+    decisionCaches.get(repoId)?.delete(k)
   }
 
   function schedule (repoId: string, commit: string): void {
@@ -175,13 +267,18 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     const sig = `${decision.status}/${decision.trusted?.resultKey ?? ''}/${decision.results.map(r => r.supportingOrgs.length).join(',')}`
     const was = announced.get(k)
     if (was?.sig === sig) return
-    const notice = decisionNotice(was?.memo, decision)
+    // After a restart, what was announced before it (the notice memory in the store) decides
+    // whether this is a change: a notice is not sent twice, and a change while the node was down counts.
+    const previous = was?.memo ?? await c.memory?.recall(repoId, commit).catch(err => { logger.warn('notice memory unreadable', { error: (err as Error).message }); return undefined })
+    const notice = decisionNotice(previous, decision)
+    const memo = memoOf(decision)
     announced.delete(k)
-    announced.set(k, { sig, status: decision.status, memo: memoOf(decision) })
+    announced.set(k, { sig, status: decision.status, memo })
     if (announced.size > 10_000) announced.delete(announced.keys().next().value as string)
     c.metrics?.decisions?.inc({ status: decision.status })
     // Only final bad answers page anyone, once per change (a pending disagreement does not).
     if (notice !== undefined) c.notify({ type: notice.type, repoId, commit, summary: `${decision.status}: ${decision.summary}`, reason: notice.reason })
+    await c.memory?.remember(repoId, commit, memo).catch(err => logger.warn('notice memory not written', { error: (err as Error).message }))
     logger.info('decision', {
       repo: repoId,
       commit: commit.slice(0, 12),
@@ -205,36 +302,29 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   return {
     decide,
     decision,
-    async logCompleteness (decision) {
-      const stored = await store.envelopesForCommit(decision.repoId, decision.commit)
-      const out: LogCompleteness[] = []
-      for (const v of decision.votes) {
-        const meta = stored.find(x => x.meta.id === v.envelopeId && x.meta.keyid === v.keyid)?.meta
-        if (meta === undefined) continue
-        out.push({ builder: v.builder, keyid: v.keyid, seq: meta.seq, complete: await store.logComplete(decision.repoId, v.keyid, meta.seq) })
-      }
-      return out
-    },
+    logCompleteness,
     envelopeAdded (v) {
       const a = v.attestation
       if (a.kind === 'ref') bumpRefEpoch(a.repoId)
       // A ref observation counts for its tip and for every commit the move introduced.
       for (const commit of new Set(a.kind === 'ref' ? [a.commit, ...a.introduced] : [a.commit])) {
-        drop(`${a.repoId}@${commit}`)
+        drop(a.repoId, commit)
         schedule(a.repoId, commit)
       }
     },
     proofAdded (repoId, commit) {
       bumpRefEpoch(repoId)
-      cache.deleteWhere(k => k.startsWith(`${repoId}@`))
-      decisionCache.deleteWhere(k => k.startsWith(`${repoId}@`))
+      proofCache.delete(repoId)
+      answers.deleteWhere(k => k.startsWith(`${repoId}@`))
+      decisionCaches.delete(repoId)
       schedule(repoId, commit)
     },
     policyChanged (next) {
       policy = next
       epochBase++
-      cache.clear()
-      decisionCache.clear()
+      proofCache.clear()
+      answers.clear()
+      decisionCaches.clear()
     },
     refEpoch: (repoId) => epochBase * 1_000_000_000 + (refEpochs.get(repoId) ?? 0),
     statusCounts,

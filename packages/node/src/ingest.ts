@@ -1,4 +1,4 @@
-import { TokenBuckets, checkEnvelope, type Policy, type VerifiedAttestation } from '@quorate/core'
+import { TokenBuckets, precheckEnvelope, signatureChecked, verifyEd25519, type EnvelopeCheck, type Policy, type VerifiedAttestation } from '@quorate/core'
 import type { Store } from '@quorate/store'
 import type { IncomingMessage, Verdict } from '@quorate/network'
 import type { Decisions } from './decisions.js'
@@ -6,7 +6,7 @@ import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Notice } from './notifier.js'
-import { ownPreviousTip } from './ref-views.js'
+import type { VerifyPool } from './verify-pool.js'
 
 /** What ingest counts, served in `/v1/status` as `stats.received` and `stats.rejectReasons` (by check code). */
 export interface IngestStats {
@@ -21,7 +21,7 @@ export interface IngestInit {
 }
 
 export interface IngestComponents {
-  store: Pick<Store, 'putEnvelope' | 'priorRefObservation' | 'logComplete'>
+  store: Pick<Store, 'putEnvelope' | 'priorRefCommit' | 'logComplete'>
   policy: Policy
   decisions: Pick<Decisions, 'envelopeAdded' | 'proofAdded'>
   events: EventBus
@@ -30,6 +30,11 @@ export interface IngestComponents {
   logger: Logger
   /** Counters to update; a fresh object when not given. */
   stats?: IngestStats
+  /**
+   * Where signatures are verified (a pool of worker threads, see verify-pool.ts); default: core's
+   * `verifyEd25519` on this thread. Either way the one rule, node:crypto's RFC 8032 Ed25519.
+   */
+  verifier?: Pick<VerifyPool, 'verify'>
 }
 
 /**
@@ -50,17 +55,27 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
   // throttled here (sync still delivers what gossip dropped, at its own pace).
   const signerBudget = new TokenBuckets({ ratePerSecond: init.signerRate ?? 50, burst: init.signerBurst ?? 500 })
   const policy = c.policy
+  const verifier = c.verifier
+
+  /** core's checkEnvelope, with the signature verified by the verifier (off this thread when it is a pool). */
+  async function check (msg: IncomingMessage): Promise<EnvelopeCheck> {
+    const pre = precheckEnvelope(msg.data, policy, { repoId: msg.repoId })
+    if (pre.verdict !== 'signature') return pre
+    const { key, parsed } = pre
+    const valid = verifier === undefined ? verifyEd25519(key.publicKey, parsed.pae, parsed.signature) : await verifier.verify(key.publicKey, parsed.pae, parsed.signature)
+    return signatureChecked(pre, valid)
+  }
 
   async function validate (msg: IncomingMessage): Promise<Verdict> {
-    const check = checkEnvelope(msg.data, policy, { repoId: msg.repoId })
-    if (check.verdict !== 'accept') {
-      stats.received[check.verdict]++
-      stats.rejectReasons[check.code] = (stats.rejectReasons[check.code] ?? 0) + 1
-      metrics.attestations.inc({ verdict: check.verdict === 'reject' ? 'rejected' : 'ignored', reason: check.code })
-      logger.debug('envelope refused', { verdict: check.verdict, code: check.code, reason: check.reason, from: msg.from, via: msg.via })
-      return check.verdict
+    const checked = await check(msg)
+    if (checked.verdict !== 'accept') {
+      stats.received[checked.verdict]++
+      stats.rejectReasons[checked.code] = (stats.rejectReasons[checked.code] ?? 0) + 1
+      metrics.attestations.inc({ verdict: checked.verdict === 'reject' ? 'rejected' : 'ignored', reason: checked.code })
+      logger.debug('envelope refused', { verdict: checked.verdict, code: checked.code, reason: checked.reason, from: msg.from, via: msg.via })
+      return checked.verdict
     }
-    const v = check.verified
+    const v = checked.verified
     // A ref observation costs one token per commit it lists: a member key cannot flood the
     // store's commit index with huge `introduced` lists faster than with many envelopes.
     const cost = v.attestation.kind === 'ref' ? Math.max(1, v.attestation.introduced.length) : 1
@@ -108,7 +123,7 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
     const a = v.attestation
     if (a.kind !== 'ref') return undefined
     if (a.log.seq > 0 && !await store.logComplete(a.repoId, v.keyid, a.log.seq - 1)) return undefined
-    const prior = await ownPreviousTip(store, a.repoId, a.ref, v.keyid, a.log.seq)
+    const prior = await store.priorRefCommit(a.repoId, a.ref, v.keyid, a.log.seq)
     if (prior === a.previous) return undefined
     return `previous ${a.previous ?? 'null'} is not the signer's prior tip ${prior ?? '(none)'} of ${a.ref}`
   }

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { QuorateError, makeRefObservationStatement, rootRegistriesOf, type BuilderKeyPair, type LogPosition, type Policy } from '@quorate/core'
 import { Store } from '@quorate/store'
-import { BuildRootCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker, type GitCommitSummary } from '@quorate/builder'
+import { BuildRootCache, FetchCache, GitMirror, prepareBuildArea, watcher, buildWorker, type Watcher, type BuildWorker, type GitCommitSummary } from '@quorate/builder'
 import { startNetwork, type Network } from '@quorate/network'
 import { loadBuilderKey, loadPolicyFile, type NodeConfig } from './config.js'
 import { loadPeerKey, writePeerKeyFile } from './peer-key-file.js'
@@ -12,13 +12,16 @@ import { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import { httpApi, type HttpApi } from './http-api.js'
 import type { RootProblemStatus } from './api-routes.js'
-import { createNodeMetrics, collectNetworkMetrics, type NodeMetrics } from './metrics.js'
-import { createNotifier } from './notifier.js'
+import { createNodeMetrics, collectNetworkMetrics, collectIndexBudgetMetrics, type NodeMetrics } from './metrics.js'
+import { mirrorMoves as loadMirrorMoves } from './commit-views.js'
+import type { CommitsNotIndexed } from './api-routes.js'
+import { createNotifier, noticeMemory } from './notifier.js'
 import { ownLog } from './own-log.js'
 import { ownLogRecovery } from './own-log-recovery.js'
 import { ownPreviousTip } from './ref-views.js'
 import { publisher, type Publisher } from './publisher.js'
 import { ingest, type IngestStats } from './ingest.js'
+import { createVerifyPool } from './verify-pool.js'
 import { decisions as createDecisions, type Decisions } from './decisions.js'
 import { outputs as createOutputs } from './outputs.js'
 import { buildJobs } from './build-jobs.js'
@@ -87,18 +90,29 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     ...(config.roots.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: config.roots.maxUnpackedBytes } : {}),
     ...(dropping ? { unpackUser: { uid: ROOT_UNPACK_ID, gid: ROOT_UNPACK_ID } } : {})
   })
+  // npm's cache between fetch phases (opt-in, README "Fetch cache"): beside the build area for a
+  // root node (the build user must reach it), else in the data directory.
+  const fetchCache = config.fetchCache === undefined || config.sandbox !== 'bwrap'
+    ? undefined
+    : new FetchCache({
+      dir: config.fetchCache.dir ?? (dropping ? `${buildArea}-fetch-cache` : join(config.dataDir, 'fetch-cache')),
+      user: buildUser,
+      maxBytes: config.fetchCache.maxBytes,
+      maxAgeDays: config.fetchCache.maxAgeDays
+    })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
-  // Per signer and repository, at most 100,000 commits new to the index, then 10,000 an hour: a
-  // member key flooding ref observations of invented commits cannot grow the commit indexes
-  // without bound (its envelopes are still stored; issue 14 item 5).
-  const store = await Store.open(dir.db, { blobsDir: dir.blobs, commitIndexBudget: { burst: 100_000, perHour: 10_000 } })
+  // Per signer and repository, a budget of commits new to the index (config commitIndexBudget,
+  // default 100,000 then 10,000 an hour): a member key flooding ref observations of invented
+  // commits cannot grow the commit indexes without bound (its envelopes are still stored; issue 14 item 5).
+  const store = await Store.open(dir.db, { blobsDir: dir.blobs, commitIndexBudget: config.commitIndexBudget })
   const stops: Array<() => Promise<void>> = [async () => await store.close()]
   async function stopAll (): Promise<void> {
     for (const stop of stops.splice(0).reverse()) await stop().catch(err => logger.error('stop failed', { error: (err as Error).message }))
   }
 
   try {
-    const events = new EventBus()
+    // Event ids start from the clock, so they keep growing across restarts (`?since=`, Last-Event-ID).
+    const events = new EventBus(1000, Date.now() * 1000)
     const metrics = createNodeMetrics()
     const notify = createNotifier(config, logger)
     const stats: NodeStats = { buildsSucceeded: 0, buildsFailed: 0, received: { accept: 0, reject: 0, ignore: 0 }, rejectReasons: {} }
@@ -113,10 +127,14 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       logger,
       privateRepos
     })
-    const decisions = createDecisions({}, { store, policy, events, logger, notify, metrics })
+    const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, memory: noticeMemory(store), metrics })
     decisions.start()
     stops.push(decisions.stop)
-    const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats })
+    // Incoming signatures are verified on worker threads while this thread parses and stores
+    // (config verifyWorkers; 0: here). Stopped after the network, which is stopped first.
+    const verifier = createVerifyPool({ workers: config.verifyWorkers, onCrash: error => logger.warn('verify worker died; replaced', { error }) })
+    stops.push(verifier.close)
+    const validator = ingest({}, { store, policy, decisions, events, metrics, notify, logger, stats, verifier })
 
     network = await startNetwork({
       peerKey,
@@ -137,6 +155,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     stops.push(async () => await net.stop())
     logger.info('network started', { peerId: network.peerId, addrs: network.multiaddrs().join(' ') })
     collectNetworkMetrics(metrics.registry, network)
+    const commitsNotIndexed = (): CommitsNotIndexed[] => store.commitsNotIndexedBy().map(x => ({ ...x, builder: policy.keys.get(x.keyid)?.builder ?? null }))
+    collectIndexBudgetMetrics(metrics.registry, commitsNotIndexed)
 
     // Own envelopes: signed into the own log (persisted with fsync), announced, then published.
     // Nothing is signed before this data directory holds the key's logs (fetched back from peers
@@ -184,9 +204,11 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       mirrors.set(repo.id, mirror)
     }
     const mirrorOf = (repoId: string): GitMirror => mirrors.get(repoId)!
+    const mirrorSeen = await loadMirrorMoves(store, [...policy.repositories.keys()])
+    stops.push(async () => { for (const m of byUrl.values()) m.close() })
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
-      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
+      { sandbox: config.sandbox, buildArea, workDir: dir.work, user: buildUser, fetchNetwork: config.fetchNetwork, rootCache, ...(fetchCache !== undefined ? { fetchCache } : {}), builderId, tamperOutput: config.faultInjection?.tamperOutput, buildAttempts: config.buildAttempts, retryBackoffMs: config.retryBackoffSeconds * 1000, progressIntervalMs: config.progressIntervalSeconds * 1000 },
       { policy, keyid: key.keyid, mirrorOf, store, queue: store, requeued: () => worker.kick(), sign, ownLogReady, republish: item => publish.publish(item), outputs, metrics, stats, events, logger }
     )
     const worker = buildWorker({ concurrency: config.concurrency }, {
@@ -203,13 +225,18 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       queue: store,
       refs: store,
       onRefMoved: async (move) => {
+        // What the node's own mirror saw, kept for the commits list (issue 14 item 5): an observer
+        // signs nothing, yet lists what its mirror has before a quorum observed it.
+        const seen = await mirrorOf(move.repoId).refMove(move.commit, move.previous)
+        await mirrorSeen.record(move.repoId, { ref: move.ref, commit: move.commit, previous: move.previous, ...seen })
+        events.emit({ type: 'ref', repoId: move.repoId, ref: move.ref, commit: move.commit, previous: move.previous, via: 'mirror' })
         if (member === undefined) return
         // `previous` is the tip this key last signed for the ref (its own log, recovered if need
         // be), not what the watcher remembers; the commits in between come from git.
         await ownLogReady()
         const previous = await ownPreviousTip(store, move.repoId, move.ref, key.keyid)
         if (previous === move.commit) return
-        const facts = await mirrorOf(move.repoId).refMove(move.commit, previous)
+        const facts = previous === move.previous ? seen : await mirrorOf(move.repoId).refMove(move.commit, previous)
         await sign(move.repoId, position => makeRefObservationStatement({
           repoId: move.repoId, ref: move.ref, commit: move.commit, previous, fastForward: facts.fastForward, introduced: facts.introduced, truncated: facts.truncated,
           builderId, observedOn: new Date().toISOString(), log: position
@@ -251,17 +278,32 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     metrics.registry.collect('quorate_build_queue', 'Build jobs by state.', 'gauge', () => Object.entries(queueCounts).map(([state, n]) => [{ state }, n]))
 
     // Commit metadata never changes: read each commit from the mirror once (bounded cache).
+    // Commits the mirror lacks are not asked again until a poll has fetched the mirrors since
+    // (each ask is a git process: a lookup of a commit the mirror lacks spawned one every time).
     const gitCache = new Map<string, GitCommitSummary>()
+    const gitLacks = new Map<string, number>()
     async function gitSummaries (repoId: string, commits: string[]): Promise<Map<string, GitCommitSummary>> {
       const out = new Map<string, GitCommitSummary>()
-      const missing = commits.filter(x => { const hit = gitCache.get(`${repoId}@${x}`); if (hit !== undefined) out.set(x, hit); return hit === undefined })
+      const polls = watch.polls()
+      const missing = commits.filter(x => {
+        const k = `${repoId}@${x}`
+        const hit = gitCache.get(k)
+        if (hit !== undefined) out.set(x, hit)
+        return hit === undefined && gitLacks.get(k) !== polls
+      })
       if (missing.length === 0) return out
       const mirror = mirrors.get(repoId)
       if (mirror === undefined) return out
-      for (const [sha, info] of await mirror.commitSummaries(missing)) {
+      const found = await mirror.commitSummaries(missing)
+      for (const [sha, info] of found) {
         out.set(sha, info)
         gitCache.set(`${repoId}@${sha}`, info)
         if (gitCache.size > 20_000) gitCache.delete(gitCache.keys().next().value as string)
+      }
+      for (const x of missing) {
+        if (found.has(x)) continue
+        gitLacks.set(`${repoId}@${x}`, polls)
+        if (gitLacks.size > 100_000) gitLacks.delete(gitLacks.keys().next().value as string)
       }
       return out
     }
@@ -278,11 +320,12 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       decisions,
       store,
       ownKeyid: key.keyid,
+      mirror: mirrorSeen,
       outputs,
       network,
       events,
       metrics,
-      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems(), running: jobs.running(), problems: watch.problems() }),
+      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems(), running: jobs.running(), problems: watch.problems(), commitsNotIndexed: commitsNotIndexed() }),
       poll: async (repoId) => await watch.pollNow(repoId),
       ...(member !== undefined ? { requestRebuild: jobs.requestRebuild } : {}),
       gitInfo: async (repoId, commits) => await gitSummaries(repoId, commits),

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadNodeConfig } from '../src/config.js'
+import { defaultVerifyWorkers } from '../src/verify-pool.js'
 import { createLogger, escapeForTerminal } from '../src/logger.js'
 
 const dirs: string[] = []
@@ -23,6 +24,13 @@ describe('loadNodeConfig', () => {
     expect(c.dataDir).toBe(join(f, '..', 'd'))
     expect(c.builderKeyFile).toBe(join(f, '..', 'builder-key.json'))
     expect(c).toMatchObject({ sandbox: 'none', pollIntervalSeconds: 30, backfill: 10, concurrency: 1, loopbackNetwork: false, http: { host: '127.0.0.1', port: 8080 } })
+  })
+
+  it('takes verifyWorkers (default: one per core beyond the first, at most two) and refuses what is not a count of threads', () => {
+    expect(loadNodeConfig(configFile({})).verifyWorkers).toBe(defaultVerifyWorkers())
+    expect(loadNodeConfig(configFile({ verifyWorkers: 0 })).verifyWorkers).toBe(0)
+    expect(loadNodeConfig(configFile({ verifyWorkers: 3 })).verifyWorkers).toBe(3)
+    for (const bad of [-1, 1.5, 17, '2']) expect(() => loadNodeConfig(configFile({ verifyWorkers: bad }))).toThrow(/verifyWorkers.*whole number from 0 to 16/)
   })
 
   it('refuses a data directory that other users can write, and says how to fix it', () => {
@@ -59,8 +67,21 @@ describe('loadNodeConfig', () => {
     expect(msg({ readToken: 'short' })).toMatch(/readToken: must be a string of at least 16 characters/)
     expect(msg({ retention: { maxAge: 3 } })).toMatch(/retention.maxAge: unknown field; allowed: maxAgeDays, maxBuilds, maxBytes, intervalMinutes/)
     expect(msg({ retention: { maxBuilds: -1 } })).toMatch(/retention.maxBuilds: must be a whole number/)
+    expect(msg({ decisionCache: { answers: 3 } })).toMatch(/decisionCache.answers: unknown field; allowed: decisionsPerRepository, answerMiB/)
+    expect(msg({ decisionCache: { decisionsPerRepository: 0 } })).toMatch(/decisionCache.decisionsPerRepository: must be a whole number from 1/)
+    expect(loadNodeConfig(configFile({ decisionCache: { answerMiB: 256 } })).decisionCache).toEqual({ decisionsPerRepository: 4096, answerMiB: 256 })
     expect(loadNodeConfig(configFile({ private: ['app'], readToken: 'r'.repeat(16) }))).toMatchObject({ private: ['app'], readToken: 'r'.repeat(16), progressIntervalSeconds: 15, retention: { maxAgeDays: 30, maxBuilds: 0, maxBytes: 0, intervalMinutes: 60 } })
     expect(() => loadNodeConfig('/nonexistent/node.json')).toThrow(/cannot read the node config \(ENOENT\)/)
+  })
+
+  it('reads the npm fetch cache setting (opt-in, bwrap only), paths relative to the file', () => {
+    const msg = (content: unknown): string => { try { loadNodeConfig(configFile(content)); return 'ok' } catch (e) { return (e as Error).message } }
+    expect(loadNodeConfig(configFile({})).fetchCache).toBeUndefined()
+    const f = configFile({ fetchCache: { npm: true, maxBytes: 1_000_000, dir: 'fc' } })
+    expect(loadNodeConfig(f).fetchCache).toEqual({ npm: true, maxBytes: 1_000_000, maxAgeDays: 30, dir: join(f, '..', 'fc') })
+    expect(msg({ fetchCache: { npm: true }, sandbox: 'none' })).toMatch(/node.json: fetchCache: needs the bwrap sandbox/)
+    expect(msg({ fetchCache: { pip: true } })).toMatch(/node.json: fetchCache.pip: unknown field; allowed: npm, maxBytes, maxAgeDays, dir/)
+    expect(msg({ fetchCache: { npm: 'yes' } })).toMatch(/fetchCache.npm: must be true or false/)
   })
 })
 

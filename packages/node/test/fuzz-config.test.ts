@@ -28,7 +28,7 @@ function load (text: string): NodeConfig | undefined {
   }
 }
 
-const FIELDS = ['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'adminTokenFile', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'] as const
+const FIELDS = ['private', 'readToken', 'progressIntervalSeconds', 'retention', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'fetchCache', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'adminTokenFile', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns'] as const
 
 const validArb = fc.record({
   name: fc.string({ minLength: 1, maxLength: 12 }),

@@ -82,6 +82,16 @@ export interface StoreOptions {
   commitIndexBudget?: { burst: number, perHour: number }
 }
 
+/** What one signer's ref observations over its commitIndexBudget left out of a repository's commit indexes. */
+export interface NotIndexed {
+  repoId: string
+  keyid: string
+  /** Commits new to the indexes that were not indexed. */
+  commits: number
+  /** Envelopes stored (their logs keep no gap) whose new commits were not indexed. */
+  envelopes: number
+}
+
 /** Output files up to this size live inside the LevelDB (no filesystem block each); larger ones in the blobs directory. */
 export const SMALL_BLOB_BYTES = 64 * 1024
 /** Small output files written in one LevelDB batch at most (at most 32 MiB of values). */
@@ -101,6 +111,8 @@ interface PendingPut { v: VerifiedAttestation, bytes: Bytes, sync: boolean, now:
 /** Envelopes written in one LevelDB batch at most. */
 const MAX_BATCH = 512
 const MAX_KNOWN_COMMITS = 1_000_000
+/** Logs (and signers' refs) whose highest position is kept in memory at most (a policy has far fewer). */
+const MAX_KNOWN_LOGS = 100_000
 
 /**
  * The node's LevelDB: envelopes (idempotent by envelope id and signer), indexes by
@@ -144,9 +156,21 @@ export class Store {
   private readonly knownCommits = new Set<string>()
   /** Per log, the end of its prefix known complete and linked (see logComplete). */
   private readonly linked = new Map<string, LinkedPrefix>()
+  /**
+   * Per log (repository!keyid), the highest position the logs index holds (-1: none), read once
+   * per log and moved by every write (which runs one at a time with the read). An envelope beyond
+   * it is new and its position free (an envelope id fixes its log and position), so a batch reads
+   * the store only for envelopes at or below it: duplicates, gap fills and forks.
+   */
+  private readonly maxSeq = new Map<string, number>()
+  /**
+   * Per (repository, ref, signer), its newest stored ref observation (seq and commit; null: none),
+   * read once, then moved by writes: what a new observation's `previous` must name (priorRefCommit).
+   */
+  private readonly refTips = new Map<string, { seq: number, commit: string } | null>()
   private readonly indexBudget: TokenBuckets | undefined
-  /** Commits that ref observations named but were not indexed, over their signer's commitIndexBudget. */
-  commitsNotIndexed = 0
+  /** Per (repository, signer): what ref observations over the signer's commitIndexBudget left out of the indexes, since the store opened. */
+  private readonly notIndexed = new Map<string, NotIndexed>()
 
   private constructor (db: Level<string, Bytes>, blobsDir: string, opts: StoreOptions = {}) {
     this.db = db
@@ -269,11 +293,23 @@ export class Store {
   /** One batch for many envelopes: the reads are three multi-gets, duplicates and forks inside the batch are seen too. */
   private async writeEnvelopes (items: PendingPut[]): Promise<PutOutcome[]> {
     const envKeys = items.map(it => it.v.id + SEP + it.v.keyid)
-    const logKeys = items.map(it => it.v.attestation.repoId + SEP + it.v.keyid + SEP + pad(it.v.attestation.log.seq))
+    const logOf = items.map(it => it.v.attestation.repoId + SEP + it.v.keyid)
+    const logKeys = items.map((it, i) => logOf[i] + SEP + pad(it.v.attestation.log.seq))
     const commitsOfItem = items.map(({ v: { attestation: a } }) => a.kind === 'ref' ? [a.commit, ...a.introduced.filter(c => c !== a.commit)] : [a.commit])
     const commitKeys = items.flatMap((it, i) => commitsOfItem[i].map(c => it.v.attestation.repoId + SEP + c))
     const unknownCommits = [...new Set(commitKeys.filter(k => !this.knownCommits.has(k)))]
-    const [haveEnv, atSeq, haveCommit] = await Promise.all([this.envs.getMany(envKeys), this.logs.getMany(logKeys), this.commits.getMany(unknownCommits)])
+    await this.loadMaxSeq(logOf)
+    // only envelopes at or below their log's highest stored position can be duplicates or forks
+    const toRead: number[] = []
+    items.forEach((it, i) => { if (it.v.attestation.log.seq <= this.maxSeq.get(logOf[i])!) toRead.push(i) })
+    const [readEnv, readSeq, haveCommit] = await Promise.all([
+      toRead.length === 0 ? [] : this.envs.getMany(toRead.map(i => envKeys[i])),
+      toRead.length === 0 ? [] : this.logs.getMany(toRead.map(i => logKeys[i])),
+      unknownCommits.length === 0 ? [] : this.commits.getMany(unknownCommits)
+    ])
+    const haveEnv: Array<Bytes | undefined> = new Array(items.length)
+    const atSeq: Array<string | undefined> = new Array(items.length)
+    toRead.forEach((i, j) => { haveEnv[i] = readEnv[j]; atSeq[i] = readSeq[j] })
     unknownCommits.forEach((k, i) => { if (haveCommit[i] !== undefined) this.rememberCommit(k) })
 
     const ops: unknown[] = []
@@ -296,9 +332,9 @@ export class Store {
         if (existing === undefined) throw new QuorateError('STORE_FAILED', `store index points at a missing envelope ${holder}; restore the data directory from a backup`)
         if (proofsInBatch.has(logKey) || await this.proofs.get(logKey) !== undefined) { outcomes.push({ status: 'duplicate' }); continue }
         ops.push(
-          { type: 'put', sublevel: this.envs, key: envKey, value: bytes },
-          { type: 'put', sublevel: this.metas, key: envKey, value: metaOf(v, now) },
-          { type: 'put', sublevel: this.proofs, key: logKey, value: { repoId: a.repoId, keyid: v.keyid, a: holder, b: envKey, foundAt: now } }
+          { type: 'put', key: this.envs.prefix + envKey, value: bytes },
+          { type: 'put', key: this.metas.prefix + envKey, value: metaOf(v, now), valueEncoding: 'json' },
+          { type: 'put', key: this.proofs.prefix + logKey, value: { repoId: a.repoId, keyid: v.keyid, a: holder, b: envKey, foundAt: now }, valueEncoding: 'json' }
         )
         inBatch.set(envKey, bytes)
         proofsInBatch.add(logKey)
@@ -307,22 +343,22 @@ export class Store {
         continue
       }
       ops.push(
-        { type: 'put', sublevel: this.envs, key: envKey, value: bytes },
-        { type: 'put', sublevel: this.metas, key: envKey, value: metaOf(v, now) },
-        { type: 'put', sublevel: this.logs, key: logKey, value: envKey }
+        { type: 'put', key: this.envs.prefix + envKey, value: bytes },
+        { type: 'put', key: this.metas.prefix + envKey, value: metaOf(v, now), valueEncoding: 'json' },
+        { type: 'put', key: this.logs.prefix + logKey, value: envKey, valueEncoding: 'utf8' }
       )
       const indexed = this.withinIndexBudget(v.keyid, a.repoId, a.kind, commitsOfItem[i], now)
-      for (const c of indexed) ops.push({ type: 'put', sublevel: this.byCommit, key: a.repoId + SEP + c + SEP + envKey, value: '' })
-      if (a.kind === 'build') ops.push({ type: 'put', sublevel: this.byDigest, key: a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: '' })
+      for (const c of indexed) ops.push({ type: 'put', key: this.byCommit.prefix + a.repoId + SEP + c + SEP + envKey, value: '', valueEncoding: 'utf8' })
+      if (a.kind === 'build') ops.push({ type: 'put', key: this.byDigest.prefix + a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: '', valueEncoding: 'utf8' })
       // A ref observation is filed under its tip and under every commit the move introduced
       // (DESIGN.md "The attestation"): a push of several commits brought them all onto the ref.
       if (a.kind === 'ref') {
-        ops.push({ type: 'put', sublevel: this.byRef, key: a.repoId + SEP + a.ref + SEP + v.keyid + SEP + pad(a.log.seq), value: envKey })
+        ops.push({ type: 'put', key: this.byRef.prefix + a.repoId + SEP + a.ref + SEP + v.keyid + SEP + pad(a.log.seq), value: envKey, valueEncoding: 'utf8' })
       }
       for (const c of indexed) {
         const commitKey = a.repoId + SEP + c
         if (!this.knownCommits.has(commitKey)) {
-          ops.push({ type: 'put', sublevel: this.commits, key: commitKey, value: { repoId: a.repoId, commit: c, firstSeen: now } })
+          ops.push({ type: 'put', key: this.commits.prefix + commitKey, value: { repoId: a.repoId, commit: c, firstSeen: now }, valueEncoding: 'json' })
           this.rememberCommit(commitKey)
         }
       }
@@ -333,9 +369,11 @@ export class Store {
       outcomes.push({ status: 'stored' })
     }
     const linked = this.advanceLinked(stored)
-    for (const [log, at] of linked) ops.push({ type: 'put', sublevel: this.linkedIndex, key: log, value: at })
+    for (const [log, at] of linked) ops.push({ type: 'put', key: this.linkedIndex.prefix + log, value: at, valueEncoding: 'json' })
     if (ops.length > 0) {
       try {
+        // at the root, each sublevel's prefix applied above: abstract-level's per-operation
+        // sublevel handling cost about as much main-thread time as the rest of the batch
         await this.db.batch(ops as never, { sync })
       } catch (err) {
         // the commits remembered above were not written after all
@@ -344,8 +382,67 @@ export class Store {
       }
     }
     for (const [log, at] of linked) this.linked.set(log, at)
+    for (const s of stored) {
+      const log = s.repoId + SEP + s.keyid
+      if (s.seq > (this.maxSeq.get(log) ?? Infinity)) this.maxSeq.set(log, s.seq)
+    }
+    for (const it of items) {
+      const a = it.v.attestation
+      if (a.kind !== 'ref') continue
+      const k = a.repoId + SEP + a.ref + SEP + it.v.keyid
+      const tip = this.refTips.get(k)
+      // only where known (null: none stored), and only for what this batch put in the byRef index
+      if (tip !== undefined && (tip === null || a.log.seq > tip.seq) && logInBatch.get(a.repoId + SEP + it.v.keyid + SEP + pad(a.log.seq)) === it.v.id + SEP + it.v.keyid) {
+        this.refTips.set(k, { seq: a.log.seq, commit: a.commit })
+      }
+    }
     if (this.heads !== undefined && stored.length > 0) await this.advanceHeads(this.heads, stored)
     return outcomes
+  }
+
+  /** Reads the highest stored position of the logs not yet known (one reverse seek each). Called inside a write. */
+  private async loadMaxSeq (logs: string[]): Promise<void> {
+    const unknown = [...new Set(logs.filter(l => !this.maxSeq.has(l)))]
+    if (unknown.length === 0) return
+    if (this.maxSeq.size + unknown.length > MAX_KNOWN_LOGS) this.maxSeq.clear()
+    await Promise.all(unknown.map(async log => {
+      let max = -1
+      for await (const k of this.logs.keys({ gte: log + SEP, lt: log + SEP + '\xff', reverse: true, limit: 1 })) max = Number(k.slice(log.length + 1))
+      this.maxSeq.set(log, max)
+    }))
+  }
+
+  /**
+   * The commit of the signer's newest observation of `ref` before log position `beforeSeq`, or
+   * null when there is none: what a new observation's `previous` must name (DESIGN.md). Answered
+   * from memory once the signer's newest observation of the ref is known and lies before
+   * `beforeSeq`; read from the ref index otherwise.
+   */
+  async priorRefCommit (repoId: string, ref: string, keyid: string, beforeSeq: number): Promise<string | null> {
+    const k = repoId + SEP + ref + SEP + keyid
+    let tip = this.refTips.get(k)
+    if (tip === undefined) {
+      // read with the writes (one at a time), so no write can slip between the read and the remembering
+      tip = await this.exclusive(async () => {
+        const known = this.refTips.get(k)
+        if (known !== undefined) return known
+        let found: { seq: number, commit: string } | null = null
+        for await (const [key, envKey] of this.byRef.iterator({ gte: k + SEP, lt: k + SEP + '\xff', reverse: true, limit: 1 })) {
+          const meta = await this.metas.get(envKey)
+          if (meta !== undefined) found = { seq: Number(key.slice(k.length + 1)), commit: meta.commit }
+        }
+        if (this.refTips.size >= MAX_KNOWN_LOGS) this.refTips.clear()
+        this.refTips.set(k, found)
+        return found
+      })
+    }
+    if (tip === null) return null
+    if (tip.seq < beforeSeq) return tip.commit
+    const prefix = k + SEP
+    for await (const envKey of this.byRef.values({ gte: prefix, lt: prefix + pad(beforeSeq), reverse: true, limit: 1 })) {
+      return (await this.metas.get(envKey))?.commit ?? null
+    }
+    return null
   }
 
   /**
@@ -356,8 +453,27 @@ export class Store {
     if (this.indexBudget === undefined || kind !== 'ref') return commits
     const fresh = commits.filter(c => !this.knownCommits.has(repoId + SEP + c))
     if (fresh.length === 0 || this.indexBudget.take(repoId + SEP + keyid, now, fresh.length)) return commits
-    this.commitsNotIndexed += fresh.length
+    const key = repoId + SEP + keyid
+    const n = this.notIndexed.get(key) ?? { repoId, keyid, commits: 0, envelopes: 0 }
+    n.commits += fresh.length
+    n.envelopes++
+    this.notIndexed.set(key, n)
     return commits.filter(c => this.knownCommits.has(repoId + SEP + c))
+  }
+
+  /** Commits that ref observations named but were not indexed, over their signer's commitIndexBudget, in all. */
+  get commitsNotIndexed (): number {
+    let n = 0
+    for (const x of this.notIndexed.values()) n += x.commits
+    return n
+  }
+
+  /**
+   * Per (repository, signer) over its commitIndexBudget since the store opened: the envelopes
+   * stored whose new commits were not indexed, and how many commits they named.
+   */
+  commitsNotIndexedBy (): NotIndexed[] {
+    return [...this.notIndexed.values()].map(x => ({ ...x })).sort((a, b) => a.repoId < b.repoId ? -1 : a.repoId > b.repoId ? 1 : a.keyid < b.keyid ? -1 : 1)
   }
 
   private rememberCommit (commitKey: string): void {
@@ -390,6 +506,7 @@ export class Store {
     for (const [log, { repoId, keyid }] of touched) {
       let head = heads.get(log)!
       for (;;) {
+        if (head.seq + 1 > (this.maxSeq.get(log) ?? Infinity)) break
         const next = await this.logs.get(repoId + SEP + keyid + SEP + pad(head.seq + 1))
         if (next === undefined) break
         head = { repoId, keyid, seq: head.seq + 1, envelopeId: next.slice(0, next.indexOf(SEP)) }
@@ -404,11 +521,37 @@ export class Store {
 
   /** Every envelope stored for one commit (builds, failures, ref observations). */
   async envelopesForCommit (repoId: string, commit: string): Promise<Array<{ meta: StoredEnvelopeMeta, bytes: Bytes }>> {
-    const prefix = repoId + SEP + commit + SEP
-    const keys: string[] = []
-    for await (const k of this.byCommit.keys({ gte: prefix, lt: prefix + '\xff' })) keys.push(k.slice(prefix.length))
+    const keys = await this.commitEnvelopeKeys(repoId, commit)
     const [bytes, metas] = await Promise.all([this.envs.getMany(keys), this.metas.getMany(keys)])
     return keys.map((_, i) => ({ meta: metas[i]!, bytes: bytes[i]! })).filter(x => x.bytes !== undefined && x.meta !== undefined)
+  }
+
+  /**
+   * The bytes of every envelope stored for one commit, with its id and signer: one range read
+   * and one multi-get (what a decision reads; envelopesForCommit also reads each one's metadata).
+   */
+  async envelopeBytesForCommit (repoId: string, commit: string): Promise<Array<{ id: string, keyid: string, bytes: Bytes }>> {
+    const keys = await this.commitEnvelopeKeys(repoId, commit)
+    const bytes = await this.envs.getMany(keys)
+    const out: Array<{ id: string, keyid: string, bytes: Bytes }> = []
+    keys.forEach((k, i) => {
+      const b = bytes[i]
+      const at = k.indexOf(SEP)
+      if (b !== undefined) out.push({ id: k.slice(0, at), keyid: k.slice(at + 1), bytes: b })
+    })
+    return out
+  }
+
+  /** The log positions (seq) of stored envelopes, by envelope id and signer (undefined where not stored). */
+  async logPositions (envelopes: ReadonlyArray<{ id: string, keyid: string }>): Promise<Array<number | undefined>> {
+    if (envelopes.length === 0) return []
+    return (await this.metas.getMany(envelopes.map(e => e.id + SEP + e.keyid))).map(m => m?.seq)
+  }
+
+  private async commitEnvelopeKeys (repoId: string, commit: string): Promise<string[]> {
+    const prefix = repoId + SEP + commit + SEP
+    // all(): one native read for a commit's few keys (a for-await loop reads the first key alone, then the rest)
+    return (await this.byCommit.keys({ gte: prefix, lt: prefix + '\xff' }).all()).map(k => k.slice(prefix.length))
   }
 
   /**
@@ -517,6 +660,8 @@ export class Store {
     const log = repoId + SEP + keyid
     let at = this.linked.get(log) ?? { seq: -1, id: null }
     if (at.seq >= uptoSeq) return true
+    // the log does not reach uptoSeq yet (its highest stored position is known): nothing to read
+    if ((this.maxSeq.get(log) ?? Infinity) < uptoSeq) return false
     at = await this.extendLinked(repoId, keyid, at, uptoSeq)
     if (at.seq > (this.linked.get(log)?.seq ?? -1)) {
       this.linked.set(log, at)

@@ -42,6 +42,12 @@ describe('Store', () => {
     expect(forA.map(x => x.meta.seq).sort()).toEqual([0, 2])
     expect(Buffer.from(forA.find(x => x.meta.seq === 0)!.bytes).equals(Buffer.from(e0.bytes))).toBe(true)
     expect(await store.logHead('hello', key.keyid)).toMatchObject({ seq: 2, envelopeId: e2.v.id })
+    // what a decision reads: the bytes by (id, signer) in one read, the log positions of the counted ones apart
+    const bytesForA = await store.envelopeBytesForCommit('hello', 'a'.repeat(40))
+    expect(bytesForA.map(x => [x.id, x.keyid]).sort()).toEqual([[e0.v.id, key.keyid], [e2.v.id, key.keyid]].sort())
+    expect(bytesForA.map(x => Buffer.from(x.bytes).toString()).sort()).toEqual([e0.bytes, e2.bytes].map(b => Buffer.from(b).toString()).sort())
+    expect(await store.envelopeBytesForCommit('hello', 'c'.repeat(40))).toEqual([])
+    expect(await store.logPositions([{ id: e2.v.id, keyid: key.keyid }, { id: e0.v.id, keyid: key.keyid }, { id: e1.v.id, keyid: other.keyid }])).toEqual([2, 0, undefined])
     const after: number[] = []
     for await (const b of store.envelopesAfter('hello', key.keyid, 0)) after.push(JSON.parse(Buffer.from(JSON.parse(Buffer.from(b).toString()).payload, 'base64').toString()).predicate.quorate_log.seq)
     expect(after).toEqual([1, 2])
@@ -62,6 +68,7 @@ describe('Store', () => {
     expect((await store.commitsOf('hello')).map(c => c.commit[0]).sort()).toEqual(['1', '2', '3'])
     expect(await store.envelopesForCommit('hello', '4'.repeat(40))).toEqual([])
     expect(store.commitsNotIndexed).toBe(2)
+    expect(store.commitsNotIndexedBy()).toEqual([{ repoId: 'hello', keyid: key.keyid, commits: 2, envelopes: 2 }])
     // another signer has its own budget; a commit already indexed costs nothing
     const theirs = envelope(0, '4', other)
     await store.putEnvelope(theirs.v, theirs.bytes)
@@ -238,6 +245,56 @@ describe('Store logs', () => {
     const out: Uint8Array[] = []
     for await (const x of store.envelopesAfter('hello', key.keyid, -1)) out.push(x)
     expect(out.map(x => Buffer.from(x).toString())).toEqual([Buffer.from(a.bytes).toString(), Buffer.from(b.bytes).toString()])
+    await store.close()
+  })
+})
+
+describe('Store write path memory (the store stays the truth)', () => {
+  it('finds duplicates and forks of envelopes stored before a restart, and stores what lies past a log\'s end', async () => {
+    const dir = tmp()
+    let store = await Store.open(dir)
+    const [e0, e1, e2] = [envelope(0, 'a'), envelope(1, 'b'), envelope(2, 'c')]
+    for (const e of [e0, e1, e2]) await store.putEnvelope(e.v, e.bytes)
+    await store.close()
+    store = await Store.open(dir) // the highest position of each log is read again, once
+    const fork1 = envelope(1, 'b', key, 'other time')
+    const e4 = envelope(4, 'e'); const e3 = envelope(3, 'd')
+    const outs = await Promise.all([e2, fork1, e4, e4, e3].map(async e => await store.putEnvelope(e.v, e.bytes)))
+    expect(outs.map(o => o.status)).toEqual(['duplicate', 'fork', 'stored', 'duplicate', 'stored'])
+    // written past the end, then read back as duplicates and forks in a later batch
+    expect((await store.putEnvelope(e3.v, e3.bytes)).status).toBe('duplicate')
+    expect((await store.putEnvelope(envelope(4, 'e', key, 'other time').v, envelope(4, 'e', key, 'other time').bytes)).status).toBe('fork')
+    expect(await store.logHead('hello', key.keyid)).toMatchObject({ seq: 4, envelopeId: e4.v.id })
+    expect(await store.equivocationProofs('hello')).toHaveLength(2)
+    // a log that does not reach a position is not complete up to it, before and after a restart
+    expect(await store.logComplete('hello', key.keyid, 7)).toBe(false)
+    await store.close()
+    store = await Store.open(dir)
+    expect(await store.logComplete('hello', key.keyid, 7)).toBe(false)
+    await store.close()
+  })
+
+  it('names the commit of a signer\'s newest ref observation before a position, from memory and from the store alike', async () => {
+    const dir = tmp()
+    let store = await Store.open(dir)
+    expect(await store.priorRefCommit('hello', 'refs/heads/main', key.keyid, 5)).toBe(null)
+    const [e0, e1, e3] = [envelope(0, 'a'), envelope(1, 'b'), envelope(3, 'd')]
+    await store.putEnvelope(e0.v, e0.bytes)
+    expect(await store.priorRefCommit('hello', 'refs/heads/main', key.keyid, 1)).toBe('a'.repeat(40))
+    // out of order: seq 3 before seq 1
+    await store.putEnvelope(e3.v, e3.bytes)
+    await store.putEnvelope(e1.v, e1.bytes)
+    const answers = async (): Promise<Array<string | null>> => await Promise.all([0, 1, 2, 3, 4, 9].map(async s => await store.priorRefCommit('hello', 'refs/heads/main', key.keyid, s)))
+    const expected = [null, 'a'.repeat(40), 'b'.repeat(40), 'b'.repeat(40), 'd'.repeat(40), 'd'.repeat(40)]
+    expect(await answers()).toEqual(expected)
+    // a fork's second envelope is evidence, not the signer's tip
+    expect((await store.putEnvelope(envelope(3, 'f', key, 'other time').v, envelope(3, 'f', key, 'other time').bytes)).status).toBe('fork')
+    expect(await answers()).toEqual(expected)
+    expect(await store.priorRefCommit('hello', 'refs/heads/dev', key.keyid, 9)).toBe(null)
+    expect(await store.priorRefCommit('hello', 'refs/heads/main', other.keyid, 9)).toBe(null)
+    await store.close()
+    store = await Store.open(dir)
+    expect(await answers()).toEqual(expected)
     await store.close()
   })
 })
