@@ -53,7 +53,7 @@ export async function cmdRebuildRequest (args: string[], io: Io): Promise<number
   } catch (err) {
     if (!(err instanceof NodeHttpError)) throw err
     if (err.status === 401 || err.status === 403) throw new QuorateError('HTTP_FAILED', `${err.message} (check --token-file / QUORATE_ADMIN_TOKEN against the node's "adminTokenFile")`)
-    if (err.reason === 'unknown-commit' || err.reason === 'already-built' || err.reason === 'not-final') {
+    if (err.reason === 'unknown-commit' || err.reason === 'already-built' || err.reason === 'not-final' || err.reason === 'holding-signatures') {
       if (values.json === true) io.print(JSON.stringify({ ok: false, code: err.reason, error: err.message }, null, 2))
       io.printErr(`REFUSED: ${err.message}`)
       return 1

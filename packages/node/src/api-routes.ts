@@ -100,7 +100,7 @@ export interface PollResponse { ok: true, queue: Record<string, number> }
  */
 export interface RebuildResponse { ok: true, repoId: string, commit: string, nextAttempt: number, reopenedAttempt?: number, envelopeId?: string, status: DecisionStatus }
 export interface WebhookResponse { ok: true, polling: true }
-/** A non-2xx answer; `code` names why a request was refused where callers can act on it (a rebuild: unknown-commit, already-built, not-final). */
+/** A non-2xx answer; `code` names why a request was refused where callers can act on it (a rebuild: unknown-commit, already-built, not-final, holding-signatures). */
 export interface ErrorResponse { error: string, code?: string }
 
 /** A route: method, path template (`:name` parameters, one path segment each) and what it answers. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { orderByTopology, parseAttestation, parseEnvelope, type Decision, type Policy, type RefMove } from '@quorate/core'
 import type { Store } from '@quorate/store'
 import type { Decisions } from './decisions.js'
@@ -45,38 +46,58 @@ export type CandidateStore = Pick<Store, 'recentRefObservations' | 'equivocation
  * window per key. Stored envelopes were verified when they came in; keys no longer in the policy
  * are not read at all.
  */
-export async function recentRefMoves (store: CandidateStore, policy: Policy, repoId: string, opts: { window?: number } = {}): Promise<RefMove[]> {
+/**
+ * Parsed ref observations by the SHA-256 of their stored bytes: a recomputation after one new
+ * observation parses only that one (the same bytes always parse the same, whoever reads them).
+ */
+export type ParsedMoves = Map<string, (Omit<RefMove, 'builder' | 'org'> & { repoId: string }) | null>
+const PARSED_KEPT = 100_000
+
+export async function recentRefMoves (store: CandidateStore, policy: Policy, repoId: string, opts: { window?: number, parsed?: ParsedMoves } = {}): Promise<RefMove[]> {
   const window = opts.window ?? RECENT_LOG_WINDOW
   const equivocators = new Set((await store.equivocationProofs(repoId)).map(p => p.keyid))
   const excludedBuilders = new Set([...equivocators].map(k => policy.keys.get(k)?.builder).filter((b): b is string => b !== undefined))
   const moves: RefMove[] = []
   const keys = [...policy.keys.values()].filter(k => !excludedBuilders.has(k.builder))
   const perKey = await Promise.all(keys.map(async k => await store.recentRefObservations(repoId, k.keyid, window)))
+  const parsed = opts.parsed
+  if (parsed !== undefined && parsed.size > PARSED_KEPT) parsed.clear()
   keys.forEach((k, i) => {
     for (const bytes of perKey[i]) {
-      try {
-        const e = parseEnvelope(JSON.parse(Buffer.from(bytes).toString('utf8')))
-        if (e.keyid !== k.keyid) continue
-        const a = parseAttestation(e.payloadBytes)
-        if (a.kind !== 'ref' || a.repoId !== repoId) continue
-        moves.push({
-          builder: k.builder, org: k.org, keyid: k.keyid, envelopeId: e.id, seq: a.log.seq, ref: a.ref, commit: a.commit,
-          previous: a.previous, fastForward: a.fastForward, introduced: a.introduced, truncated: a.truncated
-        })
-      } catch {
-        // an envelope this release cannot read: it names no commit here
+      const hash = parsed === undefined ? '' : createHash('sha256').update(bytes).digest('base64')
+      let move = parsed?.get(hash)
+      if (move === undefined) {
+        move = parseRefMove(bytes)
+        parsed?.set(hash, move)
       }
+      if (move === null || move.keyid !== k.keyid || move.repoId !== repoId) continue
+      const { repoId: _repo, ...rest } = move
+      moves.push({ builder: k.builder, org: k.org, ...rest })
     }
   })
   return moves
+}
+
+function parseRefMove (bytes: Uint8Array): (Omit<RefMove, 'builder' | 'org'> & { repoId: string }) | null {
+  try {
+    const e = parseEnvelope(JSON.parse(Buffer.from(bytes).toString('utf8')))
+    const a = parseAttestation(e.payloadBytes)
+    if (a.kind !== 'ref') return null
+    return {
+      keyid: e.keyid, repoId: a.repoId, envelopeId: e.id, seq: a.log.seq, ref: a.ref, commit: a.commit,
+      previous: a.previous, fastForward: a.fastForward, introduced: a.introduced, truncated: a.truncated
+    }
+  } catch {
+    return null // an envelope this release cannot read: it names no commit here
+  }
 }
 
 /**
  * The verified commits and the unverified claims of a repository (see the module comment).
  * `ownKeyid`: this node's key, whose observations come from its own git mirror.
  */
-export async function commitCandidates (store: CandidateStore, policy: Policy, repoId: string, opts: { ownKeyid?: string, limit?: number, window?: number, mirrorMoves?: readonly MirrorMove[] } = {}): Promise<CommitCandidates> {
-  const moves = await recentRefMoves(store, policy, repoId, { window: opts.window })
+export async function commitCandidates (store: CandidateStore, policy: Policy, repoId: string, opts: { ownKeyid?: string, limit?: number, window?: number, mirrorMoves?: readonly MirrorMove[], parsed?: ParsedMoves } = {}): Promise<CommitCandidates> {
+  const moves = await recentRefMoves(store, policy, repoId, { window: opts.window, parsed: opts.parsed })
   // Each organization's slice: its builders' newest observations first, each move's commits in
   // git order (tip, then what it introduced), at most COMMITS_PER_ORG per organization.
   const bySeqDesc = [...moves].sort((a, b) => b.seq - a.seq)
@@ -264,6 +285,7 @@ interface RepoLists {
  */
 export function commitLists (c: CommitListsComponents): CommitLists {
   const repos = new Map<string, RepoLists>()
+  const parsed: ParsedMoves = new Map()
   const stateOf = (repoId: string): RepoLists => {
     let s = repos.get(repoId)
     if (s === undefined) {
@@ -300,7 +322,7 @@ export function commitLists (c: CommitListsComponents): CommitLists {
     const s = stateOf(repoId)
     const key = `${c.decisions.refEpoch(repoId)}/${s.mirrorVersion}`
     if (s.candidates?.key === key) return s.candidates.value
-    const entry = { key, value: commitCandidates(c.store, c.policy, repoId, { ownKeyid: c.ownKeyid, limit: LIST_MAX, mirrorMoves: c.mirror?.moves(repoId) }) }
+    const entry = { key, value: commitCandidates(c.store, c.policy, repoId, { ownKeyid: c.ownKeyid, limit: LIST_MAX, mirrorMoves: c.mirror?.moves(repoId), parsed }) }
     s.candidates = entry
     entry.value.then(found => {
       if (s.candidates !== entry) return

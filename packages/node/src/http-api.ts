@@ -372,6 +372,8 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       if (!isCommitSha(p.commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
       if (c.requestRebuild === undefined) throw new HttpError(409, 'this node does not build (its key is not in the policy): nothing to rebuild', 'unknown-commit')
       const by = req.socket.remoteAddress ?? '?'
+      // A reopening is signed: a node still fetching its own log back signs nothing (and would hold this request).
+      if ((await c.status()).ownLog?.state === 'recovering') throw new HttpError(409, 'this node is still fetching its own log back from its peers and signs nothing until then ("HOLDING SIGNATURES" in quorate status); ask again once it holds its log', 'holding-signatures')
       const answer = await c.requestRebuild(repoId, p.commit, by)
       if (!answer.ok) {
         logger.info('admin rebuild refused', { repo: repoId, commit: p.commit.slice(0, 12), by, code: answer.code, reason: answer.message })
