@@ -31,6 +31,8 @@ export interface BuildRequest {
   sandbox: 'bwrap' | 'none'
   /** Copy the output here as it is hashed (see HashOutputOptions.copyTo); removed again if the build fails. */
   outputCopyDir?: string
+  /** Write the file list here instead of returning its bytes (HashOutputOptions.fileListTo); removed again if the build fails. */
+  fileListPath?: string
   /** Aborting kills every process of the build; runBuild then rejects (nothing is an outcome). */
   signal?: AbortSignal
   /**
@@ -229,6 +231,7 @@ async function runBuildIn (request: BuildRequest, o: {
   const etcDir = join(request.workDir, 'sandbox-etc')
   const fail = async (reason: string, exitStatus: number | null, timedOut: boolean): Promise<BuildFailure> => {
     if (request.outputCopyDir !== undefined) await removeTree(request.outputCopyDir)
+    if (request.fileListPath !== undefined) await rm(request.fileListPath, { force: true })
     return { ok: false, reason, exitStatus, timedOut, log: log.result(), startedOn, finishedOn: new Date().toISOString(), fingerprint: await fingerprint() }
   }
 
@@ -384,7 +387,7 @@ async function runBuildIn (request: BuildRequest, o: {
     }
     let output: OutputDigest
     try {
-      output = await hashOutput(hashed, { maxBytes: limits.maxOutputBytes, copyTo: request.outputCopyDir })
+      output = await hashOutput(hashed, { maxBytes: limits.maxOutputBytes, copyTo: request.outputCopyDir, fileListTo: request.fileListPath })
     } catch (err) {
       if (isQuorateError(err, 'OUTPUT_INVALID')) {
         // Paths relative to the checkout read the same on every node.
@@ -406,6 +409,7 @@ async function runBuildIn (request: BuildRequest, o: {
     }
   } catch (err) {
     if (request.outputCopyDir !== undefined) await removeTree(request.outputCopyDir).catch(() => {})
+    if (request.fileListPath !== undefined) await rm(request.fileListPath, { force: true }).catch(() => {})
     if (isNodeTrouble(err)) throw nodeTrouble(err, step)
     throw err
   } finally {

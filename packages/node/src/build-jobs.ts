@@ -214,6 +214,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     const executed = init.tamperOutput === true ? tamperedRecipe(spec.recipe) : spec.recipe
     const workDir = join(init.buildArea, randomUUID())
     const outputCopyDir = join(init.workDir, `${randomUUID()}.out`)
+    const fileListPath = `${outputCopyDir}.file-list` // written by the hashing, moved into the store by keepBuild
     logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
     events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
     const t0 = Date.now()
@@ -247,6 +248,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
           ...(init.fetchCache !== undefined ? { fetchCache: init.fetchCache } : {}),
           outputCopyDir,
+          fileListPath,
           signal,
           onProgress,
           progressIntervalMs: init.progressIntervalMs
@@ -295,7 +297,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           repoId: job.repoId,
           commit: job.commit,
           log: outcome.log,
-          output: { narSha256: o.narSha256, fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir }
+          output: { narSha256: o.narSha256, fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, fileListPath: o.fileListPath, files: o.fileList.files, copyDir: outputCopyDir }
         })
         for (const [phase, ms] of Object.entries(outcome.durationsMs)) {
           if (typeof ms === 'number') metrics.buildPhaseSeconds.observe(ms / 1000, { phase })
@@ -358,6 +360,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       running.delete(runKey)
       await removeTree(workDir)
       await removeTree(outputCopyDir)
+      await rm(fileListPath, { force: true })
     }
   }
 

@@ -989,12 +989,20 @@ export class Store {
    * one put and two lookups per file (an output of 100,000 small files). Returns the files that
    * could not be kept, with why; the others are kept.
    */
-  async putOutputFiles (files: Array<{ sha256: string, source: string }>): Promise<Array<{ sha256: string, source: string, error: Error }>> {
+  async putOutputFiles (files: Iterable<{ sha256: string, source: string }>): Promise<Array<{ sha256: string, source: string, error: Error }>> {
     const failed: Array<{ sha256: string, source: string, error: Error }> = []
     const seen = new Set<string>()
-    const unique = files.filter(f => !seen.has(f.sha256) && seen.add(f.sha256) !== undefined)
-    for (let at = 0; at < unique.length; at += OUTPUT_BATCH) {
-      const part = unique.slice(at, at + OUTPUT_BATCH)
+    const batches = function * (): Generator<Array<{ sha256: string, source: string }>> {
+      let part: Array<{ sha256: string, source: string }> = []
+      for (const f of files) {
+        if (seen.has(f.sha256)) continue
+        seen.add(f.sha256)
+        part.push(f)
+        if (part.length === OUTPUT_BATCH) { yield part; part = [] }
+      }
+      if (part.length > 0) yield part
+    }
+    for (const part of batches()) {
       const kept = await this.outputs.getMany(part.map(f => f.sha256))
       const ops: Array<{ type: 'put', key: string, value: Bytes }> = []
       const large: typeof part = []
