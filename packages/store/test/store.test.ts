@@ -68,6 +68,7 @@ describe('Store', () => {
     expect((await store.commitsOf('hello')).map(c => c.commit[0]).sort()).toEqual(['1', '2', '3'])
     expect(await store.envelopesForCommit('hello', '4'.repeat(40))).toEqual([])
     expect(store.commitsNotIndexed).toBe(2)
+    expect(store.commitsNotIndexedBy()).toEqual([{ repoId: 'hello', keyid: key.keyid, commits: 2, envelopes: 2 }])
     // another signer has its own budget; a commit already indexed costs nothing
     const theirs = envelope(0, '4', other)
     await store.putEnvelope(theirs.v, theirs.bytes)
