@@ -291,7 +291,7 @@ async function runBuildIn (request: BuildRequest, o: {
       if (hit !== null) return hit
       const written = await diskUsage(request.workDir, diskBaseline + limits.maxOutputBytes) - diskBaseline + await cacheWritten()
       if (written > limits.maxOutputBytes) {
-        return `the build wrote more than ${limits.maxOutputBytes} bytes (the recipe's maxOutputBytes) to its work directory\${cacheInUse !== null ? ' and the fetch cache' : ''}; every process of the build was killed`
+        return `the build wrote more than ${limits.maxOutputBytes} bytes (the recipe's maxOutputBytes) to its work directory${cacheInUse !== null ? ' and the fetch cache' : ''}; every process of the build was killed`
       }
       return null
     }

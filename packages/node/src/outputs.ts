@@ -7,7 +7,7 @@ import type { Network } from '@quorate/network'
 import type { Logger } from './logger.js'
 
 export interface OutputsComponents {
-  store: Pick<Store, 'putBlob' | 'getBlob' | 'putBlobFile' | 'blobTempPath' | 'openBlob' | 'putOutputFile' | 'getOutputFile' | 'putBuildLog' | 'buildLog' | 'putKeptBuild' | 'markPrivate' | 'markPublic' | 'isPrivate'>
+  store: Pick<Store, 'putBlob' | 'getBlob' | 'putBlobFile' | 'blobTempPath' | 'openBlob' | 'putOutputFile' | 'putOutputFiles' | 'getOutputFile' | 'putBuildLog' | 'buildLog' | 'putKeptBuild' | 'markPrivate' | 'markPublic' | 'isPrivate'>
   /** Repositories whose outputs, logs and file lists are served only with a read token (node config `private`). */
   privateRepos?: ReadonlySet<string>
   /** Peers that may hold a file list this node lacks. */
@@ -83,13 +83,11 @@ export function outputs (c: OutputsComponents): Outputs {
   const privateRepos = c.privateRepos ?? new Set<string>()
   async function keep (o: BuiltOutput): Promise<void> {
     await store.putBlob(o.fileListSha256, o.fileListBytes)
-    for (const f of o.files) {
-      if (f.type !== 'file' || f.sha256 === undefined) continue
-      try {
-        await store.putOutputFile(f.sha256, join(o.copyDir, f.path))
-      } catch (err) {
-        logger.warn('output not kept', { path: f.path, error: (err as Error).message })
-      }
+    // In batches (store.putOutputFiles): one LevelDB put per file made keeping an output of
+    // 100,000 small files a phase of its own.
+    const files = o.files.flatMap(f => f.type === 'file' && f.sha256 !== undefined ? [{ sha256: f.sha256, source: join(o.copyDir, f.path) }] : [])
+    for (const f of await store.putOutputFiles(files)) {
+      logger.warn('output not kept', { path: f.source.slice(o.copyDir.length + 1), error: f.error.message })
     }
   }
   /** A blob from the store or, when `fromPeers`, from any peer holding it (checked by the network layer), then kept. */
