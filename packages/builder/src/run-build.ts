@@ -309,7 +309,7 @@ async function runBuildIn (request: BuildRequest, o: {
     }
     // What the fetch phase writes to the cache counts against maxOutputBytes like its work dir.
     let cacheInUse: string | null = null
-    const cacheWritten = async (): Promise<number> => cacheInUse === null ? 0 : await diskUsage(cacheInUse, cacheBaseline + limits.maxOutputBytes) - cacheBaseline
+    const cacheWritten = async (): Promise<number> => cacheInUse === null ? 0 : await diskUsage(cacheInUse, cacheBaseline + limits.maxOutputBytes + METADATA_ALLOWANCE_BYTES) - cacheBaseline
     // One wall-clock budget for fetch and build together.
     const deadline = Date.now() + limits.timeoutSeconds * 1000
     const phases: Array<{ phase: 'fetch' | 'build', argv: string[], network: boolean }> = []
