@@ -16,10 +16,13 @@ const CACHED = `$HOME/.npm/_cacache/content-v2/sha512/${hex.slice(0, 2)}/${hex.s
 
 let work: string
 const started: any[] = []
+/** A root node's build area and fetch cache live in the temp dir, outside its data dir. */
+const outside: string[] = []
 beforeAll(() => { work = mkdtempSync(join(tmpdir(), 'quorate-fetch-cache-node-')) })
 afterAll(async () => {
   await Promise.all(started.map(async n => await stopNodeProcess(n)))
   rmSync(work, { recursive: true, force: true })
+  for (const dir of outside) rmSync(dir, { recursive: true, force: true })
 })
 
 describe('fetchCache in node.json', () => {
@@ -38,6 +41,11 @@ describe('fetchCache in node.json', () => {
     const net = await initNetwork({ dir: join(work, 'net'), repoUrl: repo, recipe, sandbox: 'bwrap', pollSeconds: 1, builders: [{ name: 'a1', org: 'a' }] })
     const [node] = net.nodes
     editConfig(node, (cfg: any) => { cfg.fetchCache = { npm: true, maxBytes: 1_000_000 } })
+    const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
+    const dataDir = resolve(node.dir, cfg.dataDir ?? 'data')
+    const buildArea = join(tmpdir(), `quorate-builds-${sha256(dataDir).slice(0, 16)}`)
+    const cacheDir = process.getuid?.() === 0 ? `${buildArea}-fetch-cache` : join(dataDir, 'fetch-cache')
+    if (process.getuid?.() === 0) outside.push(buildArea, cacheDir)
     started.push(node)
     await startNodeProcess(node, {})
     for (const commit of [first, second]) {
@@ -50,13 +58,7 @@ describe('fetchCache in node.json', () => {
       expect(await res.text()).toBe(state)
     }
     // A root node keeps it beside its build area (quorate-builds-<hash of the data dir>), checked.
-    const cfg = JSON.parse(readFileSync(node.config, 'utf8'))
-    const dataDir = resolve(node.dir, cfg.dataDir ?? 'data')
-    const cacheDir = process.getuid?.() === 0
-      ? join(tmpdir(), `quorate-builds-${sha256(resolve(dataDir)).slice(0, 16)}-fetch-cache`)
-      : join(dataDir, 'fetch-cache')
     expect(readFileSync(join(cacheDir, net.repoId, 'host', 'npm', '_cacache', 'content-v2', 'sha512', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4)), 'utf8')).toBe(CONTENT)
     expect(existsSync(join(cacheDir, net.repoId, 'host', 'state.json'))).toBe(true)
-    if (process.getuid?.() === 0) rmSync(cacheDir, { recursive: true, force: true })
   }, 180_000)
 })

@@ -72,8 +72,8 @@ export interface NodeConfig {
   maxFileListBytes: number
   /** Garbage collection of kept outputs, build logs and cached build roots (see README "Retention"). */
   retention: RetentionConfig
-  /** Decisions kept in memory per repository (about 4 KiB each; default 4096), and MiB for whole one-commit answers (default 64). */
-  decisionCache: { decisionsPerRepository: number, answerMiB: number }
+  /** MiB for decisions kept alone (default 128) and for whole one-commit answers (default 64). */
+  decisionCache: { decisionMiB: number, answerMiB: number }
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
@@ -210,14 +210,14 @@ export function loadNodeConfig (file: string): NodeConfig {
   }
   const commitIndexBudget = { burst: budgetInt('burst', 100_000), perHour: budgetInt('perHour', 10_000) }
   const dc = c.decisionCache as Record<string, unknown> | undefined
-  if (dc !== undefined && (typeof dc !== 'object' || dc === null || Array.isArray(dc))) bad(file, 'decisionCache', 'must be an object such as {"decisionsPerRepository": 4096, "answerMiB": 64}')
-  for (const k of Object.keys(dc ?? {})) if (!['decisionsPerRepository', 'answerMiB'].includes(k)) bad(file, `decisionCache.${k}`, 'unknown field; allowed: decisionsPerRepository, answerMiB')
+  if (dc !== undefined && (typeof dc !== 'object' || dc === null || Array.isArray(dc))) bad(file, 'decisionCache', 'must be an object such as {"decisionMiB": 128, "answerMiB": 64}')
+  for (const k of Object.keys(dc ?? {})) if (!['decisionMiB', 'answerMiB'].includes(k)) bad(file, `decisionCache.${k}`, 'unknown field; allowed: decisionMiB, answerMiB')
   const dcInt = (k: string, def: number, min: number, max: number): number => {
     const v = dc?.[k] ?? def
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) bad(file, `decisionCache.${k}`, `must be a whole number from ${min} to ${max}`)
     return v
   }
-  const decisionCache = { decisionsPerRepository: dcInt('decisionsPerRepository', 4096, 1, 10_000_000), answerMiB: dcInt('answerMiB', 64, 0, 1_000_000) }
+  const decisionCache = { decisionMiB: dcInt('decisionMiB', 128, 0, 1_000_000), answerMiB: dcInt('answerMiB', 64, 0, 1_000_000) }
   const dataDir = path('dataDir', 'data')
   assertPrivateDataDir(dataDir, file)
   return {

@@ -28,11 +28,11 @@ export interface DecisionsInit {
   /** Decisions are recomputed once per commit per this many ms, however many envelopes arrive. Default 50. */
   announceDelayMs?: number
   /**
-   * Decisions kept in memory per repository of the policy (commit lists, latest, digest lookups
-   * read these; each repository has its own, so a busy one does not push out the others). About
-   * 4 KiB each. Default 4096.
+   * Memory for decisions kept alone (commit lists, latest and digest lookups read these), in
+   * bytes, least recently used dropped first. A decision is counted as 2 KiB plus half the bytes of
+   * the envelopes it rests on (one of 14 envelopes holds about 8 KiB of heap). Default 128 MiB.
    */
-  decisionsPerRepository?: number
+  decisionCacheBytes?: number
   /**
    * Memory for whole one-commit answers (the decision with its stored envelopes and proofs, and
    * the HTTP API's serialized answer), in bytes, least recently used dropped first. Default 64 MiB.
@@ -148,16 +148,12 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   const { store, events, logger } = c
   let policy = c.policy
   const delay = init.announceDelayMs ?? 50
-  const perRepository = init.decisionsPerRepository ?? 4096
   /** Whole answers, bounded by memory. */
   const answers = new Lru<CommitDecision>(init.answerCacheBytes ?? 64 * 1024 * 1024, d => d.bytes)
-  /** Decisions alone, per repository. */
-  const decisionCaches = new Map<string, Lru<Decision>>()
-  const decisionCache = (repoId: string): Lru<Decision> => {
-    let lru = decisionCaches.get(repoId)
-    if (lru === undefined) { lru = new Lru<Decision>(perRepository); decisionCaches.set(repoId, lru) }
-    return lru
-  }
+  /** Decisions alone, bounded by memory. */
+  const decisionCache = new Lru<{ decision: Decision, bytes: number }>(init.decisionCacheBytes ?? 128 * 1024 * 1024, x => x.bytes)
+  // d.bytes counts each envelope 3 times (see compute): 2 KiB plus half the envelopes' bytes
+  const light = (d: CommitDecision): { decision: Decision, bytes: number } => ({ decision: d.decision, bytes: 2048 + Math.round(d.bytes / 6) })
   /** Per repository, its equivocation proofs as stored and parsed (every decision of the repository reads them). */
   const proofCache = new Map<string, Promise<{ stored: Array<[Uint8Array, Uint8Array]>, parsed: Array<[object, object]> }>>()
   const completeLogs = new WeakMap<CommitDecision, LogCompleteness[]>()
@@ -208,17 +204,17 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     if (hit !== undefined) return hit
     const p = compute(repoId, commit)
     answers.set(k, p)
-    decisionCache(repoId).set(k, p.then(d => d.decision))
+    decisionCache.set(k, p.then(light))
     return p
   }
 
   function decision (repoId: string, commit: string): Promise<Decision> {
     const k = `${repoId}@${commit}`
-    const hit = decisionCache(repoId).get(k) ?? answers.get(k)?.then(d => d.decision)
-    if (hit !== undefined) return hit
-    const p = compute(repoId, commit).then(d => d.decision)
-    decisionCache(repoId).set(k, p)
-    return p
+    const hit = decisionCache.get(k) ?? answers.get(k)?.then(light)
+    if (hit !== undefined) return hit.then(x => x.decision)
+    const p = compute(repoId, commit).then(light)
+    decisionCache.set(k, p)
+    return p.then(x => x.decision)
   }
 
   async function logCompleteness (d: CommitDecision): Promise<LogCompleteness[]> {
@@ -242,7 +238,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   function drop (repoId: string, commit: string): void {
     const k = `${repoId}@${commit}`
     answers.delete(k)
-    decisionCaches.get(repoId)?.delete(k)
+    decisionCache.delete(k)
   }
 
   function schedule (repoId: string, commit: string): void {
@@ -316,7 +312,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
       bumpRefEpoch(repoId)
       proofCache.delete(repoId)
       answers.deleteWhere(k => k.startsWith(`${repoId}@`))
-      decisionCaches.delete(repoId)
+      decisionCache.deleteWhere(k => k.startsWith(`${repoId}@`))
       schedule(repoId, commit)
     },
     policyChanged (next) {
@@ -324,7 +320,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
       epochBase++
       proofCache.clear()
       answers.clear()
-      decisionCaches.clear()
+      decisionCache.clear()
     },
     refEpoch: (repoId) => epochBase * 1_000_000_000 + (refEpochs.get(repoId) ?? 0),
     statusCounts,

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual, createHash, createHmac } from 'node:crypto'
+import { gzipSync } from 'node:zlib'
 import { isCommitSha, isRepoId, isSha256Hex, type Policy } from '@quorate/core'
 import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
 import { redactUrl } from '@quorate/builder'
@@ -95,12 +96,13 @@ function sendJson (res: ServerResponse, status: number, body: unknown): void {
 }
 
 /** JSON already serialized (a cached page). */
-function sendJsonBytes (res: ServerResponse, status: number, body: Uint8Array): void {
+function sendJsonBytes (res: ServerResponse, status: number, body: Uint8Array, headers: Record<string, string> = {}): void {
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'x-content-type-options': 'nosniff',
     'cache-control': 'no-store',
-    'content-length': body.byteLength
+    'content-length': body.byteLength,
+    ...headers
   })
   res.end(body)
 }
@@ -186,6 +188,8 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
   const sseReplay = init.sseReplay ?? 200
   const sseClients = new Map<string, number>()
   // Pages cached per repository until something they show may have changed; `?since=` answers.
+  /** Gzipped cached pages, for as long as the page itself is cached. */
+  const gzipped = new WeakMap<Uint8Array, Buffer>()
   const lists = commitLists({ policy, store, decisions, events: c.events, ownKeyid: c.ownKeyid, mirror: c.mirror, gitInfo: gitOf })
   let sseTotal = 0
   type Handler = (p: Record<string, string>, req: IncomingMessage, res: ServerResponse) => Promise<void>
@@ -244,7 +248,15 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       }
       const limit = limitText === null ? 200 : Number(limitText)
       if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, '?limit= takes a whole number from 1 to 1000 (default 200)')
-      sendJsonBytes(res, 200, await lists.page(repoId, limit))
+      const page = await lists.page(repoId, limit)
+      // A page is about 1.3 KB per commit: gzip it once per cached page for clients that accept it (browsers).
+      if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+        let zipped = gzipped.get(page)
+        if (zipped === undefined) gzipped.set(page, zipped = gzipSync(page, { level: 6 }))
+        sendJsonBytes(res, 200, zipped, { 'content-encoding': 'gzip', vary: 'accept-encoding' })
+      } else {
+        sendJsonBytes(res, 200, page, { vary: 'accept-encoding' })
+      }
     },
     commit: async (p, _r, res) => {
       const repoId = repoParam(p.repo)

@@ -127,7 +127,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       logger,
       privateRepos
     })
-    const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, memory: noticeMemory(store), metrics })
+    const decisions = createDecisions({ decisionCacheBytes: config.decisionCache.decisionMiB * 1024 * 1024, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, memory: noticeMemory(store), metrics })
     decisions.start()
     stops.push(decisions.stop)
     // Incoming signatures are verified on worker threads while this thread parses and stores

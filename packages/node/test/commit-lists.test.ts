@@ -2,6 +2,8 @@
 // from gossip (issue 12): a cached page never shows a stale decision, and `?since=<event id>`
 // answers only what changed (decisions, commits entering or leaving the list).
 import { describe, it, expect, afterEach } from 'vitest'
+import { get } from 'node:http'
+import { gunzipSync } from 'node:zlib'
 import { makeRefObservationStatement, signStatement, type LogPosition } from '@quorate/core'
 import { httpApi } from '../src/http-api.js'
 import { decisions } from '../src/decisions.js'
@@ -95,6 +97,27 @@ describe('GET /v1/repos/:repo/commits', () => {
     await n.receive(a.observe([C(2)]), b.observe([C(2)]))
     expect(commitsOf(await n.list('?limit=1'))).toEqual(['2:pending'])
     expect(commitsOf(await n.list())).toEqual(['2:pending', '1:trusted'])
+  })
+
+  it('gzips a page for clients that accept it, the same JSON', async () => {
+    const n = await startNode()
+    const [a, b] = [signer(alpha), signer(beta)]
+    await n.receive(a.observe([C(1)]), b.observe([C(1)]))
+    await n.settled()
+    const raw = (encoding?: string): Promise<{ headers: Record<string, unknown>, body: Buffer }> => new Promise((resolve, reject) => {
+      get(`${n.url}/v1/repos/hello/commits`, { headers: encoding === undefined ? {} : { 'accept-encoding': encoding } }, res => {
+        const chunks: Buffer[] = []
+        res.on('data', (d: Buffer) => chunks.push(d))
+        res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }))
+      }).on('error', reject)
+    })
+    const plain = await raw()
+    expect(plain.headers['content-encoding']).toBeUndefined()
+    const zipped = await raw('br, gzip')
+    expect(zipped.headers['content-encoding']).toBe('gzip')
+    expect(zipped.headers.vary).toBe('accept-encoding')
+    expect(gunzipSync(zipped.body).toString()).toBe(plain.body.toString())
+    expect(JSON.parse(plain.body.toString()).commits.map((x: { commit: string }) => x.commit)).toEqual([C(1)])
   })
 
   it('?since=<event id> answers what changed after it: decisions, commits entering and leaving the list', async () => {
