@@ -39,7 +39,8 @@ let t
 // the source's store (not timed), then the source process
 const chunks = function * () { for (let i = 0; i < envelopes.length; i += 2000) yield envelopes.slice(i, i + 2000) }
 const src = await storeFixture(`store-catchup-${N}`, policy, chunks())
-const child = spawn(process.execPath, [join(here, 'lib', 'sync-source.js'), src.dir, REPO], { stdio: ['ignore', 'pipe', 'inherit'] })
+// the source runs with this process's node flags (so `node --cpu-prof bench/sync-catchup.js` profiles both)
+const child = spawn(process.execPath, [...process.execArgv, join(here, 'lib', 'sync-source.js'), src.dir, REPO], { stdio: ['ignore', 'pipe', 'inherit'] })
 const { multiaddr } = await new Promise((resolve, reject) => {
   child.once('exit', code => reject(new Error(`sync source exited (${code})`)))
   createInterface({ input: child.stdout }).once('line', line => resolve(JSON.parse(line)))
@@ -80,7 +81,7 @@ try {
   await dst.close()
   rmSync(dir, { recursive: true, force: true })
 }
-console.log(`  fresh node catching up by sync (two processes, verifyWorkers ${WORKERS}): ${secs(catchUpMs)}  ${fmt(N / (catchUpMs / 1000))}/s; other verdicts: ${JSON.stringify(others)}`)
+console.log(`  fresh node catching up by sync (two processes, verifyWorkers ${WORKERS}): ${secs(catchUpMs)}  ${fmt(N / (catchUpMs / 1000))}/s; other verdicts: ${JSON.stringify(others)}${verifier === undefined ? '' : `; verify pool: ${JSON.stringify(verifier.stats)}`}`)
 const verifyMs = (verifyBefore + verifyAll()) / 2
 const ratio = catchUpMs / verifyMs
 record({
