@@ -51,9 +51,14 @@ export interface VerifyAnswer { id: number, valid: Uint8Array }
 export const MAX_RESTARTS = 8
 const IN_FLIGHT_PER_WORKER = 2
 
-/** The default for `verifyWorkers`: one thread per core beyond the first, at most two; none on one core. */
+/**
+ * The default for `verifyWorkers`: none up to two cores, then one per core beyond the second, at
+ * most two. Measured on two shared cores (bench/README.md), a worker did not help: the second
+ * core already runs LevelDB's writes and compactions, the network and the sync peer, and the
+ * total CPU per envelope is the same either way, so a worker only pays off with a core to spare.
+ */
 export function defaultVerifyWorkers (cores = availableParallelism()): number {
-  return Math.max(0, Math.min(2, cores - 1))
+  return cores <= 2 ? 0 : Math.min(2, cores - 2)
 }
 
 interface Request { publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array, resolve: (valid: boolean) => void }
