@@ -66,14 +66,36 @@ const rss = () => { const s = readFileSync(`/proc/${child.pid}/status`, 'utf8');
 const memStart = rss()
 console.log(`  node start-up with ${fmt(fixture.count)} stored: ${secs(startMs)}, RSS ${fmt(memStart.rss / 2 ** 20)} MiB`)
 
-let health, lookup, page, pageSize
+// CPU time (all threads) the node process and this load generator spend per answered request:
+// with both on the same 2 cores, 2 s / (node + client CPU per request) bounds requests per second
+const clockTick = 100 // USER_HZ on Linux
+const cpuMs = (stat) => { const f = readFileSync(stat, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 1000 / clockTick }
+const nodeCpuMs = () => ({ all: cpuMs(`/proc/${child.pid}/stat`), main: cpuMs(`/proc/${child.pid}/task/${child.pid}/stat`) })
+async function measured (run) {
+  const n0 = nodeCpuMs(); const c0 = process.cpuUsage()
+  const r = await run()
+  const c = process.cpuUsage(c0)
+  const n1 = nodeCpuMs()
+  const n = r.requests + r.errors
+  return { ...r, nodeCpuUs: (n1.all - n0.all) * 1000 / n, nodeMainCpuUs: (n1.main - n0.main) * 1000 / n, clientCpuUs: (c.user + c.system) / n }
+}
+const cpuText = (r) => `CPU per request: node ${fmt(r.nodeCpuUs)} µs (main thread ${fmt(r.nodeMainCpuUs)} µs), load generator ${fmt(r.clientCpuUs)} µs`
+
+let health, lookup, hot, page, pageSize
 try {
   await loadTest(url, () => '/healthz', { connections: CONNECTIONS, durationMs: 500 }) // warm-up
-  health = await loadTest(url, () => '/healthz', { connections: CONNECTIONS, durationMs: DURATION })
-  console.log(`  GET /healthz: ${fmt(health.perSec)}/s, p50 ${health.p50.toFixed(1)} ms, p99 ${health.p99.toFixed(1)} ms`)
+  health = await measured(async () => await loadTest(url, () => '/healthz', { connections: CONNECTIONS, durationMs: DURATION }))
+  console.log(`  GET /healthz: ${fmt(health.perSec)}/s, p50 ${health.p50.toFixed(1)} ms, p99 ${health.p99.toFixed(1)} ms; ${cpuText(health)}`)
   const rand = () => `/v1/repos/${REPOS[Math.floor(Math.random() * REPOS.length)]}/commits/${hex(1 + Math.floor(Math.random() * commitsPerRepo))}`
-  lookup = await loadTest(url, rand, { connections: CONNECTIONS, durationMs: DURATION })
-  console.log(`  GET /v1/repos/:repo/commits/:commit (random): ${fmt(lookup.perSec)}/s, p50 ${lookup.p50.toFixed(1)} ms, p99 ${lookup.p99.toFixed(1)} ms, ${fmt(lookup.avgBytes)} bytes, ${lookup.errors} errors`)
+  await loadTest(url, rand, { connections: CONNECTIONS, durationMs: 1000 }) // warm-up (as for /healthz: the JIT compiles the lookup's code)
+  lookup = await measured(async () => await loadTest(url, rand, { connections: CONNECTIONS, durationMs: DURATION }))
+  console.log(`  GET /v1/repos/:repo/commits/:commit (random): ${fmt(lookup.perSec)}/s, p50 ${lookup.p50.toFixed(1)} ms, p99 ${lookup.p99.toFixed(1)} ms, ${fmt(lookup.avgBytes)} bytes, ${lookup.errors} errors; ${cpuText(lookup)}`)
+  // the same lookups over a hot set of 500 commits, once each answered (the node keeps whole answers,
+  // serialized, up to decisionCache.answerMiB): what a lookup costs when it is not cold
+  const hotSet = Array.from({ length: 500 }, (_, i) => `/v1/repos/${REPOS[i % REPOS.length]}/commits/${hex(1 + Math.floor(i * commitsPerRepo / 500))}`)
+  for (let i = 0; i < hotSet.length; i += CONNECTIONS) await Promise.all(hotSet.slice(i, i + CONNECTIONS).map(async p => await (await fetch(url + p)).arrayBuffer()))
+  hot = await measured(async () => await loadTest(url, () => hotSet[Math.floor(Math.random() * hotSet.length)], { connections: CONNECTIONS, durationMs: DURATION / 2 }))
+  console.log(`  GET /v1/repos/:repo/commits/:commit (500 hot commits, answers cached): ${fmt(hot.perSec)}/s, p50 ${hot.p50.toFixed(1)} ms, p99 ${hot.p99.toFixed(1)} ms (${(hot.perSec / health.perSec).toFixed(2)} of /healthz); ${cpuText(hot)}`)
   if (!LOOKUPS_ONLY) {
     // the server's page size (100 asked; a server without ?limit= answers its default page)
     pageSize = (await (await fetch(`${url}/v1/repos/${REPOS[0]}/commits?limit=100`)).json()).commits.length
@@ -95,7 +117,7 @@ record({
   ratio: lookupRatio,
   target: '≥ 0.5',
   meets: lookupRatio >= 0.5,
-  values: { stored: fixture.count, lookupPerSec: lookup.perSec, lookupP50: lookup.p50, lookupP99: lookup.p99, healthPerSec: health.perSec, healthP99: health.p99, connections: CONNECTIONS }
+  values: { stored: fixture.count, lookupPerSec: lookup.perSec, lookupP50: lookup.p50, lookupP99: lookup.p99, hotPerSec: hot.perSec, hotP99: hot.p99, lookupNodeCpuUs: lookup.nodeCpuUs, lookupNodeMainCpuUs: lookup.nodeMainCpuUs, lookupClientCpuUs: lookup.clientCpuUs, healthNodeCpuUs: health.nodeCpuUs, healthClientCpuUs: health.clientCpuUs, healthPerSec: health.perSec, healthP99: health.p99, connections: CONNECTIONS }
 })
 const pageRatio = LOOKUPS_ONLY ? 0 : page.perSec / health.perSec
 if (!LOOKUPS_ONLY) record({

@@ -10,7 +10,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
 import { Store } from '@quorate/store'
+import { downloadBlob } from '../packages/cli/src/blob-download.js'
+import { fetchFileList } from '../packages/cli/src/verify.js'
 // @ts-expect-error plain JS helper shared with the demo
 import { createSampleRepo, initNetwork, startNodeProcess, stopNodeProcess, waitFor, getJson } from '../scripts/devnet.js'
 
@@ -91,4 +94,71 @@ describe('a 96 MiB file list between real nodes', () => {
       await past.arrayBuffer()
     }
   })
+})
+
+/** A proxy in front of a node's /v1/blobs: passes Range on, and can cut the body or flip a byte at an offset. */
+async function startProxy (target: string, mode: { cutAt?: number, flipAt?: number }): Promise<{ url: string, server: Server, ranges: Array<string | undefined> }> {
+  const ranges: Array<string | undefined> = []
+  const server = createServer((req, res) => {
+    void (async () => {
+      ranges.push(req.headers.range)
+      const up = await fetch(`${target}${req.url ?? '/'}`, { headers: req.headers.range !== undefined ? { range: req.headers.range } : {} })
+      const headers: Record<string, string> = {}
+      for (const k of ['content-length', 'content-range', 'content-type', 'accept-ranges']) { const v = up.headers.get(k); if (v !== null) headers[k] = v }
+      res.writeHead(up.status, headers)
+      let at = req.headers.range !== undefined ? Number(/^bytes=(\d+)-/.exec(req.headers.range)?.[1] ?? 0) : 0
+      const reader = up.body!.getReader()
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        const chunk = Buffer.from(value)
+        if (mode.flipAt !== undefined && at <= mode.flipAt && mode.flipAt < at + chunk.length) chunk[mode.flipAt - at] ^= 0xff
+        if (mode.cutAt !== undefined && req.headers.range === undefined && at + chunk.length > mode.cutAt) {
+          res.write(chunk.subarray(0, mode.cutAt - at))
+          await reader.cancel()
+          res.socket?.destroy() // the body breaks off mid-way
+          return
+        }
+        at += chunk.length
+        if (!res.write(chunk)) await new Promise(resolve => res.once('drain', resolve))
+      }
+      res.end()
+    })().catch(() => { res.destroy() })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server, ranges }
+}
+
+describe('the CLI downloading a file list over the old cap', () => {
+  it('streams it to a file and checks it; resumes a body that broke off; refuses a node that sent a wrong byte mid-way, and a list over its limit', async () => {
+    const alpha = nodes[0].url
+    const cutting = await startProxy(alpha, { cutAt: 40 * MiB + 3 })
+    const lying = await startProxy(alpha, { flipAt: 50 * MiB })
+    try {
+      const path = join(work, 'list')
+      // a body cut off at 40 MiB: resumed from there with a Range request, hash checked
+      const got = await downloadBlob([cutting.url], sha, path, { timeoutMs: 30_000 })
+      expect(got).toEqual({ ok: true, size: blob.length, url: cutting.url })
+      expect(cutting.ranges).toHaveLength(2)
+      const resumedAt = Number(/^bytes=(\d+)-$/.exec(cutting.ranges[1] ?? '')?.[1])
+      expect(resumedAt).toBeGreaterThan(30 * MiB) // from where the body stopped (what arrived of it), not from 0
+      expect(resumedAt).toBeLessThanOrEqual(40 * MiB + 3)
+      expect(createHash('sha256').update(readFileSync(path)).digest('hex')).toBe(sha)
+      rmSync(path)
+      // a wrong byte at 50 MiB: refused, the next node asked
+      const again = await downloadBlob([lying.url, alpha], sha, path, { timeoutMs: 30_000 })
+      expect(again.ok).toBe(true)
+      const refused = await downloadBlob([lying.url], sha, path + '-2', { timeoutMs: 30_000 })
+      expect(refused).toEqual({ ok: false, rejected: [{ url: lying.url, reason: `sent ${blob.length} bytes that do not hash to ${sha}` }] })
+      // over the caller's limit: refused from the announced length, nothing kept
+      const capped = await downloadBlob([alpha], sha, path + '-3', { maxBytes: 8 * MiB })
+      expect(capped.ok).toBe(false)
+      expect(!capped.ok && capped.rejected[0]?.reason).toMatch(/announces \d+ bytes, over the limit of 8388608/)
+      // verify's reader: not a file list (random bytes) reads as missing, never as a parse of 96 MiB
+      expect(await fetchFileList([alpha], sha, 30_000)).toBeUndefined()
+    } finally {
+      cutting.server.close()
+      lying.server.close()
+    }
+  }, 120_000)
 })

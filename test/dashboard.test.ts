@@ -284,6 +284,7 @@ describe('the auditor dashboard in headless Chromium against a real network', ()
       const row = page.locator(`[data-testid=builder-row][data-builder="${b}"]`)
       expect(await row.getAttribute('data-result'), b).toBe('failed')
       expect(await row.getByTestId('failure-reason').textContent(), b).toMatch(/exit|status 3|failed/)
+      expect(await row.getByTestId('failure-state').textContent(), b).toBe('attempt 1, final')
     }
     // The badge says what the node decided (FAILED once no result can reach the quorum).
     const status = (await getJson(url)).decision.status

@@ -120,6 +120,7 @@ const targetArb = (): fc.Arbitrary<string> => fc.oneof(
   fc.tuple(segmentArb, queryArb).map(([r, q]) => `/v1/repos/${r}/commits${q}`),
   fc.tuple(segmentArb, commitArb(), queryArb).map(([r, c, q]) => `/v1/repos/${r}/commits/${c}${q}`),
   fc.tuple(segmentArb, queryArb).map(([r, q]) => `/v1/repos/${r}/latest${q}`),
+  fc.tuple(segmentArb, commitArb(), queryArb).map(([r, c, q]) => `/v1/admin/repos/${r}/commits/${c}/rebuild${q}`),
   fc.tuple(fc.constantFrom('blobs', 'files', 'digests'), shaArb(), queryArb).map(([k, s, q]) => `/v1/${k}/${s}${q}`),
   fc.tuple(fc.constantFrom('/healthz', '/v1/status', '/v1/policy', '/v1/repos', '/metrics', '/', '/index.html', '/v1/events', '/v1/webhook', '/v1/admin/poll'), queryArb).map(([p, q]) => `${p}${q}`),
   fc.array(segmentArb, { maxLength: 5 }).map(a => `/${a.join('/')}`),
@@ -172,6 +173,8 @@ describe('fuzz: HTTP API parameters against a running node', () => {
     await fc.assert(fc.asyncProperty(fc.oneof(fc.string({ maxLength: 40 }), fc.constant(ADMIN_TOKEN.slice(0, -1)), fc.constant(ADMIN_TOKEN.toUpperCase())), async token => {
       const r = await raw('POST', '/v1/admin/poll', { Authorization: `Bearer ${token}`.replace(/[\r\n]/g, '') })
       expect([400, 401]).toContain(r.status)
+      const rebuild = await raw('POST', `/v1/admin/repos/sample/commits/${'a'.repeat(40)}/rebuild`, { Authorization: `Bearer ${token}`.replace(/[\r\n]/g, '') })
+      expect([400, 401]).toContain(rebuild.status)
       const w = await raw('POST', '/v1/webhook', { 'X-Hub-Signature-256': `sha256=${Buffer.from(token).toString('hex').padEnd(64, '0').slice(0, 64)}`, 'Content-Length': '0' })
       expect([400, 401]).toContain(w.status)
     }), runs(100))

@@ -221,6 +221,20 @@ export class FetchCache {
    * files that hash to their name, drop everything else, then trim to maxBytes.
    */
   private async check (keyDir: string): Promise<FetchCacheReport> {
+    try {
+      return await this.checkTree(keyDir)
+    } catch (err) {
+      // A fetch phase can take its own files' permissions away (a node that is not root builds
+      // as itself): then the cache starts again empty rather than fail every later build.
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'EACCES' && code !== 'EPERM') throw err
+      await forceRemove(join(keyDir, 'npm'))
+      const report = await this.checkTree(keyDir)
+      return { ...report, rejected: report.rejected + 1 }
+    }
+  }
+
+  private async checkTree (keyDir: string): Promise<FetchCacheReport> {
     const t = performance.now()
     const state = await this.readState(keyDir)
     const npm = join(keyDir, 'npm')
@@ -294,6 +308,18 @@ export class FetchCache {
     if (this.user.drop) await chown(dir, this.user.uid, this.user.gid)
     await chmod(dir, mode)
   }
+}
+
+/** rm -rf that also gets through directories made unreadable or read-only. */
+async function forceRemove (path: string): Promise<void> {
+  const open = async (p: string): Promise<void> => {
+    const st = await lstat(p).catch(() => null)
+    if (st === null || !st.isDirectory()) return
+    await chmod(p, 0o700)
+    for (const name of await readdir(p)) await open(join(p, name))
+  }
+  await open(path)
+  await rm(path, { recursive: true, force: true })
 }
 
 async function removeIfEmpty (dir: string): Promise<void> {

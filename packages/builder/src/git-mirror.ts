@@ -211,17 +211,27 @@ export class GitMirror {
 
   /** Full ref name → commit for every branch and tag matching the patterns; annotated tags are peeled. */
   async resolveRefs (patterns: RefPatterns): Promise<Map<string, string>> {
+    return (await this.resolveWatchedRefs(patterns)).refs
+  }
+
+  /**
+   * What a poll needs from one listing of the mirror's refs: `resolveRefs`'s map, and which
+   * watched branch patterns match no branch (with the branches there are), as `missingBranches`.
+   */
+  async resolveWatchedRefs (patterns: RefPatterns): Promise<{ refs: Map<string, string>, missing: MissingBranches }> {
     await this.requireMirror()
     const branchRes = patterns.branches.map(p => globToRegExp(stripPrefix(p, 'refs/heads/')))
     const tagRes = (patterns.tags ?? []).map(p => globToRegExp(stripPrefix(p, 'refs/tags/')))
     const listed = await this.git(['-C', this.dir, 'for-each-ref', '--format=%(refname)', 'refs/heads', 'refs/tags'], { what: 'list refs' })
+    const branches = listed.split('\n').filter(ref => ref.startsWith('refs/heads/')).map(ref => ref.slice('refs/heads/'.length))
+    const missing = { missing: patterns.branches.filter((_p, i) => !branches.some(b => branchRes[i].test(b))), branches }
     const wanted = listed.split('\n').filter(ref => {
       if (ref.startsWith('refs/heads/')) return branchRes.some(re => re.test(ref.slice('refs/heads/'.length)))
       if (ref.startsWith('refs/tags/')) return tagRes.some(re => re.test(ref.slice('refs/tags/'.length)))
       return false
     })
     const result = new Map<string, string>()
-    if (wanted.length === 0) return result
+    if (wanted.length === 0) return { refs: result, missing }
     // One process peels everything; a tag of a tree or blob prints "missing" and is skipped.
     const peeled = await this.git(['-C', this.dir, 'cat-file', '--batch-check=%(objectname) %(objecttype)'],
       { what: 'resolve refs', input: wanted.map(ref => `${ref}^{commit}\n`).join('') })
@@ -230,7 +240,7 @@ export class GitMirror {
       const [sha, type] = (lines[i] ?? '').split(' ')
       if (type === 'commit' && COMMIT_HEX.test(sha)) result.set(ref, sha)
     })
-    return result
+    return { refs: result, missing }
   }
 
   /**

@@ -20,8 +20,13 @@ export interface OutputDigest {
   /** Lowercase hex SHA-256 of the output's NAR serialization. */
   narSha256: string
   fileList: FileList
-  /** RFC 8785 canonical JSON of `fileList`: the bytes that are stored and whose hash is attested. */
-  fileListBytes: Uint8Array
+  /**
+   * RFC 8785 canonical JSON of `fileList`: the bytes that are stored and whose hash is attested.
+   * Absent when they were written to `fileListTo` instead (see fileListPath).
+   */
+  fileListBytes?: Uint8Array
+  /** Where the file list's bytes were written (HashOutputOptions.fileListTo). */
+  fileListPath?: string
   fileListSha256: string
   /** The output's top-level regular files (at most 16, else none); a single-file output is itself listed. */
   topLevelFiles: Array<{ name: string, sha256: string }>
@@ -41,6 +46,11 @@ export interface HashOutputOptions {
    * 0755 (executable), directories 0755.
    */
   copyTo?: string
+  /**
+   * Write the file list's bytes to this file (created, or truncated) instead of returning them:
+   * the list of an output of 500,000 files is about 60 MB that a node need not hold.
+   */
+  fileListTo?: string
 }
 
 /** Top-level regular files become attestation subjects only up to this many (DESIGN.md). */
@@ -82,7 +92,7 @@ const NODE = str('node')
  * canonical JSON, written once here so the list is never canonicalized as one huge value (for
  * 100,000 files that took 200+ MB and stalled the event loop for hundreds of milliseconds).
  */
-interface Collected { path: string, json: string, entry: FileListEntry }
+interface Collected { path: string, entry: FileListEntry }
 
 class OutputWalker {
   readonly nar: Hash = createHash('sha256')
@@ -249,7 +259,7 @@ class OutputWalker {
 
   private collect (rel: string, entry: FileListEntry): void {
     if (!this.options.list) return
-    this.entries.push({ path: rel, json: canonicalize(entry), entry })
+    this.entries.push({ path: rel, entry })
     if (!this.nonBmpOrder && /[\ud800-\uffff]/.test(rel)) this.nonBmpOrder = true
   }
 }
@@ -267,11 +277,11 @@ export async function hashOutput (path: string, options: HashOutputOptions = {})
   entries.sort(walker.nonBmpOrder ? byPathBytes : byPathUnits)
   await walker.maybeYield()
   const fileList: FileList = { version: 1, files: entries.map(e => e.entry) }
-  const { bytes: fileListBytes, sha256: fileListSha256 } = await writeFileList(entries, walker)
+  const { bytes: fileListBytes, sha256: fileListSha256 } = await writeFileList(entries, walker, options.fileListTo)
   return {
     narSha256: walker.nar.digest('hex'),
     fileList,
-    fileListBytes,
+    ...(fileListBytes !== undefined ? { fileListBytes } : { fileListPath: options.fileListTo }),
     fileListSha256,
     topLevelFiles: walker.topLevel.length <= MAX_TOP_LEVEL_SUBJECTS ? walker.topLevel : [],
     totalBytes: walker.totalBytes,
@@ -296,29 +306,38 @@ function byPathBytes (a: Collected, b: Collected): number {
 const FILE_LIST_PIECE = 256 * 1024
 
 /**
- * Writes the file list's canonical JSON (`{"files":[…],"version":1}`, RFC 8785: keys sorted) from
- * the entries' own canonical JSON, piece by piece, hashing as it goes: the same bytes as
+ * Writes the file list's canonical JSON (`{"files":[…],"version":1}`, RFC 8785: keys sorted), each
+ * entry canonicalized on its own, piece by piece, hashing as it goes: the same bytes as
  * canonicalizing the whole list at once, without its hundreds of megabytes of intermediate parts.
+ * With `to`, the pieces go to that file and are not kept.
  */
-async function writeFileList (entries: Collected[], walker: OutputWalker): Promise<{ bytes: Uint8Array, sha256: string }> {
+async function writeFileList (entries: Collected[], walker: OutputWalker, to?: string): Promise<{ bytes?: Uint8Array, sha256: string }> {
   const hash = createHash('sha256')
   const pieces: Buffer[] = []
-  let text = '{"files":['
-  const flush = (): void => {
-    const piece = Buffer.from(text, 'utf8')
-    hash.update(piece)
-    pieces.push(piece)
-    text = ''
-  }
-  for (let i = 0; i < entries.length; i++) {
-    text += i === 0 ? (entries[i] as Collected).json : `,${(entries[i] as Collected).json}`
-    if (text.length >= FILE_LIST_PIECE) {
-      flush()
-      await walker.maybeYield()
+  const fd = to === undefined ? undefined : openSync(to, 'w', 0o644)
+  try {
+    let text = '{"files":['
+    const flush = (): void => {
+      const piece = Buffer.from(text, 'utf8')
+      hash.update(piece)
+      if (fd !== undefined) writeAllSync(fd, piece)
+      else pieces.push(piece)
+      text = ''
     }
+    for (let i = 0; i < entries.length; i++) {
+      const json = canonicalize((entries[i] as Collected).entry)
+      text += i === 0 ? json : `,${json}`
+      if (text.length >= FILE_LIST_PIECE) {
+        flush()
+        await walker.maybeYield()
+      }
+    }
+    text += '],"version":1}'
+    flush()
+  } finally {
+    if (fd !== undefined) closeSync(fd)
   }
-  text += '],"version":1}'
-  flush()
+  if (fd !== undefined) return { sha256: hash.digest('hex') }
   const bytes = pieces.length === 1 ? pieces[0] as Buffer : Buffer.concat(pieces)
   return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), sha256: hash.digest('hex') }
 }

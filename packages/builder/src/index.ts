@@ -12,7 +12,9 @@
  */
 export { hashOutput, hashNar, MAX_TOP_LEVEL_SUBJECTS } from './hash-output.js'
 export type { OutputDigest, FileList, FileListEntry, HashOutputOptions } from './hash-output.js'
+export { FileListScanner, readFileListEntries } from './file-list-reader.js'
 export { GitMirror, globToRegExp, checkCommit } from './git-mirror.js'
+export { readRepoRecipe, REPO_RECIPE_PATH } from './repo-recipe.js'
 export type { GitMirrorInit, GitCredentials, RefPatterns, FetchOptions, CloneProgress, MissingBranches, CommitSummary as GitCommitSummary } from './git-mirror.js'
 export { checkGitUrl, redactUrl, ALLOWED_GIT_SCHEMES } from './git-url.js'
 export { runBuild } from './run-build.js'

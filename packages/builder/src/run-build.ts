@@ -31,6 +31,8 @@ export interface BuildRequest {
   sandbox: 'bwrap' | 'none'
   /** Copy the output here as it is hashed (see HashOutputOptions.copyTo); removed again if the build fails. */
   outputCopyDir?: string
+  /** Write the file list here instead of returning its bytes (HashOutputOptions.fileListTo); removed again if the build fails. */
+  fileListPath?: string
   /** Aborting kills every process of the build; runBuild then rejects (nothing is an outcome). */
   signal?: AbortSignal
   /**
@@ -229,6 +231,7 @@ async function runBuildIn (request: BuildRequest, o: {
   const etcDir = join(request.workDir, 'sandbox-etc')
   const fail = async (reason: string, exitStatus: number | null, timedOut: boolean): Promise<BuildFailure> => {
     if (request.outputCopyDir !== undefined) await removeTree(request.outputCopyDir)
+    if (request.fileListPath !== undefined) await rm(request.fileListPath, { force: true })
     return { ok: false, reason, exitStatus, timedOut, log: log.result(), startedOn, finishedOn: new Date().toISOString(), fingerprint: await fingerprint() }
   }
 
@@ -289,9 +292,11 @@ async function runBuildIn (request: BuildRequest, o: {
     const watch = async (): Promise<string | null> => {
       const hit = await limitHit()
       if (hit !== null) return hit
-      const written = await diskUsage(request.workDir, diskBaseline + limits.maxOutputBytes) - diskBaseline + await cacheWritten()
-      if (written > limits.maxOutputBytes) {
-        return `the build wrote more than ${limits.maxOutputBytes} bytes (the recipe's maxOutputBytes) to its work directory\${cacheInUse !== null ? ' and the fetch cache' : ''}; every process of the build was killed`
+      const written = await diskUsage(request.workDir, diskBaseline + limits.maxOutputBytes + METADATA_ALLOWANCE_BYTES) - diskBaseline + await cacheWritten()
+      // Counted in allocated blocks: a directory or a large file's extent blocks are not output,
+      // so a build that stays within its per-file limit is never stopped by them (the allowance).
+      if (written > limits.maxOutputBytes + METADATA_ALLOWANCE_BYTES) {
+        return `the build wrote more than ${limits.maxOutputBytes} bytes (the recipe's maxOutputBytes) to its work directory${cacheInUse !== null ? ' and the fetch cache' : ''}; every process of the build was killed`
       }
       return null
     }
@@ -307,7 +312,7 @@ async function runBuildIn (request: BuildRequest, o: {
     }
     // What the fetch phase writes to the cache counts against maxOutputBytes like its work dir.
     let cacheInUse: string | null = null
-    const cacheWritten = async (): Promise<number> => cacheInUse === null ? 0 : await diskUsage(cacheInUse, cacheBaseline + limits.maxOutputBytes) - cacheBaseline
+    const cacheWritten = async (): Promise<number> => cacheInUse === null ? 0 : await diskUsage(cacheInUse, cacheBaseline + limits.maxOutputBytes + METADATA_ALLOWANCE_BYTES) - cacheBaseline
     // One wall-clock budget for fetch and build together.
     const deadline = Date.now() + limits.timeoutSeconds * 1000
     const phases: Array<{ phase: 'fetch' | 'build', argv: string[], network: boolean }> = []
@@ -384,7 +389,7 @@ async function runBuildIn (request: BuildRequest, o: {
     }
     let output: OutputDigest
     try {
-      output = await hashOutput(hashed, { maxBytes: limits.maxOutputBytes, copyTo: request.outputCopyDir })
+      output = await hashOutput(hashed, { maxBytes: limits.maxOutputBytes, copyTo: request.outputCopyDir, fileListTo: request.fileListPath })
     } catch (err) {
       if (isQuorateError(err, 'OUTPUT_INVALID')) {
         // Paths relative to the checkout read the same on every node.
@@ -406,6 +411,7 @@ async function runBuildIn (request: BuildRequest, o: {
     }
   } catch (err) {
     if (request.outputCopyDir !== undefined) await removeTree(request.outputCopyDir).catch(() => {})
+    if (request.fileListPath !== undefined) await rm(request.fileListPath, { force: true }).catch(() => {})
     if (isNodeTrouble(err)) throw nodeTrouble(err, step)
     throw err
   } finally {
@@ -463,6 +469,9 @@ async function closerPrefix (): Promise<string[]> {
 
 /** Writes its own pid into each cgroup.procs file given before `--`, then becomes the rest. */
 const ENROL = 'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"'
+
+/** Filesystem blocks beyond maxOutputBytes the work-directory watchdog allows for metadata (directories, extent trees). */
+const METADATA_ALLOWANCE_BYTES = 1024 * 1024
 
 /** How often the watchdog looks at the build's processes, memory and disk use (at least). */
 const WATCH_INTERVAL_MS = 250

@@ -1,4 +1,4 @@
-import type { GitMirror, RefPatterns } from './git-mirror.js'
+import type { GitMirror, MissingBranches, RefPatterns } from './git-mirror.js'
 import type { BuildQueue, RefMemory } from './build-queue.js'
 
 /** One repository to watch. */
@@ -76,8 +76,9 @@ export function watcher (init: WatcherInit, c: WatcherComponents): Watcher {
       progressIntervalMs: c.progressIntervalMs,
       onCloneProgress: p => log('info', 'cloning repository', { repo: repo.id, url: p.url, elapsedS: Math.round(p.elapsedMs / 1000), progress: p.line })
     })
-    await checkBranches(repo, mirror)
-    const refs = await mirror.resolveRefs({ branches: repo.branches, tags: repo.tags })
+    // One listing of the mirror's refs per poll serves both the watched refs and the missing-branch check.
+    const { refs, missing: found } = await mirror.resolveWatchedRefs({ branches: repo.branches, tags: repo.tags })
+    checkBranches(repo, found)
     const seen = await c.refs.seenRefs(repo.id)
     let queued = 0
     for (const [ref, commit] of [...refs].sort(([a], [b]) => a < b ? -1 : 1)) {
@@ -103,8 +104,7 @@ export function watcher (init: WatcherInit, c: WatcherComponents): Watcher {
   }
 
   /** A watched branch the remote does not have would be polled silently forever: say so, naming the branches it has. */
-  async function checkBranches (repo: WatchedRepository, mirror: GitMirror): Promise<void> {
-    const found = await mirror.missingBranches(repo.branches)
+  function checkBranches (repo: WatchedRepository, found: MissingBranches): void {
     if (found.missing.length === 0) {
       if (missing.delete(repo.id)) log('info', 'watched branches found', { repo: repo.id })
       return

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DEFAULT_RECIPE_LIMITS } from '@quorate/core'
-import { BuildRootCache } from '../src/index.js'
+import { BuildRootCache, FetchCache, resolveBuildUser } from '../src/index.js'
 import { sandboxedBuildFixture, tempDirs } from './helpers.js'
 import { debianRootLayout, pushLayout, startRegistry, type Registry } from './root-fixture.js'
 
@@ -118,6 +118,27 @@ describe('a Debian build root from a real registry', () => {
     expect(lines[0]).toMatch(/^12\./)
     expect(lines[1]).toBe('1')
     expect(lines[2]).toBe('root')
+  })
+
+  it('gives the fetch phase inside the root its npm fetch cache, kept per root digest', async () => {
+    const base = await dirs.make('quorate-roots-debian-fetchcache-')
+    chmodSync(base, 0o755)
+    const fetchCache = new FetchCache({ dir: join(base, 'fetch-cache'), user: resolveBuildUser() })
+    const entry = 'sha512/ab/cd/' + 'e'.repeat(124)
+    const step = {
+      root: { image },
+      // What npm would leave in $HOME/.npm (here: bytes that do not hash to their name, which the node drops).
+      fetch: ['sh', '-c', `mkdir -p $HOME/.npm/_cacache/content-v2/sha512/ab/cd && echo x > $HOME/.npm/_cacache/content-v2/${entry} && ls -a $HOME/.npm > seen`],
+      build: ['sh', '-c', 'mkdir -p out && cp seen out/ && ls -a $HOME/.npm > out/build-sees']
+    }
+    const r = await fixture.build(step, { rootCache: await sharedCache(), fetchCache, outputCopyDir: join(base, 'out') })
+    if (!r.ok) throw new Error(`${r.reason}\n${r.log.tail}`)
+    expect(readFileSync(join(base, 'out', 'seen'), 'utf8')).toBe('.\n..\n_cacache\n')
+    // The build phase sees only the empty mount point: the cache is the fetch phase's alone.
+    expect(readFileSync(join(base, 'out', 'build-sees'), 'utf8')).toBe('.\n..\n')
+    const manifestHex = r.fingerprint.root?.manifestDigest.replace('sha256:', '')
+    expect(existsSync(join(fetchCache.keyDir('demo', `sha256:${manifestHex}`), 'state.json'))).toBe(true)
+    expect(r.log.tail).toMatch(/fetch cache after the fetch phase: 0 entries, 0 bytes; 1 damaged or foreign entries removed/)
   })
 
   it('is the node\'s trouble, not a build failure, when the root cannot be pulled', async () => {

@@ -155,14 +155,14 @@ describe('the npm fetch cache', () => {
     outputKind: 'dir'
   })
 
-  const build = async (commit: string, cache?: FetchCache, r: Recipe = recipe()): Promise<BuildOutcome> => await runBuild({
+  const build = async (commit: string, cache?: FetchCache, r: Recipe = recipe(), limits: RecipeLimits = LIMITS): Promise<BuildOutcome> => await runBuild({
     repoId: 'app',
     commit,
     ref: 'refs/heads/main',
     mirror,
     workDir: join(area, randomUUID()),
     recipe: r,
-    limits: LIMITS,
+    limits,
     sandbox: 'bwrap',
     fetchNetwork: { deny: [], allow: [`${subnet}.0/24`] },
     ...(cache !== undefined ? { fetchCache: cache } : {})
@@ -211,6 +211,19 @@ describe('the npm fetch cache', () => {
     expect(hostile.log.tail).toMatch(/fetch cache after the fetch phase: 1 entries, \d+ bytes; 3 damaged or foreign entries removed/)
     // npm's own check alone would not have been enough: it refetches a corrupted tarball but
     // extracts it over what the corrupted copy wrote (evil.js survives). Shown in the README.
+  }, 120_000)
+
+  it('counts what the fetch phase writes to the cache against maxOutputBytes', async () => {
+    const cache = newCache()
+    const MiB = 1024 * 1024
+    // 1 MiB files (none over the per-file limit) into npm's cache, without end.
+    const endless = ['sh', '-c', 'mkdir -p $HOME/.npm/junk && i=0; while :; do i=$((i+1)); head -c 1048576 /dev/zero > $HOME/.npm/junk/$i; done']
+    const started = Date.now()
+    const outcome = await build(commits.first, cache, recipe(endless), { ...LIMITS, maxOutputBytes: 20 * MiB })
+    expect(Date.now() - started).toBeLessThan(30_000)
+    expect(outcome.ok === false && outcome.reason).toBe("the build wrote more than 20971520 bytes (the recipe's maxOutputBytes) to its work directory and the fetch cache; every process of the build was killed")
+    // And the node removed it again.
+    expect(await readdir(join(cache.keyDir('app'), 'npm'))).toEqual(['_cacache'])
   }, 120_000)
 
   it('trims a cache over maxBytes after the fetch phase', async () => {

@@ -37,7 +37,13 @@ describe('hashOutput', () => {
       const digest = await hashOutput(path)
       expect({ name, nar: digest.narSha256, fileList: digest.fileListSha256 }).toEqual({ name, ...GOLDEN[name] })
       expect(await hashNar(path)).toBe(GOLDEN[name].nar)
-      expect(digest.fileListSha256).toBe(sha256(digest.fileListBytes))
+      expect(digest.fileListSha256).toBe(sha256(digest.fileListBytes!))
+      // written to a file instead (a node's builds): the same bytes, none kept in memory
+      const toFile = await hashOutput(path, { fileListTo: join(dir, `${name}.list`) })
+      expect(toFile.fileListBytes).toBeUndefined()
+      expect(toFile.fileListPath).toBe(join(dir, `${name}.list`))
+      expect(toFile.fileListSha256).toBe(digest.fileListSha256)
+      expect((await readFile(join(dir, `${name}.list`))).equals(Buffer.from(digest.fileListBytes!))).toBe(true)
     }
   })
 

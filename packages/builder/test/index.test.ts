@@ -7,10 +7,10 @@ describe('@quorate/builder', () => {
   it('exports exactly its public API', () => {
     expect(Object.keys(builder).sort()).toEqual([
       'ALLOWED_GIT_SCHEMES', 'BUILD_PATH', 'BuildRootCache', 'DEFAULT_DENIED_RANGES', 'DEFAULT_FETCH_CACHE_MAX_AGE_DAYS',
-      'DEFAULT_FETCH_CACHE_MAX_BYTES', 'DEFAULT_FETCH_NETWORK', 'DEFAULT_ROOT_BUILD_ID', 'FetchCache', 'GitMirror', 'LogCapture', 'MAX_TOP_LEVEL_SUBJECTS', 'SANDBOX_HOME', 'SANDBOX_SRC',
+      'DEFAULT_FETCH_CACHE_MAX_BYTES', 'DEFAULT_FETCH_NETWORK', 'DEFAULT_ROOT_BUILD_ID', 'FetchCache', 'FileListScanner', 'GitMirror', 'LogCapture', 'MAX_TOP_LEVEL_SUBJECTS', 'REPO_RECIPE_PATH', 'SANDBOX_HOME', 'SANDBOX_SRC',
       'assertRoomForBuild', 'buildWorker', 'bwrapArgs', 'checkCommit', 'checkGitUrl', 'detectSandbox', 'environmentFingerprint',
       'globToRegExp', 'hashNar', 'hashOutput', 'isNodeTrouble', 'nodeTrouble', 'ociArchitecture', 'packOciImage',
-      'parseFetchCacheConfig', 'parseFetchNetworkPolicy', 'parseImageSpec', 'parseRootsConfig', 'prepareBuildArea', 'probeSandbox', 'redactUrl', 'resolveBuildUser',
+      'parseFetchCacheConfig', 'parseFetchNetworkPolicy', 'parseImageSpec', 'parseRootsConfig', 'prepareBuildArea', 'probeSandbox', 'readFileListEntries', 'readRepoRecipe', 'redactUrl', 'resolveBuildUser',
       'runBuild', 'watcher'
     ])
   })

@@ -16,9 +16,11 @@ import {
   readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeSync
 } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
+import { tmpdir } from 'node:os'
 import { QuorateError, isCommitSha, isSha256Hex, parseJsonStrict, type Policy } from '@quorate/core'
 import { verifyCommit, type VerifyReport } from './verify.js'
 import { nodeClient, nodeBaseUrl as base } from './node-client.js'
+import { DEFAULT_MAX_FILE_LIST_BYTES, downloadBlob } from './blob-download.js'
 
 export interface FetchRequest {
   nodes: string[]
@@ -61,7 +63,8 @@ export interface FetchResult {
   images?: string[]
 }
 
-const MAX_FILE_LIST_BYTES = 256 * 1024 * 1024
+/** The most a trusted file list may weigh here (DEFAULT_MAX_FILE_LIST_BYTES: several million files). */
+const MAX_FILE_LIST_BYTES = DEFAULT_MAX_FILE_LIST_BYTES
 const MAX_ENTRIES = 2_000_000
 
 /** Validates an untrusted file list into entries safe to create under a fresh directory. */
@@ -129,14 +132,35 @@ async function latestOnRef (req: FetchRequest & { ref: string }): Promise<{ comm
   return { report: last, message: last!.message }
 }
 
-async function fetchFileListBytes (sources: string[], sha256: string, timeoutMs: number, token?: string): Promise<Uint8Array | undefined> {
-  for (const url of sources) {
+/**
+ * The trusted file list, checked: streamed to a temporary file and hash-checked there
+ * (blob-download.ts), then read entry by entry, so a list of 500,000 files is never one string in
+ * memory. Returns the checked entries, or why not.
+ */
+async function fetchTrustedFileList (sources: string[], sha256: string, timeoutMs: number, token?: string): Promise<{ entries: FetchFileEntry[] } | { missing: string } | { invalid: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-file-list-'))
+  try {
+    const path = join(dir, sha256)
+    const got = await downloadBlob(sources, sha256, path, { timeoutMs, maxBytes: MAX_FILE_LIST_BYTES, ...(token !== undefined ? { token } : {}) })
+    if (!got.ok) {
+      const refusals = got.rejected.filter(r => r.reason !== 'HTTP 404')
+      return { missing: refusals.length > 0 ? `; refused: ${refusals.map(r => `${r.url} ${r.reason}`).join('; ')}` : '' }
+    }
+    const what = `file list ${sha256}`
     try {
-      const bytes = await nodeClient(url, { token }).bytes('blob', sha256, { timeoutMs, maxBytes: MAX_FILE_LIST_BYTES })
-      if (bytes !== undefined) return bytes
-    } catch {}
+      const { readFileListEntries } = await import('@quorate/builder')
+      const files: unknown[] = []
+      for await (const e of readFileListEntries(path, what)) {
+        if (files.length >= MAX_ENTRIES) throw new QuorateError('OUTPUT_INVALID', `${what}: more than ${MAX_ENTRIES} entries; the supporters signed a file list this command will not write`)
+        files.push(e)
+      }
+      return { entries: checkFileList({ version: 1, files }, what) }
+    } catch (err) {
+      return { invalid: (err as Error).message }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
   }
-  return undefined
 }
 
 /**
@@ -206,14 +230,10 @@ export async function fetchTrustedOutput (req: FetchRequest): Promise<FetchResul
   }
   // Any node may serve: the ones asked, then the supporters' public endpoints from the policy.
   const sources = [...new Set([...req.nodes.map(base), ...report!.decision!.supporters.map(s => req.policy.builders.get(s.builder)?.endpoint).filter((u): u is string => u !== undefined).map(base)])]
-  const listBytes = await fetchFileListBytes(sources, trusted.fileListSha256, timeoutMs, req.token)
-  if (listBytes === undefined) return { exitCode: 2, message: `${short}: no node served the trusted file list ${trusted.fileListSha256} (asked ${sources.join(', ')})`, commit, report, rejected }
-  let entries: FetchFileEntry[]
-  try {
-    entries = checkFileList(parseJsonStrict(Buffer.from(listBytes).toString('utf8'), `file list ${trusted.fileListSha256}`), `file list ${trusted.fileListSha256}`)
-  } catch (err) {
-    return { exitCode: 1, message: `${short}: ${(err as Error).message}`, commit, report, rejected }
-  }
+  const list = await fetchTrustedFileList(sources, trusted.fileListSha256, timeoutMs, req.token)
+  if ('missing' in list) return { exitCode: 2, message: `${short}: no node served the trusted file list ${trusted.fileListSha256} (asked ${sources.join(', ')}${list.missing})`, commit, report, rejected }
+  if ('invalid' in list) return { exitCode: 1, message: `${short}: ${list.invalid}`, commit, report, rejected }
+  const entries = list.entries
 
   mkdirSync(dirname(dest), { recursive: true })
   // Staged next to the destination (same filesystem), so the final step is one rename.

@@ -462,6 +462,10 @@ async function cmdStatus (args: string[]): Promise<number> {
     print(`  running: ${escapeForTerminal(r.repoId)}@${r.commit.slice(0, 12)} (${escapeForTerminal(r.ref)}, attempt ${r.attempt}): ${r.phase} phase for ${duration(r.phaseElapsedSeconds)}, ${duration(r.elapsedSeconds)} in all, log ${r.logBytes} bytes`)
   }
   for (const p of s.problems ?? []) print(`  PROBLEM: ${escapeForTerminal(p.repoId)}: ${escapeForTerminal(p.problem)}`)
+  // a signer over its commit-index budget: its observations are stored, their new commits not indexed (older nodes send none)
+  for (const n of s.commitsNotIndexed ?? []) {
+    print(`  commits not indexed: ${escapeForTerminal(n.repoId)}: ${n.commits} commit${n.commits === 1 ? '' : 's'} in ${n.envelopes} ref observation${n.envelopes === 1 ? '' : 's'} of ${escapeForTerminal(n.builder ?? '(key not in policy)')} (${n.keyid.slice(0, 16)}…), over its commitIndexBudget`)
+  }
   for (const repo of s.repositories) {
     const body = await client.get('commits', { repo }, { timeoutMs: 10_000 })
     print(`  ${repo}: ${body.commits.length} commits`)

@@ -21,7 +21,7 @@ export interface NodeClient {
    */
   bytes: (name: 'blob' | 'file', sha256: string, opts?: { timeoutMs?: number, maxBytes?: number }) => Promise<Uint8Array | undefined>
   /** The raw response of a route (for streaming a large body); a connection failure is a NodeHttpError with status 0. */
-  response: <N extends RouteName>(name: N, params: Record<ParamsOf<N>, string>, opts?: { query?: Record<string, string>, timeoutMs?: number }) => Promise<Response>
+  response: <N extends RouteName>(name: N, params: Record<ParamsOf<N>, string>, opts?: { query?: Record<string, string>, timeoutMs?: number, headers?: Record<string, string> }) => Promise<Response>
   /**
    * A build log by its signed digest; undefined when the node lacks it. A whole log is checked
    * against the digest (a mismatch is an error: the node lied); a log that outgrew the recipe's
@@ -77,10 +77,10 @@ export function nodeClient (url: string, opts: { token?: string } = {}): NodeCli
   const base = nodeBaseUrl(url)
   const headers: Record<string, string> = opts.token !== undefined ? { authorization: `Bearer ${opts.token}` } : {}
 
-  async function request (path: string, timeoutMs: number, method: 'GET' | 'POST' = 'GET'): Promise<Response> {
+  async function request (path: string, timeoutMs: number, method: 'GET' | 'POST' = 'GET', extra: Record<string, string> = {}): Promise<Response> {
     let res: Response
     try {
-      res = await fetch(`${base}${path}`, { method, signal: AbortSignal.timeout(timeoutMs), headers })
+      res = await fetch(`${base}${path}`, { method, signal: AbortSignal.timeout(timeoutMs), headers: { ...headers, ...extra } })
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code
       const what = (err as Error).name === 'TimeoutError' ? `nothing within ${timeoutMs / 1000} s` : cause ?? (err as Error).message
@@ -115,7 +115,7 @@ export function nodeClient (url: string, opts: { token?: string } = {}): NodeCli
       return bytes !== undefined && createHash('sha256').update(bytes).digest('hex') === sha256 ? bytes : undefined
     },
     async response (name, params, opts = {}) {
-      return await request(routePath(name, params, opts.query), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+      return await request(routePath(name, params, opts.query), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'GET', opts.headers)
     },
     async post (name, params, opts = {}) {
       const path = routePath(name, params)

@@ -45,12 +45,15 @@ export async function cmdRebuildRequest (args: string[], io: Io): Promise<number
   try {
     const answer = await client.post('adminRebuild', { repo: values.repo, commit: values.commit })
     if (values.json === true) io.print(JSON.stringify(answer, null, 2))
-    io.printErr(`QUEUED: ${values.repo}@${values.commit} will be built again on ${client.url}: attempt ${answer.reopenedAttempt}'s final failure is reopened (envelope ${answer.envelopeId.slice(0, 16)}…), attempt ${answer.nextAttempt} is next; the commit is ${answer.status} there now`)
+    const reopened = answer.reopenedAttempt !== undefined && answer.envelopeId !== undefined
+      ? `attempt ${answer.reopenedAttempt}'s final failure is reopened (envelope ${answer.envelopeId.slice(0, 16)}…), `
+      : 'its job had stopped without a final failure to reopen, '
+    io.printErr(`QUEUED: ${values.repo}@${values.commit} will be built again on ${client.url}: ${reopened}attempt ${answer.nextAttempt} is next; the commit is ${answer.status} there now`)
     return 0
   } catch (err) {
     if (!(err instanceof NodeHttpError)) throw err
     if (err.status === 401 || err.status === 403) throw new QuorateError('HTTP_FAILED', `${err.message} (check --token-file / QUORATE_ADMIN_TOKEN against the node's "adminTokenFile")`)
-    if (err.reason === 'unknown-commit' || err.reason === 'already-built' || err.reason === 'not-final') {
+    if (err.reason === 'unknown-commit' || err.reason === 'already-built' || err.reason === 'not-final' || err.reason === 'holding-signatures') {
       if (values.json === true) io.print(JSON.stringify({ ok: false, code: err.reason, error: err.message }, null, 2))
       io.printErr(`REFUSED: ${err.message}`)
       return 1

@@ -4,7 +4,7 @@ import { homedir, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
-  QuorateError, decideQuorum, diffFileLists, isCommitSha, parseJsonStrict, parseRecipeSpec, parseRootImage, rootRegistriesOf,
+  QuorateError, decideQuorum, diffFileLists, isCommitSha, parseRootImage, rootRegistriesOf,
   type Policy, type RecipeSpec
 } from '@quorate/core'
 import type { BuildRootCache, RegistryAccess } from '@quorate/builder'
@@ -64,7 +64,7 @@ export async function cmdRebuild (args: string[], out: { print: (s: string) => v
   const policy: Policy = loadPolicyFile(resolve(values.policy))
   const repo = policy.repositories.get(values.repo)
   if (repo === undefined) throw new QuorateError('USAGE', `${values.policy} has no repository "${values.repo}" (it has: ${[...policy.repositories.keys()].join(', ')})`)
-  const { GitMirror, runBuild, BuildRootCache, prepareBuildArea, resolveBuildUser } = await import('@quorate/builder')
+  const { GitMirror, runBuild, BuildRootCache, prepareBuildArea, resolveBuildUser, readRepoRecipe } = await import('@quorate/builder')
   const { recipeDigestOf } = await import('@quorate/core')
 
   const work = await mkdtemp(join(tmpdir(), 'quorate-rebuild-'))
@@ -80,12 +80,10 @@ export async function cmdRebuild (args: string[], out: { print: (s: string) => v
     if (repo.recipe !== undefined) {
       spec = repo.recipe
     } else {
-      const bytes = await mirror.readFile(commit, '.quorate/recipe.json')
-      if (bytes === undefined) throw new QuorateError('RECIPE_INVALID', `${repo.id}@${commit.slice(0, 12)} has no .quorate/recipe.json, and the policy says the recipe comes from the repository`)
-      spec = parseRecipeSpec(parseJsonStrict(Buffer.from(bytes).toString('utf8'), '.quorate/recipe.json'), '.quorate/recipe.json')
-    }
-    if (repo.requireRoot && spec.recipe.root === undefined) {
-      throw new QuorateError('RECIPE_INVALID', `the policy requires a pinned build root for ${repo.id} ("requireRoot": true), but the recipe has none; nodes sign a failure for this commit`)
+      // Read (and its limits capped) exactly as nodes read it.
+      const read = await readRepoRecipe(mirror, commit, { requireRoot: repo.requireRoot })
+      if (!read.ok) throw new QuorateError('RECIPE_INVALID', `${repo.id}@${commit.slice(0, 12)}: ${read.reason}; nodes sign a failure for this commit`)
+      spec = read.spec
     }
     let rootCache: BuildRootCache | undefined
     if (spec.recipe.root !== undefined) {

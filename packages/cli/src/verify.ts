@@ -1,8 +1,11 @@
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { isIntotoJsonl, readIntotoJsonl, type BundleFormat } from './bundle-format.js'
 import { decideQuorum, refObservers, OCI_MANIFEST_MEDIA_TYPE, QuorateError, isCommitSha, isRepoId, isSha256Hex, parseJsonStrict, type Decision, type FileListEntry, type Policy } from '@quorate/core'
 import { nodeClient } from './node-client.js'
+import { downloadBlob } from './blob-download.js'
 
 export interface NodeAnswer { url: string, ok: boolean, envelopes: number, error?: string }
 
@@ -131,19 +134,31 @@ export function sha256File (path: string): string {
 
 /**
  * Fetches a file list by digest from the first node that has it, checking the digest the
- * supporters signed (verify, audit and rebuild all read file lists through this).
+ * supporters signed (verify, audit and rebuild all read file lists through this). The list is
+ * streamed to a temporary file, checked there, then read entry by entry (a list of 500,000 files
+ * is never one string in memory); `keep` keeps only the entries a caller needs. Undefined when no
+ * node serves it, or it is not a canonical file list.
  */
-export async function fetchFileList (nodes: string[], sha256: string, timeoutMs?: number): Promise<{ files: FileListEntry[] } | undefined> {
-  for (const url of nodes) {
+export async function fetchFileList (nodes: string[], sha256: string, timeoutMs?: number, opts: { keep?: (e: FileListEntry) => boolean, maxBytes?: number } = {}): Promise<{ files: FileListEntry[] } | undefined> {
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-file-list-'))
+  try {
+    const path = join(dir, sha256)
+    const got = await downloadBlob(nodes, sha256, path, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}) })
+    if (!got.ok) return undefined
+    const files: FileListEntry[] = []
     try {
-      const bytes = await nodeClient(url).bytes('blob', sha256, timeoutMs !== undefined ? { timeoutMs } : {})
-      if (bytes === undefined) continue
-      return JSON.parse(Buffer.from(bytes).toString('utf8')) as { files: FileListEntry[] }
-    } catch {}
+      const { readFileListEntries } = await import('@quorate/builder')
+      for await (const e of readFileListEntries(path, `file list ${sha256}`)) {
+        if (opts.keep === undefined || opts.keep(e as unknown as FileListEntry)) files.push(e as unknown as FileListEntry)
+      }
+    } catch {
+      return undefined
+    }
+    return { files }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
   }
-  return undefined
 }
-
 
 /**
  * Decides from the gathered evidence against the caller's policy, then applies the checks.
@@ -273,7 +288,9 @@ export async function verifyCommit (req: VerifyRequest): Promise<VerifyReport> {
   if (req.artifact !== undefined) {
     // The file list of the trusted result is needed before evaluating: decide once, here.
     decision = decideQuorum({ policy: req.policy, repoId: req.repoId, commit: req.commit, envelopes: evidence.envelopes, equivocationProofs: evidence.proofs })
-    if (decision.trusted !== undefined) fileList = (await fetchFileList(req.nodes, decision.trusted.fileListSha256, 10_000)) ?? null
+    // Only the entries with the artifact's digest are kept: the rest of a huge list is read past.
+    const wanted = req.artifact.sha256
+    if (decision.trusted !== undefined) fileList = (await fetchFileList(req.nodes, decision.trusted.fileListSha256, 10_000, { keep: e => e.sha256 === wanted })) ?? null
   }
   return evaluate(req.policy, req.repoId, req.commit, evidence, req, fileList, decision)
 }

@@ -19,6 +19,9 @@ export interface NodeProblemStatus { repoId: string, commit: string, problem: st
 /** What keeps a node from watching a repository. */
 export interface WatchProblemStatus { repoId: string, problem: string, missingBranches?: string[], remoteBranches?: string[] }
 
+/** One signer's ref observations over its commit-index budget for one repository (stored, not indexed). */
+export interface CommitsNotIndexed { repoId: string, keyid: string, builder: string | null, commits: number, envelopes: number }
+
 export interface HealthResponse { ok: true, peerId: string, peers: number }
 export interface StatusResponse {
   name: string
@@ -39,6 +42,8 @@ export interface StatusResponse {
   rootProblems: RootProblemStatus[]
   /** Builds held back by the node's own trouble (disk full, I/O error, sandbox tools missing); they run when it clears. */
   nodeProblems: NodeProblemStatus[]
+  /** Per repository and signer, since the node started: ref observations stored whose new commits were over the signer's commitIndexBudget and not indexed. */
+  commitsNotIndexed: CommitsNotIndexed[]
   /** Whether the node may sign: it holds its own logs ('ready'), or it is fetching them back from peers ('recovering': signatures held). */
   ownLog?: { state: 'ready' | 'recovering', reason: string, answeredOrgs: string[], requiredOrgs: number, recovered: number }
 }
@@ -50,12 +55,20 @@ export interface CommitSummary { git?: GitCommitInfo, commit: string, firstSeen:
 /** A commit some builders named on a ref that threshold organizations did not observe (nor this node's own mirror): not listed in `commits`. */
 export interface UnverifiedClaimSummary { commit: string, claimedBy: Array<{ builder: string, org: string }>, refs: string[] }
 /**
- * `commits`: commits threshold organizations observed on a ref (or this node's own mirror has),
- * newest first by git topology. `unverifiedClaims`: the newest others, at most 50, with who claimed
- * them; `unverifiedClaimants`: per claiming builder, how many such commits it names.
+ * `commits`: commits threshold organizations observed on a ref (or this node's own mirror saw on a
+ * watched ref), newest first by git topology. `unverifiedClaims`: the newest others, at most 50,
+ * with who claimed them; `unverifiedClaimants`: per claiming builder, how many such commits it names.
+ * With `?since=N`: only the listed commits whose decision changed after event N or that entered
+ * the list after it, and `removed`, those that left it.
  */
 export interface CommitsResponse {
   repoId: string
+  /** The newest event id this answer covers: ask `?since=<next>` for what changes after it. */
+  next: number
+  /** Present when the request gave `?since=`. */
+  since?: number
+  /** With `?since=`: commits listed at event `since` that are no longer listed. */
+  removed?: string[]
   commits: CommitSummary[]
   unverifiedClaims: UnverifiedClaimSummary[]
   unverifiedClaimants: Array<{ builder: string, org: string, commits: number }>
@@ -80,12 +93,14 @@ export interface DigestResponse { narSha256: string, commits: Array<{ repoId: st
 export interface PollResponse { ok: true, queue: Record<string, number> }
 /**
  * An administrator's rebuild after a final failure was accepted: the node signed its final
- * attempt again as not final (`envelopeId`; its organization is open again) and queued the build
- * key; the next attempt is `nextAttempt`. `status`: the commit's decision on this node now.
+ * attempt `reopenedAttempt` again as not final (`envelopeId`; its organization is open again) and
+ * queued the build key; the next attempt is `nextAttempt`. Both are absent when the job had given
+ * up without a signed final failure (the build could not run): it is only queued again.
+ * `status`: the commit's decision on this node now.
  */
-export interface RebuildResponse { ok: true, repoId: string, commit: string, reopenedAttempt: number, nextAttempt: number, envelopeId: string, status: DecisionStatus }
+export interface RebuildResponse { ok: true, repoId: string, commit: string, nextAttempt: number, reopenedAttempt?: number, envelopeId?: string, status: DecisionStatus }
 export interface WebhookResponse { ok: true, polling: true }
-/** A non-2xx answer; `code` names why a request was refused where callers can act on it (a rebuild: unknown-commit, already-built, not-final). */
+/** A non-2xx answer; `code` names why a request was refused where callers can act on it (a rebuild: unknown-commit, already-built, not-final, holding-signatures). */
 export interface ErrorResponse { error: string, code?: string }
 
 /** A route: method, path template (`:name` parameters, one path segment each) and what it answers. */
@@ -106,7 +121,12 @@ export const ROUTES = {
   status: route<never, StatusResponse>('GET', '/v1/status'),
   policy: route<never, PolicyResponse>('GET', '/v1/policy'),
   repos: route<never, ReposResponse>('GET', '/v1/repos'),
-  /** `?limit=N` (1–1000, default 200): newest first. */
+  /**
+   * `?limit=N` (1–1000, default 200): newest first. `?since=<event id>` (an `id:` of `/v1/events`
+   * or a previous answer's `next`): only what changed after it, over the whole list (the newest
+   * 1000); 410 when the node cannot answer from that event (before its restart, too old, or not
+   * one of its ids): fetch the list again without `since`.
+   */
   commits: route<'repo', CommitsResponse>('GET', '/v1/repos/:repo/commits'),
   commit: route<'repo' | 'commit', CommitResponse>('GET', '/v1/repos/:repo/commits/:commit'),
   /** `?ref=refs/heads/main` */

@@ -2,11 +2,11 @@ import { readdir, rm, rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import {
-  isQuorateError, makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, parseRecipeSpec, parseJsonStrict, sha256Hex, DEFAULT_RECIPE_LIMITS,
+  isQuorateError, makeFailureStatement, makeProvenanceStatement, parseAttestation, parseEnvelope, sha256Hex,
   type LogPosition, type Policy, type Recipe, type RecipeSpec
 } from '@quorate/core'
 import type { Store } from '@quorate/store'
-import { runBuild, isNodeTrouble, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
+import { runBuild, isNodeTrouble, readRepoRecipe, type BuildJob, type BuildQueue, type BuildRequest, type BuildUser, type GitMirror } from '@quorate/builder'
 import type { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import type { NodeMetrics } from './metrics.js'
@@ -15,8 +15,6 @@ import { routePath, type NodeProblemStatus, type RunningBuildStatus } from './ap
 
 /** Default build attempts (a failing build or a runner error) before a job stays failed (node config "buildAttempts"). */
 export const MAX_ATTEMPTS = 3
-/** The signed failure reason when the policy requires a build root and the commit's recipe has none. */
-const REQUIRE_ROOT_REASON = 'the policy requires a pinned build root for this repository ("requireRoot": true), but .quorate/recipe.json has no "root"; add "root": {"image": "<name>@sha256:<digest>"} to the recipe'
 
 export interface BuildJobsInit {
   sandbox: 'bwrap' | 'none'
@@ -94,7 +92,8 @@ export interface BuildJobs {
 
 /** What an administrator's rebuild request did, or why it was refused. */
 export type RebuildAnswer =
-  | { ok: true, repoId: string, commit: string, reopenedAttempt: number, nextAttempt: number, envelopeId: string }
+  /** `reopenedAttempt` and `envelopeId` (the reopening) are absent when the job had given up without a final failure to reopen. */
+  | { ok: true, repoId: string, commit: string, nextAttempt: number, reopenedAttempt?: number, envelopeId?: string }
   | { ok: false, code: 'unknown-commit' | 'already-built' | 'not-final', message: string }
 
 /** What this node's key already signed for a commit. */
@@ -182,26 +181,6 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     return { attempts: own.attempts, base: own.base }
   }
 
-  /** recipeFromRepo: the recipe is .quorate/recipe.json at this very commit; its limits are capped by the node's defaults. */
-  async function recipeFromCommit (job: BuildJob, requireRoot: boolean): Promise<string | RecipeSpec> {
-    let bytes: Uint8Array | undefined
-    try {
-      bytes = await c.mirrorOf(job.repoId).readFile(job.commit, '.quorate/recipe.json')
-    } catch (err) {
-      return `cannot read .quorate/recipe.json: ${(err as Error).message}`
-    }
-    if (bytes === undefined) return 'the commit has no .quorate/recipe.json, and the policy says the recipe comes from the repository'
-    try {
-      const parsed = parseRecipeSpec(parseJsonStrict(Buffer.from(bytes).toString('utf8'), '.quorate/recipe.json'), '.quorate/recipe.json')
-      if (requireRoot && parsed.recipe.root === undefined) return REQUIRE_ROOT_REASON
-      const limits = { ...parsed.limits }
-      for (const k of Object.keys(limits) as Array<keyof typeof limits>) limits[k] = Math.min(limits[k], DEFAULT_RECIPE_LIMITS[k])
-      return { recipe: parsed.recipe, limits }
-    } catch (err) {
-      return (err as Error).message
-    }
-  }
-
   async function run (job: BuildJob, signal: AbortSignal): Promise<void> {
     const repo = policy.repositories.get(job.repoId)
     if (repo === undefined) return
@@ -211,8 +190,10 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     if (repo.recipe !== undefined) {
       spec = repo.recipe
     } else {
-      const problem = await recipeFromCommit(job, repo.requireRoot)
-      if (typeof problem === 'string') {
+      // The commit's own .quorate/recipe.json, read and capped as `quorate rebuild` reads it.
+      const read = await readRepoRecipe(c.mirrorOf(job.repoId), job.commit, { requireRoot: repo.requireRoot })
+      if (!read.ok) {
+        const problem = read.reason
         await c.ownLogReady?.()
         if (signal.aborted) { await queue.updateJob({ ...job, state: 'queued' }); return }
         const signed = await checkOwnLog(job)
@@ -228,11 +209,12 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
         logger.warn('build failed', { repo: job.repoId, commit: job.commit.slice(0, 12), reason: problem, retry: false })
         return
       }
-      spec = problem
+      spec = read.spec
     }
     const executed = init.tamperOutput === true ? tamperedRecipe(spec.recipe) : spec.recipe
     const workDir = join(init.buildArea, randomUUID())
     const outputCopyDir = join(init.workDir, `${randomUUID()}.out`)
+    const fileListPath = `${outputCopyDir}.file-list` // written by the hashing, moved into the store by keepBuild
     logger.info('build started', { repo: job.repoId, commit: job.commit.slice(0, 12), ref: job.ref, attempt: job.attempts })
     events.emit({ type: 'build', repoId: job.repoId, commit: job.commit, phase: 'started' })
     const t0 = Date.now()
@@ -266,6 +248,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           ...(init.rootCache !== undefined ? { rootCache: init.rootCache } : {}),
           ...(init.fetchCache !== undefined ? { fetchCache: init.fetchCache } : {}),
           outputCopyDir,
+          fileListPath,
           signal,
           onProgress,
           progressIntervalMs: init.progressIntervalMs
@@ -314,7 +297,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
           repoId: job.repoId,
           commit: job.commit,
           log: outcome.log,
-          output: { narSha256: o.narSha256, fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, files: o.fileList.files, copyDir: outputCopyDir }
+          output: { narSha256: o.narSha256, fileListSha256: o.fileListSha256, fileListBytes: o.fileListBytes, fileListPath: o.fileListPath, files: o.fileList.files, copyDir: outputCopyDir }
         })
         for (const [phase, ms] of Object.entries(outcome.durationsMs)) {
           if (typeof ms === 'number') metrics.buildPhaseSeconds.observe(ms / 1000, { phase })
@@ -377,6 +360,7 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
       running.delete(runKey)
       await removeTree(workDir)
       await removeTree(outputCopyDir)
+      await rm(fileListPath, { force: true })
     }
   }
 
@@ -401,24 +385,29 @@ export function buildJobs (init: BuildJobsInit, c: BuildJobsComponents): BuildJo
     if (own.build !== undefined) {
       return { ok: false, code: 'already-built', message: `${key} was built successfully by this node (envelope ${own.build.id}); a success is never rebuilt` }
     }
-    const f = own.newestFailure
-    if (own.final === undefined || f === undefined) {
-      const why = f !== undefined
-        ? `its newest failure (attempt ${f.attempt}) is not final: the node retries it by itself${job?.state === 'queued' ? ' (queued)' : ''}`
-        : `its build is ${job?.state ?? 'not queued'}${job !== undefined && job.attempts > 0 ? ` (attempt ${job.attempts})` : ''} and has not failed`
-      return { ok: false, code: 'not-final', message: `${key} has no final failure to rebuild after: ${why}` }
+    if (job?.state === 'queued' || job?.state === 'running') {
+      return { ok: false, code: 'not-final', message: `${key} has no final failure to rebuild after: its build is ${job.state}${job.attempts > 0 ? ` (attempt ${job.attempts} of this round)` : ''}, and the node builds it by itself` }
     }
-    // The final attempt signed again as not final: "attempt n failed, and this builder will
-    // retry". Everyone's decision sees the organization open again; the next attempt is n+1.
-    const predicate = f.statement.predicate as Record<string, unknown>
-    const reason = `rebuild requested by an administrator after the final failure of attempt ${f.attempt}: ${f.reason}`
-    const envelopeId = await c.sign(repoId, log => ({ ...f.statement, predicate: { ...predicate, final: false, reason: reason.slice(0, 2000), quorate_log: log } }))
-    const { lastError: _e, envelopeId: _id, ...rest } = job ?? { repoId, commit, ref: String(predicate.ref), recipeKey, queuedAt: Date.now(), state: 'failed' as const, attempts: 0, notBefore: 0 }
+    const f = own.newestFailure
+    let envelopeId: string | undefined
+    if (f?.final === true) {
+      // The final attempt signed again as not final: "attempt n failed, and this builder will
+      // retry". Everyone's decision sees the organization open again; the next attempt is n+1.
+      const predicate = f.statement.predicate as Record<string, unknown>
+      const reason = `rebuild requested by an administrator after the final failure of attempt ${f.attempt}: ${f.reason}`
+      envelopeId = await c.sign(repoId, log => ({ ...f.statement, predicate: { ...predicate, final: false, reason: reason.slice(0, 2000), quorate_log: log } }))
+    } else if (job?.state !== 'failed') {
+      return { ok: false, code: 'not-final', message: `${key} has no final failure to rebuild after: ${f !== undefined ? `its newest failure (attempt ${f.attempt}) is not final, and the node retries it by itself` : 'it has not failed on this node'}` }
+    }
+    // Otherwise the job gave up without a final failure to reopen (the build could not run, or the
+    // node stopped right after signing a reopening): queued again, nothing new to sign.
+    const { lastError: _e, envelopeId: _id, ...rest } = job ?? { repoId, commit, ref: String((f?.statement.predicate as Record<string, unknown> | undefined)?.ref ?? 'refs/heads/main'), recipeKey, queuedAt: Date.now(), state: 'failed' as const, attempts: 0, notBefore: 0 }
     await queue.updateJob({ ...rest, state: 'queued', attempts: 0, notBefore: Date.now() })
-    logger.warn('admin rebuild requested', { repo: repoId, commit: commit.slice(0, 12), by, reopenedAttempt: f.attempt, nextAttempt: f.attempt + 1, envelopeId, previousReason: f.reason })
+    const nextAttempt = own.attempts + 1
+    logger.warn('admin rebuild requested', { repo: repoId, commit: commit.slice(0, 12), by, ...(f?.final === true ? { reopenedAttempt: f.attempt, envelopeId } : { requeued: 'no final failure to reopen' }), nextAttempt, ...(f !== undefined ? { previousReason: f.reason } : {}) })
     events.emit({ type: 'build', repoId, commit, phase: 'queued' })
     c.requeued?.()
-    return { ok: true, repoId, commit, reopenedAttempt: f.attempt, nextAttempt: f.attempt + 1, envelopeId }
+    return { ok: true, repoId, commit, nextAttempt, ...(envelopeId !== undefined ? { reopenedAttempt: f!.attempt, envelopeId } : {}) }
   }
 
   return {

@@ -53,6 +53,13 @@ export interface NodeConfig {
   /** How often a running build, a first clone and catch-up sync log their progress at info level. Default 15. */
   progressIntervalSeconds: number
   /**
+   * Per repository and signer: how many commits new to the commit indexes its ref observations
+   * may add, as a burst and then per hour (default 100,000 then 10,000 an hour). Over it, the
+   * envelopes are still stored (logs keep no gap) but their new commits are not indexed: a member
+   * key flooding observations of invented commits cannot grow the indexes without bound.
+   */
+  commitIndexBudget: { burst: number, perHour: number }
+  /**
    * Worker threads that verify incoming signatures while the main thread parses and stores
    * (0: verify on the main thread). Default: none up to two cores, then one per core beyond the
    * second, at most two (see defaultVerifyWorkers).
@@ -66,8 +73,8 @@ export interface NodeConfig {
   maxFileListBytes: number
   /** Garbage collection of kept outputs, build logs and cached build roots (see README "Retention"). */
   retention: RetentionConfig
-  /** Decisions kept in memory per repository (about 4 KiB each; default 4096), and MiB for whole one-commit answers (default 64). */
-  decisionCache: { decisionsPerRepository: number, answerMiB: number }
+  /** MiB for decisions kept alone (default 128) and for whole one-commit answers (default 64). */
+  decisionCache: { decisionMiB: number, answerMiB: number }
   /** Demo and test fault injection: this node plays a compromised CI that alters its outputs. */
   faultInjection?: { tamperOutput?: boolean, crashAfterPersist?: boolean }
 }
@@ -84,7 +91,7 @@ export interface RetentionConfig {
   intervalMinutes: number
 }
 
-const ALLOWED = new Set(['verifyWorkers', 'private', 'readToken', 'progressIntervalSeconds', 'retention', 'decisionCache', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'fetchCache', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'adminTokenFile', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns', 'maxFileListBytes'])
+const ALLOWED = new Set(['commitIndexBudget', 'verifyWorkers', 'private', 'readToken', 'progressIntervalSeconds', 'retention', 'decisionCache', 'roots', 'sandboxUser', 'buildDir', 'fetchNetwork', 'fetchCache', 'name', 'dataDir', 'builderKeyFile', 'peerKeyFile', 'policyFile', 'listen', 'announce', 'bootstrap', 'http', 'adminToken', 'adminTokenFile', 'sandbox', 'pollIntervalSeconds', 'backfill', 'concurrency', 'buildAttempts', 'retryBackoffSeconds', 'keyIsNew', 'loopbackNetwork', 'credentials', 'faultInjection', 'webhookSecret', 'notify', 'mdns', 'maxFileListBytes'])
 
 function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
@@ -194,15 +201,24 @@ export function loadNodeConfig (file: string): NodeConfig {
     return v
   }
   const retention: RetentionConfig = { maxAgeDays: retInt('maxAgeDays', 30, 36_500), maxBuilds: retInt('maxBuilds', 0, 1e9), maxBytes: retInt('maxBytes', 0, Number.MAX_SAFE_INTEGER), intervalMinutes: Math.max(1, retInt('intervalMinutes', 60, 10_080)) }
+  const cib = c.commitIndexBudget as Record<string, unknown> | undefined
+  const budgetHint = 'must be {"burst": N, "perHour": N} (whole numbers from 1 to 1000000000; default {"burst": 100000, "perHour": 10000})'
+  if (cib !== undefined && (typeof cib !== 'object' || cib === null || Array.isArray(cib) || Object.keys(cib).some(k => k !== 'burst' && k !== 'perHour'))) bad(file, 'commitIndexBudget', budgetHint)
+  const budgetInt = (k: 'burst' | 'perHour', def: number): number => {
+    const v = cib?.[k] ?? def
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > 1e9) bad(file, `commitIndexBudget.${k}`, budgetHint)
+    return v
+  }
+  const commitIndexBudget = { burst: budgetInt('burst', 100_000), perHour: budgetInt('perHour', 10_000) }
   const dc = c.decisionCache as Record<string, unknown> | undefined
-  if (dc !== undefined && (typeof dc !== 'object' || dc === null || Array.isArray(dc))) bad(file, 'decisionCache', 'must be an object such as {"decisionsPerRepository": 4096, "answerMiB": 64}')
-  for (const k of Object.keys(dc ?? {})) if (!['decisionsPerRepository', 'answerMiB'].includes(k)) bad(file, `decisionCache.${k}`, 'unknown field; allowed: decisionsPerRepository, answerMiB')
+  if (dc !== undefined && (typeof dc !== 'object' || dc === null || Array.isArray(dc))) bad(file, 'decisionCache', 'must be an object such as {"decisionMiB": 128, "answerMiB": 64}')
+  for (const k of Object.keys(dc ?? {})) if (!['decisionMiB', 'answerMiB'].includes(k)) bad(file, `decisionCache.${k}`, 'unknown field; allowed: decisionMiB, answerMiB')
   const dcInt = (k: string, def: number, min: number, max: number): number => {
     const v = dc?.[k] ?? def
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) bad(file, `decisionCache.${k}`, `must be a whole number from ${min} to ${max}`)
     return v
   }
-  const decisionCache = { decisionsPerRepository: dcInt('decisionsPerRepository', 4096, 1, 10_000_000), answerMiB: dcInt('answerMiB', 64, 0, 1_000_000) }
+  const decisionCache = { decisionMiB: dcInt('decisionMiB', 128, 0, 1_000_000), answerMiB: dcInt('answerMiB', 64, 0, 1_000_000) }
   const dataDir = path('dataDir', 'data')
   assertPrivateDataDir(dataDir, file)
   return {
@@ -238,6 +254,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     verifyWorkers: int('verifyWorkers', defaultVerifyWorkers(), 0, 16),
     maxFileListBytes: int('maxFileListBytes', 1024 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024),
     retention,
+    commitIndexBudget,
     decisionCache,
     ...(fi !== undefined ? { faultInjection: fi } : {}),
     ...(c.webhookSecret !== undefined ? { webhookSecret: c.webhookSecret as string } : {}),

@@ -14,8 +14,6 @@ export interface CommitDecision {
   decision: Decision
   envelopes: Uint8Array[]
   proofs: Array<[Uint8Array, Uint8Array]>
-  /** Log position of each stored envelope, by `keyid/envelope id` (for logCompleteness). */
-  positions: ReadonlyMap<string, number>
   /** About how much memory this answer holds, with its serialized HTTP answer (what the answer cache counts). */
   bytes: number
 }
@@ -24,17 +22,17 @@ export interface CommitDecision {
 export interface LogCompleteness { builder: string, keyid: string, seq: number, complete: boolean }
 
 /** What decisions read from the store. */
-export type DecisionReads = Pick<Store, 'envelopesForCommit' | 'equivocationProofs' | 'logComplete'>
+export type DecisionReads = Pick<Store, 'envelopeBytesForCommit' | 'logPositions' | 'equivocationProofs' | 'logComplete'>
 
 export interface DecisionsInit {
   /** Decisions are recomputed once per commit per this many ms, however many envelopes arrive. Default 50. */
   announceDelayMs?: number
   /**
-   * Decisions kept in memory per repository of the policy (commit lists, latest, digest lookups
-   * read these; each repository has its own, so a busy one does not push out the others). About
-   * 4 KiB each. Default 4096.
+   * Memory for decisions kept alone (commit lists, latest and digest lookups read these), in
+   * bytes, least recently used dropped first. A decision is counted as 2 KiB plus half the bytes of
+   * the envelopes it rests on (one of 14 envelopes holds about 8 KiB of heap). Default 128 MiB.
    */
-  decisionsPerRepository?: number
+  decisionCacheBytes?: number
   /**
    * Memory for whole one-commit answers (the decision with its stored envelopes and proofs, and
    * the HTTP API's serialized answer), in bytes, least recently used dropped first. Default 64 MiB.
@@ -150,16 +148,12 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   const { store, events, logger } = c
   let policy = c.policy
   const delay = init.announceDelayMs ?? 50
-  const perRepository = init.decisionsPerRepository ?? 4096
   /** Whole answers, bounded by memory. */
   const answers = new Lru<CommitDecision>(init.answerCacheBytes ?? 64 * 1024 * 1024, d => d.bytes)
-  /** Decisions alone, per repository. */
-  const decisionCaches = new Map<string, Lru<Decision>>()
-  const decisionCache = (repoId: string): Lru<Decision> => {
-    let lru = decisionCaches.get(repoId)
-    if (lru === undefined) { lru = new Lru<Decision>(perRepository); decisionCaches.set(repoId, lru) }
-    return lru
-  }
+  /** Decisions alone, bounded by memory. */
+  const decisionCache = new Lru<{ decision: Decision, bytes: number }>(init.decisionCacheBytes ?? 128 * 1024 * 1024, x => x.bytes)
+  // d.bytes counts each envelope 3 times (see compute): 2 KiB plus half the envelopes' bytes
+  const light = (d: CommitDecision): { decision: Decision, bytes: number } => ({ decision: d.decision, bytes: 2048 + Math.round(d.bytes / 6) })
   /** Per repository, its equivocation proofs as stored and parsed (every decision of the repository reads them). */
   const proofCache = new Map<string, Promise<{ stored: Array<[Uint8Array, Uint8Array]>, parsed: Array<[object, object]> }>>()
   const completeLogs = new WeakMap<CommitDecision, LogCompleteness[]>()
@@ -189,21 +183,19 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
 
   async function compute (repoId: string, commit: string): Promise<CommitDecision> {
     // One range read and one multi-get per commit; the repository's proofs are read once until one is added.
-    const [stored, proofs] = await Promise.all([store.envelopesForCommit(repoId, commit), proofsOf(repoId)])
+    const [stored, proofs] = await Promise.all([store.envelopeBytesForCommit(repoId, commit), proofsOf(repoId)])
     const envelopes: Uint8Array[] = []
     const parsed: object[] = []
-    const positions = new Map<string, number>()
     let bytes = 8192
     for (const s of stored) {
       envelopes.push(s.bytes)
       parsed.push(parseEnvelopeJson(s.bytes) as object)
-      positions.set(`${s.meta.keyid}/${s.meta.id}`, s.meta.seq)
       // the bytes, their copy in the serialized answer, and the parsed decision's share
       bytes += 3 * s.bytes.byteLength
     }
     for (const [a, b] of proofs.stored) bytes += a.byteLength + b.byteLength
     const decision = decideQuorum({ policy, repoId, commit, envelopes: parsed, equivocationProofs: proofs.parsed, verifiedIds: STORED_SIGNATURES_CHECKED })
-    return { decision, envelopes, proofs: proofs.stored, positions, bytes }
+    return { decision, envelopes, proofs: proofs.stored, bytes }
   }
 
   function decide (repoId: string, commit: string): Promise<CommitDecision> {
@@ -212,17 +204,17 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     if (hit !== undefined) return hit
     const p = compute(repoId, commit)
     answers.set(k, p)
-    decisionCache(repoId).set(k, p.then(d => d.decision))
+    decisionCache.set(k, p.then(light))
     return p
   }
 
   function decision (repoId: string, commit: string): Promise<Decision> {
     const k = `${repoId}@${commit}`
-    const hit = decisionCache(repoId).get(k) ?? answers.get(k)?.then(d => d.decision)
-    if (hit !== undefined) return hit
-    const p = compute(repoId, commit).then(d => d.decision)
-    decisionCache(repoId).set(k, p)
-    return p
+    const hit = decisionCache.get(k) ?? answers.get(k)?.then(light)
+    if (hit !== undefined) return hit.then(x => x.decision)
+    const p = compute(repoId, commit).then(light)
+    decisionCache.set(k, p)
+    return p.then(x => x.decision)
   }
 
   async function logCompleteness (d: CommitDecision): Promise<LogCompleteness[]> {
@@ -230,8 +222,10 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
     if (known !== undefined) return known
     const { repoId } = d.decision
     const out: LogCompleteness[] = []
-    for (const v of d.decision.votes) {
-      const seq = d.positions.get(`${v.keyid}/${v.envelopeId}`)
+    const { votes } = d.decision
+    const seqs = await store.logPositions(votes.map(v => ({ id: v.envelopeId, keyid: v.keyid })))
+    for (const [i, v] of votes.entries()) {
+      const seq = seqs[i]
       if (seq === undefined) continue
       out.push({ builder: v.builder, keyid: v.keyid, seq, complete: await store.logComplete(repoId, v.keyid, seq) })
     }
@@ -244,7 +238,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
   function drop (repoId: string, commit: string): void {
     const k = `${repoId}@${commit}`
     answers.delete(k)
-    decisionCaches.get(repoId)?.delete(k)
+    decisionCache.delete(k)
   }
 
   function schedule (repoId: string, commit: string): void {
@@ -318,7 +312,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
       bumpRefEpoch(repoId)
       proofCache.delete(repoId)
       answers.deleteWhere(k => k.startsWith(`${repoId}@`))
-      decisionCaches.delete(repoId)
+      decisionCache.deleteWhere(k => k.startsWith(`${repoId}@`))
       schedule(repoId, commit)
     },
     policyChanged (next) {
@@ -326,7 +320,7 @@ export function decisions (init: DecisionsInit, c: DecisionsComponents): Decisio
       epochBase++
       proofCache.clear()
       answers.clear()
-      decisionCaches.clear()
+      decisionCache.clear()
     },
     refEpoch: (repoId) => epochBase * 1_000_000_000 + (refEpochs.get(repoId) ?? 0),
     statusCounts,

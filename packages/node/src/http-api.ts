@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual, createHash, createHmac } from 'node:crypto'
-import { isCommitSha, isRepoId, isSha256Hex, type Decision, type Policy } from '@quorate/core'
+import { gzipSync } from 'node:zlib'
+import { isCommitSha, isRepoId, isSha256Hex, type Policy } from '@quorate/core'
 import { webAsset, WEB_SECURITY_HEADERS } from '@quorate/web'
 import { redactUrl } from '@quorate/builder'
 import type { BlobFileReader, Store } from '@quorate/store'
@@ -13,8 +14,8 @@ import type { MetricsRegistry } from './metrics.js'
 import type { OwnLogStatus } from './own-log-recovery.js'
 import type { RebuildAnswer } from './build-jobs.js'
 import { latestTrusted } from './ref-views.js'
-import { commitCandidates, type CommitCandidates } from './commit-views.js'
-import { matchRoute, MalformedPathError, type BuilderCell, type GitCommitInfo, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus, type RootProblemStatus, type NodeProblemStatus } from './api-routes.js'
+import { commitLists, type MirrorMoves } from './commit-views.js'
+import { matchRoute, MalformedPathError, type CommitsNotIndexed, type GitCommitInfo, type RouteName, type ResponseOf, type RunningBuildStatus, type WatchProblemStatus, type RootProblemStatus, type NodeProblemStatus } from './api-routes.js'
 
 export interface HttpApi { url: string, close: () => Promise<void> }
 
@@ -49,6 +50,8 @@ export interface NodeStatus {
   problems?: WatchProblemStatus[]
   rootProblems?: RootProblemStatus[]
   nodeProblems?: NodeProblemStatus[]
+  /** Per repository and signer: ref observations over the commit-index budget (stored, not indexed). */
+  commitsNotIndexed?: CommitsNotIndexed[]
   /** Whether this node may sign: it holds its own logs, or it is fetching them back from peers (DESIGN.md "A node never forks its own log"). */
   ownLog?: OwnLogStatus
 }
@@ -60,9 +63,11 @@ export interface HttpApiComponents {
   store: Pick<Store, 'commitInfos' | 'commitsWithDigest' | 'recentRefObservations' | 'equivocationProofs' | 'envelopesAfter'>
   /** This node's own builder key: its ref observations come from the node's own git mirror (they verify a commit). */
   ownKeyid?: string
+  /** What this node's own git mirror saw on watched refs (lists those commits on an observer node too). */
+  mirror?: Pick<MirrorMoves, 'moves'>
   outputs: Pick<Outputs, 'openFileList' | 'file' | 'log' | 'isPrivate'>
   network: Pick<Network, 'peerId' | 'multiaddrs' | 'connectedPeers' | 'stats'>
-  events: Pick<EventBus, 'since' | 'subscribe'>
+  events: Pick<EventBus, 'since' | 'subscribe' | 'newestId' | 'firstId'>
   metrics: { registry: Pick<MetricsRegistry, 'exposition'> }
   status: () => Promise<NodeStatus>
   /** Subject, author and date of commits from the node's git mirror (unsigned); commits it lacks are left out. */
@@ -74,15 +79,6 @@ export interface HttpApiComponents {
   logger: Logger
 }
 
-
-function builderCells (d: Decision): BuilderCell[] {
-  const cells = new Map<string, BuilderCell>()
-  for (const f of d.failures) cells.set(f.builder, { builder: f.builder, org: f.org, result: 'failed' })
-  for (const v of d.votes) cells.set(v.builder, { builder: v.builder, org: v.org, result: d.status === 'trusted' ? 'dissents' : 'voted', narSha256: v.narSha256 })
-  for (const v of d.supporters) cells.set(v.builder, { builder: v.builder, org: v.org, result: 'agrees', narSha256: v.narSha256 })
-  for (const e of d.equivocators) cells.set(e.builder, { builder: e.builder, org: e.org, result: 'equivocated' })
-  return [...cells.values()].sort((a, b) => a.builder < b.builder ? -1 : 1)
-}
 
 class HttpError extends Error {
   constructor (readonly status: number, message: string, readonly code?: string) { super(message) }
@@ -97,6 +93,18 @@ function sendJson (res: ServerResponse, status: number, body: unknown): void {
     'content-length': Buffer.byteLength(text)
   })
   res.end(text)
+}
+
+/** JSON already serialized (a cached page). */
+function sendJsonBytes (res: ServerResponse, status: number, body: Uint8Array, headers: Record<string, string> = {}): void {
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'x-content-type-options': 'nosniff',
+    'cache-control': 'no-store',
+    'content-length': body.byteLength,
+    ...headers
+  })
+  res.end(body)
 }
 
 /** A JSON answer typed by the shared route table. */
@@ -179,6 +187,10 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
   const ssePerAddress = init.sseMaxClientsPerAddress ?? 8
   const sseReplay = init.sseReplay ?? 200
   const sseClients = new Map<string, number>()
+  // Pages cached per repository until something they show may have changed; `?since=` answers.
+  /** Gzipped cached pages, for as long as the page itself is cached. */
+  const gzipped = new WeakMap<Uint8Array, Buffer>()
+  const lists = commitLists({ policy, store, decisions, events: c.events, ownKeyid: c.ownKeyid, mirror: c.mirror, gitInfo: gitOf })
   let sseTotal = 0
   type Handler = (p: Record<string, string>, req: IncomingMessage, res: ServerResponse) => Promise<void>
   const handlers: Record<RouteName, Handler> = {
@@ -204,6 +216,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
         problems: s.problems ?? [],
         rootProblems: s.rootProblems ?? [],
         nodeProblems: s.nodeProblems ?? [],
+        commitsNotIndexed: s.commitsNotIndexed ?? [],
         ...(s.ownLog !== undefined ? { ownLog: s.ownLog } : {})
       })
     },
@@ -217,23 +230,33 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     },
     commits: async (p, req, res) => {
       const repoId = repoParam(p.repo)
-      const limitText = new URL(req.url ?? '/', 'http://x').searchParams.get('limit')
+      const query = new URL(req.url ?? '/', 'http://x').searchParams
+      const limitText = query.get('limit')
+      const sinceText = query.get('since')
+      // Verified commits (threshold organizations observed them on a ref, or this node's own
+      // mirror saw them on a watched ref), newest first by git topology, never by first-seen time:
+      // one member key flooding observations of invented commits fills only its own organization's
+      // slice, and those commits are shown apart as unverified claims (issue 14 item 5).
+      if (sinceText !== null) {
+        if (limitText !== null) throw new HttpError(400, '?since= answers over the whole list (the newest 1000 commits): leave out ?limit=')
+        const since = /^[0-9]{1,16}$/.test(sinceText) ? Number(sinceText) : NaN
+        if (!Number.isSafeInteger(since)) throw new HttpError(400, '?since= takes an event id: an "id:" of /v1/events or the "next" of a previous answer')
+        const out = await lists.changedSince(repoId, since)
+        if (out instanceof Uint8Array) { sendJsonBytes(res, 200, out); return }
+        sendJson(res, 410, { error: `${out.gone}: fetch the list again without ?since= and continue from its "next"`, next: out.next })
+        return
+      }
       const limit = limitText === null ? 200 : Number(limitText)
       if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, '?limit= takes a whole number from 1 to 1000 (default 200)')
-      // Verified commits (threshold organizations observed them on a ref, or this node's own
-      // mirror has them), newest first by git topology, never by first-seen time: one member key
-      // flooding observations of invented commits fills only its own organization's slice, and
-      // those commits are shown apart as unverified claims (issue 14 item 5).
-      const candidates = await candidatesOf(repoId)
-      const commits = candidates.verified.slice(0, limit).map(v => v.commit)
-      const [infos, git] = await Promise.all([store.commitInfos(repoId, commits), gitOf(repoId, commits)])
-      const out = []
-      for (const [i, commit] of commits.entries()) {
-        const decision = await decisions.decision(repoId, commit)
-        const g = git.get(commit)
-        out.push({ ...(g !== undefined ? { git: { ...g, unsigned: true as const } } : {}), commit, firstSeen: new Date(infos[i]?.firstSeen ?? 0).toISOString(), status: decision.status, narSha256: decision.trusted?.narSha256 ?? null, supportingOrgs: decision.trusted?.supportingOrgs ?? [], summary: decision.summary, builders: builderCells(decision) })
+      const page = await lists.page(repoId, limit)
+      // A page is about 1.3 KB per commit: gzip it once per cached page for clients that accept it (browsers).
+      if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+        let zipped = gzipped.get(page)
+        if (zipped === undefined) gzipped.set(page, zipped = gzipSync(page, { level: 6 }))
+        sendJsonBytes(res, 200, zipped, { 'content-encoding': 'gzip', vary: 'accept-encoding' })
+      } else {
+        sendJsonBytes(res, 200, page, { vary: 'accept-encoding' })
       }
-      reply('commits', res, 200, { repoId, commits: out, unverifiedClaims: candidates.unverified, unverifiedClaimants: candidates.claimants })
     },
     commit: async (p, _r, res) => {
       const repoId = repoParam(p.repo)
@@ -361,6 +384,8 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       if (!isCommitSha(p.commit)) throw new HttpError(400, 'commit must be a full lowercase hex commit id')
       if (c.requestRebuild === undefined) throw new HttpError(409, 'this node does not build (its key is not in the policy): nothing to rebuild', 'unknown-commit')
       const by = req.socket.remoteAddress ?? '?'
+      // A reopening is signed: a node still fetching its own log back signs nothing (and would hold this request).
+      if ((await c.status()).ownLog?.state === 'recovering') throw new HttpError(409, 'this node is still fetching its own log back from its peers and signs nothing until then ("HOLDING SIGNATURES" in quorate status); ask again once it holds its log', 'holding-signatures')
       const answer = await c.requestRebuild(repoId, p.commit, by)
       if (!answer.ok) {
         logger.info('admin rebuild refused', { repo: repoId, commit: p.commit.slice(0, 12), by, code: answer.code, reason: answer.message })
@@ -379,19 +404,6 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
       logger.debug('git metadata unavailable', { repo: repoId, error: (err as Error).message })
       return new Map()
     }
-  }
-
-  // Which commits to list follows the repository's ref observations: recomputed only when they
-  // (or the equivocation proofs) changed, not on every page request.
-  const candidateCache = new Map<string, { epoch: number, value: Promise<CommitCandidates> }>()
-  function candidatesOf (repoId: string): Promise<CommitCandidates> {
-    const epoch = decisions.refEpoch(repoId)
-    const hit = candidateCache.get(repoId)
-    if (hit !== undefined && hit.epoch === epoch) return hit.value
-    const value = commitCandidates(store, policy, repoId, { ownKeyid: c.ownKeyid, limit: 1000 })
-    candidateCache.set(repoId, { epoch, value })
-    value.catch(() => { if (candidateCache.get(repoId)?.value === value) candidateCache.delete(repoId) })
-    return value
   }
 
   function repoParam (id: string): string {
@@ -465,6 +477,7 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
     url: `http://${host}:${addr.port}`,
     close: async () => {
       for (const s of sockets) s.destroy()
+      lists.stop()
       await new Promise<void>(resolve => server.close(() => resolve()))
     }
   }

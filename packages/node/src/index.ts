@@ -27,8 +27,8 @@ export { ownLogRecovery, NEW_KEY_MARKER } from './own-log-recovery.js'
 export type { OwnLogRecovery, OwnLogRecoveryInit, OwnLogRecoveryComponents, OwnLogStatus } from './own-log-recovery.js'
 export { latestTrusted, ownPreviousTip } from './ref-views.js'
 export type { LatestAnswer } from './ref-views.js'
-export { commitCandidates, recentRefMoves } from './commit-views.js'
-export type { CommitCandidates, UnverifiedClaim } from './commit-views.js'
+export { commitCandidates, commitLists, mirrorMoves, recentRefMoves } from './commit-views.js'
+export type { CommitCandidates, CommitLists, CommitListsComponents, MirrorMove, MirrorMoves, SinceGone, UnverifiedClaim } from './commit-views.js'
 export { publisher } from './publisher.js'
 export type { Publisher, PublisherInit, PublisherComponents } from './publisher.js'
 export { ingest } from './ingest.js'
@@ -46,7 +46,7 @@ export type { HttpApi, HttpApiInit, HttpApiComponents, NodeStatus } from './http
 export { ROUTES, routePath, matchRoute, MalformedPathError } from './api-routes.js'
 export type {
   Route, RouteName, ResponseOf, ParamsOf, BuilderCell, HealthResponse, StatusResponse, PolicyResponse, ReposResponse, CommitSummary,
-  CommitsResponse, UnverifiedClaimSummary, CommitResponse, LatestResponse, DigestResponse, PollResponse, RebuildResponse, WebhookResponse, ErrorResponse
+  CommitsResponse, CommitsNotIndexed, UnverifiedClaimSummary, CommitResponse, LatestResponse, DigestResponse, PollResponse, RebuildResponse, WebhookResponse, ErrorResponse
 } from './api-routes.js'
 export { createNodeMetrics, collectNetworkMetrics, MetricsRegistry, Counter, Histogram } from './metrics.js'
 export type { NodeMetrics } from './metrics.js'

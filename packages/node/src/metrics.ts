@@ -138,3 +138,15 @@ export function collectNetworkMetrics (registry: MetricsRegistry, network: Pick<
   })
   registry.collect('quorate_peers_banned_total', 'Peers disconnected and kept out for bad behaviour.', 'counter', () => [[{}, network.stats().peersBanned]])
 }
+
+/**
+ * Registers the commit-index budget counters: per repository and signer, the ref observations
+ * stored whose new commits were over the signer's budget and not indexed, and those commits.
+ */
+export function collectIndexBudgetMetrics (registry: MetricsRegistry, read: () => Array<{ repoId: string, keyid: string, builder: string | null, commits: number, envelopes: number }>): void {
+  const labels = (x: { repoId: string, keyid: string, builder: string | null }): Labels => ({ repo: x.repoId, keyid: x.keyid, builder: x.builder ?? '' })
+  registry.collect('quorate_commits_not_indexed_total', 'Commits that ref observations named but the commit indexes left out (over the signer\'s commitIndexBudget), per repository and signer, since the node started.', 'counter',
+    () => read().map(x => [labels(x), x.commits]))
+  registry.collect('quorate_envelopes_not_indexed_total', 'Ref observations stored whose new commits were over the signer\'s commitIndexBudget (not indexed), per repository and signer, since the node started.', 'counter',
+    () => read().map(x => [labels(x), x.envelopes]))
+}

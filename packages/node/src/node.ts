@@ -12,7 +12,9 @@ import { EventBus } from './events.js'
 import type { Logger } from './logger.js'
 import { httpApi, type HttpApi } from './http-api.js'
 import type { RootProblemStatus } from './api-routes.js'
-import { createNodeMetrics, collectNetworkMetrics, type NodeMetrics } from './metrics.js'
+import { createNodeMetrics, collectNetworkMetrics, collectIndexBudgetMetrics, type NodeMetrics } from './metrics.js'
+import { mirrorMoves as loadMirrorMoves } from './commit-views.js'
+import type { CommitsNotIndexed } from './api-routes.js'
 import { createNotifier, noticeMemory } from './notifier.js'
 import { ownLog } from './own-log.js'
 import { ownLogRecovery } from './own-log-recovery.js'
@@ -99,17 +101,18 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       maxAgeDays: config.fetchCache.maxAgeDays
     })
   const peerKey = existsSync(config.peerKeyFile) ? loadPeerKey(config.peerKeyFile) : await writePeerKeyFile(config.peerKeyFile)
-  // Per signer and repository, at most 100,000 commits new to the index, then 10,000 an hour: a
-  // member key flooding ref observations of invented commits cannot grow the commit indexes
-  // without bound (its envelopes are still stored; issue 14 item 5).
-  const store = await Store.open(dir.db, { blobsDir: dir.blobs, commitIndexBudget: { burst: 100_000, perHour: 10_000 } })
+  // Per signer and repository, a budget of commits new to the index (config commitIndexBudget,
+  // default 100,000 then 10,000 an hour): a member key flooding ref observations of invented
+  // commits cannot grow the commit indexes without bound (its envelopes are still stored; issue 14 item 5).
+  const store = await Store.open(dir.db, { blobsDir: dir.blobs, commitIndexBudget: config.commitIndexBudget })
   const stops: Array<() => Promise<void>> = [async () => await store.close()]
   async function stopAll (): Promise<void> {
     for (const stop of stops.splice(0).reverse()) await stop().catch(err => logger.error('stop failed', { error: (err as Error).message }))
   }
 
   try {
-    const events = new EventBus()
+    // Event ids start from the clock, so they keep growing across restarts (`?since=`, Last-Event-ID).
+    const events = new EventBus(1000, Date.now() * 1000)
     const metrics = createNodeMetrics()
     const notify = createNotifier(config, logger)
     const stats: NodeStats = { buildsSucceeded: 0, buildsFailed: 0, received: { accept: 0, reject: 0, ignore: 0 }, rejectReasons: {} }
@@ -124,7 +127,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       logger,
       privateRepos
     })
-    const decisions = createDecisions({ decisionsPerRepository: config.decisionCache.decisionsPerRepository, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, memory: noticeMemory(store), metrics })
+    const decisions = createDecisions({ decisionCacheBytes: config.decisionCache.decisionMiB * 1024 * 1024, answerCacheBytes: config.decisionCache.answerMiB * 1024 * 1024 }, { store, policy, events, logger, notify, memory: noticeMemory(store), metrics })
     decisions.start()
     stops.push(decisions.stop)
     // Incoming signatures are verified on worker threads while this thread parses and stores
@@ -152,6 +155,8 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     stops.push(async () => await net.stop())
     logger.info('network started', { peerId: network.peerId, addrs: network.multiaddrs().join(' ') })
     collectNetworkMetrics(metrics.registry, network)
+    const commitsNotIndexed = (): CommitsNotIndexed[] => store.commitsNotIndexedBy().map(x => ({ ...x, builder: policy.keys.get(x.keyid)?.builder ?? null }))
+    collectIndexBudgetMetrics(metrics.registry, commitsNotIndexed)
 
     // Own envelopes: signed into the own log (persisted with fsync), announced, then published.
     // Nothing is signed before this data directory holds the key's logs (fetched back from peers
@@ -199,6 +204,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       mirrors.set(repo.id, mirror)
     }
     const mirrorOf = (repoId: string): GitMirror => mirrors.get(repoId)!
+    const mirrorSeen = await loadMirrorMoves(store, [...policy.repositories.keys()])
     stops.push(async () => { for (const m of byUrl.values()) m.close() })
     await outputs.adoptLegacyFiles(dir.legacyFiles)
     const jobs = buildJobs(
@@ -219,13 +225,18 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       queue: store,
       refs: store,
       onRefMoved: async (move) => {
+        // What the node's own mirror saw, kept for the commits list (issue 14 item 5): an observer
+        // signs nothing, yet lists what its mirror has before a quorum observed it.
+        const seen = await mirrorOf(move.repoId).refMove(move.commit, move.previous)
+        await mirrorSeen.record(move.repoId, { ref: move.ref, commit: move.commit, previous: move.previous, ...seen })
+        events.emit({ type: 'ref', repoId: move.repoId, ref: move.ref, commit: move.commit, previous: move.previous, via: 'mirror' })
         if (member === undefined) return
         // `previous` is the tip this key last signed for the ref (its own log, recovered if need
         // be), not what the watcher remembers; the commits in between come from git.
         await ownLogReady()
         const previous = await ownPreviousTip(store, move.repoId, move.ref, key.keyid)
         if (previous === move.commit) return
-        const facts = await mirrorOf(move.repoId).refMove(move.commit, previous)
+        const facts = previous === move.previous ? seen : await mirrorOf(move.repoId).refMove(move.commit, previous)
         await sign(move.repoId, position => makeRefObservationStatement({
           repoId: move.repoId, ref: move.ref, commit: move.commit, previous, fastForward: facts.fastForward, introduced: facts.introduced, truncated: facts.truncated,
           builderId, observedOn: new Date().toISOString(), log: position
@@ -309,11 +320,12 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
       decisions,
       store,
       ownKeyid: key.keyid,
+      mirror: mirrorSeen,
       outputs,
       network,
       events,
       metrics,
-      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems(), running: jobs.running(), problems: watch.problems() }),
+      status: async () => ({ name: config.name, builder: builderName ?? null, keyid: key.keyid, publicKey: key.publicKeyHex, sandbox: config.sandbox, queue: await store.jobCounts(), stats: { ...stats, polls: watch.polls(), buildsRunning: worker.running() }, ownLog: recovery.status(), rootProblems: rootProblems(rootCache), nodeProblems: jobs.nodeProblems(), running: jobs.running(), problems: watch.problems(), commitsNotIndexed: commitsNotIndexed() }),
       poll: async (repoId) => await watch.pollNow(repoId),
       ...(member !== undefined ? { requestRebuild: jobs.requestRebuild } : {}),
       gitInfo: async (repoId, commits) => await gitSummaries(repoId, commits),

@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { isSha256Hex } from '@quorate/core'
@@ -7,7 +8,7 @@ import type { Network } from '@quorate/network'
 import type { Logger } from './logger.js'
 
 export interface OutputsComponents {
-  store: Pick<Store, 'putBlob' | 'getBlob' | 'putBlobFile' | 'blobTempPath' | 'openBlob' | 'putOutputFile' | 'getOutputFile' | 'putBuildLog' | 'buildLog' | 'putKeptBuild' | 'markPrivate' | 'markPublic' | 'isPrivate'>
+  store: Pick<Store, 'putBlob' | 'getBlob' | 'putBlobFile' | 'blobTempPath' | 'openBlob' | 'putOutputFile' | 'putOutputFiles' | 'getOutputFile' | 'putBuildLog' | 'buildLog' | 'putKeptBuild' | 'markPrivate' | 'markPublic' | 'isPrivate'>
   /** Repositories whose outputs, logs and file lists are served only with a read token (node config `private`). */
   privateRepos?: ReadonlySet<string>
   /** Peers that may hold a file list this node lacks. */
@@ -20,7 +21,9 @@ export interface OutputsComponents {
 /** What a successful build leaves to keep: its file list and the copied output files. */
 export interface BuiltOutput {
   fileListSha256: string
-  fileListBytes: Uint8Array
+  /** The file list's bytes, or (for large outputs) the file they were written to, moved into the store by keep. */
+  fileListBytes?: Uint8Array
+  fileListPath?: string
   files: Array<{ path: string, type: string, sha256?: string }>
   /** A copy of the output directory made by the build runner. */
   copyDir: string
@@ -82,14 +85,15 @@ export function outputs (c: OutputsComponents): Outputs {
   const { store, logger } = c
   const privateRepos = c.privateRepos ?? new Set<string>()
   async function keep (o: BuiltOutput): Promise<void> {
-    await store.putBlob(o.fileListSha256, o.fileListBytes)
-    for (const f of o.files) {
-      if (f.type !== 'file' || f.sha256 === undefined) continue
-      try {
-        await store.putOutputFile(f.sha256, join(o.copyDir, f.path))
-      } catch (err) {
-        logger.warn('output not kept', { path: f.path, error: (err as Error).message })
-      }
+    if (o.fileListPath !== undefined) await store.putBlobFile(o.fileListSha256, o.fileListPath)
+    else if (o.fileListBytes !== undefined) await store.putBlob(o.fileListSha256, o.fileListBytes)
+    // In batches (store.putOutputFiles): one LevelDB put per file made keeping an output of
+    // 100,000 small files a phase of its own. Their paths are made one batch at a time.
+    function * files (): Generator<{ sha256: string, source: string }> {
+      for (const f of o.files) if (f.type === 'file' && f.sha256 !== undefined) yield { sha256: f.sha256, source: join(o.copyDir, f.path) }
+    }
+    for (const f of await store.putOutputFiles(files())) {
+      logger.warn('output not kept', { path: f.source.slice(o.copyDir.length + 1), error: f.error.message })
     }
   }
   /** A blob from the store or, when `fromPeers`, from any peer holding it (checked by the network layer), then kept. */
@@ -144,8 +148,8 @@ export function outputs (c: OutputsComponents): Outputs {
       let bytes = log.kept.byteLength
       const content = [log.sha256, keptSha256]
       if (output !== undefined) {
+        bytes += output.fileListBytes?.byteLength ?? (output.fileListPath !== undefined ? (await stat(output.fileListPath)).size : 0)
         await keep(output)
-        bytes += output.fileListBytes.byteLength
         content.push(output.fileListSha256)
         for (const f of output.files) {
           if (f.type !== 'file' || f.sha256 === undefined) continue

@@ -4,7 +4,7 @@
 // unverified claims, bounded, with who claimed them.
 import { describe, it, expect, afterEach } from 'vitest'
 import { makeRefObservationStatement, signStatement, type LogPosition } from '@quorate/core'
-import { commitCandidates, MAX_UNVERIFIED_CLAIMS, COMMITS_PER_ORG } from '../src/commit-views.js'
+import { commitCandidates, mirrorMoves, MAX_UNVERIFIED_CLAIMS, COMMITS_PER_ORG, type MirrorMove } from '../src/commit-views.js'
 import { latestTrusted } from '../src/ref-views.js'
 import { builder, policyFor, tempStore, verified, type TestBuilder } from './helpers.js'
 
@@ -61,5 +61,26 @@ describe('commitCandidates', () => {
     const observer = await commitCandidates(store, policy, 'hello')
     expect(observer.verified).toEqual([])
     expect(observer.unverified.map(c => c.commit).sort()).toEqual([C(1), C(2), C(5)])
+  })
+
+  it('an observer lists what its own mirror saw on a watched ref, in git order, and a rogue key\'s flood buries none of it', async () => {
+    const flood = Array.from({ length: 1000 }, (_, i) => [C(0x200000 + i)])
+    // one other organization observed C1 only; the rogue floods invented commits
+    const store = await storeWith([refLog(beta, [[C(1)]]), refLog(rogue, flood)])
+    const t = await tempStore()
+    cleanups.push(t.cleanup)
+    const seen = await mirrorMoves(t.store, ['hello'])
+    // the watcher saw main at C1, then a push of C3 (with C2): newest first, as recorded
+    await seen.record('hello', { ref: 'refs/heads/main', commit: C(1), previous: null, fastForward: false, introduced: [C(1)], truncated: false })
+    await seen.record('hello', { ref: 'refs/heads/main', commit: C(3), previous: C(1), fastForward: true, introduced: [C(3), C(2)], truncated: false })
+    const out = await commitCandidates(store, policy, 'hello', { mirrorMoves: seen.moves('hello') })
+    expect(out.verified).toEqual([{ commit: C(3), orgs: [] }, { commit: C(2), orgs: [] }, { commit: C(1), orgs: ['b'] }])
+    expect(out.unverified).toHaveLength(MAX_UNVERIFIED_CLAIMS)
+    expect(out.unverified.every(c => c.claimedBy[0].builder === 'rogue')).toBe(true)
+    // kept in the store: a restarted node still has them (the watcher does not report seen refs again)
+    const again = await mirrorMoves(await t.reopen(), ['hello'])
+    expect(again.moves('hello').map((m: MirrorMove) => m.commit)).toEqual([C(3), C(1)])
+    // without them (before: an observer listed nothing of its own until a quorum observed it)
+    expect((await commitCandidates(store, policy, 'hello')).verified).toEqual([])
   })
 })

@@ -11,13 +11,13 @@ const policy = policyFor([alpha, beta, gamma])
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => { for (const c of cleanups.splice(0)) await c() })
 
-async function setup (): Promise<{ store: Awaited<ReturnType<typeof tempStore>>['store'], d: ReturnType<typeof decisions>, events: EventBus, seen: NodeEvent[], notices: unknown[], put: (bytes: Uint8Array) => Promise<void> }> {
+async function setup (init: { answerCacheBytes?: number, decisionCacheBytes?: number } = {}): Promise<{ store: Awaited<ReturnType<typeof tempStore>>['store'], d: ReturnType<typeof decisions>, events: EventBus, seen: NodeEvent[], notices: unknown[], put: (bytes: Uint8Array) => Promise<void> }> {
   const t = await tempStore()
   const events = new EventBus()
   const seen: NodeEvent[] = []
   events.subscribe(e => seen.push(e))
   const notices: unknown[] = []
-  const d = decisions({ announceDelayMs: 5 }, { store: t.store, policy, events, logger: memoryLogger(), notify: n => notices.push(n), metrics: createNodeMetrics() })
+  const d = decisions({ announceDelayMs: 5, ...init }, { store: t.store, policy, events, logger: memoryLogger(), notify: n => notices.push(n), metrics: createNodeMetrics() })
   d.start()
   cleanups.push(async () => { await d.stop(); await t.cleanup() })
   const put = async (bytes: Uint8Array): Promise<void> => {
@@ -44,6 +44,25 @@ describe('decisions', () => {
     expect(second.decision.status).toBe('trusted')
     expect(second.envelopes).toHaveLength(2)
     expect(await d.decide('hello', OTHER_COMMIT)).toBe(other)
+  })
+
+  it('keeps whole answers and decisions within their memory budgets, least recently used dropped first', async () => {
+    const commits = ['1', '2', '3'].map(c => c.repeat(40))
+    const envelopes = commits.map((c, i) => buildEnvelope(alpha, String(i + 1), { seq: i, commit: c }))
+    // an answer of one envelope counts 8 KiB + 3 times its bytes: two fit, not three
+    const largest = Math.max(...envelopes.map(e => e.byteLength))
+    const { d, put } = await setup({ answerCacheBytes: 2 * (8192 + 3 * largest), decisionCacheBytes: 1024 * 1024 })
+    for (const e of envelopes) await put(e)
+    await d.settled() // the announcements decided all three
+    const first = await d.decide('hello', commits[0])
+    const second = await d.decide('hello', commits[1])
+    expect(await d.decide('hello', commits[0])).toBe(first) // first is now the most recently used
+    const third = await d.decide('hello', commits[2])
+    expect(await d.decide('hello', commits[0])).toBe(first)
+    expect(await d.decide('hello', commits[1])).not.toBe(second) // and the third's whole answer is dropped
+    // decisions alone have their own budget: the third's decision is still kept
+    expect(await d.decision('hello', commits[2])).toBe(third.decision)
+    expect(await d.decide('hello', commits[2])).not.toBe(third)
   })
 
   it('moves the ref epoch of a repository only when what its ref observations say may change', async () => {

@@ -11,7 +11,7 @@ const policy = policyFor([builder('alpha', 'a', 1), builder('beta', 'b', 2)])
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => { for (const c of cleanups.splice(0).reverse()) await c() })
 
-async function startApi (init: Partial<HttpApiInit> = {}) {
+async function startApi (init: Partial<HttpApiInit> = {}, extra: Partial<Parameters<typeof httpApi>[1]> = {}) {
   const t = await tempStore()
   const events = new EventBus()
   const logger = memoryLogger()
@@ -27,7 +27,8 @@ async function startApi (init: Partial<HttpApiInit> = {}) {
     metrics,
     status: async () => ({ name: 'n', builder: null, keyid: 'k', publicKey: 'p', sandbox: 'none', queue: {}, stats: {} }),
     poll: async () => {},
-    logger
+    logger,
+    ...extra
   })
   cleanups.push(t.cleanup, api.close)
   return { api, events, logger }
@@ -116,5 +117,28 @@ describe('HTTP API', () => {
     await until(() => s.text().includes('"live"'), 'the live event')
     s.close()
     expect([...s.text().matchAll(/^id: (\d+)$/gm)].map(m => Number(m[1]))).toEqual([26, 27, 28, 29, 30, 31])
+  })
+
+  it('refuses admin routes without the admin token (403 when none is set, 401 otherwise), and a rebuild while the node holds its signatures', async () => {
+    const token = 'x'.repeat(24)
+    const asked: string[] = []
+    const post = async (url: string, path: string, auth?: string): Promise<{ status: number, body: any }> => {
+      const res = await fetch(`${url}${path}`, { method: 'POST', headers: auth !== undefined ? { authorization: `Bearer ${auth}` } : {} })
+      return { status: res.status, body: await res.json() }
+    }
+    const path = `/v1/admin/repos/hello/commits/${'a'.repeat(40)}/rebuild`
+    const off = await startApi()
+    expect(await post(off.api.url, path, token)).toMatchObject({ status: 403, body: { error: expect.stringMatching(/admin endpoints are disabled on this node: set "adminTokenFile"/) } })
+    const { api, logger } = await startApi({ adminToken: token }, {
+      status: async () => ({ name: 'n', builder: 'alpha', keyid: 'k', publicKey: 'p', sandbox: 'none', queue: {}, stats: {}, ownLog: { state: 'recovering', reason: 'r', answeredOrgs: [], requiredOrgs: 1, recovered: 0 } }),
+      requestRebuild: async (repoId, commit) => { asked.push(`${repoId}@${commit}`); return { ok: true, repoId, commit, nextAttempt: 2 } }
+    })
+    expect((await post(api.url, path)).status).toBe(401)
+    expect((await post(api.url, path, token.slice(1) + 'y')).status).toBe(401)
+    expect((await get(api.url, path)).status).toBe(405)
+    expect(await post(api.url, path, token)).toMatchObject({ status: 409, body: { code: 'holding-signatures' } })
+    expect(await post(api.url, `/v1/admin/repos/nope/commits/${'a'.repeat(40)}/rebuild`, token)).toMatchObject({ status: 404 })
+    expect(asked).toEqual([])
+    expect(logger.lines.filter(l => l.event === 'admin request refused').map(l => l.reason)).toEqual(['no token', 'wrong token'])
   })
 })

@@ -5,9 +5,9 @@ describe('@quorate/node', () => {
   it('exports exactly its public API', () => {
     expect(Object.keys(node).sort()).toEqual([
       'BACKUP_PARTS', 'Counter', 'EventBus', 'Histogram', 'MAX_ATTEMPTS', 'MalformedPathError', 'MetricsRegistry', 'NEW_KEY_MARKER', 'ROUTES',
-      'assertPrivateFile', 'backupDataDir', 'buildJobs', 'collectNetworkMetrics', 'commitCandidates', 'createLogger', 'createNodeMetrics',
+      'assertPrivateFile', 'backupDataDir', 'buildJobs', 'collectNetworkMetrics', 'commitCandidates', 'commitLists', 'createLogger', 'createNodeMetrics',
       'createNotifier', 'createVerifyPool', 'dataDirLayout', 'decisions', 'defaultVerifyWorkers', 'escapeForTerminal', 'httpApi', 'ingest', 'initPeerKeyFile', 'latestTrusted',
-      'loadBuilderKey', 'loadNodeConfig', 'loadPeerKey', 'loadPolicyFile', 'matchRoute', 'noticeMemory', 'openStoppedStore',
+      'loadBuilderKey', 'loadNodeConfig', 'loadPeerKey', 'loadPolicyFile', 'matchRoute', 'mirrorMoves', 'noticeMemory', 'openStoppedStore',
       'outputs', 'ownLog', 'ownLogRecovery', 'ownPreviousTip', 'prepareDataDir', 'publisher', 'readJsonFile', 'recentRefMoves', 'restoreDataDir', 'rotateBuilderKey', 'routePath', 'startNode',
       'webhookSignatureMatches', 'writePeerKeyFile'
     ])

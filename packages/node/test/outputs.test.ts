@@ -60,4 +60,32 @@ describe('outputs in the store\'s blob store', () => {
     writeFileSync(join(t.dir, 'x'), 'changed after hashing')
     await expect(t.store.putOutputFile('0'.repeat(64), join(t.dir, 'x'))).rejects.toThrow(/does not hash to/)
   })
+
+  it('keeps an output of many files in batches: every file kept, one that changed after hashing reported by path, the rest unaffected', async () => {
+    const t = await tempStore()
+    cleanups.push(t.cleanup)
+    const copy = join(t.dir, 'copy')
+    mkdirSync(copy)
+    const files: Array<{ path: string, type: string, sha256: string }> = []
+    for (let i = 0; i < 1300; i++) { // three batches of 512 and a bit
+      const body = Buffer.from(`file ${i}\n`)
+      writeFileSync(join(copy, `f${i}`), body)
+      files.push({ path: `f${i}`, type: 'file', sha256: sha(body) })
+    }
+    const large = Buffer.alloc(SMALL_BLOB_BYTES + 10, 3)
+    writeFileSync(join(copy, 'large'), large)
+    files.push({ path: 'large', type: 'file', sha256: sha(large) }, { path: 'again', type: 'file', sha256: files[0]!.sha256 })
+    writeFileSync(join(copy, 'again'), 'file 0\n')
+    writeFileSync(join(copy, 'f700'), 'changed after hashing')
+    const logger = memoryLogger()
+    const list = Buffer.from('{"files":[],"version":1}')
+    await outputs({ store: t.store, logger }).keep({ fileListSha256: sha(list), fileListBytes: list, copyDir: copy, files })
+    const o = outputs({ store: t.store, logger: memoryLogger() })
+    for (const [i, f] of files.entries()) {
+      if (f.path === 'f700') continue
+      expect((await o.file(f.sha256))?.byteLength, f.path).toBe(i < 1300 || f.path === 'again' ? Buffer.from(`file ${f.path === 'again' ? 0 : i}\n`).byteLength : large.byteLength)
+    }
+    expect(await o.file(files[700]!.sha256)).toBeUndefined()
+    expect(logger.lines.filter(l => l.event === 'output not kept').map(l => l.path)).toEqual(['f700'])
+  })
 })

@@ -106,4 +106,30 @@ describe('watcher over a real git repository and the store\'s queue', () => {
     expect(logged.some(l => l.event === 'watched branches found')).toBe(true)
     expect(await t.store.jobsList()).toHaveLength(1)
   })
+
+  it('lists the mirror\'s refs once per poll (watched refs and the missing-branch check from one listing)', async () => {
+    const t = await tempStore()
+    cleanups.push(t.cleanup)
+    const repo = join(t.dir, 'repo')
+    mkdirSync(repo)
+    git(repo, ['init', '-q', '-b', 'main'])
+    const c1 = commit(repo, 'a', 'one')
+    // Counts the mirror's ref listings: each of these methods runs its own git for-each-ref.
+    const calls: string[] = []
+    class CountingMirror extends GitMirror {
+      override async branches (): Promise<string[]> { calls.push('branches'); return await super.branches() }
+      override async resolveRefs (p: Parameters<GitMirror['resolveRefs']>[0]): ReturnType<GitMirror['resolveRefs']> { calls.push('resolveRefs'); return await super.resolveRefs(p) }
+      override async resolveWatchedRefs (p: Parameters<GitMirror['resolveWatchedRefs']>[0]): ReturnType<GitMirror['resolveWatchedRefs']> { calls.push('resolveWatchedRefs'); return await super.resolveWatchedRefs(p) }
+    }
+    const mirror = new CountingMirror({ url: repo, dir: join(t.dir, 'git', 'hello.git') })
+    const w = watcher(
+      { repositories: [{ id: 'hello', branches: ['main', 'release/*'], tags: [], recipeKey: 'r' }], backfill: 1, pollIntervalMs: 0 },
+      { mirrorOf: () => mirror, queue: t.store, refs: t.store }
+    )
+    await w.pollNow()
+    await w.pollNow()
+    expect(calls).toEqual(['resolveWatchedRefs', 'resolveWatchedRefs'])
+    expect((await t.store.jobsList()).map(j => j.commit)).toEqual([c1])
+    expect(w.problems()).toEqual([{ repoId: 'hello', problem: expect.stringMatching(/no branch matching "release\/\*" \(it has only main\)/), missingBranches: ['release/*'], remoteBranches: ['main'] }])
+  })
 })

@@ -47,7 +47,13 @@ export class BlobFiles {
     await mkdir(dirname(dest), { recursive: true })
     await chmod(source, 0o444)
     if (await this.has(sha256)) { await rm(source, { force: true }); return }
-    await rename(source, dest)
+    try {
+      await rename(source, dest)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err
+      await this.put(sha256, source) // another filesystem: copied under a temporary name, then renamed
+      await rm(source, { force: true })
+    }
   }
 
   /** Keeps `bytes` under their digest (written to a temporary name, then renamed). */

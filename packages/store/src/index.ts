@@ -9,4 +9,4 @@
  */
 export { Store, STORE_FORMAT, SMALL_BLOB_BYTES } from './store.js'
 export type { BlobFileReader } from './blob-files.js'
-export type { StoreOptions, StoredEnvelopeMeta, PutOutcome, LogHead, EquivocationProof, BuildJob, BuildJobState, CommitInfo, BuildLogMeta, KeptBuild } from './store.js'
+export type { StoreOptions, StoredEnvelopeMeta, PutOutcome, LogHead, EquivocationProof, BuildJob, BuildJobState, CommitInfo, BuildLogMeta, KeptBuild, NotIndexed } from './store.js'

@@ -42,6 +42,12 @@ describe('Store', () => {
     expect(forA.map(x => x.meta.seq).sort()).toEqual([0, 2])
     expect(Buffer.from(forA.find(x => x.meta.seq === 0)!.bytes).equals(Buffer.from(e0.bytes))).toBe(true)
     expect(await store.logHead('hello', key.keyid)).toMatchObject({ seq: 2, envelopeId: e2.v.id })
+    // what a decision reads: the bytes by (id, signer) in one read, the log positions of the counted ones apart
+    const bytesForA = await store.envelopeBytesForCommit('hello', 'a'.repeat(40))
+    expect(bytesForA.map(x => [x.id, x.keyid]).sort()).toEqual([[e0.v.id, key.keyid], [e2.v.id, key.keyid]].sort())
+    expect(bytesForA.map(x => Buffer.from(x.bytes).toString()).sort()).toEqual([e0.bytes, e2.bytes].map(b => Buffer.from(b).toString()).sort())
+    expect(await store.envelopeBytesForCommit('hello', 'c'.repeat(40))).toEqual([])
+    expect(await store.logPositions([{ id: e2.v.id, keyid: key.keyid }, { id: e0.v.id, keyid: key.keyid }, { id: e1.v.id, keyid: other.keyid }])).toEqual([2, 0, undefined])
     const after: number[] = []
     for await (const b of store.envelopesAfter('hello', key.keyid, 0)) after.push(JSON.parse(Buffer.from(JSON.parse(Buffer.from(b).toString()).payload, 'base64').toString()).predicate.quorate_log.seq)
     expect(after).toEqual([1, 2])
@@ -62,6 +68,7 @@ describe('Store', () => {
     expect((await store.commitsOf('hello')).map(c => c.commit[0]).sort()).toEqual(['1', '2', '3'])
     expect(await store.envelopesForCommit('hello', '4'.repeat(40))).toEqual([])
     expect(store.commitsNotIndexed).toBe(2)
+    expect(store.commitsNotIndexedBy()).toEqual([{ repoId: 'hello', keyid: key.keyid, commits: 2, envelopes: 2 }])
     // another signer has its own budget; a commit already indexed costs nothing
     const theirs = envelope(0, '4', other)
     await store.putEnvelope(theirs.v, theirs.bytes)

@@ -406,7 +406,8 @@ async function viewCommit (repoId, commit) {
   const verdictFor = new Map()
   const supporterIds = new Set(supporters.map(v => v.envelopeId))
   for (const v of votes) if (!verdictFor.has(v.builder) || supporterIds.has(v.envelopeId)) verdictFor.set(v.builder, { result: status !== 'trusted' ? 'voted' : supporterIds.has(v.envelopeId) ? 'agrees' : 'dissents', vote: v })
-  for (const f of failures) if (!verdictFor.has(f.builder)) verdictFor.set(f.builder, { result: 'failed', failure: f })
+  // failures come in log order per builder: the newest one says whether it retries (a reopened final failure is signed again as not final)
+  for (const f of failures) if (verdictFor.get(f.builder)?.vote === undefined) verdictFor.set(f.builder, { result: 'failed', failure: f })
   const claims = equivocatorClaimsOf(d, `${repoId}@${commit}`, decoded)
   for (const e of equivocators) verdictFor.set(e.builder, { result: 'equivocated', equivocation: e, claim: claims.get(e.builder) })
   // Every builder of the policy appears, including those heard from only through a ref observation.
@@ -421,7 +422,7 @@ async function viewCommit (repoId, commit) {
       h('th', { scope: 'row' }, name),
       h('td', null, org),
       h('td', null, resultBadge(res)),
-      h('td', null, v?.vote !== undefined ? digest(v.vote.narSha256) : v?.failure !== undefined ? h('span', { class: 'reason', 'data-testid': 'failure-reason' }, v.failure.reason ?? '') : v?.equivocation !== undefined ? equivocatorCell(v) : '—'),
+      h('td', null, v?.vote !== undefined ? digest(v.vote.narSha256) : v?.failure !== undefined ? h('span', null, h('span', { class: 'cell-note', 'data-testid': 'failure-state' }, M.failureState(v.failure)), ' ', h('span', { class: 'reason', 'data-testid': 'failure-reason' }, v.failure.reason ?? '')) : v?.equivocation !== undefined ? equivocatorCell(v) : '—'),
       h('td', null, env?.info?.builderId ? code(env.info.builderId) : '—'),
       h('td', null, env?.info?.seq ?? '—'),
       h('td', null, when(env?.info?.finishedOn)),

@@ -350,6 +350,15 @@ export function summaryText (summary, digest) {
 const rate = (num, den) => den === 0 ? null : num / den
 
 /** "83% (5 of 6)", or "—" when nothing is final yet. */
+/**
+ * What a builder's newest signed failure says about what happens next: "attempt 2, final" (it
+ * will not retry: only an administrator's rebuild reopens it) or "attempt 1, will retry".
+ */
+export function failureState (f) {
+  const attempt = typeof f?.attempt === 'number' && Number.isInteger(f.attempt) && f.attempt > 0 ? f.attempt : 1
+  return `attempt ${attempt}, ${f?.final === true ? 'final' : 'will retry'}`
+}
+
 export function formatRate (r, num, den) { return r === null ? '—' : `${Math.round(r * 100)}% (${num} of ${den})` }
 
 /**

@@ -116,6 +116,14 @@ describe('decision views', () => {
     expect(M.reproducibility([], 10).repo.rate).toBeNull()
   })
 
+  it("says whether a builder's newest failure is final or will be retried", () => {
+    expect(M.failureState({ attempt: 2, final: true })).toBe('attempt 2, final')
+    expect(M.failureState({ attempt: 1, final: false })).toBe('attempt 1, will retry')
+    // a v1 failure (no attempt, no final) or a hostile value: attempt 1, not final
+    expect(M.failureState({})).toBe('attempt 1, will retry')
+    expect(M.failureState({ attempt: '<b>9</b>', final: 'yes' })).toBe('attempt 1, will retry')
+  })
+
   it('lines results up side by side without a reference: only paths not the same in all', () => {
     const a = [{ path: 'a', type: 'file', sha256: D('1'), size: 1 }, { path: 'b', type: 'file', sha256: D('2') }, { path: 'l', type: 'symlink', target: 'a' }]
     const b = [{ path: 'a', type: 'file', sha256: D('1') }, { path: 'b', type: 'file', sha256: D('3') }, { path: 'c', type: 'dir' }, { path: 'l', type: 'symlink', target: 'a' }]
