@@ -41,6 +41,8 @@ export interface SyncRounds extends Startable {
   syncWith: (peerId: string) => Promise<SyncRoundResult>
   /** Whether an outbound round with the peer is running. */
   isRunning: (peerId: string) => boolean
+  /** Whether a round the peer opened is running. */
+  isServing: (peerId: string) => boolean
   /** When the last round with the peer completed (ms since epoch). */
   lastSyncAt: (peerId: string) => number | undefined
   forgetPeer: (peerId: string) => void
@@ -51,6 +53,8 @@ export function syncRounds (init: SyncRoundsInit, components: SyncRoundsComponen
   const { host, source, slots, bans, stats } = components
   const rounds = new Map<string, Promise<SyncRoundResult>>()
   const lastSync = new Map<string, number>()
+  /** Inbound rounds running, per peer. */
+  const serving = new Map<string, number>()
   const active = new Set<AbortController>()
   let stopped = false
 
@@ -126,9 +130,15 @@ export function syncRounds (init: SyncRoundsInit, components: SyncRoundsComponen
       stream.abort(new Error(`sync round refused: ${slot.refused}`))
       return
     }
+    serving.set(peer, (serving.get(peer) ?? 0) + 1)
     round(peer, 'inbound', async () => stream)
       .catch(err => { log('sync-failed', { peer, reason: 'inbound', slot: slot.kind, error: errorMessage(err) }) })
-      .finally(() => { slot.release() })
+      .finally(() => {
+        slot.release()
+        const n = (serving.get(peer) ?? 1) - 1
+        if (n > 0) serving.set(peer, n)
+        else serving.delete(peer)
+      })
   }
 
   const dial = async (peerId: string, signal: AbortSignal): Promise<Stream> => {
@@ -169,6 +179,7 @@ export function syncRounds (init: SyncRoundsInit, components: SyncRoundsComponen
     },
 
     isRunning: (peerId) => rounds.has(peerId),
+    isServing: (peerId) => serving.has(peerId),
     lastSyncAt: (peerId) => lastSync.get(peerId),
     forgetPeer: (peerId) => { lastSync.delete(peerId) }
   }

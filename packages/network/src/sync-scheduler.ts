@@ -8,7 +8,11 @@ import { SYNC_PROTOCOL } from './sync-protocol.js'
 import type { SyncRounds } from './sync-rounds.js'
 import type { NetworkLogger, Startable, SyncRoundResult } from './types.js'
 
-/** The side that accepted a connection waits this long before syncing, so the dialer's round usually comes first and one round serves both. */
+/**
+ * The side that accepted a connection waits this long before syncing, so the dialer's round
+ * usually comes first and one round serves both (and skips its own while the dialer's is still
+ * running: a catch-up of a long history takes far longer, and a second round would stream it all again).
+ */
 const INBOUND_SYNC_DELAY_MS = 1500
 /** After a sync round brought us new envelopes, other peers are synced with after this delay (bursts coalesce). */
 const PROPAGATE_DELAY_MS = 500
@@ -26,7 +30,7 @@ export interface SyncSchedulerComponents {
 
 /**
  * When sync rounds run: when a connection opens (the dialer at once, the other side after
- * INBOUND_SYNC_DELAY_MS if no round happened meanwhile), every `syncIntervalMs` with each
+ * INBOUND_SYNC_DELAY_MS if no round happened meanwhile and none is running), every `syncIntervalMs` with each
  * connected peer (skipped when a round with it completed within half a period), and soon after
  * a round that brought new envelopes, with every other peer (gossip never carries what was
  * published while a peer was away).
@@ -86,7 +90,7 @@ export function syncScheduler (init: SyncSchedulerInit, components: SyncSchedule
     const openedAt = Date.now()
     const timer = setTimeout(() => {
       connectTimers.delete(timer)
-      if ((rounds.lastSyncAt(peer) ?? 0) < openedAt && host.getConnections(conn.remotePeer).length > 0) backgroundSync(peer, 'connect')
+      if ((rounds.lastSyncAt(peer) ?? 0) < openedAt && !rounds.isServing(peer) && host.getConnections(conn.remotePeer).length > 0) backgroundSync(peer, 'connect')
     }, INBOUND_SYNC_DELAY_MS)
     timer.unref()
     connectTimers.add(timer)

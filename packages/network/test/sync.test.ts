@@ -71,6 +71,32 @@ describe('sync protocol', () => {
     expect(most).toBeLessThanOrEqual(64)
   })
 
+  it('streams a history once to a node that catches up for longer than the accepting side waits before its own round', async () => {
+    // the accepting side (a) starts its own round 1.5 s after a connection opens unless one ran:
+    // while b's round still streams a's history, a second round would stream all of it again
+    // (12 MiB: more than the stream buffers hold, so a's side of the round lasts as long as b's)
+    const aSource = new MemorySyncSource()
+    for (let seq = 0; seq < 400; seq++) aSource.add(REPO, 'key-a', seq, makeEnvelope(REPO, 'key-a', seq, 24_000))
+    const a = await nodes.start({ source: aSource, syncIntervalMs: 0 })
+    const bSource = new MemorySyncSource()
+    const store = storingValidator(bSource, [])
+    let chain: Promise<unknown> = Promise.resolve()
+    const b = await nodes.start({
+      source: bSource,
+      bootstrapTo: [a],
+      syncIntervalMs: 0,
+      // a receiver slower than the wait: 400 envelopes at about 8 ms each, one after another
+      validate: async (msg) => {
+        const verdict = chain.then(async () => { await new Promise(resolve => setTimeout(resolve, 8)); return await store(msg) })
+        chain = verdict.catch(() => {})
+        return await verdict
+      }
+    })
+    await waitFor('b to hold all 400 of a', () => bSource.count() === 400, 30_000)
+    await new Promise(resolve => setTimeout(resolve, 2_000)) // past the accepting side's wait
+    expect(b.net.stats()).toMatchObject({ syncReceived: 400, syncAccepted: 400, syncIgnored: 0 })
+  })
+
   it('sends only what the peer lacks, and a fork at the same seq as evidence', async () => {
     const a = await nodes.start({ source: sourceWith('key-a', 50), syncIntervalMs: 0 })
     const bSource = new MemorySyncSource()

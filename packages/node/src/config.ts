@@ -61,7 +61,8 @@ export interface NodeConfig {
   commitIndexBudget: { burst: number, perHour: number }
   /**
    * Worker threads that verify incoming signatures while the main thread parses and stores
-   * (0: verify on the main thread). Default: one per core beyond the first, at most two.
+   * (0: verify on the main thread). Default: none up to two cores, then one per core beyond the
+   * second, at most two (see defaultVerifyWorkers).
    */
   verifyWorkers: number
   /**

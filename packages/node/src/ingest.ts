@@ -48,6 +48,9 @@ export interface Ingest {
   readonly stats: IngestStats
 }
 
+/** Exact envelopes remembered as held (see `held` in ingest): about 250 bytes each. */
+const HELD_MAX = 32_768
+
 export function ingest (init: IngestInit, c: IngestComponents): Ingest {
   const { store, metrics, events, logger } = c
   const stats: IngestStats = c.stats ?? { received: { accept: 0, reject: 0, ignore: 0 }, rejectReasons: {} }
@@ -57,32 +60,70 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
   const policy = c.policy
   const verifier = c.verifier
 
-  /** core's checkEnvelope, with the signature verified by the verifier (off this thread when it is a pool). */
-  async function check (msg: IncomingMessage): Promise<EnvelopeCheck> {
-    const pre = precheckEnvelope(msg.data, policy, { repoId: msg.repoId })
-    if (pre.verdict !== 'signature') return pre
-    const { key, parsed } = pre
-    const valid = verifier === undefined ? verifyEd25519(key.publicKey, parsed.pae, parsed.signature) : await verifier.verify(key.publicKey, parsed.pae, parsed.signature)
-    return signatureChecked(pre, valid)
+  /**
+   * Exact envelopes (signer, id and signature) this node holds, newest last: a copy arriving again
+   * (from two sync rounds at once, or by gossip and sync) is a duplicate without its signature
+   * being verified again or the store being asked. Only what the store answered for (stored, or
+   * already held) enters; bounded, the store stays the truth.
+   */
+  const held = new Set<string>()
+  /** The same for copies in validation right now: resolves with whether the store took it. */
+  const inFlight = new Map<string, Promise<boolean>>()
+
+  function refused (r: Exclude<EnvelopeCheck, { verdict: 'accept' }>, msg: IncomingMessage): Verdict {
+    stats.received[r.verdict]++
+    stats.rejectReasons[r.code] = (stats.rejectReasons[r.code] ?? 0) + 1
+    metrics.attestations.inc({ verdict: r.verdict === 'reject' ? 'rejected' : 'ignored', reason: r.code })
+    logger.debug('envelope refused', { verdict: r.verdict, code: r.code, reason: r.reason, from: msg.from, via: msg.via })
+    return r.verdict
+  }
+
+  function duplicate (): Verdict {
+    stats.received.ignore++
+    metrics.attestations.inc({ verdict: 'ignored', reason: 'duplicate' })
+    return 'ignore'
   }
 
   async function validate (msg: IncomingMessage): Promise<Verdict> {
-    const checked = await check(msg)
-    if (checked.verdict !== 'accept') {
-      stats.received[checked.verdict]++
-      stats.rejectReasons[checked.code] = (stats.rejectReasons[checked.code] ?? 0) + 1
-      metrics.attestations.inc({ verdict: checked.verdict === 'reject' ? 'rejected' : 'ignored', reason: checked.code })
-      logger.debug('envelope refused', { verdict: checked.verdict, code: checked.code, reason: checked.reason, from: msg.from, via: msg.via })
-      return checked.verdict
+    // core's checkEnvelope in two steps: everything but the signature, then the signature (by the
+    // verifier: off this thread when it is a pool)
+    const pre = precheckEnvelope(msg.data, policy, { repoId: msg.repoId })
+    if (pre.verdict !== 'signature') return refused(pre, msg)
+    const exact = pre.parsed.keyid + pre.parsed.id + pre.parsed.envelope.signatures[0].sig
+    if (held.has(exact)) return duplicate()
+    const earlier = inFlight.get(exact)
+    if (earlier !== undefined && await earlier) return duplicate()
+    let settle!: (taken: boolean) => void
+    const mine = new Promise<boolean>(resolve => { settle = resolve })
+    inFlight.set(exact, mine)
+    let taken = false
+    try {
+      const { key, parsed } = pre
+      const valid = verifier === undefined ? verifyEd25519(key.publicKey, parsed.pae, parsed.signature) : await verifier.verify(key.publicKey, parsed.pae, parsed.signature)
+      const checked = signatureChecked(pre, valid)
+      if (checked.verdict !== 'accept') return refused(checked, msg)
+      const out = await accept(checked.verified, msg)
+      taken = out.taken
+      return out.verdict
+    } finally {
+      if (inFlight.get(exact) === mine) inFlight.delete(exact)
+      settle(taken)
+      if (taken) {
+        held.add(exact)
+        if (held.size > HELD_MAX) held.delete(held.values().next().value!)
+      }
     }
-    const v = checked.verified
+  }
+
+  /** A verified envelope: budgeted, checked for ref continuity, stored, then announced. `taken`: the store holds it now. */
+  async function accept (v: VerifiedAttestation, msg: IncomingMessage): Promise<{ verdict: Verdict, taken: boolean }> {
     // A ref observation costs one token per commit it lists: a member key cannot flood the
     // store's commit index with huge `introduced` lists faster than with many envelopes.
     const cost = v.attestation.kind === 'ref' ? Math.max(1, v.attestation.introduced.length) : 1
     if (msg.via === 'gossip' && !signerBudget.take(v.keyid, Date.now(), cost)) {
       stats.received.ignore++
       metrics.attestations.inc({ verdict: 'ignored', reason: 'signer-rate-limit' })
-      return 'ignore'
+      return { verdict: 'ignore', taken: false }
     }
     const discontinuous = await refDiscontinuity(v)
     if (discontinuous !== undefined) {
@@ -90,14 +131,10 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
       stats.rejectReasons['ref-discontinuous'] = (stats.rejectReasons['ref-discontinuous'] ?? 0) + 1
       metrics.attestations.inc({ verdict: 'ignored', reason: 'ref-discontinuous' })
       logger.warn('ref observation refused', { builder: v.builder, seq: v.attestation.log.seq, reason: discontinuous })
-      return 'ignore'
+      return { verdict: 'ignore', taken: false }
     }
     const out = await store.putEnvelope(v, msg.data)
-    if (out.status === 'duplicate') {
-      stats.received.ignore++
-      metrics.attestations.inc({ verdict: 'ignored', reason: 'duplicate' })
-      return 'ignore'
-    }
+    if (out.status === 'duplicate') return { verdict: duplicate(), taken: true }
     stats.received.accept++
     metrics.attestations.inc({ verdict: 'accepted', reason: msg.via })
     const a = v.attestation
@@ -111,7 +148,7 @@ export function ingest (init: IngestInit, c: IngestComponents): Ingest {
     }
     events.emit({ type: 'attestation', repoId: a.repoId, commit: a.commit, envelopeId: v.id, builder: v.builder, kind: a.kind, via: msg.via })
     c.decisions.envelopeAdded(v)
-    return 'accept'
+    return { verdict: 'accept', taken: true }
   }
 
   /**

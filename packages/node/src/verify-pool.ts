@@ -9,9 +9,8 @@ import { verifyEd25519 } from '@quorate/core'
  * calling thread: the same rule everywhere, wherever it runs.
  *
  * Requests are grouped into batches (one message each way per batch, not per signature): up to
- * `maxBatch` per message and two batches in flight per worker, so a worker always has the next
- * batch while its answer travels back. Requests that find every worker busy wait and go out
- * together.
+ * `maxBatch` per message; a worker gets a second batch while it verifies one only when a full
+ * batch is waiting. Requests that find every worker busy wait and go out together.
  */
 export interface VerifyPool {
   /** Whether `signature` is a valid Ed25519 signature of `message` under `publicKey` (32 raw bytes). */
@@ -52,9 +51,14 @@ export interface VerifyAnswer { id: number, valid: Uint8Array }
 export const MAX_RESTARTS = 8
 const IN_FLIGHT_PER_WORKER = 2
 
-/** The default for `verifyWorkers`: one thread per core beyond the first, at most two; none on one core. */
+/**
+ * The default for `verifyWorkers`: none up to two cores, then one per core beyond the second, at
+ * most two. Measured on two shared cores (bench/README.md), a worker did not help: the second
+ * core already runs LevelDB's writes and compactions, the network and the sync peer, and the
+ * total CPU per envelope is the same either way, so a worker only pays off with a core to spare.
+ */
 export function defaultVerifyWorkers (cores = availableParallelism()): number {
-  return Math.max(0, Math.min(2, cores - 1))
+  return cores <= 2 ? 0 : Math.min(2, cores - 2)
 }
 
 interface Request { publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array, resolve: (valid: boolean) => void }
@@ -135,12 +139,16 @@ export function createVerifyPool (init: VerifyPoolInit): VerifyPool {
     t.worker.postMessage(batch, [keys.buffer, sigs.buffer, msgs.buffer, ends.buffer])
   }
 
-  /** Hands queued requests to workers with room, the least busy first. */
+  /**
+   * Hands queued requests to workers with room, the least busy first: an idle worker takes what
+   * is queued at once; a busy one a second batch only when a full one is waiting (so while it
+   * verifies, the next batch fills up instead of going out one signature at a time).
+   */
   function flush (): void {
     while (queue.length > 0) {
       let best: Thread | undefined
       for (const t of threads) if (t.inFlight.size < IN_FLIGHT_PER_WORKER && (best === undefined || t.inFlight.size < best.inFlight.size)) best = t
-      if (best === undefined) break
+      if (best === undefined || (best.inFlight.size > 0 && queue.length < maxBatch)) break
       const reqs = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch)
       queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch)
       send(best, reqs)

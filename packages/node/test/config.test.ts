@@ -26,7 +26,7 @@ describe('loadNodeConfig', () => {
     expect(c).toMatchObject({ sandbox: 'none', pollIntervalSeconds: 30, backfill: 10, concurrency: 1, loopbackNetwork: false, http: { host: '127.0.0.1', port: 8080 } })
   })
 
-  it('takes verifyWorkers (default: one per core beyond the first, at most two) and refuses what is not a count of threads', () => {
+  it('takes verifyWorkers (default from the core count) and refuses what is not a count of threads', () => {
     expect(loadNodeConfig(configFile({})).verifyWorkers).toBe(defaultVerifyWorkers())
     expect(loadNodeConfig(configFile({ verifyWorkers: 0 })).verifyWorkers).toBe(0)
     expect(loadNodeConfig(configFile({ verifyWorkers: 3 })).verifyWorkers).toBe(3)

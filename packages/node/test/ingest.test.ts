@@ -1,4 +1,5 @@
 import { describe, it, expect, afterEach } from 'vitest'
+import { verifyEd25519 } from '@quorate/core'
 import { ingest } from '../src/ingest.js'
 import { decisions } from '../src/decisions.js'
 import { EventBus, type NodeEvent } from '../src/events.js'
@@ -12,7 +13,7 @@ const policy = policyFor([alpha, beta])
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => { for (const c of cleanups.splice(0)) await c() })
 
-async function setup (init: { signerRate?: number, signerBurst?: number } = {}) {
+async function setup (init: { signerRate?: number, signerBurst?: number } = {}, verifier?: { verify: (k: Uint8Array, m: Uint8Array, s: Uint8Array) => Promise<boolean> }) {
   const t = await tempStore()
   const events = new EventBus()
   const seen: NodeEvent[] = []
@@ -22,7 +23,7 @@ async function setup (init: { signerRate?: number, signerBurst?: number } = {}) 
   const logger = memoryLogger()
   const d = decisions({ announceDelayMs: 5 }, { store: t.store, policy, events, logger, notify: n => notices.push(n), metrics })
   d.start()
-  const i = ingest(init, { store: t.store, policy, decisions: d, events, metrics, notify: n => notices.push(n), logger })
+  const i = ingest(init, { store: t.store, policy, decisions: d, events, metrics, notify: n => notices.push(n), logger, verifier })
   cleanups.push(async () => { await d.stop(); await t.cleanup() })
   return { store: t.store, i, d, seen, notices, metrics }
 }
@@ -76,5 +77,22 @@ describe('ingest', () => {
     expect(seen.filter(e => e.type === 'equivocation')).toHaveLength(1)
     expect(notices.filter(n => n.type === 'equivocation')).toHaveLength(1)
     expect((await d.decide('hello', COMMIT)).decision.equivocators.map(e => e.builder)).toEqual(['alpha'])
+  })
+
+  it('takes a copy that arrives again (two sync rounds, gossip and sync) as a duplicate without verifying it twice', async () => {
+    let verified = 0
+    const { store, i, seen } = await setup({}, { verify: async (k, m, sig) => { verified++; await new Promise(resolve => setTimeout(resolve, 5)); return verifyEd25519(k, m, sig) } })
+    const bytes = buildEnvelope(alpha, '1')
+    // three copies at once, one later, and a copy with another (forged) signature
+    expect(await Promise.all([bytes, bytes, bytes].map(async b => await i.validate(msg(b, 'sync'))))).toEqual(['accept', 'ignore', 'ignore'])
+    expect(await i.validate(msg(bytes))).toBe('ignore')
+    expect(verified).toBe(1)
+    const envelope = JSON.parse(Buffer.from(bytes).toString('utf8'))
+    envelope.signatures[0].sig = JSON.parse(Buffer.from(buildEnvelope(alpha, '2')).toString('utf8')).signatures[0].sig
+    expect(await i.validate(msg(new TextEncoder().encode(JSON.stringify(envelope))))).toBe('reject')
+    expect(verified).toBe(2)
+    expect(i.stats.received).toEqual({ accept: 1, reject: 1, ignore: 3 })
+    expect(seen.filter(e => e.type === 'attestation')).toHaveLength(1)
+    expect(await store.envelopesForCommit('hello', COMMIT)).toHaveLength(1)
   })
 })

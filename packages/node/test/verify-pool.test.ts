@@ -108,8 +108,8 @@ describe('verify pool (worker threads)', () => {
     expect(await p.verify(all[1].publicKey, all[1].message, all[1].signature)).toBe(false)
   })
 
-  it('has a default of one thread per core beyond the first, at most two', () => {
-    expect([1, 2, 3, 4, 16].map(n => defaultVerifyWorkers(n))).toEqual([0, 1, 2, 2, 2])
+  it('has a default of none up to two cores, then one per core beyond the second, at most two', () => {
+    expect([1, 2, 3, 4, 16].map(n => defaultVerifyWorkers(n))).toEqual([0, 0, 1, 2, 2])
   })
 
   it('gives ingest the same verdicts as the single-thread path (forged envelopes rejected by code)', async () => {

@@ -336,8 +336,8 @@ export class Store {
         if (proofsInBatch.has(logKey) || await this.proofs.get(logKey) !== undefined) { outcomes.push({ status: 'duplicate' }); continue }
         ops.push(
           { type: 'put', key: this.envs.prefix + envKey, value: bytes },
-          { type: 'put', key: this.metas.prefix + envKey, value: metaOf(v, now), valueEncoding: 'json' },
-          { type: 'put', key: this.proofs.prefix + logKey, value: { repoId: a.repoId, keyid: v.keyid, a: holder, b: envKey, foundAt: now }, valueEncoding: 'json' }
+          { type: 'put', key: this.metas.prefix + envKey, value: json(metaOf(v, now)) },
+          { type: 'put', key: this.proofs.prefix + logKey, value: json({ repoId: a.repoId, keyid: v.keyid, a: holder, b: envKey, foundAt: now }) }
         )
         inBatch.set(envKey, bytes)
         proofsInBatch.add(logKey)
@@ -347,21 +347,21 @@ export class Store {
       }
       ops.push(
         { type: 'put', key: this.envs.prefix + envKey, value: bytes },
-        { type: 'put', key: this.metas.prefix + envKey, value: metaOf(v, now), valueEncoding: 'json' },
-        { type: 'put', key: this.logs.prefix + logKey, value: envKey, valueEncoding: 'utf8' }
+        { type: 'put', key: this.metas.prefix + envKey, value: json(metaOf(v, now)) },
+        { type: 'put', key: this.logs.prefix + logKey, value: utf8(envKey) }
       )
       const indexed = this.withinIndexBudget(v.keyid, a.repoId, a.kind, commitsOfItem[i], now)
-      for (const c of indexed) ops.push({ type: 'put', key: this.byCommit.prefix + a.repoId + SEP + c + SEP + envKey, value: '', valueEncoding: 'utf8' })
-      if (a.kind === 'build') ops.push({ type: 'put', key: this.byDigest.prefix + a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: '', valueEncoding: 'utf8' })
+      for (const c of indexed) ops.push({ type: 'put', key: this.byCommit.prefix + a.repoId + SEP + c + SEP + envKey, value: EMPTY })
+      if (a.kind === 'build') ops.push({ type: 'put', key: this.byDigest.prefix + a.narSha256 + SEP + a.repoId + SEP + a.commit + SEP + envKey, value: EMPTY })
       // A ref observation is filed under its tip and under every commit the move introduced
       // (DESIGN.md "The attestation"): a push of several commits brought them all onto the ref.
       if (a.kind === 'ref') {
-        ops.push({ type: 'put', key: this.byRef.prefix + a.repoId + SEP + a.ref + SEP + v.keyid + SEP + pad(a.log.seq), value: envKey, valueEncoding: 'utf8' })
+        ops.push({ type: 'put', key: this.byRef.prefix + a.repoId + SEP + a.ref + SEP + v.keyid + SEP + pad(a.log.seq), value: utf8(envKey) })
       }
       for (const c of indexed) {
         const commitKey = a.repoId + SEP + c
         if (!this.knownCommits.has(commitKey)) {
-          ops.push({ type: 'put', key: this.commits.prefix + commitKey, value: { repoId: a.repoId, commit: c, firstSeen: now }, valueEncoding: 'json' })
+          ops.push({ type: 'put', key: this.commits.prefix + commitKey, value: json({ repoId: a.repoId, commit: c, firstSeen: now }) })
           this.rememberCommit(commitKey)
         }
       }
@@ -372,11 +372,12 @@ export class Store {
       outcomes.push({ status: 'stored' })
     }
     const linked = this.advanceLinked(stored)
-    for (const [log, at] of linked) ops.push({ type: 'put', key: this.linkedIndex.prefix + log, value: at, valueEncoding: 'json' })
+    for (const [log, at] of linked) ops.push({ type: 'put', key: this.linkedIndex.prefix + log, value: json(at) })
     if (ops.length > 0) {
       try {
-        // at the root, each sublevel's prefix applied above: abstract-level's per-operation
-        // sublevel handling cost about as much main-thread time as the rest of the batch
+        // at the root, each sublevel's prefix and value encoding applied above: abstract-level's
+        // per-operation sublevel and encoding handling cost about as much main-thread time as
+        // the rest of the batch (the bytes are the same: JSON text and UTF-8)
         await this.db.batch(ops as never, { sync })
       } catch (err) {
         // the commits remembered above were not written after all
@@ -1072,6 +1073,11 @@ function readSmallFile (path: string): Bytes | undefined {
 function dueKey (job: BuildJob, jobKey: string): string {
   return pad(Math.min(job.notBefore, Number.MAX_SAFE_INTEGER)) + SEP + pad(job.queuedAt) + SEP + jobKey
 }
+
+const EMPTY = new Uint8Array(0)
+/** A value as the sublevels' 'utf8' and 'json' encodings write it, for batches written at the root. */
+const utf8 = (s: string): Uint8Array => Buffer.from(s, 'utf8')
+const json = (v: unknown): Uint8Array => Buffer.from(JSON.stringify(v), 'utf8')
 
 function metaOf (v: VerifiedAttestation, now: number): StoredEnvelopeMeta {
   const a = v.attestation
