@@ -10,8 +10,8 @@ import type { PeerBans } from './peer-bans.js'
 import type { FetchBlobOptions, NetworkLogger, NetworkStats, Startable } from './types.js'
 
 const DEFAULT_FETCH_BLOB_TIMEOUT_MS = 30_000
-/** A range that broke off without a protocol violation is asked again this many times (per blob and peer). */
-const RANGE_RETRIES = 2
+/** A range that broke off without a protocol violation is asked again this many times (after 100, 200, 400, 800 ms). */
+const RANGE_RETRIES = 4
 
 export interface BlobFetcherInit {
   maxBlobBytes: number
@@ -97,15 +97,18 @@ export function blobFetcher (init: BlobFetcherInit, components: BlobFetcherCompo
             active.add(stream)
             answer = await requestBlobRange(stream, sha256, { offset, length: rangeBytes }, { maxBlobBytes, ...(size !== undefined ? { expectedSize: size } : {}) }, chunk => { range.push(chunk) })
           } catch (err) {
-            if (violationOf(err) !== undefined || timedOut || stopped || retries >= RANGE_RETRIES) throw err
+            if (violationOf(err) !== undefined || timedOut || stopped || retries >= RANGE_RETRIES || (err as Error).name === 'UnsupportedProtocolError') throw err
             retries++
             range = []
             log('blob-range-retry', { peer: peerId, sha256, offset, error: errorMessage(err) })
+            // e.g. the peer still closing our previous streams (four per connection): a moment later
+            await new Promise(resolve => setTimeout(resolve, 50 * 2 ** retries))
             continue
           } finally {
             signal.removeEventListener('abort', onAbort)
             if (stream !== undefined) active.delete(stream)
           }
+          retries = 0
           for (const chunk of range) {
             hash.update(chunk)
             await sink.write(chunk)

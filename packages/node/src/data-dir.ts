@@ -8,9 +8,10 @@ import { join } from 'node:path'
  *
  * ```
  * dataDir/
- *   db/        the store (LevelDB): envelopes, indexes, logs, proofs, build queue, file lists,
- *              and output files up to 64 KiB
- *   blobs/     the store's larger output files, content-addressed (blobs/<2 hex>/<62 hex>, read-only)
+ *   db/        the store (LevelDB): envelopes, indexes, logs, proofs, build queue, and file
+ *              lists and output files up to 64 KiB
+ *   blobs/     the store's larger output files, content-addressed (blobs/<2 hex>/<62 hex>, read-only);
+ *              blobs/large/ file lists and logs over 64 KiB, likewise (served by range)
  *   git/       bare git mirrors, one per repository (re-fetched when removed)
  *   work/      the node's scratch space (output copies; emptied at every start). Builds' work
  *              directories live in the build area (builder's prepareBuildArea): here when the

@@ -161,7 +161,7 @@ export async function startNode (config: NodeConfig, logger: Logger): Promise<Qu
     // Own envelopes: signed into the own log (persisted with fsync), announced, then published.
     // Nothing is signed before this data directory holds the key's logs (fetched back from peers
     // after a data-directory loss): DESIGN.md "A node never forks its own log".
-    const recovery = ownLogRecovery({ dataDir: config.dataDir, keyIsNew: config.keyIsNew }, { policy, keyid: key.keyid, store, decisions, logger })
+    const recovery = ownLogRecovery({ dataDir: config.dataDir, keyIsNew: config.keyIsNew }, { policy, keyid: key.keyid, store, decisions, events, logger })
     let stopSigning!: () => void
     const signingStopped = new Promise<void>(resolve => { stopSigning = resolve })
     stops.push(async () => { stopSigning(); await recovery.stop() })

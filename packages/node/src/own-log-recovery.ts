@@ -3,6 +3,7 @@ import { checkEnvelope, type Policy } from '@quorate/core'
 import type { Store } from '@quorate/store'
 import type { Logger } from './logger.js'
 import type { Decisions } from './decisions.js'
+import type { EventBus } from './events.js'
 
 /** Written by `quorate init` next to a brand-new key: this data directory starts the key's logs. */
 export const NEW_KEY_MARKER = 'NEW_KEY'
@@ -37,6 +38,8 @@ export interface OwnLogRecoveryComponents {
   store: Pick<Store, 'getState' | 'putState' | 'putEnvelope' | 'logHead'>
   /** Told of every envelope stored (decisions drop what they cached for its commit). */
   decisions?: Pick<Decisions, 'envelopeAdded' | 'proofAdded'>
+  /** Told of every envelope stored, like ingest tells it (`via: 'recovery'`): SSE clients and the cached commit pages see it. */
+  events?: Pick<EventBus, 'emit'>
   /** Fetches every envelope a peer holds of `keyid`'s log for `repoId` (untrusted). Default: GET {endpoint}/v1/logs/{repo}/{keyid}. */
   fetchLog?: (endpoint: string, repoId: string, keyid: string) => Promise<unknown[]>
   logger: Logger
@@ -98,7 +101,11 @@ export function ownLogRecovery (init: OwnLogRecoveryInit, c: OwnLogRecoveryCompo
             const out = await store.putEnvelope(check.verified, bytes, { sync: true })
             if (out.status === 'stored') status.recovered++
             if (out.status === 'fork') c.decisions?.proofAdded(repoId, check.verified.attestation.commit)
-            if (out.status !== 'duplicate') c.decisions?.envelopeAdded(check.verified)
+            if (out.status !== 'duplicate') {
+              c.decisions?.envelopeAdded(check.verified)
+              const a = check.verified.attestation
+              c.events?.emit({ type: 'attestation', repoId, commit: a.commit, envelopeId: check.verified.id, builder: check.verified.builder, kind: a.kind, via: 'recovery' })
+            }
             if (out.status === 'fork') logger.error('own log fork found', { repo: repoId, seq: check.verified.attestation.log.seq, hint: 'a peer holds a different envelope of this key at a position this node also holds: this key signed twice (two nodes with one key?)' })
           }
         }

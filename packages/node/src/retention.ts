@@ -1,10 +1,11 @@
 import type { Decision } from '@quorate/core'
 import type { KeptBuild, Store } from '@quorate/store'
+import { FileListScanner } from '@quorate/builder'
 import type { RetentionConfig } from './config.js'
 import type { Logger } from './logger.js'
 
 export interface RetentionComponents {
-  store: Pick<Store, 'keptBuilds' | 'forgetKept' | 'getBlob' | 'deleteBlob' | 'deleteBuildLog' | 'buildLog' | 'deleteOutputFile'>
+  store: Pick<Store, 'keptBuilds' | 'forgetKept' | 'openBlob' | 'deleteBlob' | 'deleteBuildLog' | 'buildLog' | 'deleteOutputFile'>
   /** The node's decision for a commit (is this build's output the trusted one?). */
   decision: (repoId: string, commit: string) => Promise<Pick<Decision, 'status' | 'trusted'>>
   /** Cached build roots, when the node has a root cache. */
@@ -105,12 +106,30 @@ async function contentOf (c: RetentionComponents, b: KeptBuild, withLists = true
   }
   if (b.fileListSha256 !== undefined) {
     if (withLists) out.push(b.fileListSha256)
-    const list = await c.store.getBlob(b.fileListSha256)
+    // Read entry by entry, a megabyte at a time: the list of a 500,000-file output is about 60 MB,
+    // and parsing it whole took hundreds of megabytes every time retention ran.
+    const list = await c.store.openBlob(b.fileListSha256)
     if (list !== undefined) {
+      const found: string[] = []
       try {
-        const parsed = JSON.parse(Buffer.from(list).toString('utf8')) as { files?: Array<{ type?: string, sha256?: string }> }
-        for (const f of parsed.files ?? []) if (f.type === 'file' && typeof f.sha256 === 'string') out.push(f.sha256)
-      } catch {}
+        const scanner = new FileListScanner(`file list ${b.fileListSha256}`)
+        for (let at = 0; at < list.size; at += 1024 * 1024) {
+          for (const f of scanner.push(await list.read(at, 1024 * 1024))) if (f.type === 'file' && typeof f.sha256 === 'string') found.push(f.sha256)
+        }
+        scanner.end()
+      } catch {
+        // Not in the canonical layout (lists from before it was required): parsed whole, as before.
+        found.length = 0
+        try {
+          if (list.size <= 64 * 1024 * 1024) {
+            const parsed = JSON.parse(Buffer.from(await list.read(0, list.size)).toString('utf8')) as { files?: Array<{ type?: string, sha256?: string }> }
+            for (const f of parsed.files ?? []) if (f.type === 'file' && typeof f.sha256 === 'string') found.push(f.sha256)
+          }
+        } catch {}
+      } finally {
+        await list.close()
+      }
+      for (const h of found) out.push(h)
     }
   }
   return out
