@@ -87,8 +87,10 @@ beforeAll(async () => {
       { name: 'delta', org: 'delta' }
     ]
   })
-  // three builds at once: most of a build is git checkout, not CPU
-  for (const n of net.nodes) editConfig(n, (c: any) => { c.concurrency = 3 })
+  // three builds at once: most of a build is git checkout, not CPU; incoming signatures verified
+  // on a worker thread (verifyWorkers defaults to none on two cores): the pool in real nodes,
+  // through sync catch-up, restarts and stops
+  for (const n of net.nodes) editConfig(n, (c: any) => { c.concurrency = 3; c.verifyWorkers = 1 })
   await Promise.all(['alpha', 'beta', 'gamma'].map(async n => await startNodeProcess(byName(n), {})))
 }, 60_000)
 

@@ -116,6 +116,8 @@ const MAX_BATCH = 512
 const MAX_KNOWN_COMMITS = 1_000_000
 /** Logs (and signers' refs) whose highest position is kept in memory at most (a policy has far fewer). */
 const MAX_KNOWN_LOGS = 100_000
+/** Positions past a log's linked prefix remembered per log (see linkedAhead). */
+const MAX_AHEAD_PER_LOG = 4096
 
 /**
  * The node's LevelDB: envelopes (idempotent by envelope id and signer), indexes by
@@ -159,6 +161,12 @@ export class Store {
   private readonly knownCommits = new Set<string>()
   /** Per log, the end of its prefix known complete and linked (see logComplete). */
   private readonly linked = new Map<string, LinkedPrefix>()
+  /**
+   * Per log, positions written past its linked prefix (out of order: a gap, or a batch boundary
+   * between two validations that finished in another order), so that the prefix moves past them
+   * when the gap closes without reading them back. Bounded; what is left out is read by logComplete.
+   */
+  private readonly linkedAhead = new Map<string, Map<number, { id: string, prev?: string | null }>>()
   /**
    * Per log (repository!keyid), the highest position the logs index holds (-1: none), read once
    * per log and moved by every write (which runs one at a time with the read). An envelope beyond
@@ -371,7 +379,7 @@ export class Store {
       sync ||= it.sync
       outcomes.push({ status: 'stored' })
     }
-    const linked = this.advanceLinked(stored)
+    const { moved: linked, ahead } = this.advanceLinked(stored)
     for (const [log, at] of linked) ops.push({ type: 'put', key: this.linkedIndex.prefix + log, value: json(at) })
     if (ops.length > 0) {
       try {
@@ -385,7 +393,7 @@ export class Store {
         throw err
       }
     }
-    for (const [log, at] of linked) this.linked.set(log, at)
+    this.rememberLinked(linked, ahead)
     for (const s of stored) {
       const log = s.repoId + SEP + s.keyid
       if (s.seq > (this.maxSeq.get(log) ?? Infinity)) this.maxSeq.set(log, s.seq)
@@ -486,14 +494,47 @@ export class Store {
   }
 
   /** Extends the known-linked prefixes by positions just written in order (others are checked lazily by logComplete). */
-  private advanceLinked (stored: StoredPosition[]): Map<string, LinkedPrefix> {
+  private advanceLinked (stored: StoredPosition[]): { moved: Map<string, LinkedPrefix>, ahead: Array<{ log: string, seq: number, id: string, prev?: string | null }> } {
     const moved = new Map<string, LinkedPrefix>()
+    const ahead: Array<{ log: string, seq: number, id: string, prev?: string | null }> = []
     for (const s of [...stored].sort((x, y) => x.seq - y.seq)) {
       const log = s.repoId + SEP + s.keyid
       const at = moved.get(log) ?? this.linked.get(log) ?? { seq: -1, id: null }
-      if (s.seq === at.seq + 1 && (s.prev === undefined || s.prev === at.id)) moved.set(log, { seq: s.seq, id: s.envKey.slice(0, s.envKey.indexOf(SEP)) })
+      const id = s.envKey.slice(0, s.envKey.indexOf(SEP))
+      if (s.seq === at.seq + 1 && (s.prev === undefined || s.prev === at.id)) moved.set(log, { seq: s.seq, id })
+      else if (s.seq > at.seq + 1) ahead.push({ log, seq: s.seq, id, prev: s.prev })
     }
-    return moved
+    // on through positions stored earlier past the prefix (written out of order): no read needed
+    for (const [log, start] of moved) {
+      const later = this.linkedAhead.get(log)
+      if (later === undefined) continue
+      let at = start
+      for (let next = later.get(at.seq + 1); next !== undefined && (next.prev === undefined || next.prev === at.id); next = later.get(at.seq + 1)) at = { seq: at.seq + 1, id: next.id }
+      moved.set(log, at)
+    }
+    return { moved, ahead }
+  }
+
+  /** After a batch is written: the linked prefixes it moved, and the positions it stored past them. */
+  private rememberLinked (moved: Map<string, LinkedPrefix>, ahead: Array<{ log: string, seq: number, id: string, prev?: string | null }>): void {
+    for (const [log, at] of moved) {
+      if (at.seq > (this.linked.get(log)?.seq ?? -1)) this.linked.set(log, at) // (logComplete may have read further meanwhile)
+      const later = this.linkedAhead.get(log)
+      if (later !== undefined) {
+        for (const seq of later.keys()) if (seq <= at.seq) later.delete(seq)
+        if (later.size === 0) this.linkedAhead.delete(log)
+      }
+    }
+    for (const a of ahead) {
+      if ((this.linked.get(a.log)?.seq ?? -1) >= a.seq) continue
+      let later = this.linkedAhead.get(a.log)
+      if (later === undefined) {
+        if (this.linkedAhead.size >= MAX_KNOWN_LOGS) continue
+        later = new Map()
+        this.linkedAhead.set(a.log, later)
+      }
+      if (later.size < MAX_AHEAD_PER_LOG) later.set(a.seq, { id: a.id, prev: a.prev })
+    }
   }
 
   /** Moves the in-memory contiguous heads past newly stored positions (and past later ones already stored: a filled gap). */
@@ -669,6 +710,15 @@ export class Store {
     if (at.seq >= uptoSeq) return true
     // the log does not reach uptoSeq yet (its highest stored position is known): nothing to read
     if ((this.maxSeq.get(log) ?? Infinity) < uptoSeq) return false
+    // positions written out of order past the prefix, remembered by the writes: nothing to read either
+    const later = this.linkedAhead.get(log)
+    if (later !== undefined) {
+      for (let next = later.get(at.seq + 1); next !== undefined && (next.prev === undefined || next.prev === at.id); next = later.get(at.seq + 1)) at = { seq: at.seq + 1, id: next.id }
+      if (at.seq >= uptoSeq) {
+        this.linked.set(log, at)
+        return true
+      }
+    }
     at = await this.extendLinked(repoId, keyid, at, uptoSeq)
     if (at.seq > (this.linked.get(log)?.seq ?? -1)) {
       this.linked.set(log, at)

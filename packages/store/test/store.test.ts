@@ -274,6 +274,40 @@ describe('Store write path memory (the store stays the truth)', () => {
     await store.close()
   })
 
+  it('moves a log\'s linked prefix past positions written out of order once the gap closes, and stops at a broken link', async () => {
+    const linkedLog = (n: number): Array<{ v: VerifiedAttestation, bytes: Uint8Array }> => {
+      const out: Array<{ v: VerifiedAttestation, bytes: Uint8Array }> = []
+      let prev: string | null = null
+      for (let seq = 0; seq < n; seq++) {
+        const s = signStatement(makeRefObservationStatement({ repoId: 'hello', ref: 'refs/heads/main', commit: String(seq % 10).repeat(40), builderId: 'x', observedOn: '', log: { seq, prev } }), key)
+        const c = checkEnvelope(s.bytes, policy)
+        if (c.verdict !== 'accept') throw new Error(c.reason)
+        out.push({ v: c.verified, bytes: s.bytes })
+        prev = c.verified.id
+      }
+      return out
+    }
+    const dir = tmp()
+    let store = await Store.open(dir)
+    const log = linkedLog(6)
+    // separate batches, out of order: 0, 3, 2, 5, then 1 closes the gap up to 3
+    for (const seq of [0, 3, 2, 5]) await store.putEnvelope(log[seq].v, log[seq].bytes)
+    expect(await store.logComplete('hello', key.keyid, 3)).toBe(false)
+    await store.putEnvelope(log[1].v, log[1].bytes)
+    expect(await Promise.all([3, 4, 5].map(async s => await store.logComplete('hello', key.keyid, s)))).toEqual([true, false, false])
+    await store.putEnvelope(log[4].v, log[4].bytes)
+    expect(await store.logComplete('hello', key.keyid, 5)).toBe(true)
+    // the fixtures of `envelope` are not linked (prev is not the id before): the prefix stops at 0
+    for (const seq of [2, 1]) await store.putEnvelope(envelope(seq, 'a', other).v, envelope(seq, 'a', other).bytes)
+    await store.putEnvelope(envelope(0, 'a', other).v, envelope(0, 'a', other).bytes)
+    expect(await Promise.all([0, 1, 2].map(async s => await store.logComplete('hello', other.keyid, s)))).toEqual([true, false, false])
+    await store.close()
+    store = await Store.open(dir)
+    expect(await store.logComplete('hello', key.keyid, 5)).toBe(true)
+    expect(await store.logComplete('hello', other.keyid, 1)).toBe(false)
+    await store.close()
+  })
+
   it('names the commit of a signer\'s newest ref observation before a position, from memory and from the store alike', async () => {
     const dir = tmp()
     let store = await Store.open(dir)
