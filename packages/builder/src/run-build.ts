@@ -9,6 +9,7 @@ import { createBuildCgroup, diskUsage, type BuildCgroup, type LimitsMechanism } 
 import { environmentFingerprint, type EnvironmentFingerprint } from './fingerprint.js'
 import { checkCommit, type GitMirror } from './git-mirror.js'
 import { hashOutput, type OutputDigest } from './hash-output.js'
+import { removeTree } from './remove-tree.js'
 import { packOciImage, type OciImageSpec } from './oci-image.js'
 import { assertSearchable, giveTree, resolveBuildUser, type BuildUser } from './build-user.js'
 import type { BuildRootCache, BuildRootLease } from './build-root.js'
@@ -645,24 +646,6 @@ async function prepareWorkDir (dir: string): Promise<void> {
 }
 
 /** rm -rf that also gets through directories a build made read-only. */
-async function removeTree (path: string): Promise<void> {
-  try {
-    await rm(path, { recursive: true, force: true })
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code !== 'EACCES' && code !== 'EPERM') throw err
-    await makeWritable(path)
-    await rm(path, { recursive: true, force: true })
-  }
-}
-
-async function makeWritable (path: string): Promise<void> {
-  const st = await lstat(path).catch(() => null)
-  if (st === null || !st.isDirectory()) return
-  await chmod(path, 0o700)
-  for (const name of await readdir(path)) await makeWritable(join(path, name))
-}
-
 function checkNotAborted (request: BuildRequest): void {
   if (request.signal?.aborted === true) throw cancelled(request)
 }
