@@ -15,8 +15,8 @@ import { EventBus, createLogger, createNodeMetrics, createVerifyPool, defaultVer
 import { CACHE, QUICK, envelopeFixture, fmt, makeKeys, makePolicy, record, secs, sleep } from './lib/common.js'
 
 const N = QUICK ? 5_000 : 50_000
-/** Envelopes in flight at once on the pipelined path (what the sync receive path allows). */
-const WINDOW = 64
+/** Envelopes in flight at once on the pipelined path (what the sync receive path allows: VALIDATION_WINDOW). */
+const WINDOW = 256
 const keys = makeKeys(20)
 const policy = makePolicy(keys, ['bench'])
 const all = envelopeFixture(keys, ['bench'], QUICK ? 5_000 : 100_000).slice(0, N)

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { Libp2p, Stream, StreamCloseEvent } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { SYNC_PROTOCOL } from '../src/index.js'
+import { VALIDATION_WINDOW } from '../src/sync-receive.js'
 import { encodeFrame } from '../src/frames.js'
 import { MemorySyncSource, REPO, TestNodes, createRawPeer, makeEnvelope, storingValidator, waitFor, waitForSteady } from './helpers.js'
 
@@ -68,7 +69,7 @@ describe('sync protocol', () => {
     await waitFor('b to hold all 200 of a', () => bSource.count() === 201)
     expect(b.net.stats()).toMatchObject({ syncReceived: 200, syncAccepted: 200 })
     expect(most).toBeGreaterThan(1)
-    expect(most).toBeLessThanOrEqual(64)
+    expect(most).toBeLessThanOrEqual(VALIDATION_WINDOW)
   })
 
   it('streams a history once to a node that catches up for longer than the accepting side waits before its own round', async () => {
