@@ -10,7 +10,7 @@ describe('@quorate/builder', () => {
       'DEFAULT_FETCH_CACHE_MAX_BYTES', 'DEFAULT_FETCH_NETWORK', 'DEFAULT_ROOT_BUILD_ID', 'FetchCache', 'FileListScanner', 'GitMirror', 'LogCapture', 'MAX_TOP_LEVEL_SUBJECTS', 'REPO_RECIPE_PATH', 'SANDBOX_HOME', 'SANDBOX_SRC',
       'assertRoomForBuild', 'buildWorker', 'bwrapArgs', 'checkCommit', 'checkGitUrl', 'detectSandbox', 'environmentFingerprint',
       'globToRegExp', 'hashNar', 'hashOutput', 'isNodeTrouble', 'nodeTrouble', 'ociArchitecture', 'packOciImage',
-      'parseFetchCacheConfig', 'parseFetchNetworkPolicy', 'parseImageSpec', 'parseRootsConfig', 'prepareBuildArea', 'probeSandbox', 'readFileListEntries', 'readRepoRecipe', 'redactUrl', 'resolveBuildUser',
+      'parseFetchCacheConfig', 'parseFetchNetworkPolicy', 'parseImageSpec', 'parseRootsConfig', 'prepareBuildArea', 'probeSandbox', 'readFileListEntries', 'readRepoRecipe', 'redactUrl', 'removeTree', 'resolveBuildUser',
       'runBuild', 'watcher'
     ])
   })
