@@ -18,9 +18,9 @@ import {
 import { basename, dirname, join, resolve } from 'node:path'
 import { tmpdir } from 'node:os'
 import { QuorateError, isCommitSha, isSha256Hex, parseJsonStrict, type Policy } from '@quorate/core'
-import { verifyCommit, type VerifyReport } from './verify.js'
+import { downloadFileList, verifyCommit, type VerifyReport } from './verify.js'
 import { nodeClient, nodeBaseUrl as base } from './node-client.js'
-import { DEFAULT_MAX_FILE_LIST_BYTES, downloadBlob } from './blob-download.js'
+import { DEFAULT_MAX_FILE_LIST_BYTES } from './blob-download.js'
 
 export interface FetchRequest {
   nodes: string[]
@@ -132,34 +132,18 @@ async function latestOnRef (req: FetchRequest & { ref: string }): Promise<{ comm
   return { report: last, message: last!.message }
 }
 
-/**
- * The trusted file list, checked: streamed to a temporary file and hash-checked there
- * (blob-download.ts), then read entry by entry, so a list of 500,000 files is never one string in
- * memory. Returns the checked entries, or why not.
- */
+/** The trusted file list, checked (downloadFileList, then checkFileList); or why not. */
 async function fetchTrustedFileList (sources: string[], sha256: string, timeoutMs: number, token?: string): Promise<{ entries: FetchFileEntry[] } | { missing: string } | { invalid: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'quorate-file-list-'))
+  const got = await downloadFileList(sources, sha256, { timeoutMs, maxBytes: MAX_FILE_LIST_BYTES, maxEntries: MAX_ENTRIES, ...(token !== undefined ? { token } : {}) })
+  if ('rejected' in got) {
+    const refusals = got.rejected.filter(r => r.reason !== 'HTTP 404')
+    return { missing: refusals.length > 0 ? `; refused: ${refusals.map(r => `${r.url} ${r.reason}`).join('; ')}` : '' }
+  }
+  if ('invalid' in got) return got
   try {
-    const path = join(dir, sha256)
-    const got = await downloadBlob(sources, sha256, path, { timeoutMs, maxBytes: MAX_FILE_LIST_BYTES, ...(token !== undefined ? { token } : {}) })
-    if (!got.ok) {
-      const refusals = got.rejected.filter(r => r.reason !== 'HTTP 404')
-      return { missing: refusals.length > 0 ? `; refused: ${refusals.map(r => `${r.url} ${r.reason}`).join('; ')}` : '' }
-    }
-    const what = `file list ${sha256}`
-    try {
-      const { readFileListEntries } = await import('@quorate/builder')
-      const files: unknown[] = []
-      for await (const e of readFileListEntries(path, what)) {
-        if (files.length >= MAX_ENTRIES) throw new QuorateError('OUTPUT_INVALID', `${what}: more than ${MAX_ENTRIES} entries; the supporters signed a file list this command will not write`)
-        files.push(e)
-      }
-      return { entries: checkFileList({ version: 1, files }, what) }
-    } catch (err) {
-      return { invalid: (err as Error).message }
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
+    return { entries: checkFileList({ version: 1, files: got.files }, `file list ${sha256}`) }
+  } catch (err) {
+    return { invalid: (err as Error).message }
   }
 }
 

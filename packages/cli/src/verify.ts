@@ -134,30 +134,41 @@ export function sha256File (path: string): string {
 
 /**
  * Fetches a file list by digest from the first node that has it, checking the digest the
- * supporters signed (verify, audit and rebuild all read file lists through this). The list is
- * streamed to a temporary file, checked there, then read entry by entry (a list of 500,000 files
- * is never one string in memory); `keep` keeps only the entries a caller needs. Undefined when no
- * node serves it, or it is not a canonical file list.
+ * supporters signed (verify, audit, rebuild and fetch all read file lists through this). The list
+ * is streamed to a temporary file, checked there, then read entry by entry (a list of 500,000
+ * files is never one string in memory); `keep` keeps only the entries a caller needs, and more
+ * than `maxEntries` entries make the list invalid. Says why not: no node served it (`rejected`:
+ * each node's refusal) or it is not a canonical file list (`invalid`).
  */
-export async function fetchFileList (nodes: string[], sha256: string, timeoutMs?: number, opts: { keep?: (e: FileListEntry) => boolean, maxBytes?: number } = {}): Promise<{ files: FileListEntry[] } | undefined> {
+export async function downloadFileList (nodes: string[], sha256: string, opts: { timeoutMs?: number, maxBytes?: number, token?: string, keep?: (e: FileListEntry) => boolean, maxEntries?: number } = {}): Promise<{ files: FileListEntry[] } | { rejected: Array<{ url: string, reason: string }> } | { invalid: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-file-list-'))
   try {
     const path = join(dir, sha256)
-    const got = await downloadBlob(nodes, sha256, path, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}) })
-    if (!got.ok) return undefined
+    const { keep, maxEntries, ...download } = opts
+    const got = await downloadBlob(nodes, sha256, path, download)
+    if (!got.ok) return { rejected: got.rejected }
+    const what = `file list ${sha256}`
     const files: FileListEntry[] = []
     try {
       const { readFileListEntries } = await import('@quorate/builder')
-      for await (const e of readFileListEntries(path, `file list ${sha256}`)) {
-        if (opts.keep === undefined || opts.keep(e as unknown as FileListEntry)) files.push(e as unknown as FileListEntry)
+      let n = 0
+      for await (const e of readFileListEntries(path, what)) {
+        if (maxEntries !== undefined && ++n > maxEntries) throw new QuorateError('OUTPUT_INVALID', `${what}: more than ${maxEntries} entries; the supporters signed a file list this command will not write`)
+        if (keep === undefined || keep(e as unknown as FileListEntry)) files.push(e as unknown as FileListEntry)
       }
-    } catch {
-      return undefined
+    } catch (err) {
+      return { invalid: (err as Error).message }
     }
     return { files }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/** downloadFileList's entries, or undefined when no node serves the list or it is not a canonical file list. */
+export async function fetchFileList (nodes: string[], sha256: string, timeoutMs?: number, opts: { keep?: (e: FileListEntry) => boolean, maxBytes?: number } = {}): Promise<{ files: FileListEntry[] } | undefined> {
+  const got = await downloadFileList(nodes, sha256, { ...opts, ...(timeoutMs !== undefined ? { timeoutMs } : {}) })
+  return 'files' in got ? got : undefined
 }
 
 /**
