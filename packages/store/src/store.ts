@@ -1030,14 +1030,8 @@ export class Store {
    * A small file whose content does not hash to `sha256` is refused.
    */
   async putOutputFile (sha256: string, source: string): Promise<void> {
-    if (await this.hasOutputFile(sha256)) return
-    if ((await stat(source)).size <= SMALL_BLOB_BYTES) {
-      const bytes = await readFile(source)
-      if (sha256Hex(bytes) !== sha256) throw new QuorateError('STORE_FAILED', `${source} does not hash to ${sha256}; the output changed after it was hashed`, { sha256 })
-      await this.outputs.put(sha256, bytes)
-      return
-    }
-    await this.blobFiles.put(sha256, source)
+    const [failed] = await this.putOutputFiles([{ sha256, source }])
+    if (failed !== undefined) throw failed.error
   }
 
   /**
