@@ -4,6 +4,7 @@ import { chmod, chown, lstat, mkdir, open, readdir, readFile, rename, rm, writeF
 import { join } from 'node:path'
 import { QuorateError, isRepoId } from '@quorate/core'
 import { assertSearchable, type BuildUser } from './build-user.js'
+import { removeTree } from './remove-tree.js'
 
 /**
  * A fetch-phase cache per repository and build root, for npm only (node config `fetchCache`).
@@ -228,7 +229,7 @@ export class FetchCache {
       // as itself): then the cache starts again empty rather than fail every later build.
       const code = (err as NodeJS.ErrnoException).code
       if (code !== 'EACCES' && code !== 'EPERM') throw err
-      await forceRemove(join(keyDir, 'npm'))
+      await removeTree(join(keyDir, 'npm'))
       const report = await this.checkTree(keyDir)
       return { ...report, rejected: report.rejected + 1 }
     }
@@ -308,18 +309,6 @@ export class FetchCache {
     if (this.user.drop) await chown(dir, this.user.uid, this.user.gid)
     await chmod(dir, mode)
   }
-}
-
-/** rm -rf that also gets through directories made unreadable or read-only. */
-async function forceRemove (path: string): Promise<void> {
-  const open = async (p: string): Promise<void> => {
-    const st = await lstat(p).catch(() => null)
-    if (st === null || !st.isDirectory()) return
-    await chmod(p, 0o700)
-    for (const name of await readdir(p)) await open(join(p, name))
-  }
-  await open(path)
-  await rm(path, { recursive: true, force: true })
 }
 
 async function removeIfEmpty (dir: string): Promise<void> {

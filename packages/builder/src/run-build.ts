@@ -645,7 +645,6 @@ async function prepareWorkDir (dir: string): Promise<void> {
   }
 }
 
-/** rm -rf that also gets through directories a build made read-only. */
 function checkNotAborted (request: BuildRequest): void {
   if (request.signal?.aborted === true) throw cancelled(request)
 }

@@ -349,7 +349,6 @@ export function summaryText (summary, digest) {
 
 const rate = (num, den) => den === 0 ? null : num / den
 
-/** "83% (5 of 6)", or "—" when nothing is final yet. */
 /**
  * What a builder's newest signed failure says about what happens next: "attempt 2, final" (it
  * will not retry: only an administrator's rebuild reopens it) or "attempt 1, will retry".
@@ -359,6 +358,7 @@ export function failureState (f) {
   return `attempt ${attempt}, ${f?.final === true ? 'final' : 'will retry'}`
 }
 
+/** "83% (5 of 6)", or "—" when nothing is final yet. */
 export function formatRate (r, num, den) { return r === null ? '—' : `${Math.round(r * 100)}% (${num} of ${den})` }
 
 /**
