@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { chmod, copyFile, link, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 
@@ -141,8 +141,4 @@ export interface BlobFileReader {
 /** A blob held in memory, read by range. */
 export function bytesBlobReader (bytes: Uint8Array): BlobFileReader {
   return { size: bytes.byteLength, read: async (offset, length) => bytes.subarray(offset, offset + length), close: async () => {} }
-}
-
-export function sha256Of (bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex')
 }

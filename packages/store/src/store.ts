@@ -2,8 +2,8 @@ import { Level } from 'level'
 import { readFile, rm, stat } from 'node:fs/promises'
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { QuorateError, TokenBuckets, type BuildJob, type BuildJobState, type VerifiedAttestation } from '@quorate/core'
-import { BlobFiles, bytesBlobReader, sha256Of, type BlobFileReader } from './blob-files.js'
+import { QuorateError, TokenBuckets, sha256Hex, type BuildJob, type BuildJobState, type VerifiedAttestation } from '@quorate/core'
+import { BlobFiles, bytesBlobReader, type BlobFileReader } from './blob-files.js'
 
 /** What the store keeps per envelope, besides the raw bytes. */
 export interface StoredEnvelopeMeta {
@@ -1030,14 +1030,8 @@ export class Store {
    * A small file whose content does not hash to `sha256` is refused.
    */
   async putOutputFile (sha256: string, source: string): Promise<void> {
-    if (await this.hasOutputFile(sha256)) return
-    if ((await stat(source)).size <= SMALL_BLOB_BYTES) {
-      const bytes = await readFile(source)
-      if (sha256Of(bytes) !== sha256) throw new QuorateError('STORE_FAILED', `${source} does not hash to ${sha256}; the output changed after it was hashed`, { sha256 })
-      await this.outputs.put(sha256, bytes)
-      return
-    }
-    await this.blobFiles.put(sha256, source)
+    const [failed] = await this.putOutputFiles([{ sha256, source }])
+    if (failed !== undefined) throw failed.error
   }
 
   /**
@@ -1071,7 +1065,7 @@ export class Store {
         try {
           const bytes = readSmallFile(f.source)
           if (bytes === undefined) { large.push(f); continue }
-          if (sha256Of(bytes) !== f.sha256) throw new QuorateError('STORE_FAILED', `${f.source} does not hash to ${f.sha256}; the output changed after it was hashed`, { sha256: f.sha256 })
+          if (sha256Hex(bytes) !== f.sha256) throw new QuorateError('STORE_FAILED', `${f.source} does not hash to ${f.sha256}; the output changed after it was hashed`, { sha256: f.sha256 })
           ops.push({ type: 'put', key: f.sha256, value: bytes })
         } catch (err) {
           failed.push({ ...f, error: err as Error })
