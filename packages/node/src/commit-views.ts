@@ -42,17 +42,17 @@ export interface CommitCandidates {
 export type CandidateStore = Pick<Store, 'recentRefObservations' | 'equivocationProofs'>
 
 /**
- * The newest ref observations of every key in the policy (equivocators' left out), a bounded
- * window per key. Stored envelopes were verified when they came in; keys no longer in the policy
- * are not read at all.
- */
-/**
  * Parsed ref observations by the SHA-256 of their stored bytes: a recomputation after one new
  * observation parses only that one (the same bytes always parse the same, whoever reads them).
  */
 export type ParsedMoves = Map<string, (Omit<RefMove, 'builder' | 'org'> & { repoId: string }) | null>
 const PARSED_KEPT = 100_000
 
+/**
+ * The newest ref observations of every key in the policy (equivocators' left out), a bounded
+ * window per key. Stored envelopes were verified when they came in; keys no longer in the policy
+ * are not read at all.
+ */
 export async function recentRefMoves (store: CandidateStore, policy: Policy, repoId: string, opts: { window?: number, parsed?: ParsedMoves } = {}): Promise<RefMove[]> {
   const window = opts.window ?? RECENT_LOG_WINDOW
   const equivocators = new Set((await store.equivocationProofs(repoId)).map(p => p.keyid))
