@@ -6,10 +6,9 @@ import { makeRefObservationStatement, signStatement, parsePolicy, type Policy } 
 import { httpApi } from '../src/http-api.js'
 import { decisions } from '../src/decisions.js'
 import { ingest } from '../src/ingest.js'
-import { outputs } from '../src/outputs.js'
 import { EventBus } from '../src/events.js'
 import { createNodeMetrics } from '../src/metrics.js'
-import { builder, policyFor, buildEnvelope, buildStatement, tempStore, memoryLogger, RECIPE, COMMIT, OTHER_COMMIT, type TestBuilder } from './helpers.js'
+import { builder, policyFor, buildEnvelope, buildStatement, tempStore, memoryLogger, RECIPE, COMMIT, OTHER_COMMIT, apiComponents, type TestBuilder } from './helpers.js'
 
 const alpha = builder('alpha', 'a', 1)
 const beta = builder('beta', 'b', 2)
@@ -26,19 +25,9 @@ async function setup () {
   const d = decisions({ announceDelayMs: 5 }, { store: t.store, policy, events, logger, notify: () => {}, metrics })
   d.start()
   const validator = ingest({}, { store: t.store, policy, decisions: d, events, metrics, notify: () => {}, logger })
-  const api = await httpApi({ host: '127.0.0.1', port: 0, configFile: 'node.json' }, {
-    policy,
-    decisions: d,
-    store: t.store,
-    outputs: outputs({ store: t.store, logger }),
-    network: { peerId: '12D3KooWtest', multiaddrs: () => [], connectedPeers: () => [], stats: () => ({}) as never },
-    events,
-    metrics,
-    status: async () => ({ name: 'n', builder: null, keyid: 'k', publicKey: 'p', sandbox: 'none', queue: {}, stats: {} }),
-    gitInfo: async (_repo, commits) => new Map(commits.filter(c => c === COMMIT).map(c => [c, { subject: 'the "first" commit', author: 'Ada', date: '2026-01-01T00:00:00+00:00' }])),
-    poll: async () => {},
-    logger
-  })
+  const api = await httpApi({ host: '127.0.0.1', port: 0, configFile: 'node.json' }, apiComponents({ policy, decisions: d, store: t.store, events, metrics, logger }, {
+    gitInfo: async (_repo, commits) => new Map(commits.filter(c => c === COMMIT).map(c => [c, { subject: 'the "first" commit', author: 'Ada', date: '2026-01-01T00:00:00+00:00' }]))
+  }))
   cleanups.push(async () => { await api.close(); await d.stop(); await t.cleanup() })
   const put = async (bytes: Uint8Array): Promise<void> => {
     expect(await validator.validate({ repoId: 'hello', data: bytes, from: 'peer-1', via: 'gossip' })).toBe('accept')

@@ -8,10 +8,9 @@ import { makeRefObservationStatement, signStatement, type LogPosition } from '@q
 import { httpApi } from '../src/http-api.js'
 import { decisions } from '../src/decisions.js'
 import { ingest } from '../src/ingest.js'
-import { outputs } from '../src/outputs.js'
 import { EventBus } from '../src/events.js'
 import { createNodeMetrics } from '../src/metrics.js'
-import { buildStatement, builder, policyFor, tempStore, memoryLogger, type TestBuilder } from './helpers.js'
+import { buildStatement, builder, policyFor, tempStore, memoryLogger, apiComponents, type TestBuilder } from './helpers.js'
 
 const alpha = builder('alpha', 'a', 1)
 const beta = builder('beta', 'b', 2)
@@ -55,18 +54,7 @@ async function startNode () {
   const d = decisions({ announceDelayMs: 5 }, { store: t.store, policy, events, logger, notify: () => {}, metrics })
   d.start()
   const i = ingest({}, { store: t.store, policy, decisions: d, events, metrics, notify: () => {}, logger })
-  const api = await httpApi({ host: '127.0.0.1', port: 0, configFile: 'node.json' }, {
-    policy,
-    decisions: d,
-    store: t.store,
-    outputs: outputs({ store: t.store, logger }),
-    network: { peerId: '12D3KooWtest', multiaddrs: () => [], connectedPeers: () => [], stats: () => ({}) as never },
-    events,
-    metrics,
-    status: async () => ({ name: 'n', builder: null, keyid: 'k', publicKey: 'p', sandbox: 'none', queue: {}, stats: {} }),
-    poll: async () => {},
-    logger
-  })
+  const api = await httpApi({ host: '127.0.0.1', port: 0, configFile: 'node.json' }, apiComponents({ policy, decisions: d, store: t.store, events, metrics, logger }))
   cleanups.push(async () => { await d.stop(); await t.cleanup() }, api.close)
   const receive = async (...envelopes: Uint8Array[]): Promise<void> => {
     for (const data of envelopes) expect(await i.validate({ repoId: 'hello', data, from: 'peer', via: 'sync' })).toBe('accept')

@@ -7,6 +7,8 @@ import {
 } from '@quorate/core'
 import { Store } from '@quorate/store'
 import { createLogger, type Logger } from '../src/logger.js'
+import { outputs } from '../src/outputs.js'
+import type { HttpApiComponents } from '../src/http-api.js'
 
 export const RECIPE: Recipe = { build: ['sh', '-c', 'mkdir -p out && echo hi > out/a'], output: 'out', outputKind: 'dir' }
 export const COMMIT = 'a'.repeat(40)
@@ -84,5 +86,23 @@ export async function until (check: () => boolean | Promise<boolean>, what: stri
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
+
+/**
+ * httpApi's components around a real store, decisions and event bus: real outputs, a stand-in
+ * network and status (no libp2p node), polling does nothing. `extra` overrides or adds components.
+ */
+export function apiComponents (
+  parts: Pick<HttpApiComponents, 'policy' | 'decisions' | 'events' | 'metrics' | 'logger'> & { store: Store },
+  extra: Partial<HttpApiComponents> = {}
+): HttpApiComponents {
+  return {
+    ...parts,
+    outputs: outputs({ store: parts.store, logger: parts.logger }),
+    network: { peerId: '12D3KooWtest', multiaddrs: () => [], connectedPeers: () => [], stats: () => ({}) as never },
+    status: async () => ({ name: 'n', builder: null, keyid: 'k', publicKey: 'p', sandbox: 'none', queue: {}, stats: {} }),
+    poll: async () => {},
+    ...extra
   }
 }

@@ -2,10 +2,9 @@ import { describe, it, expect, afterEach } from 'vitest'
 import { request } from 'node:http'
 import { httpApi, type HttpApiInit } from '../src/http-api.js'
 import { decisions } from '../src/decisions.js'
-import { outputs } from '../src/outputs.js'
 import { EventBus } from '../src/events.js'
 import { createNodeMetrics } from '../src/metrics.js'
-import { builder, policyFor, tempStore, memoryLogger, until } from './helpers.js'
+import { builder, policyFor, tempStore, memoryLogger, until, apiComponents } from './helpers.js'
 
 const policy = policyFor([builder('alpha', 'a', 1), builder('beta', 'b', 2)])
 const cleanups: Array<() => Promise<void>> = []
@@ -17,19 +16,7 @@ async function startApi (init: Partial<HttpApiInit> = {}, extra: Partial<Paramet
   const logger = memoryLogger()
   const metrics = createNodeMetrics()
   const d = decisions({}, { store: t.store, policy, events, logger, notify: () => {}, metrics })
-  const api = await httpApi({ host: '127.0.0.1', port: 0, configFile: 'node.json', ...init }, {
-    policy,
-    decisions: d,
-    store: t.store,
-    outputs: outputs({ store: t.store, logger }),
-    network: { peerId: '12D3KooWtest', multiaddrs: () => [], connectedPeers: () => [], stats: () => ({}) as never },
-    events,
-    metrics,
-    status: async () => ({ name: 'n', builder: null, keyid: 'k', publicKey: 'p', sandbox: 'none', queue: {}, stats: {} }),
-    poll: async () => {},
-    logger,
-    ...extra
-  })
+  const api = await httpApi({ host: '127.0.0.1', port: 0, configFile: 'node.json', ...init }, apiComponents({ policy, decisions: d, store: t.store, events, metrics, logger }, extra))
   cleanups.push(t.cleanup, api.close)
   return { api, events, logger }
 }

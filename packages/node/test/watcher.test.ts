@@ -24,13 +24,19 @@ function commit (repo: string, file: string, text: string): string {
   return git(repo, ['rev-parse', 'HEAD'])
 }
 
+/** A temp store, and an empty git repository in its directory whose first branch is `branch`. */
+async function storeAndRepo (branch = 'main') {
+  const t = await tempStore()
+  cleanups.push(t.cleanup)
+  const repo = join(t.dir, 'repo')
+  mkdirSync(repo)
+  git(repo, ['init', '-q', '-b', branch])
+  return { t, repo }
+}
+
 describe('watcher over a real git repository and the store\'s queue', () => {
   it('queues the backfill on first sight, then each new commit once, remembers refs across restarts, and reports every move', async () => {
-    const t = await tempStore()
-    cleanups.push(t.cleanup)
-    const repo = join(t.dir, 'repo')
-    mkdirSync(repo)
-    git(repo, ['init', '-q', '-b', 'main'])
+    const { t, repo } = await storeAndRepo()
     const c1 = commit(repo, 'a', 'one')
     const c2 = commit(repo, 'a', 'two')
     const mirror = new GitMirror({ url: repo, dir: join(t.dir, 'git', 'hello.git') })
@@ -60,11 +66,7 @@ describe('watcher over a real git repository and the store\'s queue', () => {
   })
 
   it('runs one poll at a time: a request during a poll gets one more poll after it', async () => {
-    const t = await tempStore()
-    cleanups.push(t.cleanup)
-    const repo = join(t.dir, 'repo')
-    mkdirSync(repo)
-    git(repo, ['init', '-q', '-b', 'main'])
+    const { t, repo } = await storeAndRepo()
     commit(repo, 'a', 'one')
     const mirror = new GitMirror({ url: repo, dir: join(t.dir, 'git', 'hello.git') })
     const w = watcher(
@@ -76,11 +78,7 @@ describe('watcher over a real git repository and the store\'s queue', () => {
   })
 
   it('says loudly when a watched branch is missing on the remote, naming the branches it has, and clears it once the branch appears', async () => {
-    const t = await tempStore()
-    cleanups.push(t.cleanup)
-    const repo = join(t.dir, 'repo')
-    mkdirSync(repo)
-    git(repo, ['init', '-q', '-b', 'develop'])
+    const { t, repo } = await storeAndRepo('develop')
     commit(repo, 'a', 'one')
     git(repo, ['branch', 'v1.x'])
     const mirror = new GitMirror({ url: repo, dir: join(t.dir, 'git', 'zlib.git') })
@@ -108,11 +106,7 @@ describe('watcher over a real git repository and the store\'s queue', () => {
   })
 
   it('lists the mirror\'s refs once per poll (watched refs and the missing-branch check from one listing)', async () => {
-    const t = await tempStore()
-    cleanups.push(t.cleanup)
-    const repo = join(t.dir, 'repo')
-    mkdirSync(repo)
-    git(repo, ['init', '-q', '-b', 'main'])
+    const { t, repo } = await storeAndRepo()
     const c1 = commit(repo, 'a', 'one')
     // Counts the mirror's ref listings: each of these methods runs its own git for-each-ref.
     const calls: string[] = []
