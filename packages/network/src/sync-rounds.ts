@@ -53,8 +53,6 @@ export function syncRounds (init: SyncRoundsInit, components: SyncRoundsComponen
   const { host, source, slots, bans, stats } = components
   const rounds = new Map<string, Promise<SyncRoundResult>>()
   const lastSync = new Map<string, number>()
-  /** Inbound rounds running, per peer. */
-  const serving = new Map<string, number>()
   const active = new Set<AbortController>()
   let stopped = false
 
@@ -130,15 +128,9 @@ export function syncRounds (init: SyncRoundsInit, components: SyncRoundsComponen
       stream.abort(new Error(`sync round refused: ${slot.refused}`))
       return
     }
-    serving.set(peer, (serving.get(peer) ?? 0) + 1)
     round(peer, 'inbound', async () => stream)
       .catch(err => { log('sync-failed', { peer, reason: 'inbound', slot: slot.kind, error: errorMessage(err) }) })
-      .finally(() => {
-        slot.release()
-        const n = (serving.get(peer) ?? 1) - 1
-        if (n > 0) serving.set(peer, n)
-        else serving.delete(peer)
-      })
+      .finally(() => { slot.release() })
   }
 
   const dial = async (peerId: string, signal: AbortSignal): Promise<Stream> => {
@@ -179,7 +171,8 @@ export function syncRounds (init: SyncRoundsInit, components: SyncRoundsComponen
     },
 
     isRunning: (peerId) => rounds.has(peerId),
-    isServing: (peerId) => serving.has(peerId),
+    // every inbound round holds a slot until it ends
+    isServing: (peerId) => slots.inUse(peerId) > 0,
     lastSyncAt: (peerId) => lastSync.get(peerId),
     forgetPeer: (peerId) => { lastSync.delete(peerId) }
   }

@@ -508,9 +508,7 @@ export class Store {
     for (const [log, start] of moved) {
       const later = this.linkedAhead.get(log)
       if (later === undefined) continue
-      let at = start
-      for (let next = later.get(at.seq + 1); next !== undefined && (next.prev === undefined || next.prev === at.id); next = later.get(at.seq + 1)) at = { seq: at.seq + 1, id: next.id }
-      moved.set(log, at)
+      moved.set(log, linkedThrough(start, later))
     }
     return { moved, ahead }
   }
@@ -713,7 +711,7 @@ export class Store {
     // positions written out of order past the prefix, remembered by the writes: nothing to read either
     const later = this.linkedAhead.get(log)
     if (later !== undefined) {
-      for (let next = later.get(at.seq + 1); next !== undefined && (next.prev === undefined || next.prev === at.id); next = later.get(at.seq + 1)) at = { seq: at.seq + 1, id: next.id }
+      at = linkedThrough(at, later)
       if (at.seq >= uptoSeq) {
         this.linked.set(log, at)
         return true
@@ -1094,6 +1092,13 @@ export class Store {
 }
 
 export const STORE_FORMAT = 1
+
+/** A linked prefix moved on through the positions remembered past it, as long as each links to the one before. */
+function linkedThrough (from: LinkedPrefix, later: ReadonlyMap<number, { id: string, prev?: string | null }>): LinkedPrefix {
+  let at = from
+  for (let next = later.get(at.seq + 1); next !== undefined && (next.prev === undefined || next.prev === at.id); next = later.get(at.seq + 1)) at = { seq: at.seq + 1, id: next.id }
+  return at
+}
 
 /** The bytes of a file up to SMALL_BLOB_BYTES, or undefined when it is larger. */
 function readSmallFile (path: string): Bytes | undefined {
