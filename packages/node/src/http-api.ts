@@ -187,9 +187,9 @@ export async function httpApi (init: HttpApiInit, c: HttpApiComponents): Promise
   const ssePerAddress = init.sseMaxClientsPerAddress ?? 8
   const sseReplay = init.sseReplay ?? 200
   const sseClients = new Map<string, number>()
-  // Pages cached per repository until something they show may have changed; `?since=` answers.
   /** Gzipped cached pages, for as long as the page itself is cached. */
   const gzipped = new WeakMap<Uint8Array, Buffer>()
+  // Pages cached per repository until something they show may have changed; `?since=` answers.
   const lists = commitLists({ policy, store, decisions, events: c.events, ownKeyid: c.ownKeyid, mirror: c.mirror, gitInfo: gitOf })
   let sseTotal = 0
   type Handler = (p: Record<string, string>, req: IncomingMessage, res: ServerResponse) => Promise<void>
