@@ -97,6 +97,21 @@ function bad (file: string, field: string, msg: string): never {
   throw new QuorateError('CONFIG_INVALID', `${file}: ${field}: ${msg}`, { file, field })
 }
 
+/**
+ * A nested object of whole-number fields (node config "retention", "decisionCache"): refused
+ * unless it is an object of `allowed` fields; gives each field's value, its default when absent.
+ */
+function intFields (file: string, name: string, value: unknown, allowed: readonly string[], example: string): (k: string, def: number, min: number, max: number) => number {
+  if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) bad(file, name, `must be an object such as ${example}`)
+  const o = (value ?? {}) as Record<string, unknown>
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) bad(file, `${name}.${k}`, `unknown field; allowed: ${allowed.join(', ')}`)
+  return (k, def, min, max) => {
+    const v = o[k] ?? def
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) bad(file, `${name}.${k}`, `must be a whole number from ${min} to ${max}`)
+    return v
+  }
+}
+
 export function readJsonFile (file: string, what: string): unknown {
   let text: string
   try {
@@ -192,15 +207,8 @@ export function loadNodeConfig (file: string): NodeConfig {
   if (!Array.isArray(priv) || !priv.every(id => typeof id === 'string' && isRepoId(id))) bad(file, 'private', 'must be a list of repository ids from the policy, such as ["internal-app"]')
   if (c.readToken !== undefined && (typeof c.readToken !== 'string' || c.readToken.length < 16)) bad(file, 'readToken', 'must be a string of at least 16 characters (e.g. from "openssl rand -hex 24")')
   if (priv.length > 0 && c.readToken === undefined && adminToken === undefined) bad(file, 'readToken', 'private repositories need a "readToken" (or an "adminToken") that readers send as "Authorization: Bearer <token>"')
-  const ret = c.retention as Record<string, unknown> | undefined
-  if (ret !== undefined && (typeof ret !== 'object' || ret === null || Array.isArray(ret))) bad(file, 'retention', 'must be an object such as {"maxAgeDays": 30, "maxBuilds": 1000, "maxBytes": 10000000000}')
-  for (const k of Object.keys(ret ?? {})) if (!['maxAgeDays', 'maxBuilds', 'maxBytes', 'intervalMinutes'].includes(k)) bad(file, `retention.${k}`, 'unknown field; allowed: maxAgeDays, maxBuilds, maxBytes, intervalMinutes')
-  const retInt = (k: string, def: number, max: number): number => {
-    const v = ret?.[k] ?? def
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) bad(file, `retention.${k}`, `must be a whole number from 0 to ${max}`)
-    return v
-  }
-  const retention: RetentionConfig = { maxAgeDays: retInt('maxAgeDays', 30, 36_500), maxBuilds: retInt('maxBuilds', 0, 1e9), maxBytes: retInt('maxBytes', 0, Number.MAX_SAFE_INTEGER), intervalMinutes: Math.max(1, retInt('intervalMinutes', 60, 10_080)) }
+  const retInt = intFields(file, 'retention', c.retention, ['maxAgeDays', 'maxBuilds', 'maxBytes', 'intervalMinutes'], '{"maxAgeDays": 30, "maxBuilds": 1000, "maxBytes": 10000000000}')
+  const retention: RetentionConfig = { maxAgeDays: retInt('maxAgeDays', 30, 0, 36_500), maxBuilds: retInt('maxBuilds', 0, 0, 1e9), maxBytes: retInt('maxBytes', 0, 0, Number.MAX_SAFE_INTEGER), intervalMinutes: Math.max(1, retInt('intervalMinutes', 60, 0, 10_080)) }
   const cib = c.commitIndexBudget as Record<string, unknown> | undefined
   const budgetHint = 'must be {"burst": N, "perHour": N} (whole numbers from 1 to 1000000000; default {"burst": 100000, "perHour": 10000})'
   if (cib !== undefined && (typeof cib !== 'object' || cib === null || Array.isArray(cib) || Object.keys(cib).some(k => k !== 'burst' && k !== 'perHour'))) bad(file, 'commitIndexBudget', budgetHint)
@@ -210,14 +218,7 @@ export function loadNodeConfig (file: string): NodeConfig {
     return v
   }
   const commitIndexBudget = { burst: budgetInt('burst', 100_000), perHour: budgetInt('perHour', 10_000) }
-  const dc = c.decisionCache as Record<string, unknown> | undefined
-  if (dc !== undefined && (typeof dc !== 'object' || dc === null || Array.isArray(dc))) bad(file, 'decisionCache', 'must be an object such as {"decisionMiB": 128, "answerMiB": 64}')
-  for (const k of Object.keys(dc ?? {})) if (!['decisionMiB', 'answerMiB'].includes(k)) bad(file, `decisionCache.${k}`, 'unknown field; allowed: decisionMiB, answerMiB')
-  const dcInt = (k: string, def: number, min: number, max: number): number => {
-    const v = dc?.[k] ?? def
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) bad(file, `decisionCache.${k}`, `must be a whole number from ${min} to ${max}`)
-    return v
-  }
+  const dcInt = intFields(file, 'decisionCache', c.decisionCache, ['decisionMiB', 'answerMiB'], '{"decisionMiB": 128, "answerMiB": 64}')
   const decisionCache = { decisionMiB: dcInt('decisionMiB', 128, 0, 1_000_000), answerMiB: dcInt('answerMiB', 64, 0, 1_000_000) }
   const dataDir = path('dataDir', 'data')
   assertPrivateDataDir(dataDir, file)
